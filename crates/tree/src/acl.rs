@@ -1,0 +1,1 @@
+//! ACL schemes: world, auth, digest (SHA-1/base64, superDigest), ip. (Skeleton.)
