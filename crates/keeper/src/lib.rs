@@ -1,1 +1,18 @@
-//! placeholder
+//! corral-keeper: the server.
+//!
+//! Owns configuration ([`config`]), the listener and per-connection protocol handling
+//! ([`server`], [`connection`]), session liveness and precise expiry ([`session`]), the watch
+//! registry ([`watch`]), the request pipeline through consensus ([`consensus`]: an openraft
+//! group whose state machine is corral-tree) and the admin surface ([`four_letter`]).
+//!
+//! Invariant: every state change goes through consensus as an [`corral_tree::Entry`]; the
+//! keeper never mutates the tree directly. It must not know the wire encoding beyond what
+//! corral-proto exposes, nor decide write results (that is corral-tree's `apply`).
+
+pub mod config;
+pub mod consensus;
+pub mod connection;
+pub mod four_letter;
+pub mod server;
+pub mod session;
+pub mod watch;
