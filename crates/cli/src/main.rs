@@ -1,1 +1,121 @@
-fn main() {}
+//! `corral`: the one binary. `corral serve` runs the keeper; `corral shell` is a zkCli-like
+//! shell. Errors reach the user here as one clear line and a non-zero exit code.
+
+mod shell;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use corral_keeper::config::{self, Config};
+use corral_keeper::server::Keeper;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "corral", version, about = "A ZooKeeper-compatible coordination service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the keeper. Without --config: standalone on 127.0.0.1:2181, data in ./corral-data.
+    Serve {
+        /// A ZooKeeper zoo.cfg.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// An interactive shell like zkCli.
+    Shell {
+        /// host:port of a keeper (or any ZooKeeper server).
+        #[arg(long, short, default_value = "127.0.0.1:2181")]
+        server: String,
+        /// Run one command and exit (e.g. -c 'ls /').
+        #[arg(short = 'c', long = "command")]
+        command: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("corral: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Shell { server, command } => {
+            let code = runtime.block_on(shell::run(&server, command));
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match &config_path {
+        None => Config::default(),
+        Some(path) => match config::load(path) {
+            Ok((config, warnings)) => {
+                for w in warnings {
+                    warn!("{w}");
+                }
+                config
+            }
+            Err(e) => {
+                error!("invalid configuration: {e}");
+                eprintln!("corral: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let keeper = Keeper::new(config);
+    match keeper.start().await {
+        Ok(addr) => info!("serving ZooKeeper clients on {addr}"),
+        Err(e) => {
+            error!("cannot start: {e}");
+            eprintln!("corral: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    wait_for_signal().await;
+    info!("shutting down");
+    keeper.shutdown();
+    if let Some(c) = keeper.consensus() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c.shutdown()).await;
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM (what service managers and test harnesses send) or Ctrl-C.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

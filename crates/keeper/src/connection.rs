@@ -1,1 +1,674 @@
-//! (pending)
+//! One client connection: four-letter words, the handshake (new session, resumed session,
+//! expired session), then requests in order — pings answered at once, reads served from the
+//! local tree with their watches registered under the same lock, writes proposed through
+//! consensus. Replies and watch events leave through one queue, so a client always sees a
+//! watch event before a reply that could show it the changed data.
+//!
+//! Bad input never reaches beyond this connection: an oversized or malformed frame closes it
+//! with one log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use corral_proto::frame::split_frame;
+use corral_proto::jute::{Jute, Reader, Writer};
+use corral_proto::{
+    xid, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, OpCode, ReplyHeader, Request,
+    RequestHeader, Response, WatcherType,
+};
+use corral_tree::{Entry, EntryOp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::server::{event_frame, now_ms, ConnInfo, Keeper, Outbound};
+use crate::watch::{ConnId, WatchKind};
+
+/// Why a connection ends (logged once).
+type Close = String;
+
+pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+
+    // The first four bytes of a connection are either a four-letter word or a frame length.
+    if let Err(e) = read_at_least(&mut rd, &mut buf, 4).await {
+        debug!(%remote, "connection closed before sending anything: {e}");
+        return;
+    }
+    let first = [buf[0], buf[1], buf[2], buf[3]];
+    if let Some(cmd) = crate::four_letter::recognize(first) {
+        let mut extra = None;
+        if crate::four_letter::needs_trace_mask(cmd) {
+            if read_at_least(&mut rd, &mut buf, 12).await.is_err() {
+                return;
+            }
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[4..12]);
+            extra = Some(b);
+        }
+        four_letter_word(&keeper, cmd, extra, wr, remote).await;
+        return;
+    }
+
+    if let Some(limit) = std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
+        let from_same_ip = keeper.state().conns.values().filter(|c| c.remote.ip() == remote.ip()).count();
+        if from_same_ip >= limit.get() as usize {
+            warn!(%remote, "too many connections from {} - max is {}", remote.ip(), limit);
+            return;
+        }
+    }
+
+    let conn_id = keeper.next_conn_id();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, rx));
+    let mut conn = Connection {
+        keeper: Arc::clone(&keeper),
+        id: conn_id,
+        remote,
+        tx,
+        session_id: 0,
+        identities: vec![Id { scheme: "ip".into(), id: remote.ip().to_string() }],
+        registered: false,
+    };
+    let reason = conn.run(&mut rd, &mut buf).await;
+    info!(%remote, session = format!("0x{:x}", conn.session_id), "connection closed: {reason}");
+    conn.teardown();
+    drop(conn);
+    let _ = writer.await;
+}
+
+async fn read_at_least(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
+    while buf.len() < n {
+        let mut chunk = [0u8; 8192];
+        let got = rd.read(&mut chunk).await?;
+        if got == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of stream"));
+        }
+        buf.extend_from_slice(&chunk[..got]);
+    }
+    Ok(())
+}
+
+async fn four_letter_word(
+    keeper: &Arc<Keeper>,
+    cmd: &'static str,
+    extra: Option<[u8; 8]>,
+    mut wr: OwnedWriteHalf,
+    remote: SocketAddr,
+) {
+    let text = if keeper.config.four_letter_whitelist.allows(cmd) {
+        crate::admin::four_letter_reply(keeper, cmd, extra)
+    } else {
+        crate::four_letter::not_whitelisted(cmd)
+    };
+    debug!(%remote, cmd, "four-letter word");
+    let _ = wr.write_all(text.as_bytes()).await;
+    let _ = wr.shutdown().await;
+}
+
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(msg) = rx.recv().await {
+        let mut pending = Some(msg);
+        // Drain whatever is queued before flushing: one syscall for a burst of replies.
+        while let Some(msg) = pending.take() {
+            match msg {
+                Outbound::Frame(body) => {
+                    if wr.write_all(&(body.len() as i32).to_be_bytes()).await.is_err()
+                        || wr.write_all(&body).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Outbound::Close(_) => {
+                    let _ = wr.flush().await;
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+            }
+            pending = rx.try_recv().ok();
+        }
+        if wr.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.flush().await;
+}
+
+struct Connection {
+    keeper: Arc<Keeper>,
+    id: ConnId,
+    remote: SocketAddr,
+    tx: mpsc::UnboundedSender<Outbound>,
+    session_id: i64,
+    identities: Vec<Id>,
+    registered: bool,
+}
+
+enum Flow {
+    Continue,
+    Close(Close),
+}
+
+impl Connection {
+    async fn run(&mut self, rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Close {
+        let max = self.keeper.config.jute_max_buffer;
+        let mut handshake_done = false;
+        loop {
+            let (body, used) = match split_frame(buf, max) {
+                Ok(Some((body, used))) => (body.to_vec(), used),
+                Ok(None) => {
+                    let mut chunk = [0u8; 16 * 1024];
+                    let timeout = if handshake_done {
+                        None
+                    } else {
+                        // A connection that never completes its handshake is dropped
+                        // rather than held forever.
+                        Some(Duration::from_millis(self.keeper.config.max_session_timeout_ms as u64))
+                    };
+                    let read = match timeout {
+                        Some(t) => match tokio::time::timeout(t, rd.read(&mut chunk)).await {
+                            Ok(r) => r,
+                            Err(_) => return "no handshake in time".into(),
+                        },
+                        None => {
+                            tokio::select! {
+                                r = rd.read(&mut chunk) => r,
+                                _ = self.tx.closed() => return "closed by server".into(),
+                            }
+                        }
+                    };
+                    match read {
+                        Ok(0) => return "client closed the connection".into(),
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e) => return format!("read error: {e}"),
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    warn!(remote = %self.remote, "malformed input: {e}; closing connection");
+                    return format!("malformed input: {e}");
+                }
+            };
+            buf.drain(..used);
+            let flow = if handshake_done {
+                self.request(&body).await
+            } else {
+                handshake_done = true;
+                self.handshake(&body).await
+            };
+            if let Flow::Close(reason) = flow {
+                return reason;
+            }
+        }
+    }
+
+    fn send(&self, body: Vec<u8>) {
+        let _ = self.tx.send(Outbound::Frame(body));
+    }
+
+    fn send_close(&self, why: &'static str) {
+        let _ = self.tx.send(Outbound::Close(why));
+    }
+
+    async fn handshake(&mut self, body: &[u8]) -> Flow {
+        let mut r = Reader::new(body);
+        let req = match ConnectRequest::read(&mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                warn!(remote = %self.remote, "malformed connect request: {e}; closing connection");
+                return Flow::Close(format!("malformed connect request: {e}"));
+            }
+        };
+        let last_zxid = self.keeper.state().tree.last_zxid();
+        if req.last_zxid_seen > last_zxid {
+            // The client has seen a newer state than ours; ZooKeeper refuses so that it
+            // tries a server that is further along.
+            warn!(
+                remote = %self.remote,
+                "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}",
+                req.last_zxid_seen, last_zxid
+            );
+            return Flow::Close("client zxid ahead".into());
+        }
+        let timeout = self.keeper.config.negotiate_timeout(req.timeout);
+        let read_only = req.read_only.map(|_| false);
+        if req.session_id == 0 {
+            let session_id = self.keeper.next_session_id();
+            let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+            let entry = Entry {
+                session_id,
+                time_ms: now_ms(),
+                identities: Vec::new(),
+                op: EntryOp::CreateSession { session_id, timeout_ms: timeout, passwd: passwd.clone() },
+            };
+            if let Err(e) = self.keeper.propose(entry).await {
+                warn!(remote = %self.remote, "cannot create session: {e}");
+                return Flow::Close(format!("session creation failed: {e}"));
+            }
+            self.attach(session_id, timeout);
+            info!(remote = %self.remote, session = format!("0x{session_id:x}"), timeout, "session established");
+            self.send_connect_response(timeout, session_id, passwd, read_only);
+            return Flow::Continue;
+        }
+        let valid = {
+            let st = self.keeper.state();
+            st.tree.session(req.session_id).is_some_and(|s| s.passwd == req.passwd)
+                && st.sessions.get(req.session_id).is_some_and(|l| !l.expiring)
+        };
+        if !valid {
+            info!(
+                remote = %self.remote,
+                session = format!("0x{:x}", req.session_id),
+                "invalid or expired session on reconnect; telling the client it expired"
+            );
+            self.send_connect_response(0, 0, vec![0; 16], read_only);
+            self.send_close("session expired");
+            return Flow::Close("session expired or invalid password".into());
+        }
+        self.attach(req.session_id, timeout);
+        info!(remote = %self.remote, session = format!("0x{:x}", req.session_id), timeout, "session resumed");
+        self.send_connect_response(timeout, req.session_id, req.passwd, read_only);
+        Flow::Continue
+    }
+
+    fn send_connect_response(&self, timeout: i32, session_id: i64, passwd: Vec<u8>, read_only: Option<bool>) {
+        let resp = ConnectResponse { protocol_version: 0, timeout, session_id, passwd, read_only };
+        self.send(resp.to_bytes());
+    }
+
+    /// Binds the session to this connection, evicting any older connection that held it.
+    fn attach(&mut self, session_id: i64, timeout: i32) {
+        self.session_id = session_id;
+        let mut st = self.keeper.state();
+        if let Some(old) = st.session_conn.insert(session_id, self.id) {
+            if old != self.id {
+                if let Some(c) = st.conns.get(&old) {
+                    let _ = c.tx.send(Outbound::Close("session moved to a new connection"));
+                }
+            }
+        }
+        st.sessions.set_timeout(session_id, Duration::from_millis(timeout.max(0) as u64));
+        st.sessions.touch(session_id, Instant::now(), "connect", Some(self.remote));
+        st.conns.insert(
+            self.id,
+            ConnInfo {
+                tx: self.tx.clone(),
+                remote: self.remote,
+                session_id,
+                timeout_ms: timeout,
+                established: SystemTime::now(),
+                packets_received: 1,
+                packets_sent: 1,
+                last_op: "NA",
+                last_cxid: 0,
+                last_zxid: 0,
+                last_response: None,
+                last_latency_ms: 0,
+                min_latency_ms: 0,
+                max_latency_ms: 0,
+                total_latency_ms: 0,
+                requests: 0,
+            },
+        );
+        self.registered = true;
+    }
+
+    fn teardown(&mut self) {
+        if !self.registered {
+            return;
+        }
+        let mut st = self.keeper.state();
+        st.conns.remove(&self.id);
+        st.watches.remove_connection(self.id);
+        if st.session_conn.get(&self.session_id) == Some(&self.id) {
+            st.session_conn.remove(&self.session_id);
+        }
+    }
+
+    async fn request(&mut self, body: &[u8]) -> Flow {
+        let started = Instant::now();
+        let mut r = Reader::new(body);
+        let header = match RequestHeader::read(&mut r) {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(remote = %self.remote, "malformed request header: {e}; closing connection");
+                return Flow::Close(format!("malformed request header: {e}"));
+            }
+        };
+        self.keeper.stats.packets_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let op_name = OpCode::from_i32(header.op).map(|o| o.name()).unwrap_or("unknown");
+        {
+            let mut st = self.keeper.state();
+            st.sessions.touch(self.session_id, started, if header.op == OpCode::Ping.code() { "ping" } else { op_name }, None);
+            if let Some(c) = st.conns.get_mut(&self.id) {
+                c.packets_received += 1;
+            }
+        }
+        let req = match Request::decode(header.op, &body[8..]) {
+            Ok(req) => req,
+            Err(e) => {
+                warn!(remote = %self.remote, op = header.op, "undecodable request: {e}; closing connection");
+                return Flow::Close(format!("undecodable request (op {}): {e}", header.op));
+            }
+        };
+        let flow = self.dispatch(header.xid, req).await;
+        let ms = started.elapsed().as_millis() as u64;
+        if header.op != OpCode::Ping.code() {
+            self.keeper.stats.record_latency(ms);
+            let mut st = self.keeper.state();
+            if let Some(c) = st.conns.get_mut(&self.id) {
+                c.requests += 1;
+                c.last_op = short_op_name(header.op);
+                c.last_cxid = header.xid;
+                c.last_latency_ms = ms;
+                c.total_latency_ms += ms;
+                c.max_latency_ms = c.max_latency_ms.max(ms);
+                c.min_latency_ms = if c.requests == 1 { ms } else { c.min_latency_ms.min(ms) };
+                c.last_response = Some(SystemTime::now());
+            }
+        }
+        flow
+    }
+
+    fn reply(&self, xid: i32, zxid: i64, err: ErrorCode, resp: &Response) {
+        let mut w = Writer::new();
+        ReplyHeader { xid, zxid, err: err.code() }.write(&mut w);
+        // A failed multi still carries its per-op results.
+        if err == ErrorCode::Ok || matches!(resp, Response::Multi(_)) {
+            resp.write(&mut w);
+        }
+        self.keeper.stats.packets_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(c) = self.keeper.state().conns.get_mut(&self.id) {
+            c.packets_sent += 1;
+            c.last_zxid = zxid;
+        }
+        self.send(w.buf);
+    }
+
+    fn last_zxid(&self) -> i64 {
+        self.keeper.state().tree.last_zxid()
+    }
+
+    async fn dispatch(&mut self, xid: i32, req: Request) -> Flow {
+        match req {
+            Request::Ping => {
+                self.reply(xid::PING, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
+                Flow::Continue
+            }
+            Request::Auth(auth) => self.auth(xid, auth),
+            Request::CloseSession => {
+                let entry = Entry {
+                    session_id: self.session_id,
+                    time_ms: now_ms(),
+                    identities: self.identities.clone(),
+                    op: EntryOp::CloseSession { session_id: self.session_id, reason: "closed by the client".into() },
+                };
+                match self.keeper.propose(entry).await {
+                    Ok((zxid, _)) => self.reply(xid, zxid, ErrorCode::Ok, &Response::Empty),
+                    Err(e) => warn!("closeSession failed: {e}"),
+                }
+                self.send_close("session closed by client");
+                Flow::Close("client closed its session".into())
+            }
+            Request::SetWatches(sw) => {
+                self.set_watches(
+                    sw.relative_zxid,
+                    &sw.data_watches,
+                    &sw.exist_watches,
+                    &sw.child_watches,
+                    &[],
+                    &[],
+                );
+                self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
+                Flow::Continue
+            }
+            Request::SetWatches2(sw) => {
+                self.set_watches(
+                    sw.relative_zxid,
+                    &sw.data_watches,
+                    &sw.exist_watches,
+                    &sw.child_watches,
+                    &sw.persistent_watches,
+                    &sw.persistent_recursive_watches,
+                );
+                self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
+                Flow::Continue
+            }
+            Request::Sync(p) => {
+                // Standalone: every committed entry is already applied here. In an ensemble
+                // this waits for the leader's commit index.
+                let err = match corral_tree::path::validate(&p.path, false) {
+                    Ok(()) => ErrorCode::Ok,
+                    Err(e) => e,
+                };
+                self.reply(xid, self.last_zxid(), err, &Response::Path(p.path));
+                Flow::Continue
+            }
+            Request::AddWatch(aw) => {
+                let kind = match corral_proto::AddWatchMode::from_i32(aw.mode) {
+                    Some(corral_proto::AddWatchMode::Persistent) => Some(WatchKind::Persistent),
+                    Some(corral_proto::AddWatchMode::PersistentRecursive) => Some(WatchKind::PersistentRecursive),
+                    None => None,
+                };
+                let err = match (kind, corral_tree::path::validate(&aw.path, false)) {
+                    (_, Err(e)) => e,
+                    (None, _) => ErrorCode::BadArguments,
+                    (Some(kind), Ok(())) => {
+                        self.keeper.state().watches.add(self.id, kind, &aw.path);
+                        ErrorCode::Ok
+                    }
+                };
+                self.reply(xid, self.last_zxid(), err, &Response::Empty);
+                Flow::Continue
+            }
+            Request::CheckWatches(w) => {
+                let err = self.watch_removal(&w.path, w.watcher_type, false);
+                self.reply(xid, self.last_zxid(), err, &Response::Empty);
+                Flow::Continue
+            }
+            Request::RemoveWatches(w) => {
+                let err = self.watch_removal(&w.path, w.watcher_type, true);
+                self.reply(xid, self.last_zxid(), err, &Response::Empty);
+                Flow::Continue
+            }
+            Request::WhoAmI => {
+                let info = self
+                    .identities
+                    .iter()
+                    .map(|id| ClientInfo { auth_scheme: id.scheme.clone(), user: id.id.clone() })
+                    .collect();
+                self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::WhoAmI(info));
+                Flow::Continue
+            }
+            Request::Sasl(_) => {
+                // No SASL provider is configured; ZooKeeper without one rejects the exchange.
+                self.reply(xid, self.last_zxid(), ErrorCode::AuthFailed, &Response::Empty);
+                Flow::Continue
+            }
+            req if req.is_write() => {
+                let entry = Entry {
+                    session_id: self.session_id,
+                    time_ms: now_ms(),
+                    identities: self.identities.clone(),
+                    op: EntryOp::Request(req),
+                };
+                match self.keeper.propose(entry).await {
+                    Ok((zxid, res)) => {
+                        self.reply(xid, zxid, res.err, &res.response);
+                        Flow::Continue
+                    }
+                    Err(e) => {
+                        warn!(remote = %self.remote, "write failed: {e}");
+                        Flow::Close(format!("write could not be committed: {e}"))
+                    }
+                }
+            }
+            req => {
+                self.read(xid, &req);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Serves a read from the local tree and registers its watch under the same lock, so no
+    /// change can slip between the answer and the watch.
+    fn read(&self, xid: i32, req: &Request) {
+        let (zxid, err, resp) = {
+            let mut st = self.keeper.state();
+            let (err, resp) = st.tree.read(req, self.session_id, &self.identities);
+            let watch = match req {
+                Request::Exists(r) if r.watch && matches!(err, ErrorCode::Ok | ErrorCode::NoNode) => {
+                    Some((WatchKind::Data, &r.path))
+                }
+                Request::GetData(r) if r.watch && err == ErrorCode::Ok => Some((WatchKind::Data, &r.path)),
+                Request::GetChildren(r) | Request::GetChildren2(r) if r.watch && err == ErrorCode::Ok => {
+                    Some((WatchKind::Child, &r.path))
+                }
+                _ => None,
+            };
+            if let Some((kind, path)) = watch {
+                st.watches.add(self.id, kind, path);
+            }
+            (st.tree.last_zxid(), err, resp)
+        };
+        self.reply(xid, zxid, err, &resp);
+    }
+
+    fn auth(&mut self, xid: i32, auth: corral_proto::AuthPacket) -> Flow {
+        let ok = match auth.scheme.as_str() {
+            "digest" => match std::str::from_utf8(&auth.auth) {
+                Ok(user_password) => {
+                    let digest = corral_tree::acl::digest(user_password);
+                    if self.keeper.config.super_digest.as_deref() == Some(digest.as_str()) {
+                        self.identities.push(Id { scheme: "super".into(), id: String::new() });
+                    }
+                    let id = Id { scheme: "digest".into(), id: digest };
+                    if !self.identities.contains(&id) {
+                        self.identities.push(id);
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
+            // ZooKeeper's ip provider authenticates the connection's own address.
+            "ip" => true,
+            _ => false,
+        };
+        if ok {
+            self.reply(xid::AUTH, 0, ErrorCode::Ok, &Response::Empty);
+            Flow::Continue
+        } else {
+            warn!(remote = %self.remote, scheme = auth.scheme, "authentication failed; closing connection");
+            self.reply(xid::AUTH, 0, ErrorCode::AuthFailed, &Response::Empty);
+            self.send_close("auth failed");
+            Flow::Close("authentication failed".into())
+        }
+    }
+
+    fn watch_removal(&self, path: &str, watcher_type: i32, remove: bool) -> ErrorCode {
+        let kinds: &[WatchKind] = match WatcherType::from_i32(watcher_type) {
+            Some(WatcherType::Children) => &[WatchKind::Child],
+            Some(WatcherType::Data) => &[WatchKind::Data],
+            Some(WatcherType::Any) => &crate::watch::ALL_KINDS,
+            Some(WatcherType::Persistent) => &[WatchKind::Persistent],
+            Some(WatcherType::PersistentRecursive) => &[WatchKind::PersistentRecursive],
+            None => return ErrorCode::BadArguments,
+        };
+        let mut st = self.keeper.state();
+        let mut found = false;
+        for &kind in kinds {
+            if remove {
+                found |= st.watches.remove(self.id, kind, path);
+            } else {
+                found |= st.watches.has(self.id, kind, path);
+            }
+        }
+        if found {
+            ErrorCode::Ok
+        } else {
+            ErrorCode::NoWatcher
+        }
+    }
+
+    /// Re-registers a reconnecting client's watches, firing at once for what changed after
+    /// `relative_zxid` (ZooKeeper's DataTree.setWatches semantics). Persistent watches are
+    /// re-added without catch-up, as ZooKeeper does.
+    fn set_watches(
+        &self,
+        relative_zxid: i64,
+        data: &[String],
+        exist: &[String],
+        child: &[String],
+        persistent: &[String],
+        recursive: &[String],
+    ) {
+        let mut st = self.keeper.state();
+        let zxid = st.tree.last_zxid();
+        let mut events = Vec::new();
+        for p in data {
+            match st.tree.node(p).map(|n| n.stat.mzxid) {
+                None => events.push((EventType::NodeDeleted, p)),
+                Some(m) if m > relative_zxid => events.push((EventType::NodeDataChanged, p)),
+                Some(_) => st.watches.add(self.id, WatchKind::Data, p),
+            }
+        }
+        for p in exist {
+            if st.tree.node(p).is_some() {
+                events.push((EventType::NodeCreated, p));
+            } else {
+                st.watches.add(self.id, WatchKind::Data, p);
+            }
+        }
+        for p in child {
+            match st.tree.node(p).map(|n| n.stat.pzxid) {
+                None => events.push((EventType::NodeDeleted, p)),
+                Some(pz) if pz > relative_zxid => events.push((EventType::NodeChildrenChanged, p)),
+                Some(_) => st.watches.add(self.id, WatchKind::Child, p),
+            }
+        }
+        for p in persistent {
+            st.watches.add(self.id, WatchKind::Persistent, p);
+        }
+        for p in recursive {
+            st.watches.add(self.id, WatchKind::PersistentRecursive, p);
+        }
+        drop(st);
+        for (event, path) in events {
+            self.send(event_frame(zxid, event, path));
+        }
+    }
+}
+
+/// ZooKeeper's short op names as `cons` shows them.
+fn short_op_name(op: i32) -> &'static str {
+    match OpCode::from_i32(op) {
+        Some(OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => "CREA",
+        Some(OpCode::Delete | OpCode::DeleteContainer) => "DELE",
+        Some(OpCode::Exists) => "EXIS",
+        Some(OpCode::GetData) => "GETD",
+        Some(OpCode::SetData) => "SETD",
+        Some(OpCode::GetAcl) => "GACL",
+        Some(OpCode::SetAcl) => "SACL",
+        Some(OpCode::GetChildren | OpCode::GetChildren2) => "GETC",
+        Some(OpCode::Sync) => "SYNC",
+        Some(OpCode::Ping) => "PING",
+        Some(OpCode::Multi) => "MULT",
+        Some(OpCode::MultiRead) => "MLTR",
+        Some(OpCode::Reconfig) => "RCFG",
+        Some(OpCode::CheckWatches) => "CHKW",
+        Some(OpCode::RemoveWatches) => "REMW",
+        Some(OpCode::SetWatches | OpCode::SetWatches2) => "SETW",
+        Some(OpCode::GetEphemerals) => "GETE",
+        Some(OpCode::GetAllChildrenNumber) => "GETACN",
+        Some(OpCode::AddWatch) => "ADDW",
+        Some(OpCode::WhoAmI) => "HOMI",
+        Some(OpCode::CloseSession) => "CLOSE",
+        _ => "UNKN",
+    }
+}

@@ -9,6 +9,7 @@
 //! keeper never mutates the tree directly. It must not know the wire encoding beyond what
 //! corral-proto exposes, nor decide write results (that is corral-tree's `apply`).
 
+pub mod admin;
 pub mod config;
 pub mod consensus;
 pub mod connection;

@@ -1,1 +1,336 @@
-//! (pending)
+//! The keeper process: shared state, the consensus hook that applies committed entries,
+//! the listener, and the session checker that expires silent sessions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEvent};
+use corral_tree::{ApplyResult, DataTree, Entry, EntryOp, TreeConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::consensus::{Consensus, StateMachineHook};
+use crate::session::{SessionTracker, CHECK_INTERVAL, STALL_THRESHOLD};
+use crate::watch::{ConnId, WatchRegistry};
+
+/// What a connection's writer task is asked to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A complete frame body (the writer adds the length prefix).
+    Frame(Vec<u8>),
+    /// Close the connection after everything queued before it has been written.
+    Close(&'static str),
+}
+
+/// Per-connection bookkeeping visible to the admin commands.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub tx: mpsc::UnboundedSender<Outbound>,
+    pub remote: SocketAddr,
+    pub session_id: i64,
+    pub timeout_ms: i32,
+    pub established: SystemTime,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub last_op: &'static str,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub last_response: Option<SystemTime>,
+    pub last_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub max_latency_ms: u64,
+    pub total_latency_ms: u64,
+    pub requests: u64,
+}
+
+/// Everything the request path and the apply path share, behind one lock so that a read and
+/// its watch registration see exactly the tree state the last applied entry left.
+pub struct State {
+    pub tree: DataTree,
+    pub watches: WatchRegistry,
+    pub sessions: SessionTracker,
+    pub conns: HashMap<ConnId, ConnInfo>,
+    /// Which connection currently holds each session.
+    pub session_conn: HashMap<i64, ConnId>,
+}
+
+/// Server-wide counters for srvr/stat/mntr.
+#[derive(Default)]
+pub struct ServerStats {
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub latency_total_ms: AtomicU64,
+    pub latency_count: AtomicU64,
+    pub latency_max_ms: AtomicU64,
+    pub latency_min_ms: AtomicU64,
+    pub outstanding: AtomicU64,
+}
+
+impl ServerStats {
+    pub fn record_latency(&self, ms: u64) {
+        self.latency_total_ms.fetch_add(ms, Ordering::Relaxed);
+        let n = self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_max_ms.fetch_max(ms, Ordering::Relaxed);
+        if n == 0 {
+            self.latency_min_ms.store(ms, Ordering::Relaxed);
+        } else {
+            self.latency_min_ms.fetch_min(ms, Ordering::Relaxed);
+        }
+    }
+    pub fn reset(&self) {
+        for a in [
+            &self.packets_received,
+            &self.packets_sent,
+            &self.latency_total_ms,
+            &self.latency_count,
+            &self.latency_max_ms,
+            &self.latency_min_ms,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct Keeper {
+    pub config: Config,
+    state: Mutex<State>,
+    consensus: OnceLock<Consensus>,
+    next_conn_id: AtomicU64,
+    next_session_id: AtomicI64,
+    pub started: Instant,
+    pub stats: ServerStats,
+    pub local_addr: OnceLock<SocketAddr>,
+    shutdown: Notify,
+}
+
+/// Wall-clock milliseconds, the time carried in entries.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Keeper {
+    pub fn new(config: Config) -> Arc<Keeper> {
+        let tree_config = TreeConfig {
+            extended_types_enabled: config.extended_types_enabled,
+            super_digest: config.super_digest.clone(),
+            config_node_data: Vec::new(),
+        };
+        // Session ids: like ZooKeeper, the top byte is the server id and the rest starts from
+        // the clock, so ids from different runs do not collide.
+        let server_id: i64 = 1;
+        let base = ((now_ms() << 24) as u64 >> 8) as i64 | (server_id << 56);
+        Arc::new(Keeper {
+            config,
+            state: Mutex::new(State {
+                tree: DataTree::new(tree_config),
+                watches: WatchRegistry::default(),
+                sessions: SessionTracker::default(),
+                conns: HashMap::new(),
+                session_conn: HashMap::new(),
+            }),
+            consensus: OnceLock::new(),
+            next_conn_id: AtomicU64::new(1),
+            next_session_id: AtomicI64::new(base),
+            started: Instant::now(),
+            stats: ServerStats::default(),
+            local_addr: OnceLock::new(),
+            shutdown: Notify::new(),
+        })
+    }
+
+    /// Locks the shared state. A poisoned lock means a panic mid-update elsewhere; the state
+    /// is still structurally valid (every update is a complete apply), so keep serving.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn consensus(&self) -> Option<&Consensus> {
+        self.consensus.get()
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_session_id(&self) -> i64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Proposes an entry and waits until it is applied here.
+    pub async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), String> {
+        let Some(c) = self.consensus.get() else { return Err("consensus not started".into()) };
+        c.propose(entry).await.map_err(|e| e.to_string())
+    }
+
+    /// Binds the client port, starts consensus and the background tasks. Returns once the
+    /// keeper is serving.
+    pub async fn start(self: &Arc<Self>) -> Result<SocketAddr, String> {
+        let addr = SocketAddr::new(self.config.client_port_address, self.config.client_port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (clientPortAddress/clientPort): {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let hook: Arc<dyn StateMachineHook> = Arc::new(Hook(Arc::clone(self)));
+        let consensus = Consensus::start_standalone(hook).await.map_err(|e| format!("consensus: {e}"))?;
+        let _ = self.consensus.set(consensus);
+        let _ = self.local_addr.set(local);
+        {
+            // Sessions restored with the state get a fresh full timeout, as ZooKeeper does
+            // after a restart or a leader change.
+            let now = Instant::now();
+            let mut st = self.state();
+            let restored: Vec<(i64, i32)> = st.tree.sessions().map(|(id, s)| (*id, s.timeout_ms)).collect();
+            for (id, timeout) in restored {
+                st.sessions.track(id, Duration::from_millis(timeout.max(0) as u64), now);
+            }
+        }
+        tokio::spawn(Arc::clone(self).session_checker());
+        tokio::spawn(Arc::clone(self).accept_loop(listener));
+        info!(%local, "corral keeper serving");
+        Ok(local)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.notified() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        let keeper = Arc::clone(&self);
+                        tokio::spawn(async move { crate::connection::serve(keeper, stream, remote).await });
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Expires sessions whose client has been silent for longer than their timeout.
+    async fn session_checker(self: Arc<Self>) {
+        let mut expected = Instant::now() + CHECK_INTERVAL;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.notified() => return,
+                _ = tokio::time::sleep_until(expected.into()) => {}
+            }
+            let now = Instant::now();
+            let late = now.saturating_duration_since(expected);
+            let due = {
+                let mut st = self.state();
+                if late > STALL_THRESHOLD {
+                    warn!(late_ms = late.as_millis() as u64, "keeper stalled; not counting the stall against client sessions");
+                    st.sessions.forgive_stall(late);
+                }
+                st.sessions.due(now)
+            };
+            expected = now + CHECK_INTERVAL;
+            let is_leader = self.consensus.get().is_some_and(|c| c.is_leader());
+            if !is_leader {
+                let mut st = self.state();
+                for (id, _) in due {
+                    st.sessions.unmark(id);
+                }
+                continue;
+            }
+            for (id, silent) in due {
+                let timeout_ms = self.state().sessions.get(id).map(|l| l.timeout.as_millis()).unwrap_or(0);
+                let reason = format!(
+                    "expired: no packet from the client for {} ms (timeout {} ms)",
+                    silent.as_millis(),
+                    timeout_ms
+                );
+                info!(session = format!("0x{id:x}"), "{reason}");
+                let keeper = Arc::clone(&self);
+                tokio::spawn(async move {
+                    let entry = Entry {
+                        session_id: 0,
+                        time_ms: now_ms(),
+                        identities: Vec::new(),
+                        op: EntryOp::CloseSession { session_id: id, reason },
+                    };
+                    if let Err(e) = keeper.propose(entry).await {
+                        warn!(session = format!("0x{id:x}"), "expiry proposal failed: {e}");
+                        keeper.state().sessions.unmark(id);
+                    }
+                });
+            }
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.shutdown.notify_waiters();
+    }
+}
+
+/// The state machine side: applies committed entries to the tree and fans the resulting
+/// triggers out as watch events to this keeper's connections.
+struct Hook(Arc<Keeper>);
+
+impl StateMachineHook for Hook {
+    fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
+        let mut st = self.0.state();
+        let res = st.tree.apply(zxid, entry);
+        let now = Instant::now();
+        match &entry.op {
+            EntryOp::CreateSession { session_id, timeout_ms, .. } => {
+                st.sessions.track(*session_id, Duration::from_millis((*timeout_ms).max(0) as u64), now);
+            }
+            EntryOp::CloseSession { session_id, reason } => {
+                st.sessions.bury(*session_id, reason, res.deleted_ephemerals.clone(), now);
+                // A session closed by anyone but its own client (expiry) also loses its
+                // connection; the client's own close is answered first by the connection.
+                if entry.session_id != *session_id {
+                    if let Some(conn) = st.session_conn.remove(session_id) {
+                        if let Some(c) = st.conns.get(&conn) {
+                            let _ = c.tx.send(Outbound::Close("session expired"));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let State { watches, conns, .. } = &mut *st;
+        for trigger in &res.triggers {
+            let targets = watches.fire(trigger.event, &trigger.path);
+            if targets.is_empty() {
+                continue;
+            }
+            let body = notification_body(
+                zxid,
+                &WatcherEvent {
+                    event_type: trigger.event.code(),
+                    state: KeeperState::SyncConnected.code(),
+                    path: trigger.path.clone(),
+                },
+            );
+            for conn in targets {
+                if let Some(c) = conns.get_mut(&conn) {
+                    c.packets_sent += 1;
+                    let _ = c.tx.send(Outbound::Frame(body.clone()));
+                }
+            }
+        }
+        res
+    }
+
+    fn last_applied(&self) -> i64 {
+        self.0.state().tree.last_zxid()
+    }
+}
+
+/// Builds a notification frame body for one event (used by setWatches catch-up).
+pub fn event_frame(zxid: i64, event: EventType, path: &str) -> Vec<u8> {
+    notification_body(
+        zxid,
+        &WatcherEvent { event_type: event.code(), state: KeeperState::SyncConnected.code(), path: path.to_string() },
+    )
+}

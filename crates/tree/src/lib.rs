@@ -5,6 +5,8 @@
 //! ephemerals) and `apply(zxid, entry)`, which computes every write's result itself —
 //! errors, sequential names, version checks, multi atomicity — and returns it together with
 //! the watch triggers it caused, as values. Reads are answered by [`DataTree::read`].
+//! It also owns the byte encodings of an [`Entry`] (log records) and of the whole tree
+//! (snapshots), and the ACL and path rules ([`acl`], [`path`]).
 //!
 //! Invariant: pure and deterministic. No clock, socket, disk, randomness or global state:
 //! everything `apply` depends on travels in the [`Entry`]. Two trees fed the same entries
@@ -12,10 +14,12 @@
 //! consensus log) and turns its triggers into watch events.
 
 pub mod acl;
+mod codec;
 pub mod path;
 mod tree;
 
-pub use tree::{DataTree, Node, SessionInfo};
+pub use codec::CodecError;
+pub use tree::{DataTree, Node, NodeKind, SessionInfo, CONTAINER_OWNER, MAX_TTL_MS};
 
 use corral_proto::{ErrorCode, EventType, Id, Request, Response};
 
@@ -34,7 +38,11 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryOp {
     /// A new session with an id and password chosen by the proposer.
-    CreateSession { session_id: i64, timeout_ms: i32, passwd: Vec<u8> },
+    CreateSession {
+        session_id: i64,
+        timeout_ms: i32,
+        passwd: Vec<u8>,
+    },
     /// End a session: its ephemerals are deleted. The reason is for the record only.
     CloseSession { session_id: i64, reason: String },
     /// A client write request (create*, delete, setData, setACL, check, multi, reconfig,
@@ -73,3 +81,6 @@ pub struct TreeConfig {
     /// Data of /zookeeper/config.
     pub config_node_data: Vec<u8>,
 }
+
+#[cfg(test)]
+mod tests;

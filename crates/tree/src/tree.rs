@@ -1,12 +1,57 @@
-//! The data tree and session table. (Skeleton: signatures are the contract with the keeper.)
+//! The data tree and session table.
+//!
+//! Every write is validated completely before it mutates anything, in ZooKeeper's check
+//! order (PrepRequestProcessor), so a failed single request leaves no trace. A multi applies
+//! its ops one by one and, on the first failure, rolls the earlier ones back from an undo
+//! log; no copy of the tree is ever made.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corral_proto::{Acl, ErrorCode, Id, Request, Response, Stat};
+use corral_proto::{
+    perms, Acl, CreateMode, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
+};
 
-use crate::{ApplyResult, Entry, TreeConfig};
+use crate::{acl, path, ApplyResult, Entry, EntryOp, TreeConfig, Trigger};
+
+/// `ephemeralOwner` of a container node (EphemeralType.CONTAINER_EPHEMERAL_OWNER).
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+/// High byte of the `ephemeralOwner` of a TTL node; the low bytes hold the TTL in ms.
+const TTL_HIGH_BYTE: u64 = 0xFF00_0000_0000_0000;
+/// Largest TTL ZooKeeper accepts (EphemeralType.TTL max value, 2^40 - 1 ms).
+pub const MAX_TTL_MS: i64 = 0x00FF_FFFF_FFFF;
+
+/// What kind of node an `ephemeralOwner` value denotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Persistent,
+    /// Owned by this session.
+    Ephemeral(i64),
+    Container,
+    /// Persistent with this TTL in ms.
+    Ttl(i64),
+}
+
+impl NodeKind {
+    pub fn of(ephemeral_owner: i64) -> NodeKind {
+        if ephemeral_owner == 0 {
+            NodeKind::Persistent
+        } else if ephemeral_owner == CONTAINER_OWNER {
+            NodeKind::Container
+        } else if (ephemeral_owner as u64) & TTL_HIGH_BYTE == TTL_HIGH_BYTE {
+            NodeKind::Ttl(((ephemeral_owner as u64) & !TTL_HIGH_BYTE) as i64)
+        } else {
+            NodeKind::Ephemeral(ephemeral_owner)
+        }
+    }
+}
+
+fn ttl_owner(ttl: i64) -> i64 {
+    (TTL_HIGH_BYTE | (ttl as u64)) as i64
+}
 
 /// One znode. `stat.data_length` and `stat.num_children` are kept current.
+/// `stat.ephemeral_owner` is the internal encoding (container and TTL markers included);
+/// clients are shown [`Node::client_stat`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub data: Vec<u8>,
@@ -14,6 +59,26 @@ pub struct Node {
     pub stat: Stat,
     /// Child names (not paths), sorted, so every node lists them the same way.
     pub children: BTreeSet<String>,
+}
+
+impl Node {
+    pub fn kind(&self) -> NodeKind {
+        NodeKind::of(self.stat.ephemeral_owner)
+    }
+
+    /// The Stat a client sees: ZooKeeper reports ephemeralOwner 0 for containers and TTL
+    /// nodes (only session-owned ephemerals show their owner).
+    pub fn client_stat(&self) -> Stat {
+        client_view(&self.stat)
+    }
+}
+
+fn client_view(stat: &Stat) -> Stat {
+    let mut s = stat.clone();
+    if !matches!(NodeKind::of(s.ephemeral_owner), NodeKind::Ephemeral(_)) {
+        s.ephemeral_owner = 0;
+    }
+    s
 }
 
 /// A live session as recorded in the replicated state.
@@ -27,32 +92,807 @@ pub struct SessionInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataTree {
-    config: TreeConfig,
-    nodes: BTreeMap<String, Node>,
-    sessions: BTreeMap<i64, SessionInfo>,
-    last_zxid: i64,
+    pub(crate) config: TreeConfig,
+    pub(crate) nodes: BTreeMap<String, Node>,
+    pub(crate) sessions: BTreeMap<i64, SessionInfo>,
+    pub(crate) last_zxid: i64,
+    // Derived indexes, rebuilt by `put_node`/`take_node`; never serialised.
+    data_size: u64,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+}
+
+/// One step to reverse when a multi fails part-way.
+enum Undo {
+    Inserted(String),
+    Removed(String, Node),
+    Stat(String, Stat),
+    Data(String, Vec<u8>),
+}
+
+/// The state of one write being applied.
+struct Ctx<'a> {
+    zxid: i64,
+    time_ms: i64,
+    session_id: i64,
+    ids: &'a [Id],
+    undo: Vec<Undo>,
+    triggers: Vec<Trigger>,
+}
+
+/// The successful outcome of one write op, before it is shaped into a reply or multi result.
+enum OpOut {
+    Path(String),
+    Create2(String, Stat),
+    Stat(Stat),
+    Deleted,
+    Checked,
+}
+
+fn len_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn empty_stat() -> Stat {
+    Stat::default()
+}
+
+/// Applies the version rule of every versioned write: -1 matches anything.
+fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    Ok(current.wrapping_add(1))
+}
+
+/// Parent of a path as ZooKeeper computes it for create/delete: everything before the last
+/// '/', the root when that is empty. No '/' or a NUL is BadArguments.
+fn parent_for_write(p: &str) -> Result<&str, ErrorCode> {
+    let slash = p.rfind('/').ok_or(ErrorCode::BadArguments)?;
+    if p.contains('\0') {
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(if slash == 0 {
+        "/"
+    } else {
+        p.get(..slash).ok_or(ErrorCode::BadArguments)?
+    })
 }
 
 impl DataTree {
     /// A tree holding `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config` as a fresh
     /// ZooKeeper shows them.
     pub fn new(config: TreeConfig) -> Self {
-        let _ = config;
-        todo!()
+        let mut t = DataTree {
+            config,
+            nodes: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            last_zxid: 0,
+            data_size: 0,
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+        };
+        let sys = |data: Vec<u8>, acl: Vec<Acl>| Node {
+            stat: Stat {
+                data_length: len_i32(data.len()),
+                ..empty_stat()
+            },
+            data,
+            acl,
+            children: BTreeSet::new(),
+        };
+        // A fresh ZooKeeper 3.8 shows cversion -1 on "/" and -2 on "/zookeeper" (observed).
+        let mut root = sys(Vec::new(), acl::open_acl_unsafe());
+        root.stat.cversion = -1;
+        t.put_node("/".into(), root);
+        let mut zk = sys(Vec::new(), acl::open_acl_unsafe());
+        zk.stat.cversion = -2;
+        t.put_node("/zookeeper".into(), zk);
+        t.put_node(
+            "/zookeeper/quota".into(),
+            sys(Vec::new(), acl::open_acl_unsafe()),
+        );
+        let mut config_node = sys(t.config.config_node_data.clone(), acl::read_acl_unsafe());
+        // ZooKeeper sets this ACL with setACL(path, acl, -1), which stores -1 as aversion.
+        config_node.stat.aversion = -1;
+        t.put_node("/zookeeper/config".into(), config_node);
+        t
     }
 
     /// Applies one committed entry at `zxid` (strictly increasing).
+    ///
+    /// A request from a session not in the table is SessionExpired; session 0 stands for the
+    /// system and may write, but owns no ephemerals. A multi always answers Ok in the reply
+    /// header with the per-op errors in the body, as ZooKeeper does. Reconfig answers
+    /// ReconfigDisabled. PurgeContainersAndTtl answers `Response::Paths` of what it deleted.
     pub fn apply(&mut self, zxid: i64, entry: &Entry) -> ApplyResult {
-        let _ = (zxid, entry);
-        todo!()
+        self.last_zxid = zxid;
+        let mut ctx = Ctx {
+            zxid,
+            time_ms: entry.time_ms,
+            session_id: entry.session_id,
+            ids: &entry.identities,
+            undo: Vec::new(),
+            triggers: Vec::new(),
+        };
+        let mut deleted_ephemerals = Vec::new();
+        let (err, response) = match &entry.op {
+            EntryOp::CreateSession {
+                session_id,
+                timeout_ms,
+                passwd,
+            } => {
+                let s = self
+                    .sessions
+                    .entry(*session_id)
+                    .or_insert_with(|| SessionInfo {
+                        timeout_ms: *timeout_ms,
+                        passwd: passwd.clone(),
+                        ephemerals: BTreeSet::new(),
+                    });
+                s.timeout_ms = *timeout_ms;
+                s.passwd.clone_from(passwd);
+                (ErrorCode::Ok, Response::Empty)
+            }
+            EntryOp::CloseSession { session_id, .. } => {
+                deleted_ephemerals = self.kill_session(&mut ctx, *session_id);
+                (ErrorCode::Ok, Response::Empty)
+            }
+            EntryOp::PurgeContainersAndTtl { candidates } => {
+                let purged = self.purge(&mut ctx, candidates);
+                (ErrorCode::Ok, Response::Paths(purged))
+            }
+            EntryOp::Request(req) => {
+                // Session 0 is the system itself; any other unknown session is gone.
+                if entry.session_id != 0 && !self.sessions.contains_key(&entry.session_id) {
+                    (ErrorCode::SessionExpired, Response::Empty)
+                } else if let Request::CloseSession = req {
+                    deleted_ephemerals = self.kill_session(&mut ctx, entry.session_id);
+                    (ErrorCode::Ok, Response::Empty)
+                } else {
+                    self.apply_request(&mut ctx, req)
+                }
+            }
+        };
+        ApplyResult {
+            err,
+            response,
+            triggers: ctx.triggers,
+            deleted_ephemerals,
+        }
+    }
+
+    fn apply_request(&mut self, ctx: &mut Ctx<'_>, req: &Request) -> (ErrorCode, Response) {
+        match req {
+            Request::Multi(ops) => (ErrorCode::Ok, Response::Multi(self.multi(ctx, ops))),
+            Request::Reconfig(_) => (ErrorCode::ReconfigDisabled, Response::Empty),
+            Request::Sync(p) => (ErrorCode::Ok, Response::Path(p.path.clone())),
+            Request::DeleteContainer(p) => match self.delete_container(ctx, &p.path) {
+                Ok(_) => (ErrorCode::Ok, Response::Empty),
+                Err(e) => (e, Response::Empty),
+            },
+            Request::SetAcl(r) => match self.set_acl(ctx, &r.path, &r.acl, r.version) {
+                Ok(stat) => (ErrorCode::Ok, Response::Stat(stat)),
+                Err(e) => (e, Response::Empty),
+            },
+            r if !r.is_write() => self.read(r, ctx.session_id, ctx.ids),
+            r => match self.write_op(ctx, r) {
+                Ok(out) => (
+                    ErrorCode::Ok,
+                    match out {
+                        OpOut::Path(p) => Response::Path(p),
+                        OpOut::Create2(p, s) => Response::Create2(p, s),
+                        OpOut::Stat(s) => Response::Stat(s),
+                        OpOut::Deleted | OpOut::Checked => Response::Empty,
+                    },
+                ),
+                Err(e) => (e, Response::Empty),
+            },
+        }
+    }
+
+    /// The ops a multi may hold.
+    fn write_op(&mut self, ctx: &mut Ctx<'_>, req: &Request) -> Result<OpOut, ErrorCode> {
+        match req {
+            Request::Create(r) => {
+                self.create(ctx, CreateOp::Create, &r.path, &r.data, &r.acl, r.flags, -1)
+            }
+            Request::Create2(r) => self.create(
+                ctx,
+                CreateOp::Create2,
+                &r.path,
+                &r.data,
+                &r.acl,
+                r.flags,
+                -1,
+            ),
+            Request::CreateContainer(r) => self.create(
+                ctx,
+                CreateOp::Container,
+                &r.path,
+                &r.data,
+                &r.acl,
+                r.flags,
+                -1,
+            ),
+            Request::CreateTtl(r) => {
+                self.create(ctx, CreateOp::Ttl, &r.path, &r.data, &r.acl, r.flags, r.ttl)
+            }
+            Request::Delete(r) => self.delete(ctx, &r.path, r.version).map(|_| OpOut::Deleted),
+            Request::SetData(r) => self
+                .set_data(ctx, &r.path, &r.data, r.version)
+                .map(OpOut::Stat),
+            Request::Check(r) => self.check(ctx, &r.path, r.version).map(|_| OpOut::Checked),
+            _ => Err(ErrorCode::Unimplemented),
+        }
+    }
+
+    fn multi(&mut self, ctx: &mut Ctx<'_>, ops: &[Request]) -> Vec<MultiResult> {
+        let mut results = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            match self.write_op(ctx, op) {
+                Ok(out) => results.push(match out {
+                    OpOut::Path(p) => MultiResult::Create(p),
+                    OpOut::Create2(p, s) => MultiResult::Create2(p, s),
+                    OpOut::Stat(s) => MultiResult::SetData(s),
+                    OpOut::Deleted => MultiResult::Delete,
+                    OpOut::Checked => MultiResult::Check,
+                }),
+                Err(e) => {
+                    self.rollback(std::mem::take(&mut ctx.undo));
+                    ctx.triggers.clear();
+                    let mut results = vec![MultiResult::Error(ErrorCode::Ok); i];
+                    results.push(MultiResult::Error(e));
+                    results.resize(
+                        ops.len(),
+                        MultiResult::Error(ErrorCode::RuntimeInconsistency),
+                    );
+                    return results;
+                }
+            }
+        }
+        results
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Inserted(p) => {
+                    self.take_node(&p);
+                }
+                Undo::Removed(p, n) => self.put_node(p, n),
+                Undo::Stat(p, s) => {
+                    if let Some(n) = self.nodes.get_mut(&p) {
+                        n.stat = s;
+                    }
+                }
+                Undo::Data(p, d) => {
+                    self.replace_data(&p, d);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        op: CreateOp,
+        p: &str,
+        data: &[u8],
+        acl_in: &[Acl],
+        flags: i32,
+        ttl: i64,
+    ) -> Result<OpOut, ErrorCode> {
+        let mode = CreateMode::from_i32(flags).ok_or(ErrorCode::BadArguments)?;
+        if mode.is_ttl() && !self.config.extended_types_enabled {
+            return Err(ErrorCode::Unimplemented);
+        }
+        if mode.is_ttl() {
+            if ttl <= 0 || ttl > MAX_TTL_MS {
+                return Err(ErrorCode::BadArguments);
+            }
+        } else if ttl >= 0 {
+            return Err(ErrorCode::BadArguments);
+        }
+        let owner = match op {
+            CreateOp::Container => CONTAINER_OWNER,
+            CreateOp::Ttl if mode.is_ttl() => ttl_owner(ttl),
+            // createTTL with a non-TTL mode and a negative ttl has no owner encoding.
+            CreateOp::Ttl => return Err(ErrorCode::BadArguments),
+            CreateOp::Create | CreateOp::Create2 if mode.is_ephemeral() => ctx.session_id,
+            CreateOp::Create | CreateOp::Create2 => 0,
+        };
+        if mode.is_ephemeral() && !self.sessions.contains_key(&ctx.session_id) {
+            return Err(ErrorCode::SessionExpired);
+        }
+        let parent_path = parent_for_write(p)?;
+        let acl_fixed = acl::fixup(acl_in, ctx.ids)?;
+        let parent = self.nodes.get(parent_path).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&parent.acl, perms::CREATE, ctx.ids) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let full = if mode.is_sequential() {
+            format!("{p}{:010}", parent.stat.cversion)
+        } else {
+            p.to_string()
+        };
+        path::validate(&full, false)?;
+        if self.nodes.contains_key(&full) {
+            return Err(ErrorCode::NodeExists);
+        }
+        if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        let parent_path = parent_path.to_string();
+
+        // Validated: mutate.
+        let zxid = ctx.zxid;
+        self.touch_parent(ctx, &parent_path);
+        let stat = Stat {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: ctx.time_ms,
+            mtime: ctx.time_ms,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            data_length: len_i32(data.len()),
+            num_children: 0,
+            pzxid: zxid,
+        };
+        let node = Node {
+            data: data.to_vec(),
+            acl: acl_fixed,
+            stat: stat.clone(),
+            children: BTreeSet::new(),
+        };
+        self.put_node(full.clone(), node);
+        ctx.undo.push(Undo::Inserted(full.clone()));
+        ctx.triggers.push(Trigger {
+            path: full.clone(),
+            event: EventType::NodeCreated,
+        });
+        ctx.triggers.push(Trigger {
+            path: parent_path,
+            event: EventType::NodeChildrenChanged,
+        });
+        Ok(match op {
+            CreateOp::Create => OpOut::Path(full),
+            _ => OpOut::Create2(full, client_view(&stat)),
+        })
+    }
+
+    /// Parent bookkeeping for a child created or deleted: cversion+1 (deletes count too, as
+    /// in ZooKeeper), pzxid.
+    fn touch_parent(&mut self, ctx: &mut Ctx<'_>, parent_path: &str) {
+        if let Some(parent) = self.nodes.get_mut(parent_path) {
+            ctx.undo
+                .push(Undo::Stat(parent_path.to_string(), parent.stat.clone()));
+            parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
+            parent.stat.pzxid = ctx.zxid;
+        }
+    }
+
+    fn delete(&mut self, ctx: &mut Ctx<'_>, p: &str, version: i32) -> Result<(), ErrorCode> {
+        let parent_path = parent_for_write(p)?;
+        if path::is_special(p) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent = self.nodes.get(parent_path).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&parent.acl, perms::DELETE, ctx.ids) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        check_version(node.stat.version, version)?;
+        if !node.children.is_empty() {
+            return Err(ErrorCode::NotEmpty);
+        }
+        let parent_path = parent_path.to_string();
+        self.remove_leaf(ctx, p, &parent_path);
+        Ok(())
+    }
+
+    /// Deletes a validated childless node: parent bookkeeping, undo and triggers.
+    fn remove_leaf(&mut self, ctx: &mut Ctx<'_>, p: &str, parent_path: &str) {
+        self.touch_parent(ctx, parent_path);
+        if let Some(node) = self.take_node(p) {
+            ctx.undo.push(Undo::Removed(p.to_string(), node));
+        }
+        ctx.triggers.push(Trigger {
+            path: p.to_string(),
+            event: EventType::NodeDeleted,
+        });
+        ctx.triggers.push(Trigger {
+            path: parent_path.to_string(),
+            event: EventType::NodeChildrenChanged,
+        });
+    }
+
+    fn set_data(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        p: &str,
+        data: &[u8],
+        version: i32,
+    ) -> Result<Stat, ErrorCode> {
+        path::validate(p, false)?;
+        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&node.acl, perms::WRITE, ctx.ids) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let new_version = check_version(node.stat.version, version)?;
+        let old_stat = node.stat.clone();
+        ctx.undo.push(Undo::Stat(p.to_string(), old_stat));
+        let old_data = self.replace_data(p, data.to_vec());
+        ctx.undo.push(Undo::Data(p.to_string(), old_data));
+        let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
+        node.stat.version = new_version;
+        node.stat.mzxid = ctx.zxid;
+        node.stat.mtime = ctx.time_ms;
+        ctx.triggers.push(Trigger {
+            path: p.to_string(),
+            event: EventType::NodeDataChanged,
+        });
+        Ok(node.client_stat())
+    }
+
+    fn set_acl(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        p: &str,
+        acl_in: &[Acl],
+        version: i32,
+    ) -> Result<Stat, ErrorCode> {
+        path::validate(p, false)?;
+        let acl_fixed = acl::fixup(acl_in, ctx.ids)?;
+        let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&node.acl, perms::ADMIN, ctx.ids) {
+            return Err(ErrorCode::NoAuth);
+        }
+        node.stat.aversion = check_version(node.stat.aversion, version)?;
+        node.acl = acl_fixed;
+        Ok(node.client_stat())
+    }
+
+    fn check(&self, ctx: &Ctx<'_>, p: &str, version: i32) -> Result<(), ErrorCode> {
+        path::validate(p, false)?;
+        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&node.acl, perms::READ, ctx.ids) {
+            return Err(ErrorCode::NoAuth);
+        }
+        check_version(node.stat.version, version)?;
+        Ok(())
+    }
+
+    /// deleteContainer as the ContainerManager issues it. Unlike ZooKeeper (which deletes any
+    /// childless non-ephemeral node this way, without ACL checks) only containers and TTL
+    /// nodes qualify, since a client can send this opcode too.
+    fn delete_container(&mut self, ctx: &mut Ctx<'_>, p: &str) -> Result<(), ErrorCode> {
+        let parent_path = parent_for_write(p)?;
+        if path::is_special(p) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        if !node.children.is_empty() {
+            return Err(ErrorCode::NotEmpty);
+        }
+        if !matches!(node.kind(), NodeKind::Container | NodeKind::Ttl(_)) {
+            return Err(ErrorCode::BadVersion);
+        }
+        let parent_path = parent_path.to_string();
+        if !self.nodes.contains_key(&parent_path) {
+            return Err(ErrorCode::NoNode);
+        }
+        self.remove_leaf(ctx, p, &parent_path);
+        Ok(())
+    }
+
+    fn kill_session(&mut self, ctx: &mut Ctx<'_>, session_id: i64) -> Vec<String> {
+        let Some(info) = self.sessions.get(&session_id) else {
+            return Vec::new();
+        };
+        let paths: Vec<String> = info.ephemerals.iter().cloned().collect();
+        for p in &paths {
+            // Ephemerals never have children, so each one is a leaf.
+            if let Some(parent_path) = path::parent(p) {
+                let parent_path = parent_path.to_string();
+                self.remove_leaf(ctx, p, &parent_path);
+            }
+        }
+        self.sessions.remove(&session_id);
+        paths
+    }
+
+    fn purge(&mut self, ctx: &mut Ctx<'_>, candidates: &[String]) -> Vec<String> {
+        let mut purged = Vec::new();
+        for p in candidates {
+            if self.eligible_for_purge(p, ctx.time_ms, true) {
+                if let Some(parent_path) = path::parent(p) {
+                    let parent_path = parent_path.to_string();
+                    self.remove_leaf(ctx, p, &parent_path);
+                    purged.push(p.clone());
+                }
+            }
+        }
+        purged
+    }
+
+    /// A childless container (that once had a child, unless `never_used_ok`) or a childless
+    /// TTL node not modified for longer than its TTL.
+    fn eligible_for_purge(&self, p: &str, now_ms: i64, never_used_ok: bool) -> bool {
+        let Some(n) = self.nodes.get(p) else {
+            return false;
+        };
+        if !n.children.is_empty() || path::is_special(p) {
+            return false;
+        }
+        match n.kind() {
+            NodeKind::Container => never_used_ok || n.stat.cversion > 0,
+            NodeKind::Ttl(ttl) => ttl != 0 && now_ms.saturating_sub(n.stat.mtime) > ttl,
+            _ => false,
+        }
+    }
+
+    /// Nodes the leader should propose in [`EntryOp::PurgeContainersAndTtl`] at `now_ms`:
+    /// empty containers that once had a child and empty TTL nodes idle for longer than
+    /// their TTL.
+    pub fn container_and_ttl_candidates(&self, now_ms: i64) -> Vec<String> {
+        self.container_and_ttl_candidates_with(now_ms, 0)
+    }
+
+    /// As [`Self::container_and_ttl_candidates`], also naming empty containers that never had a
+    /// child once they are older than `max_never_used_ms` (znode.container.maxNeverUsedIntervalMs;
+    /// 0 = never).
+    pub fn container_and_ttl_candidates_with(
+        &self,
+        now_ms: i64,
+        max_never_used_ms: i64,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.containers {
+            if self.eligible_for_purge(p, now_ms, false) {
+                out.push(p.clone());
+            } else if let Some(n) = self.nodes.get(p) {
+                let idle = now_ms.saturating_sub(n.stat.mtime);
+                if max_never_used_ms != 0 && n.children.is_empty() && idle > max_never_used_ms {
+                    out.push(p.clone());
+                }
+            }
+        }
+        out.extend(
+            self.ttls
+                .iter()
+                .filter(|p| self.eligible_for_purge(p, now_ms, false))
+                .cloned(),
+        );
+        out
     }
 
     /// Answers a read request (exists, getData, getACL, getChildren, getChildren2,
     /// getEphemerals, getAllChildrenNumber, multiRead) for a session with `identities`.
     /// Watch registration is the caller's business.
     pub fn read(&self, req: &Request, session_id: i64, identities: &[Id]) -> (ErrorCode, Response) {
-        let _ = (req, session_id, identities);
-        todo!()
+        let out = match req {
+            Request::Exists(r) => {
+                if r.path.contains('\0') {
+                    Err(ErrorCode::BadArguments)
+                } else {
+                    self.nodes
+                        .get(&r.path)
+                        .map(|n| Response::Stat(n.client_stat()))
+                        .ok_or(ErrorCode::NoNode)
+                }
+            }
+            Request::GetData(r) => self
+                .readable(&r.path, perms::READ, identities)
+                .map(|n| Response::Data(n.data.clone(), n.client_stat())),
+            Request::GetChildren(r) => self
+                .readable(&r.path, perms::READ, identities)
+                .map(|n| Response::Children(child_list(n))),
+            Request::GetChildren2(r) => self
+                .readable(&r.path, perms::READ, identities)
+                .map(|n| Response::Children2(child_list(n), n.client_stat())),
+            Request::GetAcl(r) => self
+                .readable(&r.path, perms::READ | perms::ADMIN, identities)
+                .map(|n| {
+                    let acl = if acl::check(&n.acl, perms::ADMIN, identities) {
+                        n.acl.clone()
+                    } else {
+                        acl::redact_digests(&n.acl)
+                    };
+                    Response::Acl(acl, n.client_stat())
+                }),
+            Request::GetEphemerals(r) => Ok(Response::Paths(
+                self.ephemerals_with_prefix(session_id, &r.path),
+            )),
+            Request::GetAllChildrenNumber(r) => self
+                .readable(&r.path, perms::READ, identities)
+                .map(|_| Response::Count(len_i32(self.descendant_count(&r.path)))),
+            Request::MultiRead(ops) => Ok(Response::Multi(
+                ops.iter()
+                    .map(|op| match self.read(op, session_id, identities) {
+                        (ErrorCode::Ok, Response::Children(c)) => MultiResult::GetChildren(c),
+                        (ErrorCode::Ok, Response::Data(d, s))
+                            if matches!(op, Request::GetData(_)) =>
+                        {
+                            MultiResult::GetData(d, s)
+                        }
+                        (ErrorCode::Ok, _) => MultiResult::Error(ErrorCode::Unimplemented),
+                        (e, _) => MultiResult::Error(e),
+                    })
+                    .collect(),
+            )),
+            Request::Sync(r) => Ok(Response::Path(r.path.clone())),
+            _ => Err(ErrorCode::Unimplemented),
+        };
+        match out {
+            Ok(resp) => (ErrorCode::Ok, resp),
+            Err(e) => (e, Response::Empty),
+        }
+    }
+
+    fn readable(&self, p: &str, perm: i32, identities: &[Id]) -> Result<&Node, ErrorCode> {
+        let n = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&n.acl, perm, identities) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(n)
+    }
+
+    /// getEphemerals: the session's ephemerals whose path starts with `prefix`; a blank
+    /// prefix or "/" means all of them.
+    pub fn ephemerals_with_prefix(&self, session_id: i64, prefix: &str) -> Vec<String> {
+        let Some(s) = self.sessions.get(&session_id) else {
+            return Vec::new();
+        };
+        let trimmed = prefix.trim_matches(|c: char| c <= ' ');
+        s.ephemerals
+            .iter()
+            .filter(|p| trimmed.is_empty() || trimmed == "/" || p.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// getAllChildrenNumber: every node below `p` (not `p` itself).
+    pub fn descendant_count(&self, p: &str) -> usize {
+        let prefix = if p.ends_with('/') {
+            p.to_string()
+        } else {
+            format!("{p}/")
+        };
+        self.nodes
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| k.as_str() != p)
+            .count()
+    }
+
+    // ---- primitives: the only code that inserts or removes nodes, keeping indexes right ----
+
+    fn put_node(&mut self, p: String, node: Node) {
+        self.data_size += (p.len() + node.data.len()) as u64;
+        match node.kind() {
+            NodeKind::Ephemeral(s) => {
+                if let Some(info) = self.sessions.get_mut(&s) {
+                    info.ephemerals.insert(p.clone());
+                }
+            }
+            NodeKind::Container => {
+                self.containers.insert(p.clone());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(p.clone());
+            }
+            NodeKind::Persistent => {}
+        }
+        if let Some(parent) = path::parent(&p).and_then(|pp| self.nodes.get_mut(pp)) {
+            parent.children.insert(path::name(&p).to_string());
+            parent.stat.num_children = len_i32(parent.children.len());
+        }
+        self.nodes.insert(p, node);
+    }
+
+    fn take_node(&mut self, p: &str) -> Option<Node> {
+        let node = self.nodes.remove(p)?;
+        self.data_size = self
+            .data_size
+            .saturating_sub((p.len() + node.data.len()) as u64);
+        match node.kind() {
+            NodeKind::Ephemeral(s) => {
+                if let Some(info) = self.sessions.get_mut(&s) {
+                    info.ephemerals.remove(p);
+                }
+            }
+            NodeKind::Container => {
+                self.containers.remove(p);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(p);
+            }
+            NodeKind::Persistent => {}
+        }
+        if let Some(parent) = path::parent(p).and_then(|pp| self.nodes.get_mut(pp)) {
+            parent.children.remove(path::name(p));
+            parent.stat.num_children = len_i32(parent.children.len());
+        }
+        Some(node)
+    }
+
+    /// Swaps a node's data, keeping data_length and the size estimate right; returns the old.
+    fn replace_data(&mut self, p: &str, data: Vec<u8>) -> Vec<u8> {
+        let Some(n) = self.nodes.get_mut(p) else {
+            return Vec::new();
+        };
+        self.data_size = self.data_size.saturating_sub(n.data.len() as u64) + data.len() as u64;
+        n.stat.data_length = len_i32(data.len());
+        std::mem::replace(&mut n.data, data)
+    }
+
+    /// Rebuilds a tree from decoded parts (snapshot): children, session ephemerals and
+    /// indexes are derived from the nodes.
+    pub(crate) fn from_parts(
+        config: TreeConfig,
+        nodes: Vec<(String, Vec<u8>, Vec<Acl>, Stat)>,
+        sessions: Vec<(i64, i32, Vec<u8>)>,
+        last_zxid: i64,
+    ) -> Result<DataTree, String> {
+        let mut t = DataTree {
+            config,
+            nodes: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            last_zxid,
+            data_size: 0,
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+        };
+        for (id, timeout_ms, passwd) in sessions {
+            t.sessions.insert(
+                id,
+                SessionInfo {
+                    timeout_ms,
+                    passwd,
+                    ephemerals: BTreeSet::new(),
+                },
+            );
+        }
+        for (p, data, acl, stat) in nodes {
+            if p != "/" {
+                path::validate(&p, false).map_err(|_| format!("invalid path {p:?}"))?;
+                let parent = path::parent(&p).ok_or_else(|| format!("no parent for {p:?}"))?;
+                if !t.nodes.contains_key(parent) {
+                    return Err(format!("{p:?} precedes its parent"));
+                }
+            } else if !t.nodes.is_empty() {
+                return Err("root is not first".into());
+            }
+            if t.nodes.contains_key(&p) {
+                return Err(format!("duplicate node {p:?}"));
+            }
+            if stat.data_length != len_i32(data.len()) {
+                return Err(format!("{p:?}: data length mismatch"));
+            }
+            let node = Node {
+                data,
+                acl,
+                stat,
+                children: BTreeSet::new(),
+            };
+            t.put_node(p, node);
+        }
+        if !t.nodes.contains_key("/") {
+            return Err("no root".into());
+        }
+        for (p, n) in &t.nodes {
+            if n.stat.num_children != len_i32(n.children.len()) {
+                return Err(format!("{p:?}: numChildren mismatch"));
+            }
+        }
+        Ok(t)
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -73,4 +913,42 @@ impl DataTree {
     pub fn config(&self) -> &TreeConfig {
         &self.config
     }
+    /// Replaces the configuration (e.g. from zoo.cfg after loading a snapshot). Only for
+    /// values every replica sets identically; /zookeeper/config's data is left alone, as it
+    /// is replicated state.
+    pub fn set_config(&mut self, config: TreeConfig) {
+        self.config = config;
+    }
+    /// Every node in path order (snapshot writers, 4lw dumps).
+    pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
+    }
+    /// ZooKeeper's approximateDataSize: the sum of path and data lengths of every node.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+    /// Number of ephemeral nodes owned by any session.
+    pub fn ephemeral_count(&self) -> usize {
+        self.sessions.values().map(|s| s.ephemerals.len()).sum()
+    }
+    /// Number of ephemerals owned by `session_id` (0 for an unknown session).
+    pub fn session_ephemeral_count(&self, session_id: i64) -> usize {
+        self.sessions
+            .get(&session_id)
+            .map_or(0, |s| s.ephemerals.len())
+    }
+}
+
+fn child_list(n: &Node) -> Vec<String> {
+    n.children.iter().cloned().collect()
+}
+
+/// Which create opcode a request came with; the opcode, not the flags, decides container and
+/// TTL ownership, as in ZooKeeper.
+#[derive(Clone, Copy)]
+enum CreateOp {
+    Create,
+    Create2,
+    Container,
+    Ttl,
 }

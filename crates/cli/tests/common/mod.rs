@@ -1,0 +1,514 @@
+//! Test support shared by the `corral` integration tests: start a `corral serve` process or a
+//! real Apache ZooKeeper 3.8 (Debian package) on a free port with a fresh data directory, wait
+//! until it serves sessions, talk raw protocol to it, and stop it on drop.
+//!
+//! Everything listens on 127.0.0.1 and on ports picked at run time. Helpers return errors
+//! (or panic with a message saying what failed) rather than unwrap.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use corral_proto::frame::frame;
+use corral_proto::{ConnectRequest, ConnectResponse, Jute, Reader, ReplyHeader, Request};
+
+/// How long a server may take to start serving sessions.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    l.local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
+}
+
+/// A fresh, empty directory under the system temp dir, unique to this process and call.
+pub fn fresh_temp_dir(tag: &str) -> std::io::Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "corral-test-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A unique suffix for znode paths, so runs never collide.
+pub fn unique_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+/// One server process (corral or ZooKeeper) with its config and data in a temp dir.
+/// Dropping it stops the process (SIGTERM, then SIGKILL after 5 s) and removes the dir,
+/// unless the env var CORRAL_KEEP_TEST_DIRS is set.
+pub struct ServerProcess {
+    pub name: &'static str,
+    pub pid: u32,
+    pub port: u16,
+    /// The temp dir holding zoo.cfg, the logs and `data/`.
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl ServerProcess {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The dataDir in zoo.cfg.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends a four-letter word and returns everything the server answers before closing.
+    pub fn four_letter(&self, cmd: &str) -> String {
+        four_letter(&self.addr(), cmd)
+            .unwrap_or_else(|e| format!("<four_letter {cmd} failed: {e}>"))
+    }
+
+    /// The tail of the server's stdout/stderr, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir)
+    }
+
+    fn spawn(
+        name: &'static str,
+        dir: PathBuf,
+        port: u16,
+        mut cmd: Command,
+    ) -> Result<ServerProcess, String> {
+        let out = std::fs::File::create(dir.join("server.out"))
+            .map_err(|e| format!("create server.out: {e}"))?;
+        let err = std::fs::File::create(dir.join("server.err"))
+            .map_err(|e| format!("create server.err: {e}"))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().map_err(|e| format!("spawn {name}: {e}"))?;
+        let mut p = ServerProcess {
+            name,
+            pid: child.id(),
+            port,
+            dir,
+            child,
+        };
+        p.wait_ready()?;
+        Ok(p)
+    }
+
+    /// Waits until the port accepts and a session can be created (and closed again, so no
+    /// session is left to expire later and perturb the zxids a test observes).
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last_err = String::from("never tried");
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return Err(format!(
+                    "{} exited during start-up; log:\n{}",
+                    self.name,
+                    self.log_tail()
+                ));
+            }
+            match probe_session(&self.addr()) {
+                Ok(()) => return Ok(()),
+                Err(e) => last_err = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "{} did not serve a session on {} within {:?} (last error: {last_err}); log:\n{}",
+            self.name,
+            self.addr(),
+            START_TIMEOUT,
+            self.log_tail()
+        ))
+    }
+
+    fn stop(&mut self) {
+        if self.is_running() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid.to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && self.is_running() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if self.is_running() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("CORRAL_KEEP_TEST_DIRS").is_some() {
+            eprintln!("keeping {} dir {}", self.name, self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let mut s = String::new();
+    for f in ["server.out", "server.err"] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(f)) {
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(40);
+            s.push_str(&format!("--- {f} (last {} lines)\n", lines.len() - from));
+            for l in &lines[from..] {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
+/// zoo.cfg shared by corral and ZooKeeper; `extra` lines are appended.
+fn write_zoo_cfg(dir: &Path, port: u16, extra: &str) -> Result<PathBuf, String> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
+    let cfg = format!(
+        "tickTime=2000\n\
+         dataDir={}\n\
+         clientPort={port}\n\
+         clientPortAddress=127.0.0.1\n\
+         4lw.commands.whitelist=*\n\
+         maxClientCnxns=0\n\
+         admin.enableServer=false\n\
+         {extra}\n",
+        data.display()
+    );
+    let path = dir.join("zoo.cfg");
+    std::fs::write(&path, cfg).map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// `corral serve --config <tmp>/zoo.cfg`.
+pub struct CorralServer {
+    pub proc: ServerProcess,
+}
+
+impl CorralServer {
+    /// Starts corral; panics with the reason (and the server's log) if it does not come up.
+    pub fn start(extra_cfg: &str) -> CorralServer {
+        Self::try_start(extra_cfg).unwrap_or_else(|e| panic!("cannot start corral: {e}"))
+    }
+
+    pub fn try_start(extra_cfg: &str) -> Result<CorralServer, String> {
+        let dir = fresh_temp_dir("corral").map_err(|e| format!("temp dir: {e}"))?;
+        let port = free_port();
+        let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+        cmd.arg("serve").arg("--config").arg(&cfg).current_dir(&dir);
+        ServerProcess::spawn("corral", dir, port, cmd).map(|proc| CorralServer { proc })
+    }
+}
+
+impl std::ops::Deref for CorralServer {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for CorralServer {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.proc
+    }
+}
+
+/// Real Apache ZooKeeper 3.8 from the Debian packages `zookeeper` (jars in /usr/share/java).
+pub struct RealZk {
+    pub proc: ServerProcess,
+}
+
+const JAVA_DIR: &str = "/usr/share/java";
+
+impl RealZk {
+    /// Why ZooKeeper cannot be run here, if it cannot.
+    pub fn unavailable() -> Option<String> {
+        if !Path::new(JAVA_DIR).join("zookeeper.jar").exists() {
+            return Some(format!(
+                "{JAVA_DIR}/zookeeper.jar not found (apt-get install zookeeper)"
+            ));
+        }
+        match Command::new(java())
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => None,
+            Ok(s) => Some(format!("`java -version` failed: {s}")),
+            Err(e) => Some(format!("no java: {e}")),
+        }
+    }
+
+    /// Starts ZooKeeper, or returns None (after printing "SKIP: ...") when it is not installed.
+    /// With the env var CI set, a missing ZooKeeper is a failure instead: CI installs it.
+    pub fn start(extra_cfg: &str) -> Option<RealZk> {
+        if let Some(why) = Self::unavailable() {
+            if std::env::var_os("CI").is_some() {
+                panic!("real ZooKeeper is required when CI is set: {why}");
+            }
+            eprintln!("SKIP: real ZooKeeper not available: {why}");
+            return None;
+        }
+        Some(
+            Self::try_start(extra_cfg)
+                .unwrap_or_else(|e| panic!("cannot start real ZooKeeper: {e}")),
+        )
+    }
+
+    pub fn try_start(extra_cfg: &str) -> Result<RealZk, String> {
+        let dir = fresh_temp_dir("zk").map_err(|e| format!("temp dir: {e}"))?;
+        let port = free_port();
+        let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
+        // zookeeper.jar's manifest Class-Path brings netty, jute, slf4j-api, jetty, ...; it
+        // lacks an slf4j binding (slf4j-simple logs to stderr) and netty-codec/-resolver,
+        // which the Netty connection factory needs should a config select it.
+        let cp = [
+            "zookeeper.jar",
+            "netty-codec.jar",
+            "netty-resolver.jar",
+            "slf4j-simple.jar",
+        ]
+        .iter()
+        .map(|j| format!("{JAVA_DIR}/{j}"))
+        .collect::<Vec<_>>()
+        .join(":");
+        let mut cmd = Command::new(java());
+        cmd.arg("-Xmx256m")
+            .arg("-Dfile.encoding=UTF-8")
+            .arg("-Djava.awt.headless=true")
+            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
+            .arg("-Dzookeeper.admin.enableServer=false")
+            .arg("-cp")
+            .arg(cp)
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg)
+            .current_dir(&dir);
+        ServerProcess::spawn("zookeeper", dir, port, cmd).map(|proc| RealZk { proc })
+    }
+}
+
+fn java() -> String {
+    std::env::var("REAL_JAVA").unwrap_or_else(|_| "java".to_string())
+}
+
+impl std::ops::Deref for RealZk {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for RealZk {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.proc
+    }
+}
+
+/// Sends a four-letter word to `addr` and reads the answer until the server closes.
+pub fn four_letter(addr: &str, cmd: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(cmd.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Creates a session with a raw handshake and closes it with closeSession.
+fn probe_session(addr: &str) -> Result<(), String> {
+    let mut c = RawConn::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let resp = c.handshake(&ConnectRequest {
+        timeout: 10_000,
+        read_only: Some(false),
+        ..Default::default()
+    })?;
+    if resp.session_id == 0 || resp.timeout <= 0 {
+        return Err(format!("handshake refused: {resp:?}"));
+    }
+    let (hdr, _) = c.request(1, &Request::CloseSession)?;
+    if hdr.err != 0 {
+        return Err(format!("closeSession answered {hdr:?}"));
+    }
+    Ok(())
+}
+
+/// A blocking connection that speaks raw frames, for probing servers and sending them junk.
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// What became of a connection after something was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server closed (EOF or reset) after sending these frame bodies.
+    Closed(Vec<Vec<u8>>),
+    /// Still open after the wait; these frame bodies arrived.
+    Open(Vec<Vec<u8>>),
+}
+
+impl RawConn {
+    pub fn connect(addr: &str) -> std::io::Result<RawConn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    pub fn send_frame(&mut self, body: &[u8]) -> std::io::Result<()> {
+        self.send_raw(&frame(body))
+    }
+
+    /// Half-closes our side (no more bytes from us).
+    pub fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// The next frame body, waiting at most `timeout`. Ok(None) when the server closed.
+    pub fn read_frame(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.buf.len() >= 4 {
+                let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                if len < 0 {
+                    return Err(format!("server sent a negative frame length {len}"));
+                }
+                let total = 4 + len as usize;
+                if self.buf.len() >= total {
+                    let body = self.buf[4..total].to_vec();
+                    self.buf.drain(..total);
+                    return Ok(Some(body));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no complete frame within {timeout:?}"));
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_reset(&e) => return Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!("no complete frame within {timeout:?}"))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Reads frames until the server closes or `wait` passes.
+    pub fn outcome(&mut self, wait: Duration) -> Outcome {
+        let deadline = Instant::now() + wait;
+        let mut frames = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Outcome::Open(frames);
+            }
+            match self.read_frame(left) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => return Outcome::Closed(frames),
+                Err(e) if e.starts_with("no complete frame") => return Outcome::Open(frames),
+                // A garbled answer counts as an answer; whatever follows decides.
+                Err(_) => return Outcome::Closed(frames),
+            }
+        }
+    }
+
+    pub fn handshake(&mut self, req: &ConnectRequest) -> Result<ConnectResponse, String> {
+        self.send_frame(&req.to_bytes())
+            .map_err(|e| format!("send ConnectRequest: {e}"))?;
+        match self.read_frame(Duration::from_secs(5))? {
+            Some(body) => ConnectResponse::read(&mut Reader::new(&body))
+                .map_err(|e| format!("ConnectResponse: {e}")),
+            None => Err("server closed instead of answering the handshake".to_string()),
+        }
+    }
+
+    /// A new session with the default 10 s timeout.
+    pub fn new_session(addr: &str) -> Result<(RawConn, ConnectResponse), String> {
+        let mut c = RawConn::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let resp = c.handshake(&ConnectRequest {
+            timeout: 10_000,
+            read_only: Some(false),
+            ..Default::default()
+        })?;
+        if resp.session_id == 0 {
+            return Err(format!("no session: {resp:?}"));
+        }
+        Ok((c, resp))
+    }
+
+    /// Sends one request and returns the first non-notification reply (header and body).
+    pub fn request(&mut self, xid: i32, req: &Request) -> Result<(ReplyHeader, Vec<u8>), String> {
+        self.send_frame(&req.to_frame_body(xid))
+            .map_err(|e| format!("send: {e}"))?;
+        loop {
+            let body = self
+                .read_frame(Duration::from_secs(5))?
+                .ok_or_else(|| "server closed the connection".to_string())?;
+            let mut r = Reader::new(&body);
+            let hdr = ReplyHeader::read(&mut r).map_err(|e| format!("reply header: {e}"))?;
+            if hdr.xid == corral_proto::xid::NOTIFICATION {
+                continue;
+            }
+            let rest = body[r.position()..].to_vec();
+            return Ok((hdr, rest));
+        }
+    }
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}

@@ -1,0 +1,182 @@
+//! Admin glue: turns the keeper's live state into an [`AdminSnapshot`] and answers the
+//! four-letter words with it. The side effects of `crst`, `srst` and `stmk` happen here;
+//! rendering is pure text in [`crate::four_letter`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::four_letter::{self, AdminSnapshot, ConnectionInfo, ExpirySet, DEFAULT_TRACE_MASK};
+use crate::server::{now_ms, Keeper};
+use crate::watch::WatchKind;
+
+/// ZooKeeper's trace mask is process-wide; `stmk` sets it and `gtmk` reads it.
+static TRACE_MASK: AtomicI64 = AtomicI64::new(DEFAULT_TRACE_MASK);
+
+/// Sizes of the files under a directory (for `dirs` and `conf`).
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn open_fds() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64)
+}
+
+fn max_fds() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
+    let stats = &keeper.stats;
+    let data_dir_size = dir_size(&keeper.config.data_dir);
+    let log_dir_size = keeper.config.data_log_dir.as_deref().map(dir_size).unwrap_or(data_dir_size);
+    let st = keeper.state();
+    let now = Instant::now();
+    let wall = now_ms();
+    let to_wall = |deadline: Instant| -> i64 {
+        if deadline >= now {
+            wall + deadline.duration_since(now).as_millis() as i64
+        } else {
+            wall - now.duration_since(deadline).as_millis() as i64
+        }
+    };
+    let mut connections: Vec<ConnectionInfo> = st
+        .conns
+        .values()
+        .map(|c| ConnectionInfo {
+            remote: c.remote,
+            interest_ops: 1,
+            queued: 0,
+            received: c.packets_received,
+            sent: c.packets_sent,
+            session_id: c.session_id,
+            last_op: c.last_op.to_string(),
+            established_ms: c
+                .established
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            timeout_ms: c.timeout_ms,
+            last_cxid: if c.requests == 0 { -1 } else { c.last_cxid as i64 },
+            last_zxid: if c.requests == 0 { -1 } else { c.last_zxid },
+            last_response_ms: c
+                .last_response
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            last_latency_ms: c.last_latency_ms,
+            min_latency_ms: c.min_latency_ms,
+            avg_latency_ms: c.total_latency_ms.checked_div(c.requests).unwrap_or(0),
+            max_latency_ms: c.max_latency_ms,
+        })
+        .collect();
+    connections.sort_by_key(|c| (c.established_ms, c.session_id));
+    let data_watches: Vec<(i64, String)> = st
+        .watches
+        .entries()
+        .filter(|(_, kind, _)| *kind == WatchKind::Data)
+        .filter_map(|(conn, _, path)| st.conns.get(&conn).map(|c| (c.session_id, path.to_string())))
+        .collect();
+    let mut expiry: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (id, l) in st.sessions.iter() {
+        expiry.entry(to_wall(l.deadline)).or_default().push(*id);
+    }
+    let session_expiry = expiry
+        .into_iter()
+        .map(|(expire_at_ms, mut members)| {
+            members.sort();
+            ExpirySet { expire_at_ms, members }
+        })
+        .collect();
+    let ephemerals: Vec<(i64, Vec<String>)> = st
+        .tree
+        .sessions()
+        .filter(|(_, s)| !s.ephemerals.is_empty())
+        .map(|(id, s)| (*id, s.ephemerals.iter().cloned().collect()))
+        .collect();
+    let count = stats.latency_count.load(Ordering::Relaxed);
+    let mut metrics = vec![
+        ("zk_corral_sessions_expired_total".to_string(), st.sessions.obituaries().count().to_string()),
+        ("zk_corral_keeper_stalls_detected".to_string(), st.sessions.stalls_detected.to_string()),
+        ("zk_corral_keeper_stalled_ms_total".to_string(), st.sessions.stalled_total.as_millis().to_string()),
+    ];
+    metrics.push(("zk_global_sessions".into(), st.tree.sessions().count().to_string()));
+    AdminSnapshot {
+        version: four_letter::full_version(),
+        serving: keeper.consensus().is_some(),
+        server_state: "standalone".into(),
+        read_only: false,
+        zxid: st.tree.last_zxid(),
+        node_count: st.tree.node_count() as u64,
+        latency_min_ms: stats.latency_min_ms.load(Ordering::Relaxed),
+        latency_avg_ms: if count == 0 {
+            0.0
+        } else {
+            stats.latency_total_ms.load(Ordering::Relaxed) as f64 / count as f64
+        },
+        latency_max_ms: stats.latency_max_ms.load(Ordering::Relaxed),
+        packets_received: stats.packets_received.load(Ordering::Relaxed),
+        packets_sent: stats.packets_sent.load(Ordering::Relaxed),
+        // The asking connection counts, as in ZooKeeper.
+        num_alive_connections: st.conns.len() as u64 + 1,
+        outstanding_requests: stats.outstanding.load(Ordering::Relaxed),
+        proposal_sizes: None,
+        connections,
+        data_watches,
+        watch_count: st.watches.total() as u64,
+        session_expiry,
+        connection_expiry: Vec::new(),
+        ephemerals_count: st.tree.ephemeral_count() as u64,
+        ephemerals,
+        approximate_data_size: st.tree.approximate_data_size(),
+        global_sessions: st.tree.sessions().count() as u64,
+        local_sessions: 0,
+        data_dir_size,
+        log_dir_size,
+        environment: four_letter::environment(),
+        config_lines: keeper.config.conf_lines(data_dir_size, log_dir_size),
+        open_file_descriptors: open_fds(),
+        max_file_descriptors: max_fds(),
+        uptime_ms: keeper.started.elapsed().as_millis() as u64,
+        trace_mask: TRACE_MASK.load(Ordering::Relaxed),
+        digest_log: Vec::new(),
+        metrics,
+    }
+}
+
+/// Answers one (whitelisted) four-letter word. `extra` holds the 8 bytes that follow `stmk`.
+pub fn four_letter_reply(keeper: &Arc<Keeper>, cmd: &str, extra: Option<[u8; 8]>) -> String {
+    match cmd {
+        "crst" => {
+            let mut st = keeper.state();
+            for c in st.conns.values_mut() {
+                c.packets_received = 0;
+                c.packets_sent = 0;
+                c.requests = 0;
+                c.total_latency_ms = 0;
+                c.min_latency_ms = 0;
+                c.max_latency_ms = 0;
+                c.last_latency_ms = 0;
+            }
+        }
+        "srst" => keeper.stats.reset(),
+        "stmk" => {
+            if let Some(bytes) = extra {
+                TRACE_MASK.store(four_letter::parse_trace_mask(bytes), Ordering::Relaxed);
+            }
+        }
+        _ => {}
+    }
+    four_letter::render(cmd, &snapshot(keeper))
+}

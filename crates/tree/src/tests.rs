@@ -1,0 +1,888 @@
+//! Unit tests of apply/read: every error path and Stat field, checked against what real
+//! ZooKeeper 3.8 answers where noted.
+
+use corral_proto::*;
+
+use crate::*;
+
+const S1: i64 = 0x100;
+const S2: i64 = 0x200;
+
+fn anyone() -> Vec<Acl> {
+    acl::open_acl_unsafe()
+}
+
+fn digest_id(up: &str) -> Id {
+    Id {
+        scheme: "digest".into(),
+        id: acl::digest(up),
+    }
+}
+
+struct T {
+    tree: DataTree,
+    zxid: i64,
+}
+
+impl T {
+    fn new() -> T {
+        T::with(TreeConfig::default())
+    }
+    fn with(config: TreeConfig) -> T {
+        let mut t = T {
+            tree: DataTree::new(config),
+            zxid: 0,
+        };
+        t.session(S1);
+        t.session(S2);
+        t
+    }
+    fn entry(&mut self, session_id: i64, ids: Vec<Id>, op: EntryOp) -> ApplyResult {
+        self.zxid += 1;
+        let e = Entry {
+            session_id,
+            time_ms: 1000 * self.zxid,
+            identities: ids,
+            op,
+        };
+        self.tree.apply(self.zxid, &e)
+    }
+    fn session(&mut self, id: i64) -> ApplyResult {
+        self.entry(
+            0,
+            vec![],
+            EntryOp::CreateSession {
+                session_id: id,
+                timeout_ms: 30000,
+                passwd: vec![1; 16],
+            },
+        )
+    }
+    fn req_as(&mut self, session: i64, ids: Vec<Id>, r: Request) -> ApplyResult {
+        self.entry(session, ids, EntryOp::Request(r))
+    }
+    fn req(&mut self, r: Request) -> ApplyResult {
+        self.req_as(S1, vec![], r)
+    }
+    fn create_full(&mut self, path: &str, data: &[u8], acl: Vec<Acl>, flags: i32) -> ApplyResult {
+        self.req(create_req(path, data, acl, flags))
+    }
+    fn create(&mut self, path: &str, flags: i32) -> (ErrorCode, String) {
+        let r = self.create_full(path, b"", anyone(), flags);
+        match r.response {
+            Response::Path(p) => (r.err, p),
+            _ => (r.err, String::new()),
+        }
+    }
+    fn stat(&self, path: &str) -> Stat {
+        self.tree.node(path).expect("node").client_stat()
+    }
+    fn read(&self, r: Request) -> (ErrorCode, Response) {
+        self.tree.read(&r, S1, &[])
+    }
+}
+
+fn create_req(path: &str, data: &[u8], acl: Vec<Acl>, flags: i32) -> Request {
+    Request::Create(CreateRequest {
+        path: path.into(),
+        data: data.to_vec(),
+        acl,
+        flags,
+    })
+}
+fn delete_req(path: &str, version: i32) -> Request {
+    Request::Delete(DeleteRequest {
+        path: path.into(),
+        version,
+    })
+}
+fn set_req(path: &str, data: &[u8], version: i32) -> Request {
+    Request::SetData(SetDataRequest {
+        path: path.into(),
+        data: data.to_vec(),
+        version,
+    })
+}
+fn check_req(path: &str, version: i32) -> Request {
+    Request::Check(CheckVersionRequest {
+        path: path.into(),
+        version,
+    })
+}
+fn get_req(path: &str) -> Request {
+    Request::GetData(GetDataRequest {
+        path: path.into(),
+        watch: false,
+    })
+}
+fn ttl_req(path: &str, flags: i32, ttl: i64) -> Request {
+    Request::CreateTtl(CreateTtlRequest {
+        path: path.into(),
+        data: vec![],
+        acl: anyone(),
+        flags,
+        ttl,
+    })
+}
+fn trig(path: &str, event: EventType) -> Trigger {
+    Trigger {
+        path: path.into(),
+        event,
+    }
+}
+
+#[test]
+fn fresh_tree_matches_zookeeper() {
+    let t = DataTree::new(TreeConfig {
+        config_node_data: b"cfg".to_vec(),
+        ..Default::default()
+    });
+    assert_eq!(t.node_count(), 4);
+    let root = t.node("/").unwrap();
+    assert_eq!(
+        root.stat,
+        Stat {
+            cversion: -1,
+            num_children: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(root.acl, acl::open_acl_unsafe());
+    let zk = t.node("/zookeeper").unwrap();
+    assert_eq!(
+        zk.stat,
+        Stat {
+            cversion: -2,
+            num_children: 2,
+            ..Default::default()
+        }
+    );
+    assert_eq!(t.node("/zookeeper/quota").unwrap().stat, Stat::default());
+    let cfg = t.node("/zookeeper/config").unwrap();
+    assert_eq!(
+        cfg.stat,
+        Stat {
+            aversion: -1,
+            data_length: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(cfg.acl, acl::read_acl_unsafe());
+    assert_eq!(cfg.data, b"cfg");
+    let (e, r) = t.read(
+        &Request::GetAllChildrenNumber(PathRequest { path: "/".into() }),
+        0,
+        &[],
+    );
+    assert_eq!((e, r), (ErrorCode::Ok, Response::Count(3)));
+}
+
+#[test]
+fn create_stat_and_parent_bookkeeping() {
+    let mut t = T::new();
+    let r = t.req(Request::Create2(CreateRequest {
+        path: "/a".into(),
+        data: b"xyz".to_vec(),
+        acl: anyone(),
+        flags: 0,
+    }));
+    assert_eq!(r.err, ErrorCode::Ok);
+    let z = t.zxid;
+    let want = Stat {
+        czxid: z,
+        mzxid: z,
+        ctime: 1000 * z,
+        mtime: 1000 * z,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: 0,
+        data_length: 3,
+        num_children: 0,
+        pzxid: z,
+    };
+    assert_eq!(r.response, Response::Create2("/a".into(), want.clone()));
+    assert_eq!(t.stat("/a"), want);
+    assert_eq!(
+        r.triggers,
+        vec![
+            trig("/a", EventType::NodeCreated),
+            trig("/", EventType::NodeChildrenChanged)
+        ]
+    );
+    let root = t.stat("/");
+    assert_eq!((root.cversion, root.pzxid, root.num_children), (0, z, 2));
+    assert_eq!(t.create("/a/b", 0), (ErrorCode::Ok, "/a/b".into()));
+    assert_eq!(t.stat("/a").num_children, 1);
+    assert_eq!(t.stat("/a").cversion, 1);
+    // A delete counts as a child change too (observed: create+delete gives cversion 2).
+    assert_eq!(t.req(delete_req("/a/b", -1)).err, ErrorCode::Ok);
+    let a = t.stat("/a");
+    assert_eq!(
+        (a.cversion, a.pzxid, a.num_children, a.mzxid),
+        (2, t.zxid, 0, z)
+    );
+}
+
+#[test]
+fn create_errors_in_zookeeper_order() {
+    let mut t = T::new();
+    t.create("/p", 0);
+    assert_eq!(t.create("/p", 0).0, ErrorCode::NodeExists);
+    assert_eq!(t.create("/", 0).0, ErrorCode::NodeExists);
+    assert_eq!(t.create("/x/y", 0).0, ErrorCode::NoNode);
+    assert_eq!(t.create("p", 0).0, ErrorCode::BadArguments);
+    assert_eq!(t.create("/p/", 0).0, ErrorCode::BadArguments);
+    // Parent "/p/" does not exist, and the parent is looked up first.
+    assert_eq!(t.create("/p//q", 0).0, ErrorCode::NoNode);
+    assert_eq!(t.create("//q", 0).0, ErrorCode::BadArguments);
+    assert_eq!(t.create("/p/.", 0).0, ErrorCode::BadArguments);
+    assert_eq!(t.create("/p/..", 0).0, ErrorCode::BadArguments);
+    assert_eq!(t.create("/p/\u{1}", 0).0, ErrorCode::BadArguments);
+    assert_eq!(t.create("/p\0", 0).0, ErrorCode::BadArguments);
+    // The parent is looked up before the full path is validated (observed).
+    assert_eq!(t.create("/nonexist/b/", 0).0, ErrorCode::NoNode);
+    // ACL is fixed up before the parent is looked up (observed).
+    assert_eq!(
+        t.create_full("/nonexist/b", b"", vec![], 0).err,
+        ErrorCode::InvalidAcl
+    );
+    assert_eq!(
+        t.create_full("/q", b"", vec![], 0).err,
+        ErrorCode::InvalidAcl
+    );
+    let auth = vec![Acl {
+        perms: 31,
+        id: Id {
+            scheme: "auth".into(),
+            id: "".into(),
+        },
+    }];
+    assert_eq!(t.create_full("/q", b"", auth, 0).err, ErrorCode::InvalidAcl);
+    for flags in [7, -1, 100] {
+        assert_eq!(
+            t.create("/q", flags).0,
+            ErrorCode::BadArguments,
+            "flags {flags}"
+        );
+    }
+    // TTL disabled: Unimplemented; TTL via plain create: BadArguments (observed, enabled).
+    assert_eq!(t.create("/q", 5).0, ErrorCode::Unimplemented);
+    assert_eq!(t.req(ttl_req("/q", 5, 100)).err, ErrorCode::Unimplemented);
+    let mut t = T::with(TreeConfig {
+        extended_types_enabled: true,
+        ..Default::default()
+    });
+    assert_eq!(t.create("/q", 5).0, ErrorCode::BadArguments);
+    assert_eq!(t.req(ttl_req("/q", 0, 5)).err, ErrorCode::BadArguments);
+    assert_eq!(t.req(ttl_req("/q", 0, -1)).err, ErrorCode::BadArguments);
+    assert_eq!(t.req(ttl_req("/q", 5, 0)).err, ErrorCode::BadArguments);
+    assert_eq!(
+        t.req(ttl_req("/q", 5, MAX_TTL_MS + 1)).err,
+        ErrorCode::BadArguments
+    );
+    assert!(t.tree.node("/q").is_none());
+}
+
+#[test]
+fn sequential_names() {
+    let mut t = T::new();
+    t.create("/p", 0);
+    assert_eq!(t.create("/p/s-", 2).1, "/p/s-0000000000");
+    t.create("/p/x", 0);
+    t.req(delete_req("/p/x", -1));
+    assert_eq!(t.create("/p/s-", 3).1, "/p/s-0000000003");
+    // Trailing slash is fine for sequential; "/" sequential makes a top-level node (observed).
+    assert_eq!(t.create("/p/", 2).1, "/p/0000000004");
+    let root_cv = t.stat("/").cversion;
+    assert_eq!(t.create("/", 2).1, format!("/{root_cv:010}"));
+    // Signed formatting when the counter has wrapped.
+    let mut n = t.tree.node("/p").unwrap().clone();
+    n.stat.cversion = -5;
+    t.tree.nodes.insert("/p".into(), n);
+    assert_eq!(t.create("/p/n", 2).1, "/p/n-000000005");
+}
+
+#[test]
+fn ephemerals_and_sessions() {
+    let mut t = T::new();
+    t.create("/p", 0);
+    assert_eq!(t.create("/p/e", 1).0, ErrorCode::Ok);
+    assert_eq!(t.stat("/p/e").ephemeral_owner, S1);
+    assert_eq!(t.create("/p/e/c", 0).0, ErrorCode::NoChildrenForEphemerals);
+    assert_eq!(t.create("/p/e/c", 2).0, ErrorCode::NoChildrenForEphemerals);
+    assert_eq!(t.create("/p/f", 3).1, "/p/f0000000001");
+    assert_eq!(t.tree.session_ephemeral_count(S1), 2);
+    assert_eq!(t.tree.ephemeral_count(), 2);
+    // getEphemerals by prefix, for the calling session only.
+    let eph = |p: &str| Request::GetEphemerals(PathRequest { path: p.into() });
+    assert_eq!(
+        t.read(eph("/")).1,
+        Response::Paths(vec!["/p/e".into(), "/p/f0000000001".into()])
+    );
+    assert_eq!(
+        t.read(eph("")).1,
+        Response::Paths(vec!["/p/e".into(), "/p/f0000000001".into()])
+    );
+    assert_eq!(
+        t.read(eph("/p/f")).1,
+        Response::Paths(vec!["/p/f0000000001".into()])
+    );
+    assert_eq!(t.tree.read(&eph("/"), S2, &[]).1, Response::Paths(vec![]));
+    // Unknown session: every write is SessionExpired; ephemeral create with system session too.
+    let r = t.req_as(0x999, vec![], create_req("/z", b"", anyone(), 0));
+    assert_eq!(r.err, ErrorCode::SessionExpired);
+    let r = t.req_as(0, vec![], create_req("/z", b"", anyone(), 1));
+    assert_eq!(r.err, ErrorCode::SessionExpired);
+    // Close: ephemerals go, with triggers.
+    let r = t.entry(
+        0,
+        vec![],
+        EntryOp::CloseSession {
+            session_id: S1,
+            reason: "test".into(),
+        },
+    );
+    assert_eq!(
+        r.deleted_ephemerals,
+        vec!["/p/e".to_string(), "/p/f0000000001".into()]
+    );
+    assert_eq!(
+        r.triggers,
+        vec![
+            trig("/p/e", EventType::NodeDeleted),
+            trig("/p", EventType::NodeChildrenChanged),
+            trig("/p/f0000000001", EventType::NodeDeleted),
+            trig("/p", EventType::NodeChildrenChanged),
+        ]
+    );
+    assert!(t.tree.session(S1).is_none());
+    assert!(t.tree.node("/p/e").is_none());
+    assert_eq!(t.stat("/p").num_children, 0);
+    assert_eq!(
+        t.req(create_req("/y", b"", anyone(), 0)).err,
+        ErrorCode::SessionExpired
+    );
+    // Closing by request works the same way.
+    let r = t.req_as(S2, vec![], create_req("/e2", b"", anyone(), 1));
+    assert_eq!(r.err, ErrorCode::Ok);
+    let r = t.req_as(S2, vec![], Request::CloseSession);
+    assert_eq!(r.deleted_ephemerals, vec!["/e2".to_string()]);
+    assert_eq!(t.tree.sessions().count(), 0);
+    // An ephemeral deleted explicitly leaves its owner's set.
+    t.session(S1);
+    t.create("/e3", 1);
+    t.req_as(S1, vec![], delete_req("/e3", -1));
+    assert_eq!(t.tree.session_ephemeral_count(S1), 0);
+}
+
+#[test]
+fn delete_errors() {
+    let mut t = T::new();
+    t.create("/p", 0);
+    t.create("/p/c", 0);
+    assert_eq!(t.req(delete_req("/p", -1)).err, ErrorCode::NotEmpty);
+    assert_eq!(t.req(delete_req("/p/c", 3)).err, ErrorCode::BadVersion);
+    assert_eq!(t.req(delete_req("/p/nope", -1)).err, ErrorCode::NoNode);
+    assert_eq!(t.req(delete_req("/nope/x", -1)).err, ErrorCode::NoNode);
+    assert_eq!(t.req(delete_req("/p/", -1)).err, ErrorCode::NoNode);
+    for special in ["/", "/zookeeper", "/zookeeper/config", "/zookeeper/quota"] {
+        assert_eq!(t.req(delete_req(special, -1)).err, ErrorCode::BadArguments);
+    }
+    assert_eq!(t.req(delete_req("p", -1)).err, ErrorCode::BadArguments);
+    let r = t.req(delete_req("/p/c", 0));
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert_eq!(r.response, Response::Empty);
+    assert_eq!(
+        r.triggers,
+        vec![
+            trig("/p/c", EventType::NodeDeleted),
+            trig("/p", EventType::NodeChildrenChanged)
+        ]
+    );
+}
+
+#[test]
+fn set_data_and_check() {
+    let mut t = T::new();
+    t.create("/a", 0);
+    let czxid = t.zxid;
+    let r = t.req(set_req("/a", b"hello", 0));
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert_eq!(r.triggers, vec![trig("/a", EventType::NodeDataChanged)]);
+    let s = t.stat("/a");
+    assert_eq!(
+        (s.version, s.mzxid, s.mtime, s.data_length, s.czxid),
+        (1, t.zxid, 1000 * t.zxid, 5, czxid)
+    );
+    assert_eq!(r.response, Response::Stat(s));
+    assert_eq!(t.req(set_req("/a", b"x", 0)).err, ErrorCode::BadVersion);
+    assert_eq!(t.req(set_req("/a", b"x", -1)).err, ErrorCode::Ok);
+    assert_eq!(t.req(set_req("/nope", b"x", -1)).err, ErrorCode::NoNode);
+    assert_eq!(t.req(set_req("/a/", b"x", -1)).err, ErrorCode::BadArguments);
+    assert_eq!(
+        t.req(set_req("/zookeeper/config", b"x", -1)).err,
+        ErrorCode::NoAuth
+    );
+    assert_eq!(
+        t.read(get_req("/a")).1,
+        Response::Data(b"x".to_vec(), t.stat("/a"))
+    );
+    assert_eq!(t.req(check_req("/a", 2)).err, ErrorCode::Ok);
+    assert_eq!(t.req(check_req("/a", 1)).err, ErrorCode::BadVersion);
+    assert_eq!(t.req(check_req("/nope", 1)).err, ErrorCode::NoNode);
+    assert_eq!(t.req(check_req("a", 1)).err, ErrorCode::BadArguments);
+    assert_eq!(
+        t.tree.approximate_data_size(),
+        t.tree
+            .nodes()
+            .map(|(p, n)| (p.len() + n.data.len()) as u64)
+            .sum()
+    );
+}
+
+#[test]
+fn acl_enforcement() {
+    let mut t = T::new();
+    let alice = digest_id("alice:pw");
+    let acl = vec![Acl {
+        perms: perms::READ | perms::CREATE,
+        id: alice.clone(),
+    }];
+    assert_eq!(t.create_full("/s", b"d", acl, 0).err, ErrorCode::Ok);
+    // No identity: everything refused.
+    assert_eq!(t.tree.read(&get_req("/s"), S1, &[]).0, ErrorCode::NoAuth);
+    assert_eq!(
+        t.req(create_req("/s/c", b"", anyone(), 0)).err,
+        ErrorCode::NoAuth
+    );
+    assert_eq!(t.req(set_req("/s", b"", -1)).err, ErrorCode::NoAuth);
+    assert_eq!(t.req(check_req("/s", -1)).err, ErrorCode::NoAuth);
+    // alice can read and create, not write, delete children or admin.
+    assert_eq!(
+        t.tree
+            .read(&get_req("/s"), S1, std::slice::from_ref(&alice))
+            .0,
+        ErrorCode::Ok
+    );
+    assert_eq!(
+        t.req_as(
+            S1,
+            vec![alice.clone()],
+            create_req("/s/c", b"", anyone(), 0)
+        )
+        .err,
+        ErrorCode::Ok
+    );
+    assert_eq!(
+        t.req_as(S1, vec![alice.clone()], set_req("/s", b"", -1))
+            .err,
+        ErrorCode::NoAuth
+    );
+    assert_eq!(
+        t.req_as(S1, vec![alice.clone()], delete_req("/s/c", -1))
+            .err,
+        ErrorCode::NoAuth
+    );
+    // super bypasses everything.
+    let sup = Id {
+        scheme: "super".into(),
+        id: "".into(),
+    };
+    assert_eq!(
+        t.req_as(S1, vec![sup.clone()], delete_req("/s/c", -1)).err,
+        ErrorCode::Ok
+    );
+    // getACL: READ or ADMIN needed; without ADMIN digests are redacted.
+    let gacl = Request::GetAcl(PathRequest { path: "/s".into() });
+    assert_eq!(t.tree.read(&gacl, S1, &[]).0, ErrorCode::NoAuth);
+    match t.tree.read(&gacl, S1, std::slice::from_ref(&alice)) {
+        (ErrorCode::Ok, Response::Acl(a, _)) => assert_eq!(a[0].id.id, "alice:x"),
+        other => panic!("{other:?}"),
+    }
+    match t.tree.read(&gacl, S1, std::slice::from_ref(&sup)) {
+        (ErrorCode::Ok, Response::Acl(a, _)) => assert_eq!(a[0].id, alice),
+        other => panic!("{other:?}"),
+    }
+    // setACL: ADMIN, aversion, InvalidACL; 'auth' expands to the caller's digest identities.
+    let auth = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "auth".into(),
+            id: "".into(),
+        },
+    }];
+    let setacl = |acl: Vec<Acl>, version| {
+        Request::SetAcl(SetAclRequest {
+            path: "/s".into(),
+            acl,
+            version,
+        })
+    };
+    assert_eq!(
+        t.req_as(S1, vec![alice.clone()], setacl(anyone(), -1)).err,
+        ErrorCode::NoAuth
+    );
+    assert_eq!(
+        t.req_as(S1, vec![sup.clone()], setacl(vec![], -1)).err,
+        ErrorCode::InvalidAcl
+    );
+    assert_eq!(
+        t.req_as(S1, vec![sup.clone()], setacl(auth.clone(), -1))
+            .err,
+        ErrorCode::InvalidAcl
+    );
+    assert_eq!(
+        t.req_as(S1, vec![sup.clone()], setacl(anyone(), 5)).err,
+        ErrorCode::BadVersion
+    );
+    let ids = vec![
+        Id {
+            scheme: "ip".into(),
+            id: "127.0.0.1".into(),
+        },
+        alice.clone(),
+        sup,
+    ];
+    let r = t.req_as(S1, ids, setacl(auth, 0));
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert!(r.triggers.is_empty());
+    match r.response {
+        Response::Stat(s) => assert_eq!((s.aversion, s.version), (1, 0)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        t.tree.node("/s").unwrap().acl,
+        vec![Acl {
+            perms: perms::ALL,
+            id: alice
+        }]
+    );
+    // ip ACLs.
+    let ipacl = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "ip".into(),
+            id: "10.0.0.0/8".into(),
+        },
+    }];
+    t.create_full("/ip", b"", ipacl, 0);
+    let ip = |a: &str| {
+        vec![Id {
+            scheme: "ip".into(),
+            id: a.into(),
+        }]
+    };
+    assert_eq!(
+        t.tree.read(&get_req("/ip"), S1, &ip("10.1.2.3")).0,
+        ErrorCode::Ok
+    );
+    assert_eq!(
+        t.tree.read(&get_req("/ip"), S1, &ip("11.1.2.3")).0,
+        ErrorCode::NoAuth
+    );
+    // exists never checks ACLs.
+    let ex = Request::Exists(GetDataRequest {
+        path: "/ip".into(),
+        watch: false,
+    });
+    assert_eq!(t.tree.read(&ex, S1, &[]).0, ErrorCode::Ok);
+}
+
+#[test]
+fn multi_is_atomic() {
+    let mut t = T::new();
+    t.create("/p", 0);
+    let before = t.tree.clone();
+    let ops = vec![
+        create_req("/m1", b"", anyone(), 0),
+        set_req("/p", b"v", -1),
+        create_req("/p", b"", anyone(), 0),
+        set_req("/x", b"", -1),
+    ];
+    let r = t.req(Request::Multi(ops));
+    // Observed: header err 0, per-op results Ok / failing code / RuntimeInconsistency.
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert_eq!(
+        r.response,
+        Response::Multi(vec![
+            MultiResult::Error(ErrorCode::Ok),
+            MultiResult::Error(ErrorCode::Ok),
+            MultiResult::Error(ErrorCode::NodeExists),
+            MultiResult::Error(ErrorCode::RuntimeInconsistency),
+        ])
+    );
+    assert!(r.triggers.is_empty());
+    let mut after = t.tree.clone();
+    after.last_zxid = before.last_zxid;
+    assert_eq!(after, before);
+    assert_eq!(after.encode_snapshot(), before.encode_snapshot());
+
+    let ops = vec![
+        create_req("/p/a", b"", anyone(), 2),
+        Request::Create2(CreateRequest {
+            path: "/p/a".into(),
+            data: vec![],
+            acl: anyone(),
+            flags: 2,
+        }),
+        check_req("/p", 0),
+        set_req("/p", b"v", 0),
+        delete_req("/p/a0000000000", -1),
+    ];
+    let r = t.req(Request::Multi(ops));
+    let Response::Multi(res) = r.response else {
+        panic!()
+    };
+    assert_eq!(res[0], MultiResult::Create("/p/a0000000000".into()));
+    assert!(
+        matches!(&res[1], MultiResult::Create2(p, s) if p == "/p/a0000000001" && s.czxid == t.zxid)
+    );
+    assert_eq!(res[2], MultiResult::Check);
+    assert!(matches!(&res[3], MultiResult::SetData(s) if s.version == 1));
+    assert_eq!(res[4], MultiResult::Delete);
+    assert_eq!(t.stat("/p").cversion, 3);
+    assert_eq!(r.triggers.len(), 7);
+    let r = t.req(Request::Multi(vec![]));
+    assert_eq!(
+        (r.err, r.response),
+        (ErrorCode::Ok, Response::Multi(vec![]))
+    );
+}
+
+#[test]
+fn reads() {
+    let mut t = T::new();
+    t.create("/p", 0);
+    for c in ["b", "a", "c"] {
+        t.create(&format!("/p/{c}"), 0);
+    }
+    t.create("/p/a/x", 0);
+    let gc = Request::GetChildren(GetDataRequest {
+        path: "/p".into(),
+        watch: false,
+    });
+    assert_eq!(
+        t.read(gc).1,
+        Response::Children(vec!["a".into(), "b".into(), "c".into()])
+    );
+    let gc2 = Request::GetChildren2(GetDataRequest {
+        path: "/p".into(),
+        watch: false,
+    });
+    assert_eq!(
+        t.read(gc2).1,
+        Response::Children2(vec!["a".into(), "b".into(), "c".into()], t.stat("/p"))
+    );
+    let n = |p: &str| Request::GetAllChildrenNumber(PathRequest { path: p.into() });
+    assert_eq!(t.read(n("/p")).1, Response::Count(4));
+    assert_eq!(t.read(n("/p/a")).1, Response::Count(1));
+    assert_eq!(t.read(n("/nope")).0, ErrorCode::NoNode);
+    let ex = |p: &str| {
+        Request::Exists(GetDataRequest {
+            path: p.into(),
+            watch: false,
+        })
+    };
+    assert_eq!(t.read(ex("/nope")), (ErrorCode::NoNode, Response::Empty));
+    assert_eq!(t.read(ex("/a\0")).0, ErrorCode::BadArguments);
+    assert_eq!(
+        t.read(get_req("/nope")),
+        (ErrorCode::NoNode, Response::Empty)
+    );
+    let mr = Request::MultiRead(vec![
+        get_req("/p"),
+        get_req("/nope"),
+        Request::GetChildren(GetDataRequest {
+            path: "/p/a".into(),
+            watch: false,
+        }),
+    ]);
+    assert_eq!(
+        t.read(mr).1,
+        Response::Multi(vec![
+            MultiResult::GetData(vec![], t.stat("/p")),
+            MultiResult::Error(ErrorCode::NoNode),
+            MultiResult::GetChildren(vec!["x".into()]),
+        ])
+    );
+    assert_eq!(t.read(Request::Ping).0, ErrorCode::Unimplemented);
+}
+
+#[test]
+fn reconfig_and_sync() {
+    let mut t = T::new();
+    let r = t.req(Request::Reconfig(ReconfigRequest::default()));
+    assert_eq!(r.err, ErrorCode::ReconfigDisabled);
+    let r = t.req(Request::Sync(PathRequest { path: "/".into() }));
+    assert_eq!(
+        (r.err, r.response),
+        (ErrorCode::Ok, Response::Path("/".into()))
+    );
+}
+
+#[test]
+fn containers_and_ttl() {
+    let mut t = T::with(TreeConfig {
+        extended_types_enabled: true,
+        ..Default::default()
+    });
+    let cc = |p: &str, flags| {
+        Request::CreateContainer(CreateRequest {
+            path: p.into(),
+            data: vec![],
+            acl: anyone(),
+            flags,
+        })
+    };
+    let r = t.req(cc("/c", 0));
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert_eq!(t.tree.node("/c").unwrap().kind(), NodeKind::Container);
+    assert_eq!(t.tree.node("/c").unwrap().stat.ephemeral_owner, i64::MIN);
+    // Clients see ephemeralOwner 0 for containers and TTL nodes (observed).
+    assert_eq!(t.stat("/c").ephemeral_owner, 0);
+    assert!(matches!(r.response, Response::Create2(_, s) if s.ephemeral_owner == 0));
+    // The flags do not make a container; the opcode does (ZooKeeper's txn choice).
+    t.create("/notc", 4);
+    assert_eq!(t.tree.node("/notc").unwrap().kind(), NodeKind::Persistent);
+    // Never-used container: not a candidate (unless max_never_used says so).
+    assert!(t.tree.container_and_ttl_candidates(i64::MAX).is_empty());
+    assert_eq!(
+        t.tree.container_and_ttl_candidates_with(1_000_000_000, 1),
+        vec!["/c".to_string()]
+    );
+    t.create("/c/x", 0);
+    assert!(t.tree.container_and_ttl_candidates(i64::MAX).is_empty());
+    t.req(delete_req("/c/x", -1));
+    assert_eq!(
+        t.tree.container_and_ttl_candidates(0),
+        vec!["/c".to_string()]
+    );
+
+    let r = t.req(ttl_req("/t", 5, 10_000));
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert_eq!(t.tree.node("/t").unwrap().kind(), NodeKind::Ttl(10_000));
+    assert_eq!(t.stat("/t").ephemeral_owner, 0);
+    let mtime = t.stat("/t").mtime;
+    assert_eq!(
+        t.tree.container_and_ttl_candidates(mtime + 10_000),
+        vec!["/c".to_string()]
+    );
+    let cands = t.tree.container_and_ttl_candidates(mtime + 10_001);
+    assert_eq!(cands, vec!["/c".to_string(), "/t".into()]);
+    // Re-checked at apply: /t was touched meanwhile, so only /c goes.
+    t.req(set_req("/t", b"", -1));
+    let mut e = Entry {
+        session_id: 0,
+        time_ms: mtime + 10_001,
+        identities: vec![],
+        op: EntryOp::PurgeContainersAndTtl { candidates: cands },
+    };
+    t.zxid += 1;
+    let r = t.tree.apply(t.zxid, &e);
+    assert_eq!(r.response, Response::Paths(vec!["/c".into()]));
+    assert_eq!(
+        r.triggers,
+        vec![
+            trig("/c", EventType::NodeDeleted),
+            trig("/", EventType::NodeChildrenChanged)
+        ]
+    );
+    assert!(t.tree.node("/c").is_none() && t.tree.node("/t").is_some());
+    e.time_ms = i64::MAX;
+    e.op = EntryOp::PurgeContainersAndTtl {
+        candidates: vec!["/t".into(), "/t".into(), "/notc".into(), "/".into()],
+    };
+    t.zxid += 1;
+    let r = t.tree.apply(t.zxid, &e);
+    assert_eq!(r.response, Response::Paths(vec!["/t".into()]));
+    assert!(t.tree.node("/notc").is_some());
+    // deleteContainer request: containers only.
+    t.req(cc("/c2", 0));
+    let dc = |p: &str| Request::DeleteContainer(PathRequest { path: p.into() });
+    assert_eq!(t.req(dc("/notc")).err, ErrorCode::BadVersion);
+    assert_eq!(t.req(dc("/nope")).err, ErrorCode::NoNode);
+    t.create("/c2/k", 0);
+    assert_eq!(t.req(dc("/c2")).err, ErrorCode::NotEmpty);
+    t.req(delete_req("/c2/k", -1));
+    assert_eq!(t.req(dc("/c2")).err, ErrorCode::Ok);
+}
+
+#[test]
+fn snapshot_round_trip_and_entry_codec() {
+    let mut t = T::with(TreeConfig {
+        extended_types_enabled: true,
+        super_digest: Some("super:x".into()),
+        config_node_data: b"c".to_vec(),
+    });
+    t.create("/a", 0);
+    t.create("/a/e", 1);
+    t.req(ttl_req("/t", 6, 50));
+    let snap = t.tree.encode_snapshot();
+    let back = DataTree::decode_snapshot(&snap).unwrap();
+    assert_eq!(back, t.tree);
+    assert_eq!(back.encode_snapshot(), snap);
+    assert_eq!(back.session(S1).unwrap().ephemerals.len(), 1);
+    for cut in 0..snap.len() {
+        assert!(DataTree::decode_snapshot(&snap[..cut]).is_err());
+    }
+    assert!(DataTree::decode_snapshot(b"garbage!").is_err());
+
+    let entries = vec![
+        Entry {
+            session_id: 1,
+            time_ms: 2,
+            identities: vec![digest_id("a:b")],
+            op: EntryOp::CreateSession {
+                session_id: 9,
+                timeout_ms: 5,
+                passwd: vec![1, 2],
+            },
+        },
+        Entry {
+            session_id: 0,
+            time_ms: 2,
+            identities: vec![],
+            op: EntryOp::CloseSession {
+                session_id: 9,
+                reason: "expired".into(),
+            },
+        },
+        Entry {
+            session_id: 3,
+            time_ms: 4,
+            identities: vec![],
+            op: EntryOp::PurgeContainersAndTtl {
+                candidates: vec!["/x".into()],
+            },
+        },
+        Entry {
+            session_id: 3,
+            time_ms: 4,
+            identities: vec![],
+            op: EntryOp::Request(Request::Multi(vec![
+                create_req("/a", b"x", anyone(), 1),
+                check_req("/a", 0),
+            ])),
+        },
+        Entry {
+            session_id: 3,
+            time_ms: 4,
+            identities: vec![],
+            op: EntryOp::Request(Request::CloseSession),
+        },
+        Entry {
+            session_id: 3,
+            time_ms: 4,
+            identities: vec![],
+            op: EntryOp::Request(ttl_req("/t", 5, 7)),
+        },
+    ];
+    for e in entries {
+        let b = e.encode();
+        assert_eq!(Entry::decode(&b).unwrap(), e);
+        for cut in 0..b.len() {
+            let _ = Entry::decode(&b[..cut]);
+        }
+    }
+}
