@@ -45,6 +45,15 @@ while [ $# -gt 0 ]; do
     esac
 done
 [[ $server_cmd == *"{cfg}"* ]] || server_cmd="$server_cmd {cfg}"
+read -r server_exe server_rest <<< "$server_cmd"
+if [[ $server_exe == */* && $server_exe != /* ]]; then   # pytest runs in the sdist dir
+    server_exe=$PWD/$server_exe
+    server_cmd="$server_exe $server_rest"
+fi
+if ! command -v "$server_exe" > /dev/null; then
+    echo "kazoo-suite: server command '$server_exe' not found (build corral or use --server-cmd)" >&2
+    exit 2
+fi
 
 mkdir -p "$workdir"
 workdir=$(cd "$workdir" && pwd)
@@ -128,7 +137,7 @@ export KAZOO_SUITE_LAUNCH_LOG=$workdir/results/launches-$ts.log
 echo "kazoo-suite: server '$server_cmd', ports $port_offset.., junit $junit"
 
 [ "$skip_multi" = 0 ] || kexpr="${kexpr:+($kexpr) and }not test_update_host_list and not TestReconfig and not TestReadOnlyMode"
-pyargs=(-o addopts= -p no:cacheprovider -q -rfE --junitxml="$junit")
+pyargs=(-o addopts= -o log_cli=false -p no:cacheprovider -q -rfE --junitxml="$junit")
 [ -z "$kexpr" ] || pyargs+=(-k "$kexpr")
 read -r -a test_list <<< "$tests"
 set +e

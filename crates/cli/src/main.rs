@@ -12,7 +12,11 @@ use corral_keeper::server::Keeper;
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(name = "corral", version, about = "A ZooKeeper-compatible coordination service")]
+#[command(
+    name = "corral",
+    version,
+    about = "A ZooKeeper-compatible coordination service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,11 +46,16 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft narrates every vote at info; operators need our lines, not those.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("corral: cannot start the async runtime: {e}");

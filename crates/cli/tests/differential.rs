@@ -723,7 +723,11 @@ async fn run_script(addr: &str, tag: &str) -> Vec<String> {
     t.op(1, create2(&r("/seq/n-"), "2", PersistentSequential))
         .await;
     t.op(1, delete(&seq1, -1)).await;
-    t.op(1, children2(&r("/seq"), false)).await; // what the next sequential name is based on
+    // ZooKeeper stores cversion as the number of child creations and reports
+    // 2 * stored - numChildren (creations + deletions); the sequential suffix is the stored
+    // value, so after 3 creations and 1 deletion the stat says cversion=4 and the next name
+    // ends in 0000000003.
+    t.op(1, children2(&r("/seq"), false)).await;
     t.op(1, create(&r("/seq/n-"), "4", PersistentSequential))
         .await;
     t.op(1, create(&r("/seq/"), "noprefix", PersistentSequential))

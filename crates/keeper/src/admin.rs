@@ -9,14 +9,16 @@ use std::time::Instant;
 
 use crate::four_letter::{self, AdminSnapshot, ConnectionInfo, ExpirySet, DEFAULT_TRACE_MASK};
 use crate::server::{now_ms, Keeper};
-use crate::watch::WatchKind;
+use crate::watch::Table;
 
 /// ZooKeeper's trace mask is process-wide; `stmk` sets it and `gtmk` reads it.
 static TRACE_MASK: AtomicI64 = AtomicI64::new(DEFAULT_TRACE_MASK);
 
 /// Sizes of the files under a directory (for `dirs` and `conf`).
 fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -28,7 +30,9 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 fn open_fds() -> Option<u64> {
-    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64)
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
 }
 
 fn max_fds() -> Option<u64> {
@@ -40,7 +44,12 @@ fn max_fds() -> Option<u64> {
 pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
     let stats = &keeper.stats;
     let data_dir_size = dir_size(&keeper.config.data_dir);
-    let log_dir_size = keeper.config.data_log_dir.as_deref().map(dir_size).unwrap_or(data_dir_size);
+    let log_dir_size = keeper
+        .config
+        .data_log_dir
+        .as_deref()
+        .map(dir_size)
+        .unwrap_or(data_dir_size);
     let st = keeper.state();
     let now = Instant::now();
     let wall = now_ms();
@@ -68,7 +77,11 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0),
             timeout_ms: c.timeout_ms,
-            last_cxid: if c.requests == 0 { -1 } else { c.last_cxid as i64 },
+            last_cxid: if c.requests == 0 {
+                -1
+            } else {
+                c.last_cxid as i64
+            },
             last_zxid: if c.requests == 0 { -1 } else { c.last_zxid },
             last_response_ms: c
                 .last_response
@@ -85,8 +98,12 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
     let data_watches: Vec<(i64, String)> = st
         .watches
         .entries()
-        .filter(|(_, kind, _)| *kind == WatchKind::Data)
-        .filter_map(|(conn, _, path)| st.conns.get(&conn).map(|c| (c.session_id, path.to_string())))
+        .filter(|(_, kind, _)| *kind == Table::Data)
+        .filter_map(|(conn, _, path)| {
+            st.conns
+                .get(&conn)
+                .map(|c| (c.session_id, path.to_string()))
+        })
         .collect();
     let mut expiry: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (id, l) in st.sessions.iter() {
@@ -96,7 +113,10 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
         .into_iter()
         .map(|(expire_at_ms, mut members)| {
             members.sort();
-            ExpirySet { expire_at_ms, members }
+            ExpirySet {
+                expire_at_ms,
+                members,
+            }
         })
         .collect();
     let ephemerals: Vec<(i64, Vec<String>)> = st
@@ -107,11 +127,23 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
         .collect();
     let count = stats.latency_count.load(Ordering::Relaxed);
     let mut metrics = vec![
-        ("zk_corral_sessions_expired_total".to_string(), st.sessions.obituaries().count().to_string()),
-        ("zk_corral_keeper_stalls_detected".to_string(), st.sessions.stalls_detected.to_string()),
-        ("zk_corral_keeper_stalled_ms_total".to_string(), st.sessions.stalled_total.as_millis().to_string()),
+        (
+            "zk_corral_sessions_expired_total".to_string(),
+            st.sessions.obituaries().count().to_string(),
+        ),
+        (
+            "zk_corral_keeper_stalls_detected".to_string(),
+            st.sessions.stalls_detected.to_string(),
+        ),
+        (
+            "zk_corral_keeper_stalled_ms_total".to_string(),
+            st.sessions.stalled_total.as_millis().to_string(),
+        ),
     ];
-    metrics.push(("zk_global_sessions".into(), st.tree.sessions().count().to_string()));
+    metrics.push((
+        "zk_global_sessions".into(),
+        st.tree.sessions().count().to_string(),
+    ));
     AdminSnapshot {
         version: four_letter::full_version(),
         serving: keeper.consensus().is_some(),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use corral_proto::frame::split_frame;
 use corral_proto::jute::{Jute, Reader, Writer};
 use corral_proto::{
-    xid, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, OpCode, ReplyHeader, Request,
-    RequestHeader, Response, WatcherType,
+    xid, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, OpCode,
+    ReplyHeader, Request, RequestHeader, Response, WatcherType,
 };
 use corral_tree::{Entry, EntryOp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::server::{event_frame, now_ms, ConnInfo, Keeper, Outbound};
-use crate::watch::{ConnId, WatchKind};
+use crate::watch::{ConnId, Mode, Table};
 
 /// Why a connection ends (logged once).
 type Close = String;
@@ -56,7 +56,12 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
     }
 
     if let Some(limit) = std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
-        let from_same_ip = keeper.state().conns.values().filter(|c| c.remote.ip() == remote.ip()).count();
+        let from_same_ip = keeper
+            .state()
+            .conns
+            .values()
+            .filter(|c| c.remote.ip() == remote.ip())
+            .count();
         if from_same_ip >= limit.get() as usize {
             warn!(%remote, "too many connections from {} - max is {}", remote.ip(), limit);
             return;
@@ -72,7 +77,10 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
         remote,
         tx,
         session_id: 0,
-        identities: vec![Id { scheme: "ip".into(), id: remote.ip().to_string() }],
+        identities: vec![Id {
+            scheme: "ip".into(),
+            id: remote.ip().to_string(),
+        }],
         registered: false,
     };
     let reason = conn.run(&mut rd, &mut buf).await;
@@ -87,7 +95,10 @@ async fn read_at_least(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, n: usize) -> s
         let mut chunk = [0u8; 8192];
         let got = rd.read(&mut chunk).await?;
         if got == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of stream"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "end of stream",
+            ));
         }
         buf.extend_from_slice(&chunk[..got]);
     }
@@ -119,7 +130,10 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outbound
         while let Some(msg) = pending.take() {
             match msg {
                 Outbound::Frame(body) => {
-                    if wr.write_all(&(body.len() as i32).to_be_bytes()).await.is_err()
+                    if wr
+                        .write_all(&(body.len() as i32).to_be_bytes())
+                        .await
+                        .is_err()
                         || wr.write_all(&body).await.is_err()
                     {
                         return;
@@ -169,7 +183,9 @@ impl Connection {
                     } else {
                         // A connection that never completes its handshake is dropped
                         // rather than held forever.
-                        Some(Duration::from_millis(self.keeper.config.max_session_timeout_ms as u64))
+                        Some(Duration::from_millis(
+                            self.keeper.config.max_session_timeout_ms as u64,
+                        ))
                     };
                     let read = match timeout {
                         Some(t) => match tokio::time::timeout(t, rd.read(&mut chunk)).await {
@@ -245,7 +261,11 @@ impl Connection {
                 session_id,
                 time_ms: now_ms(),
                 identities: Vec::new(),
-                op: EntryOp::CreateSession { session_id, timeout_ms: timeout, passwd: passwd.clone() },
+                op: EntryOp::CreateSession {
+                    session_id,
+                    timeout_ms: timeout,
+                    passwd: passwd.clone(),
+                },
             };
             if let Err(e) = self.keeper.propose(entry).await {
                 warn!(remote = %self.remote, "cannot create session: {e}");
@@ -258,7 +278,9 @@ impl Connection {
         }
         let valid = {
             let st = self.keeper.state();
-            st.tree.session(req.session_id).is_some_and(|s| s.passwd == req.passwd)
+            st.tree
+                .session(req.session_id)
+                .is_some_and(|s| s.passwd == req.passwd)
                 && st.sessions.get(req.session_id).is_some_and(|l| !l.expiring)
         };
         if !valid {
@@ -277,8 +299,20 @@ impl Connection {
         Flow::Continue
     }
 
-    fn send_connect_response(&self, timeout: i32, session_id: i64, passwd: Vec<u8>, read_only: Option<bool>) {
-        let resp = ConnectResponse { protocol_version: 0, timeout, session_id, passwd, read_only };
+    fn send_connect_response(
+        &self,
+        timeout: i32,
+        session_id: i64,
+        passwd: Vec<u8>,
+        read_only: Option<bool>,
+    ) {
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id,
+            passwd,
+            read_only,
+        };
         self.send(resp.to_bytes());
     }
 
@@ -289,12 +323,15 @@ impl Connection {
         if let Some(old) = st.session_conn.insert(session_id, self.id) {
             if old != self.id {
                 if let Some(c) = st.conns.get(&old) {
-                    let _ = c.tx.send(Outbound::Close("session moved to a new connection"));
+                    let _ =
+                        c.tx.send(Outbound::Close("session moved to a new connection"));
                 }
             }
         }
-        st.sessions.set_timeout(session_id, Duration::from_millis(timeout.max(0) as u64));
-        st.sessions.touch(session_id, Instant::now(), "connect", Some(self.remote));
+        st.sessions
+            .set_timeout(session_id, Duration::from_millis(timeout.max(0) as u64));
+        st.sessions
+            .touch(session_id, Instant::now(), "connect", Some(self.remote));
         st.conns.insert(
             self.id,
             ConnInfo {
@@ -341,17 +378,38 @@ impl Connection {
                 return Flow::Close(format!("malformed request header: {e}"));
             }
         };
-        self.keeper.stats.packets_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let op_name = OpCode::from_i32(header.op).map(|o| o.name()).unwrap_or("unknown");
+        self.keeper
+            .stats
+            .packets_received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let op_name = OpCode::from_i32(header.op)
+            .map(|o| o.name())
+            .unwrap_or("unknown");
         {
             let mut st = self.keeper.state();
-            st.sessions.touch(self.session_id, started, if header.op == OpCode::Ping.code() { "ping" } else { op_name }, None);
+            st.sessions.touch(
+                self.session_id,
+                started,
+                if header.op == OpCode::Ping.code() {
+                    "ping"
+                } else {
+                    op_name
+                },
+                None,
+            );
             if let Some(c) = st.conns.get_mut(&self.id) {
                 c.packets_received += 1;
             }
         }
         let req = match Request::decode(header.op, &body[8..]) {
             Ok(req) => req,
+            Err(corral_proto::DecodeError::UnknownOpCode(op)) => {
+                // ZooKeeper answers an unknown opcode with Unimplemented, then hangs up.
+                warn!(remote = %self.remote, op, "unknown opcode; closing connection");
+                self.reply(header.xid, -1, ErrorCode::Unimplemented, &Response::Empty);
+                self.send_close("unknown opcode");
+                return Flow::Close(format!("unknown opcode {op}"));
+            }
             Err(e) => {
                 warn!(remote = %self.remote, op = header.op, "undecodable request: {e}; closing connection");
                 return Flow::Close(format!("undecodable request (op {}): {e}", header.op));
@@ -369,7 +427,11 @@ impl Connection {
                 c.last_latency_ms = ms;
                 c.total_latency_ms += ms;
                 c.max_latency_ms = c.max_latency_ms.max(ms);
-                c.min_latency_ms = if c.requests == 1 { ms } else { c.min_latency_ms.min(ms) };
+                c.min_latency_ms = if c.requests == 1 {
+                    ms
+                } else {
+                    c.min_latency_ms.min(ms)
+                };
                 c.last_response = Some(SystemTime::now());
             }
         }
@@ -378,12 +440,20 @@ impl Connection {
 
     fn reply(&self, xid: i32, zxid: i64, err: ErrorCode, resp: &Response) {
         let mut w = Writer::new();
-        ReplyHeader { xid, zxid, err: err.code() }.write(&mut w);
+        ReplyHeader {
+            xid,
+            zxid,
+            err: err.code(),
+        }
+        .write(&mut w);
         // A failed multi still carries its per-op results.
         if err == ErrorCode::Ok || matches!(resp, Response::Multi(_)) {
             resp.write(&mut w);
         }
-        self.keeper.stats.packets_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.keeper
+            .stats
+            .packets_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(c) = self.keeper.state().conns.get_mut(&self.id) {
             c.packets_sent += 1;
             c.last_zxid = zxid;
@@ -401,13 +471,16 @@ impl Connection {
                 self.reply(xid::PING, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
                 Flow::Continue
             }
-            Request::Auth(auth) => self.auth(xid, auth),
+            Request::Auth(auth) => self.auth(auth),
             Request::CloseSession => {
                 let entry = Entry {
                     session_id: self.session_id,
                     time_ms: now_ms(),
                     identities: self.identities.clone(),
-                    op: EntryOp::CloseSession { session_id: self.session_id, reason: "closed by the client".into() },
+                    op: EntryOp::CloseSession {
+                        session_id: self.session_id,
+                        reason: "closed by the client".into(),
+                    },
                 };
                 match self.keeper.propose(entry).await {
                     Ok((zxid, _)) => self.reply(xid, zxid, ErrorCode::Ok, &Response::Empty),
@@ -451,16 +524,19 @@ impl Connection {
                 Flow::Continue
             }
             Request::AddWatch(aw) => {
-                let kind = match corral_proto::AddWatchMode::from_i32(aw.mode) {
-                    Some(corral_proto::AddWatchMode::Persistent) => Some(WatchKind::Persistent),
-                    Some(corral_proto::AddWatchMode::PersistentRecursive) => Some(WatchKind::PersistentRecursive),
+                let recursive = match corral_proto::AddWatchMode::from_i32(aw.mode) {
+                    Some(corral_proto::AddWatchMode::Persistent) => Some(false),
+                    Some(corral_proto::AddWatchMode::PersistentRecursive) => Some(true),
                     None => None,
                 };
-                let err = match (kind, corral_tree::path::validate(&aw.path, false)) {
+                let err = match (recursive, corral_tree::path::validate(&aw.path, false)) {
                     (_, Err(e)) => e,
                     (None, _) => ErrorCode::BadArguments,
-                    (Some(kind), Ok(())) => {
-                        self.keeper.state().watches.add(self.id, kind, &aw.path);
+                    (Some(recursive), Ok(())) => {
+                        self.keeper
+                            .state()
+                            .watches
+                            .add_persistent(self.id, &aw.path, recursive);
                         ErrorCode::Ok
                     }
                 };
@@ -481,14 +557,31 @@ impl Connection {
                 let info = self
                     .identities
                     .iter()
-                    .map(|id| ClientInfo { auth_scheme: id.scheme.clone(), user: id.id.clone() })
+                    .map(|id| ClientInfo {
+                        auth_scheme: id.scheme.clone(),
+                        // ZooKeeper names the digest user, not the stored `user:hash` id.
+                        user: match id.scheme.as_str() {
+                            "digest" => id.id.split(':').next().unwrap_or_default().to_string(),
+                            _ => id.id.clone(),
+                        },
+                    })
                     .collect();
-                self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::WhoAmI(info));
+                self.reply(
+                    xid,
+                    self.last_zxid(),
+                    ErrorCode::Ok,
+                    &Response::WhoAmI(info),
+                );
                 Flow::Continue
             }
             Request::Sasl(_) => {
                 // No SASL provider is configured; ZooKeeper without one rejects the exchange.
-                self.reply(xid, self.last_zxid(), ErrorCode::AuthFailed, &Response::Empty);
+                self.reply(
+                    xid,
+                    self.last_zxid(),
+                    ErrorCode::AuthFailed,
+                    &Response::Empty,
+                );
                 Flow::Continue
             }
             req if req.is_write() => {
@@ -523,32 +616,44 @@ impl Connection {
             let mut st = self.keeper.state();
             let (err, resp) = st.tree.read(req, self.session_id, &self.identities);
             let watch = match req {
-                Request::Exists(r) if r.watch && matches!(err, ErrorCode::Ok | ErrorCode::NoNode) => {
-                    Some((WatchKind::Data, &r.path))
+                Request::Exists(r)
+                    if r.watch && matches!(err, ErrorCode::Ok | ErrorCode::NoNode) =>
+                {
+                    Some((Table::Data, &r.path))
                 }
-                Request::GetData(r) if r.watch && err == ErrorCode::Ok => Some((WatchKind::Data, &r.path)),
-                Request::GetChildren(r) | Request::GetChildren2(r) if r.watch && err == ErrorCode::Ok => {
-                    Some((WatchKind::Child, &r.path))
+                Request::GetData(r) if r.watch && err == ErrorCode::Ok => {
+                    Some((Table::Data, &r.path))
+                }
+                Request::GetChildren(r) | Request::GetChildren2(r)
+                    if r.watch && err == ErrorCode::Ok =>
+                {
+                    Some((Table::Child, &r.path))
                 }
                 _ => None,
             };
-            if let Some((kind, path)) = watch {
-                st.watches.add(self.id, kind, path);
+            if let Some((table, path)) = watch {
+                st.watches.add(self.id, table, path, Mode::Standard);
             }
             (st.tree.last_zxid(), err, resp)
         };
         self.reply(xid, zxid, err, &resp);
     }
 
-    fn auth(&mut self, xid: i32, auth: corral_proto::AuthPacket) -> Flow {
+    fn auth(&mut self, auth: corral_proto::AuthPacket) -> Flow {
         let ok = match auth.scheme.as_str() {
             "digest" => match std::str::from_utf8(&auth.auth) {
                 Ok(user_password) => {
                     let digest = corral_tree::acl::digest(user_password);
                     if self.keeper.config.super_digest.as_deref() == Some(digest.as_str()) {
-                        self.identities.push(Id { scheme: "super".into(), id: String::new() });
+                        self.identities.push(Id {
+                            scheme: "super".into(),
+                            id: String::new(),
+                        });
                     }
-                    let id = Id { scheme: "digest".into(), id: digest };
+                    let id = Id {
+                        scheme: "digest".into(),
+                        id: digest,
+                    };
                     if !self.identities.contains(&id) {
                         self.identities.push(id);
                     }
@@ -571,24 +676,43 @@ impl Connection {
         }
     }
 
+    /// checkWatches (`remove == false`) and removeWatches, with ZooKeeper 3.8's answers:
+    /// checking succeeds when any watcher is on the path in that table; removing takes this
+    /// connection's watch out of the table whatever its mode.
     fn watch_removal(&self, path: &str, watcher_type: i32, remove: bool) -> ErrorCode {
-        let kinds: &[WatchKind] = match WatcherType::from_i32(watcher_type) {
-            Some(WatcherType::Children) => &[WatchKind::Child],
-            Some(WatcherType::Data) => &[WatchKind::Data],
-            Some(WatcherType::Any) => &crate::watch::ALL_KINDS,
-            Some(WatcherType::Persistent) => &[WatchKind::Persistent],
-            Some(WatcherType::PersistentRecursive) => &[WatchKind::PersistentRecursive],
-            None => return ErrorCode::BadArguments,
+        let Some(wt) = WatcherType::from_i32(watcher_type) else {
+            return ErrorCode::BadArguments;
         };
         let mut st = self.keeper.state();
-        let mut found = false;
-        for &kind in kinds {
-            if remove {
-                found |= st.watches.remove(self.id, kind, path);
-            } else {
-                found |= st.watches.has(self.id, kind, path);
+        let w = &mut st.watches;
+        let found = match (wt, remove) {
+            (WatcherType::Children, false) => w.any_watcher(Table::Child, path),
+            (WatcherType::Data, false) => w.any_watcher(Table::Data, path),
+            (WatcherType::Any, false) => {
+                w.any_watcher(Table::Data, path) || w.any_watcher(Table::Child, path)
             }
-        }
+            (WatcherType::Persistent, false) => {
+                w.mode(self.id, Table::Data, path) == Some(Mode::Persistent)
+            }
+            (WatcherType::PersistentRecursive, false) => {
+                w.mode(self.id, Table::Data, path) == Some(Mode::PersistentRecursive)
+            }
+            (WatcherType::Children, true) => w.remove(self.id, Table::Child, path),
+            (WatcherType::Data, true) => w.remove(self.id, Table::Data, path),
+            (WatcherType::Any, true) => {
+                let child = w.remove(self.id, Table::Child, path);
+                w.remove(self.id, Table::Data, path) | child
+            }
+            (WatcherType::Persistent | WatcherType::PersistentRecursive, true) => {
+                let mode = if wt == WatcherType::Persistent {
+                    Mode::Persistent
+                } else {
+                    Mode::PersistentRecursive
+                };
+                let data = w.remove_if(self.id, Table::Data, path, |m| m == mode);
+                w.remove_if(self.id, Table::Child, path, |m| m == mode) | data
+            }
+        };
         if found {
             ErrorCode::Ok
         } else {
@@ -615,28 +739,28 @@ impl Connection {
             match st.tree.node(p).map(|n| n.stat.mzxid) {
                 None => events.push((EventType::NodeDeleted, p)),
                 Some(m) if m > relative_zxid => events.push((EventType::NodeDataChanged, p)),
-                Some(_) => st.watches.add(self.id, WatchKind::Data, p),
+                Some(_) => st.watches.add(self.id, Table::Data, p, Mode::Standard),
             }
         }
         for p in exist {
             if st.tree.node(p).is_some() {
                 events.push((EventType::NodeCreated, p));
             } else {
-                st.watches.add(self.id, WatchKind::Data, p);
+                st.watches.add(self.id, Table::Data, p, Mode::Standard);
             }
         }
         for p in child {
             match st.tree.node(p).map(|n| n.stat.pzxid) {
                 None => events.push((EventType::NodeDeleted, p)),
                 Some(pz) if pz > relative_zxid => events.push((EventType::NodeChildrenChanged, p)),
-                Some(_) => st.watches.add(self.id, WatchKind::Child, p),
+                Some(_) => st.watches.add(self.id, Table::Child, p, Mode::Standard),
             }
         }
         for p in persistent {
-            st.watches.add(self.id, WatchKind::Persistent, p);
+            st.watches.add_persistent(self.id, p, false);
         }
         for p in recursive {
-            st.watches.add(self.id, WatchKind::PersistentRecursive, p);
+            st.watches.add_persistent(self.id, p, true);
         }
         drop(st);
         for (event, path) in events {
@@ -648,7 +772,9 @@ impl Connection {
 /// ZooKeeper's short op names as `cons` shows them.
 fn short_op_name(op: i32) -> &'static str {
     match OpCode::from_i32(op) {
-        Some(OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => "CREA",
+        Some(OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => {
+            "CREA"
+        }
         Some(OpCode::Delete | OpCode::DeleteContainer) => "DELE",
         Some(OpCode::Exists) => "EXIS",
         Some(OpCode::GetData) => "GETD",

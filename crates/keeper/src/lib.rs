@@ -11,8 +11,8 @@
 
 pub mod admin;
 pub mod config;
-pub mod consensus;
 pub mod connection;
+pub mod consensus;
 pub mod four_letter;
 pub mod server;
 pub mod session;

@@ -18,6 +18,9 @@ use crate::consensus::{Consensus, StateMachineHook};
 use crate::session::{SessionTracker, CHECK_INTERVAL, STALL_THRESHOLD};
 use crate::watch::{ConnId, WatchRegistry};
 
+/// ZooKeeper's default `znode.container.checkIntervalMs`.
+pub const CONTAINER_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What a connection's writer task is asked to do.
 #[derive(Debug)]
 pub enum Outbound {
@@ -110,7 +113,10 @@ pub struct Keeper {
 
 /// Wall-clock milliseconds, the time carried in entries.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Keeper {
@@ -163,7 +169,9 @@ impl Keeper {
 
     /// Proposes an entry and waits until it is applied here.
     pub async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), String> {
-        let Some(c) = self.consensus.get() else { return Err("consensus not started".into()) };
+        let Some(c) = self.consensus.get() else {
+            return Err("consensus not started".into());
+        };
         c.propose(entry).await.map_err(|e| e.to_string())
     }
 
@@ -176,7 +184,9 @@ impl Keeper {
             .map_err(|e| format!("cannot listen on {addr} (clientPortAddress/clientPort): {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let hook: Arc<dyn StateMachineHook> = Arc::new(Hook(Arc::clone(self)));
-        let consensus = Consensus::start_standalone(hook).await.map_err(|e| format!("consensus: {e}"))?;
+        let consensus = Consensus::start_standalone(hook)
+            .await
+            .map_err(|e| format!("consensus: {e}"))?;
         let _ = self.consensus.set(consensus);
         let _ = self.local_addr.set(local);
         {
@@ -184,12 +194,18 @@ impl Keeper {
             // after a restart or a leader change.
             let now = Instant::now();
             let mut st = self.state();
-            let restored: Vec<(i64, i32)> = st.tree.sessions().map(|(id, s)| (*id, s.timeout_ms)).collect();
+            let restored: Vec<(i64, i32)> = st
+                .tree
+                .sessions()
+                .map(|(id, s)| (*id, s.timeout_ms))
+                .collect();
             for (id, timeout) in restored {
-                st.sessions.track(id, Duration::from_millis(timeout.max(0) as u64), now);
+                st.sessions
+                    .track(id, Duration::from_millis(timeout.max(0) as u64), now);
             }
         }
         tokio::spawn(Arc::clone(self).session_checker());
+        tokio::spawn(Arc::clone(self).container_cleaner());
         tokio::spawn(Arc::clone(self).accept_loop(listener));
         info!(%local, "corral keeper serving");
         Ok(local)
@@ -227,7 +243,10 @@ impl Keeper {
             let due = {
                 let mut st = self.state();
                 if late > STALL_THRESHOLD {
-                    warn!(late_ms = late.as_millis() as u64, "keeper stalled; not counting the stall against client sessions");
+                    warn!(
+                        late_ms = late.as_millis() as u64,
+                        "keeper stalled; not counting the stall against client sessions"
+                    );
                     st.sessions.forgive_stall(late);
                 }
                 st.sessions.due(now)
@@ -242,7 +261,12 @@ impl Keeper {
                 continue;
             }
             for (id, silent) in due {
-                let timeout_ms = self.state().sessions.get(id).map(|l| l.timeout.as_millis()).unwrap_or(0);
+                let timeout_ms = self
+                    .state()
+                    .sessions
+                    .get(id)
+                    .map(|l| l.timeout.as_millis())
+                    .unwrap_or(0);
                 let reason = format!(
                     "expired: no packet from the client for {} ms (timeout {} ms)",
                     silent.as_millis(),
@@ -255,13 +279,46 @@ impl Keeper {
                         session_id: 0,
                         time_ms: now_ms(),
                         identities: Vec::new(),
-                        op: EntryOp::CloseSession { session_id: id, reason },
+                        op: EntryOp::CloseSession {
+                            session_id: id,
+                            reason,
+                        },
                     };
                     if let Err(e) = keeper.propose(entry).await {
                         warn!(session = format!("0x{id:x}"), "expiry proposal failed: {e}");
                         keeper.state().sessions.unmark(id);
                     }
                 });
+            }
+        }
+    }
+
+    /// Deletes empty containers and expired TTL nodes, as ZooKeeper's ContainerManager does
+    /// (every `znode.container.checkIntervalMs`, default one minute). Candidates are chosen
+    /// here and re-checked when the entry is applied, so a node that gained a child meanwhile
+    /// survives.
+    async fn container_cleaner(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.notified() => return,
+                _ = tokio::time::sleep(CONTAINER_CHECK_INTERVAL) => {}
+            }
+            if !self.consensus.get().is_some_and(|c| c.is_leader()) {
+                continue;
+            }
+            let now = now_ms();
+            let candidates = self.state().tree.container_and_ttl_candidates(now);
+            if candidates.is_empty() {
+                continue;
+            }
+            let entry = Entry {
+                session_id: 0,
+                time_ms: now,
+                identities: Vec::new(),
+                op: EntryOp::PurgeContainersAndTtl { candidates },
+            };
+            if let Err(e) = self.propose(entry).await {
+                warn!("container/TTL cleanup failed: {e}");
             }
         }
     }
@@ -281,11 +338,20 @@ impl StateMachineHook for Hook {
         let res = st.tree.apply(zxid, entry);
         let now = Instant::now();
         match &entry.op {
-            EntryOp::CreateSession { session_id, timeout_ms, .. } => {
-                st.sessions.track(*session_id, Duration::from_millis((*timeout_ms).max(0) as u64), now);
+            EntryOp::CreateSession {
+                session_id,
+                timeout_ms,
+                ..
+            } => {
+                st.sessions.track(
+                    *session_id,
+                    Duration::from_millis((*timeout_ms).max(0) as u64),
+                    now,
+                );
             }
             EntryOp::CloseSession { session_id, reason } => {
-                st.sessions.bury(*session_id, reason, res.deleted_ephemerals.clone(), now);
+                st.sessions
+                    .bury(*session_id, reason, res.deleted_ephemerals.clone(), now);
                 // A session closed by anyone but its own client (expiry) also loses its
                 // connection; the client's own close is answered first by the connection.
                 if entry.session_id != *session_id {
@@ -331,6 +397,10 @@ impl StateMachineHook for Hook {
 pub fn event_frame(zxid: i64, event: EventType, path: &str) -> Vec<u8> {
     notification_body(
         zxid,
-        &WatcherEvent { event_type: event.code(), state: KeeperState::SyncConnected.code(), path: path.to_string() },
+        &WatcherEvent {
+            event_type: event.code(),
+            state: KeeperState::SyncConnected.code(),
+            path: path.to_string(),
+        },
     )
 }

@@ -141,8 +141,13 @@ impl SessionTracker {
             session_id: id,
             ended_at: SystemTime::now(),
             remote: l.as_ref().and_then(|l| l.remote),
-            timeout_ms: l.as_ref().map(|l| l.timeout.as_millis() as u64).unwrap_or(0),
-            silent_for_ms: l.as_ref().map(|l| now.saturating_duration_since(l.last_heard).as_millis() as u64),
+            timeout_ms: l
+                .as_ref()
+                .map(|l| l.timeout.as_millis() as u64)
+                .unwrap_or(0),
+            silent_for_ms: l
+                .as_ref()
+                .map(|l| now.saturating_duration_since(l.last_heard).as_millis() as u64),
             last_op: l.as_ref().map(|l| l.last_op).unwrap_or("unknown"),
             reason: reason.to_string(),
             ephemerals_deleted: ephemerals,
@@ -192,7 +197,12 @@ mod tests {
         let t0 = Instant::now();
         t.track(5, Duration::from_millis(1000), t0);
         t.touch(5, t0, "create", None);
-        t.bury(5, "expired", vec!["/e".into()], t0 + Duration::from_millis(1010));
+        t.bury(
+            5,
+            "expired",
+            vec!["/e".into()],
+            t0 + Duration::from_millis(1010),
+        );
         let ob: Vec<_> = t.obituaries().collect();
         assert_eq!(ob.len(), 1);
         assert_eq!(ob[0].last_op, "create");

@@ -1,12 +1,14 @@
 //! The watch registry: which connection watches which path, and how a tree change
 //! ([`corral_tree::Trigger`]) becomes watch events.
 //!
-//! Semantics follow ZooKeeper's WatchManager: one-shot data watches (getData/exists) and
-//! child watches (getChildren) are removed when they fire; persistent watches (addWatch mode
-//! 0) fire for every change of their path, including child changes; persistent-recursive
-//! watches (mode 1) fire created/deleted/data-changed for the path and its whole subtree,
-//! never children-changed. A connection gets at most one event per change, however many of
-//! its watches match. Watches belong to a connection and die with it.
+//! It mirrors ZooKeeper 3.8's model because clients observe its quirks: two tables, data
+//! (getData/exists) and child (getChildren), each holding one mode per (connection, path) —
+//! standard (one-shot), persistent or persistent-recursive. addWatch puts its mode in both
+//! tables, and a later registration on the same path overwrites the mode (so a recursive
+//! watch replaces a persistent one, and a getData watch turns a persistent data watch back
+//! into a one-shot one). Recursive watches fire for their path and every descendant, never
+//! for children-changed. A connection gets at most one event per change. Watches belong to a
+//! connection and die with it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,145 +18,213 @@ use corral_proto::EventType;
 pub type ConnId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum WatchKind {
+pub enum Table {
     Data,
     Child,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mode {
+    Standard,
     Persistent,
     PersistentRecursive,
 }
 
-pub const ALL_KINDS: [WatchKind; 4] =
-    [WatchKind::Data, WatchKind::Child, WatchKind::Persistent, WatchKind::PersistentRecursive];
-
 #[derive(Default, Debug)]
 pub struct WatchRegistry {
-    by_path: HashMap<WatchKind, HashMap<String, BTreeSet<ConnId>>>,
-    by_conn: HashMap<ConnId, BTreeSet<(WatchKind, String)>>,
-    /// Number of persistent-recursive watches; when zero, ancestor walks are skipped.
+    data: HashMap<String, BTreeMap<ConnId, Mode>>,
+    child: HashMap<String, BTreeMap<ConnId, Mode>>,
+    by_conn: HashMap<ConnId, BTreeSet<(Table, String)>>,
+    /// Number of recursive registrations; when zero, ancestor walks are skipped.
     recursive_count: usize,
 }
 
 impl WatchRegistry {
-    pub fn add(&mut self, conn: ConnId, kind: WatchKind, path: &str) {
-        let set = self.by_path.entry(kind).or_default().entry(path.to_string()).or_default();
-        if set.insert(conn) {
-            if kind == WatchKind::PersistentRecursive {
-                self.recursive_count += 1;
-            }
-            self.by_conn.entry(conn).or_default().insert((kind, path.to_string()));
+    fn table(&mut self, t: Table) -> &mut HashMap<String, BTreeMap<ConnId, Mode>> {
+        match t {
+            Table::Data => &mut self.data,
+            Table::Child => &mut self.child,
         }
     }
 
-    /// Removes one watch; true if it existed.
-    pub fn remove(&mut self, conn: ConnId, kind: WatchKind, path: &str) -> bool {
-        let Some(paths) = self.by_path.get_mut(&kind) else { return false };
-        let Some(set) = paths.get_mut(path) else { return false };
-        if !set.remove(&conn) {
-            return false;
+    fn table_ref(&self, t: Table) -> &HashMap<String, BTreeMap<ConnId, Mode>> {
+        match t {
+            Table::Data => &self.data,
+            Table::Child => &self.child,
         }
-        if set.is_empty() {
-            paths.remove(path);
-        }
-        if kind == WatchKind::PersistentRecursive {
+    }
+
+    /// Registers (or re-registers, overwriting the mode) a watch in one table.
+    pub fn add(&mut self, conn: ConnId, table: Table, path: &str, mode: Mode) {
+        let old = self
+            .table(table)
+            .entry(path.to_string())
+            .or_default()
+            .insert(conn, mode);
+        if old == Some(Mode::PersistentRecursive) {
             self.recursive_count -= 1;
         }
+        if mode == Mode::PersistentRecursive {
+            self.recursive_count += 1;
+        }
+        self.by_conn
+            .entry(conn)
+            .or_default()
+            .insert((table, path.to_string()));
+    }
+
+    /// addWatch: a persistent or recursive watch lives in both tables.
+    pub fn add_persistent(&mut self, conn: ConnId, path: &str, recursive: bool) {
+        let mode = if recursive {
+            Mode::PersistentRecursive
+        } else {
+            Mode::Persistent
+        };
+        self.add(conn, Table::Data, path, mode);
+        self.add(conn, Table::Child, path, mode);
+    }
+
+    /// Removes this connection's watch on `path` from a table, whatever its mode.
+    pub fn remove(&mut self, conn: ConnId, table: Table, path: &str) -> bool {
+        self.remove_if(conn, table, path, |_| true)
+    }
+
+    /// Removes this connection's watch on `path` from a table if its mode matches.
+    pub fn remove_if(
+        &mut self,
+        conn: ConnId,
+        table: Table,
+        path: &str,
+        pred: impl Fn(Mode) -> bool,
+    ) -> bool {
+        let tbl = self.table(table);
+        let Some(watchers) = tbl.get_mut(path) else {
+            return false;
+        };
+        match watchers.get(&conn) {
+            Some(m) if pred(*m) => {}
+            _ => return false,
+        }
+        let mode = watchers.remove(&conn);
+        if watchers.is_empty() {
+            tbl.remove(path);
+        }
+        if mode == Some(Mode::PersistentRecursive) {
+            self.recursive_count -= 1;
+        }
+        self.forget(conn, table, path);
+        true
+    }
+
+    fn forget(&mut self, conn: ConnId, table: Table, path: &str) {
         if let Some(mine) = self.by_conn.get_mut(&conn) {
-            mine.remove(&(kind, path.to_string()));
+            mine.remove(&(table, path.to_string()));
             if mine.is_empty() {
                 self.by_conn.remove(&conn);
             }
         }
-        true
     }
 
-    pub fn has(&self, conn: ConnId, kind: WatchKind, path: &str) -> bool {
-        self.by_path.get(&kind).and_then(|p| p.get(path)).is_some_and(|s| s.contains(&conn))
+    /// ZooKeeper 3.8's checkWatches answer: true when *any* connection has a watch on the path
+    /// in that table (its containsWatcher matches every watcher at the leaf). Kept for
+    /// compatibility; clients only use it to decide whether to call removeWatches.
+    pub fn any_watcher(&self, table: Table, path: &str) -> bool {
+        self.table_ref(table)
+            .get(path)
+            .is_some_and(|w| !w.is_empty())
+    }
+
+    pub fn mode(&self, conn: ConnId, table: Table, path: &str) -> Option<Mode> {
+        self.table_ref(table)
+            .get(path)
+            .and_then(|w| w.get(&conn))
+            .copied()
     }
 
     /// Drops every watch of a closed connection.
     pub fn remove_connection(&mut self, conn: ConnId) {
         if let Some(mine) = self.by_conn.remove(&conn) {
-            for (kind, path) in mine {
-                if let Some(paths) = self.by_path.get_mut(&kind) {
-                    if let Some(set) = paths.get_mut(&path) {
-                        set.remove(&conn);
-                        if set.is_empty() {
-                            paths.remove(&path);
-                        }
+            for (table, path) in mine {
+                let tbl = self.table(table);
+                if let Some(watchers) = tbl.get_mut(&path) {
+                    let mode = watchers.remove(&conn);
+                    if watchers.is_empty() {
+                        tbl.remove(&path);
                     }
-                }
-                if kind == WatchKind::PersistentRecursive {
-                    self.recursive_count -= 1;
+                    if mode == Some(Mode::PersistentRecursive) {
+                        self.recursive_count -= 1;
+                    }
                 }
             }
         }
     }
 
-    fn watchers(&self, kind: WatchKind, path: &str) -> impl Iterator<Item = ConnId> + '_ {
-        self.by_path.get(&kind).and_then(|p| p.get(path)).into_iter().flatten().copied()
+    /// One table's share of an event, consuming the standard watches that fire.
+    fn trigger(&mut self, table: Table, event: EventType, path: &str, out: &mut BTreeSet<ConnId>) {
+        let walk_ancestors = self.recursive_count > 0;
+        let mut consumed = Vec::new();
+        let tbl = self.table(table);
+        for (i, local) in ancestors_and_self(path).enumerate() {
+            let at_leaf = i == 0;
+            if !at_leaf && !walk_ancestors {
+                break;
+            }
+            let Some(watchers) = tbl.get_mut(local) else {
+                continue;
+            };
+            watchers.retain(|conn, mode| match mode {
+                Mode::PersistentRecursive => {
+                    if event != EventType::NodeChildrenChanged {
+                        out.insert(*conn);
+                    }
+                    true
+                }
+                Mode::Persistent if at_leaf => {
+                    out.insert(*conn);
+                    true
+                }
+                Mode::Standard if at_leaf => {
+                    out.insert(*conn);
+                    consumed.push(*conn);
+                    false
+                }
+                _ => true,
+            });
+            if watchers.is_empty() {
+                tbl.remove(local);
+            }
+        }
+        for conn in consumed {
+            self.forget(conn, table, path);
+        }
     }
 
-    /// The connections to notify of `event` on `path`, consuming the one-shot watches that fire.
+    /// The connections to notify of `event` on `path` (ZooKeeper's DataTree trigger rules).
     pub fn fire(&mut self, event: EventType, path: &str) -> BTreeSet<ConnId> {
         let mut out = BTreeSet::new();
-        let one_shot: &[WatchKind] = match event {
-            EventType::NodeCreated | EventType::NodeDataChanged => &[WatchKind::Data],
-            EventType::NodeDeleted => &[WatchKind::Data, WatchKind::Child],
-            EventType::NodeChildrenChanged => &[WatchKind::Child],
-            _ => &[],
-        };
-        for &kind in one_shot {
-            if let Some(set) = self.by_path.get_mut(&kind).and_then(|p| p.remove(path)) {
-                for conn in set {
-                    out.insert(conn);
-                    if let Some(mine) = self.by_conn.get_mut(&conn) {
-                        mine.remove(&(kind, path.to_string()));
-                        if mine.is_empty() {
-                            self.by_conn.remove(&conn);
-                        }
-                    }
-                }
+        match event {
+            EventType::NodeCreated | EventType::NodeDataChanged => {
+                self.trigger(Table::Data, event, path, &mut out)
             }
-        }
-        out.extend(self.watchers(WatchKind::Persistent, path));
-        if event != EventType::NodeChildrenChanged && self.recursive_count > 0 {
-            for ancestor in ancestors_and_self(path) {
-                out.extend(self.watchers(WatchKind::PersistentRecursive, ancestor));
+            EventType::NodeDeleted => {
+                self.trigger(Table::Data, event, path, &mut out);
+                self.trigger(Table::Child, event, path, &mut out);
             }
+            EventType::NodeChildrenChanged => self.trigger(Table::Child, event, path, &mut out),
+            _ => {}
         }
         out
     }
 
-    /// Every watch as (connection, kind, path).
-    pub fn entries(&self) -> impl Iterator<Item = (ConnId, WatchKind, &str)> + '_ {
-        self.by_conn.iter().flat_map(|(c, s)| s.iter().map(move |(k, p)| (*c, *k, p.as_str())))
+    /// Every watch as (connection, table, path).
+    pub fn entries(&self) -> impl Iterator<Item = (ConnId, Table, &str)> + '_ {
+        self.by_conn
+            .iter()
+            .flat_map(|(c, s)| s.iter().map(move |(t, p)| (*c, *t, p.as_str())))
     }
 
     pub fn total(&self) -> usize {
         self.by_conn.values().map(|s| s.len()).sum()
-    }
-
-    /// Watched paths per connection (for wchc), sorted.
-    pub fn by_connection(&self) -> BTreeMap<ConnId, Vec<String>> {
-        self.by_conn
-            .iter()
-            .map(|(c, s)| {
-                let mut paths: Vec<String> = s.iter().map(|(_, p)| p.clone()).collect();
-                paths.dedup();
-                (*c, paths)
-            })
-            .collect()
-    }
-
-    /// Watching connections per path (for wchp), sorted.
-    pub fn by_path(&self) -> BTreeMap<String, BTreeSet<ConnId>> {
-        let mut out: BTreeMap<String, BTreeSet<ConnId>> = BTreeMap::new();
-        for paths in self.by_path.values() {
-            for (p, conns) in paths {
-                out.entry(p.clone()).or_default().extend(conns.iter().copied());
-            }
-        }
-        out
     }
 }
 
@@ -183,8 +253,11 @@ mod tests {
     #[test]
     fn one_shot_data_watch_fires_once() {
         let mut w = WatchRegistry::default();
-        w.add(1, WatchKind::Data, "/a");
-        assert_eq!(w.fire(EventType::NodeDataChanged, "/a"), BTreeSet::from([1]));
+        w.add(1, Table::Data, "/a", Mode::Standard);
+        assert_eq!(
+            w.fire(EventType::NodeDataChanged, "/a"),
+            BTreeSet::from([1])
+        );
         assert!(w.fire(EventType::NodeDataChanged, "/a").is_empty());
         assert_eq!(w.total(), 0);
     }
@@ -192,7 +265,7 @@ mod tests {
     #[test]
     fn child_watch_ignores_data_changes_but_sees_delete() {
         let mut w = WatchRegistry::default();
-        w.add(1, WatchKind::Child, "/a");
+        w.add(1, Table::Child, "/a", Mode::Standard);
         assert!(w.fire(EventType::NodeDataChanged, "/a").is_empty());
         assert_eq!(w.fire(EventType::NodeDeleted, "/a"), BTreeSet::from([1]));
         assert_eq!(w.total(), 0);
@@ -201,41 +274,80 @@ mod tests {
     #[test]
     fn persistent_watch_survives_and_sees_children() {
         let mut w = WatchRegistry::default();
-        w.add(1, WatchKind::Persistent, "/a");
-        assert_eq!(w.fire(EventType::NodeDataChanged, "/a"), BTreeSet::from([1]));
-        assert_eq!(w.fire(EventType::NodeChildrenChanged, "/a"), BTreeSet::from([1]));
+        w.add_persistent(1, "/a", false);
+        assert_eq!(
+            w.fire(EventType::NodeDataChanged, "/a"),
+            BTreeSet::from([1])
+        );
+        assert_eq!(
+            w.fire(EventType::NodeChildrenChanged, "/a"),
+            BTreeSet::from([1])
+        );
         assert!(w.fire(EventType::NodeDataChanged, "/a/b").is_empty());
-        assert_eq!(w.total(), 1);
+        assert_eq!(w.fire(EventType::NodeDeleted, "/a"), BTreeSet::from([1]));
+        assert_eq!(w.total(), 2);
     }
 
     #[test]
     fn recursive_watch_covers_subtree_but_not_child_events() {
         let mut w = WatchRegistry::default();
-        w.add(7, WatchKind::PersistentRecursive, "/a");
-        assert_eq!(w.fire(EventType::NodeCreated, "/a/b/c"), BTreeSet::from([7]));
+        w.add_persistent(7, "/a", true);
+        assert_eq!(
+            w.fire(EventType::NodeCreated, "/a/b/c"),
+            BTreeSet::from([7])
+        );
         assert!(w.fire(EventType::NodeChildrenChanged, "/a").is_empty());
         assert!(w.fire(EventType::NodeCreated, "/ab").is_empty());
-        w.add(8, WatchKind::PersistentRecursive, "/");
+        w.add_persistent(8, "/", true);
         assert_eq!(w.fire(EventType::NodeDeleted, "/ab"), BTreeSet::from([8]));
+    }
+
+    #[test]
+    fn later_registration_overwrites_the_mode() {
+        let mut w = WatchRegistry::default();
+        w.add_persistent(1, "/a", false);
+        w.add_persistent(1, "/a", true);
+        // now recursive: no children-changed any more
+        assert!(w.fire(EventType::NodeChildrenChanged, "/a").is_empty());
+        w.add(1, Table::Data, "/a", Mode::Standard);
+        assert_eq!(
+            w.fire(EventType::NodeDataChanged, "/a"),
+            BTreeSet::from([1])
+        );
+        assert_eq!(w.mode(1, Table::Data, "/a"), None);
+    }
+
+    #[test]
+    fn check_matches_any_watcher_on_the_path() {
+        let mut w = WatchRegistry::default();
+        w.add(2, Table::Data, "/a", Mode::Standard);
+        assert!(w.any_watcher(Table::Data, "/a"));
+        assert!(!w.any_watcher(Table::Child, "/a"));
     }
 
     #[test]
     fn one_event_per_connection_and_cleanup() {
         let mut w = WatchRegistry::default();
-        w.add(1, WatchKind::Data, "/a");
-        w.add(1, WatchKind::Child, "/a");
-        w.add(1, WatchKind::Persistent, "/a");
-        w.add(2, WatchKind::Data, "/a");
-        assert_eq!(w.fire(EventType::NodeDeleted, "/a"), BTreeSet::from([1, 2]));
-        assert_eq!(w.total(), 1);
-        w.remove_connection(1);
+        w.add(1, Table::Data, "/a", Mode::Standard);
+        w.add(1, Table::Child, "/a", Mode::Standard);
+        w.add(2, Table::Data, "/a", Mode::Standard);
+        w.add_persistent(3, "/a", false);
+        assert_eq!(
+            w.fire(EventType::NodeDeleted, "/a"),
+            BTreeSet::from([1, 2, 3])
+        );
+        assert_eq!(w.total(), 2);
+        w.remove_connection(3);
         assert_eq!(w.total(), 0);
-        assert!(w.by_path().is_empty());
+        assert_eq!(w.recursive_count, 0);
     }
 
     #[test]
     fn ancestors() {
-        assert_eq!(ancestors_and_self("/a/b").collect::<Vec<_>>(), vec!["/a/b", "/a", "/"]);
+        assert_eq!(
+            ancestors_and_self("/a/b").collect::<Vec<_>>(),
+            vec!["/a/b", "/a", "/"]
+        );
         assert_eq!(ancestors_and_self("/").collect::<Vec<_>>(), vec!["/"]);
     }
 }

@@ -20,7 +20,10 @@ pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Fra
     }
     let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     if len < 0 || len as usize > max {
-        return Err(FrameError::BadLength { len: len as i64, max });
+        return Err(FrameError::BadLength {
+            len: len as i64,
+            max,
+        });
     }
     let total = 4 + len as usize;
     if buf.len() < total {

@@ -37,7 +37,10 @@ impl<'a> Reader<'a> {
     }
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::Truncated { offset: self.pos, needed: n - self.remaining() });
+            return Err(DecodeError::Truncated {
+                offset: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -103,7 +106,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn new() -> Self {
-        Writer { buf: Vec::with_capacity(64) }
+        Writer {
+            buf: Vec::with_capacity(64),
+        }
     }
     pub fn i32(&mut self, v: i32) {
         self.buf.extend_from_slice(&v.to_be_bytes());

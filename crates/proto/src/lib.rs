@@ -14,7 +14,9 @@ pub mod jute;
 pub mod message;
 pub mod records;
 
-pub use codes::{perms, xid, AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType};
+pub use codes::{
+    perms, xid, AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType,
+};
 pub use jute::{DecodeError, Jute, Reader, Writer};
 pub use message::{MultiResult, Request, Response};
 pub use records::*;

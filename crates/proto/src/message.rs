@@ -104,7 +104,11 @@ impl Request {
             Create(r) | Create2(r) | CreateContainer(r) => &r.path,
             CreateTtl(r) => &r.path,
             Delete(r) => &r.path,
-            DeleteContainer(r) | GetAcl(r) | Sync(r) | GetEphemerals(r) | GetAllChildrenNumber(r) => &r.path,
+            DeleteContainer(r)
+            | GetAcl(r)
+            | Sync(r)
+            | GetEphemerals(r)
+            | GetAllChildrenNumber(r) => &r.path,
             Exists(r) | GetData(r) | GetChildren(r) | GetChildren2(r) => &r.path,
             SetData(r) => &r.path,
             SetAcl(r) => &r.path,
@@ -170,17 +174,31 @@ impl Request {
             Create(r) | Create2(r) | CreateContainer(r) => r.write(w),
             CreateTtl(r) => r.write(w),
             Delete(r) => r.write(w),
-            DeleteContainer(r) | GetAcl(r) | Sync(r) | GetEphemerals(r) | GetAllChildrenNumber(r) => r.write(w),
+            DeleteContainer(r)
+            | GetAcl(r)
+            | Sync(r)
+            | GetEphemerals(r)
+            | GetAllChildrenNumber(r) => r.write(w),
             Exists(r) | GetData(r) | GetChildren(r) | GetChildren2(r) => r.write(w),
             SetData(r) => r.write(w),
             SetAcl(r) => r.write(w),
             Check(r) => r.write(w),
             Multi(ops) | MultiRead(ops) => {
                 for op in ops {
-                    MultiHeader { op: op.op_code().code(), done: false, err: -1 }.write(w);
+                    MultiHeader {
+                        op: op.op_code().code(),
+                        done: false,
+                        err: -1,
+                    }
+                    .write(w);
                     op.write_body(w);
                 }
-                MultiHeader { op: -1, done: true, err: -1 }.write(w);
+                MultiHeader {
+                    op: -1,
+                    done: true,
+                    err: -1,
+                }
+                .write(w);
             }
             Reconfig(r) => r.write(w),
             CheckWatches(r) | RemoveWatches(r) => r.write(w),
@@ -196,7 +214,11 @@ impl Request {
     /// A whole frame body: header then request.
     pub fn to_frame_body(&self, xid: i32) -> Vec<u8> {
         let mut w = Writer::new();
-        RequestHeader { xid, op: self.op_code().code() }.write(&mut w);
+        RequestHeader {
+            xid,
+            op: self.op_code().code(),
+        }
+        .write(&mut w);
         self.write_body(&mut w);
         w.buf
     }
@@ -210,7 +232,10 @@ fn read_multi(r: &mut Reader<'_>, read_only: bool) -> Result<Vec<Request>, Decod
             return Ok(ops);
         }
         let allowed = if read_only {
-            matches!(OpCode::from_i32(h.op), Some(OpCode::GetChildren | OpCode::GetData))
+            matches!(
+                OpCode::from_i32(h.op),
+                Some(OpCode::GetChildren | OpCode::GetData)
+            )
         } else {
             matches!(
                 OpCode::from_i32(h.op),
@@ -305,7 +330,12 @@ impl Response {
                         MultiResult::GetChildren(_) => (OpCode::GetChildren, 0),
                         MultiResult::Error(e) => (OpCode::Error, e.code()),
                     };
-                    MultiHeader { op: op.code(), done: false, err }.write(w);
+                    MultiHeader {
+                        op: op.code(),
+                        done: false,
+                        err,
+                    }
+                    .write(w);
                     match res {
                         MultiResult::Create(p) => w.string(p),
                         MultiResult::Create2(p, s) => {
@@ -322,7 +352,12 @@ impl Response {
                         MultiResult::Delete | MultiResult::Check => {}
                     }
                 }
-                MultiHeader { op: -1, done: true, err: -1 }.write(w);
+                MultiHeader {
+                    op: -1,
+                    done: true,
+                    err: -1,
+                }
+                .write(w);
             }
             Response::Count(n) => w.i32(*n),
             Response::WhoAmI(c) => w.vec(c),
@@ -338,7 +373,9 @@ impl Response {
             OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
                 Response::Create2(r.string()?, Stat::read(&mut r)?)
             }
-            OpCode::Exists | OpCode::SetData | OpCode::SetAcl => Response::Stat(Stat::read(&mut r)?),
+            OpCode::Exists | OpCode::SetData | OpCode::SetAcl => {
+                Response::Stat(Stat::read(&mut r)?)
+            }
             OpCode::GetData | OpCode::Reconfig => Response::Data(r.buffer()?, Stat::read(&mut r)?),
             OpCode::GetAcl => Response::Acl(r.vec()?, Stat::read(&mut r)?),
             OpCode::GetChildren => Response::Children(r.vec()?),
@@ -362,11 +399,15 @@ impl Response {
                         Some(OpCode::Delete) => MultiResult::Delete,
                         Some(OpCode::SetData) => MultiResult::SetData(Stat::read(&mut r)?),
                         Some(OpCode::Check) => MultiResult::Check,
-                        Some(OpCode::GetData) => MultiResult::GetData(r.buffer()?, Stat::read(&mut r)?),
+                        Some(OpCode::GetData) => {
+                            MultiResult::GetData(r.buffer()?, Stat::read(&mut r)?)
+                        }
                         Some(OpCode::GetChildren) => MultiResult::GetChildren(r.vec()?),
                         Some(OpCode::Error) => {
                             let code = r.i32()?;
-                            MultiResult::Error(ErrorCode::from_i32(code).unwrap_or(ErrorCode::SystemError))
+                            MultiResult::Error(
+                                ErrorCode::from_i32(code).unwrap_or(ErrorCode::SystemError),
+                            )
                         }
                         _ => return Err(DecodeError::BadMultiOp(h.op)),
                     };
@@ -383,7 +424,12 @@ impl Response {
 /// Body of a watch notification frame (xid -1).
 pub fn notification_body(zxid: i64, event: &WatcherEvent) -> Vec<u8> {
     let mut w = Writer::new();
-    ReplyHeader { xid: crate::codes::xid::NOTIFICATION, zxid, err: 0 }.write(&mut w);
+    ReplyHeader {
+        xid: crate::codes::xid::NOTIFICATION,
+        zxid,
+        err: 0,
+    }
+    .write(&mut w);
     event.write(&mut w);
     w.buf
 }
@@ -391,7 +437,12 @@ pub fn notification_body(zxid: i64, event: &WatcherEvent) -> Vec<u8> {
 /// A whole reply frame body: header, then the body when `err` is Ok.
 pub fn reply_body(xid: i32, zxid: i64, err: ErrorCode, resp: &Response) -> Vec<u8> {
     let mut w = Writer::new();
-    ReplyHeader { xid, zxid, err: err.code() }.write(&mut w);
+    ReplyHeader {
+        xid,
+        zxid,
+        err: err.code(),
+    }
+    .write(&mut w);
     if err == ErrorCode::Ok {
         resp.write(&mut w);
     }

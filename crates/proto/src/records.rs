@@ -2,7 +2,10 @@
 
 use crate::record;
 
-record!(Id { scheme: ustring, id: ustring });
+record!(Id {
+    scheme: ustring,
+    id: ustring
+});
 record!(Acl { perms: int, id: Id });
 record!(
     /// The metadata of a znode as clients see it.
@@ -22,8 +25,16 @@ record!(
 );
 
 record!(RequestHeader { xid: int, op: int });
-record!(ReplyHeader { xid: int, zxid: long, err: int });
-record!(MultiHeader { op: int, done: boolean, err: int });
+record!(ReplyHeader {
+    xid: int,
+    zxid: long,
+    err: int
+});
+record!(MultiHeader {
+    op: int,
+    done: boolean,
+    err: int
+});
 
 record!(SetWatches {
     relative_zxid: long,
@@ -39,15 +50,26 @@ record!(SetWatches2 {
     persistent_watches: vector<String>,
     persistent_recursive_watches: vector<String>,
 });
-record!(AuthPacket { auth_type: int, scheme: ustring, auth: buffer });
+record!(AuthPacket {
+    auth_type: int,
+    scheme: ustring,
+    auth: buffer
+});
 
 record!(
     /// Requests whose body is a single path: getACL, sync, getEphemerals (prefix),
     /// getAllChildrenNumber, deleteContainer.
     PathRequest { path: ustring }
 );
-record!(GetDataRequest { path: ustring, watch: boolean });
-record!(SetDataRequest { path: ustring, data: buffer, version: int });
+record!(GetDataRequest {
+    path: ustring,
+    watch: boolean
+});
+record!(SetDataRequest {
+    path: ustring,
+    data: buffer,
+    version: int
+});
 record!(ReconfigRequest {
     joining_servers: ustring,
     leaving_servers: ustring,
@@ -57,27 +79,49 @@ record!(ReconfigRequest {
 record!(SaslRequest { token: buffer });
 record!(CreateRequest { path: ustring, data: buffer, acl: vector<Acl>, flags: int });
 record!(CreateTtlRequest { path: ustring, data: buffer, acl: vector<Acl>, flags: int, ttl: long });
-record!(DeleteRequest { path: ustring, version: int });
-record!(CheckVersionRequest { path: ustring, version: int });
+record!(DeleteRequest {
+    path: ustring,
+    version: int
+});
+record!(CheckVersionRequest {
+    path: ustring,
+    version: int
+});
 record!(SetAclRequest { path: ustring, acl: vector<Acl>, version: int });
 record!(
     /// checkWatches and removeWatches: `watcher_type` is a WatcherType value.
     WatchesRequest { path: ustring, watcher_type: int }
 );
-record!(AddWatchRequest { path: ustring, mode: int });
+record!(AddWatchRequest {
+    path: ustring,
+    mode: int
+});
 
-record!(WatcherEvent { event_type: int, state: int, path: ustring });
+record!(WatcherEvent {
+    event_type: int,
+    state: int,
+    path: ustring
+});
 record!(ErrorResponse { err: int });
 record!(PathResponse { path: ustring });
-record!(Create2Response { path: ustring, stat: Stat });
+record!(Create2Response {
+    path: ustring,
+    stat: Stat
+});
 record!(StatResponse { stat: Stat });
-record!(GetDataResponse { data: buffer, stat: Stat });
+record!(GetDataResponse {
+    data: buffer,
+    stat: Stat
+});
 record!(GetChildrenResponse { children: vector<String> });
 record!(GetChildren2Response { children: vector<String>, stat: Stat });
 record!(GetAclResponse { acl: vector<Acl>, stat: Stat });
 record!(CountResponse { count: int });
 record!(SaslResponse { token: buffer });
-record!(ClientInfo { auth_scheme: ustring, user: ustring });
+record!(ClientInfo {
+    auth_scheme: ustring,
+    user: ustring
+});
 record!(WhoAmIResponse { client_info: vector<ClientInfo> });
 
 /// The handshake a client sends first. 3.4 clients omit the trailing `read_only` byte; the
@@ -101,7 +145,11 @@ impl crate::jute::Jute for ConnectRequest {
             timeout: r.i32()?,
             session_id: r.i64()?,
             passwd: r.buffer()?,
-            read_only: if r.remaining() > 0 { Some(r.bool()?) } else { None },
+            read_only: if r.remaining() > 0 {
+                Some(r.bool()?)
+            } else {
+                None
+            },
         })
     }
     fn write(&self, w: &mut crate::jute::Writer) {
@@ -135,7 +183,11 @@ impl crate::jute::Jute for ConnectResponse {
             timeout: r.i32()?,
             session_id: r.i64()?,
             passwd: r.buffer()?,
-            read_only: if r.remaining() > 0 { Some(r.bool()?) } else { None },
+            read_only: if r.remaining() > 0 {
+                Some(r.bool()?)
+            } else {
+                None
+            },
         })
     }
     fn write(&self, w: &mut crate::jute::Writer) {

@@ -333,6 +333,11 @@ impl DataTree {
             match self.write_op(ctx, op) {
                 Ok(out) => results.push(match out {
                     OpOut::Path(p) => MultiResult::Create(p),
+                    // ZooKeeper 3.8 answers create2 inside a multi like a plain create (no
+                    // stat), while createContainer and createTTL keep theirs (observed).
+                    OpOut::Create2(p, _) if matches!(op, Request::Create2(_)) => {
+                        MultiResult::Create(p)
+                    }
                     OpOut::Create2(p, s) => MultiResult::Create2(p, s),
                     OpOut::Stat(s) => MultiResult::SetData(s),
                     OpOut::Deleted => MultiResult::Delete,
@@ -413,7 +418,11 @@ impl DataTree {
             return Err(ErrorCode::NoAuth);
         }
         let full = if mode.is_sequential() {
-            format!("{p}{:010}", parent.stat.cversion)
+            // ZooKeeper keeps a creations-only counter and reports
+            // cversion = 2 * counter - numChildren (deletes count in the reported value);
+            // the suffix comes from the counter, so recover it from what we keep.
+            let creations = (parent.stat.cversion as i64 + parent.stat.num_children as i64) / 2;
+            format!("{p}{:010}", creations as i32)
         } else {
             p.to_string()
         };
@@ -679,8 +688,7 @@ impl DataTree {
                 if r.path.contains('\0') {
                     Err(ErrorCode::BadArguments)
                 } else {
-                    self.nodes
-                        .get(&r.path)
+                    self.read_node(&r.path)
                         .map(|n| Response::Stat(n.client_stat()))
                         .ok_or(ErrorCode::NoNode)
                 }
@@ -733,8 +741,14 @@ impl DataTree {
         }
     }
 
+    /// Reads do not validate paths, and ZooKeeper's tree also knows the root as "" — so
+    /// `exists("")` answers with the root's stat there; match it.
+    fn read_node(&self, p: &str) -> Option<&Node> {
+        self.nodes.get(if p.is_empty() { "/" } else { p })
+    }
+
     fn readable(&self, p: &str, perm: i32, identities: &[Id]) -> Result<&Node, ErrorCode> {
-        let n = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
+        let n = self.read_node(p).ok_or(ErrorCode::NoNode)?;
         if !acl::check(&n.acl, perm, identities) {
             return Err(ErrorCode::NoAuth);
         }

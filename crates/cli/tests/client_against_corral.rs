@@ -1,25 +1,20 @@
-//! The client against a live server: real ZooKeeper 3.8 or corral.
+//! The `corral-client` crate against a live corral server that each test starts itself
+//! (tests/common: `corral serve` on a free 127.0.0.1 port, stopped on drop).
 //!
-//! Set CORRAL_TEST_ZK=host:port to run them; without it each test prints a note and passes.
-//! Every test works under its own random root path so runs do not disturb each other.
+//! These were crates/client/tests/server.rs, which ran only when CORRAL_TEST_ZK pointed at a
+//! server and otherwise passed without checking anything. The client's tests that need no
+//! server (a scripted fake one) stay in crates/client/tests/mock.rs.
+
+mod common;
 
 use std::time::Duration;
 
+use common::CorralServer;
 use corral_client::proto::{
     CreateMode, CreateRequest, DeleteRequest, ErrorCode, EventType, KeeperState, MultiResult,
     Request, Response, SetDataRequest,
 };
 use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
-
-fn server() -> Option<String> {
-    match std::env::var("CORRAL_TEST_ZK") {
-        Ok(s) if !s.is_empty() => Some(s),
-        _ => {
-            eprintln!("CORRAL_TEST_ZK is not set; skipping (set it to host:port of a ZooKeeper or corral server)");
-            None
-        }
-    }
-}
 
 fn unique_root(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -54,7 +49,8 @@ async fn delete_tree(c: &Connection, path: &str) {
 
 #[tokio::test]
 async fn handshake_reports_session() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     assert_ne!(c.session_id(), 0);
     assert_eq!(c.passwd().len(), 16);
@@ -69,7 +65,8 @@ async fn handshake_reports_session() {
 
 #[tokio::test]
 async fn handshake_without_read_only_byte() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let opts = ConnectOptions {
         read_only: None,
         ..Default::default()
@@ -85,7 +82,8 @@ async fn handshake_without_read_only_byte() {
 
 #[tokio::test]
 async fn create_get_set_delete() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     let root = unique_root("crud");
     let acl = open_acl_unsafe();
@@ -163,7 +161,8 @@ async fn create_get_set_delete() {
 
 #[tokio::test]
 async fn pipelined_requests_keep_order() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     let root = unique_root("pipeline");
     c.create(&root, b"", &open_acl_unsafe(), CreateMode::Persistent)
@@ -199,7 +198,8 @@ async fn pipelined_requests_keep_order() {
 
 #[tokio::test]
 async fn watches_fire() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     let other = connect(&addr).await;
     let root = unique_root("watch");
@@ -257,7 +257,8 @@ async fn watches_fire() {
 
 #[tokio::test]
 async fn multi_commits_or_fails_atomically() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     let root = unique_root("multi");
     let acl = open_acl_unsafe();
@@ -322,7 +323,8 @@ async fn multi_commits_or_fails_atomically() {
 
 #[tokio::test]
 async fn auth_and_acl() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     let root = unique_root("auth");
     c.add_auth("digest", b"alice:secret")
@@ -358,7 +360,8 @@ async fn auth_and_acl() {
 
 #[tokio::test]
 async fn abort_then_resume_session() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     let c = connect(&addr).await;
     let root = unique_root("resume");
     let eph = c
@@ -433,7 +436,8 @@ async fn abort_then_resume_session() {
 
 #[tokio::test]
 async fn idle_session_is_kept_alive_by_pings() {
-    let Some(addr) = server() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
     // The smallest timeout a default server allows is 2 ticks (4 s); stay idle for longer.
     let opts = ConnectOptions {
         session_timeout_ms: 4000,
