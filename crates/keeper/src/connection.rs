@@ -411,8 +411,16 @@ impl Connection {
                 return Flow::Close(format!("unknown opcode {op}"));
             }
             Err(e) => {
-                warn!(remote = %self.remote, op = header.op, "undecodable request: {e}; closing connection");
-                return Flow::Close(format!("undecodable request (op {}): {e}", header.op));
+                // ZooKeeper answers a body it cannot decode with MarshallingError and keeps the
+                // connection: the framing is intact, only this request is bad.
+                warn!(remote = %self.remote, op = header.op, "undecodable request: {e}");
+                self.reply(
+                    header.xid,
+                    self.last_zxid(),
+                    ErrorCode::MarshallingError,
+                    &Response::Empty,
+                );
+                return Flow::Continue;
             }
         };
         let flow = self.dispatch(header.xid, req).await;

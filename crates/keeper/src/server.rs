@@ -125,6 +125,7 @@ impl Keeper {
             extended_types_enabled: config.extended_types_enabled,
             super_digest: config.super_digest.clone(),
             config_node_data: Vec::new(),
+            reconfig_enabled: config.reconfig_enabled,
         };
         // Session ids: like ZooKeeper, the top byte is the server id and the rest starts from
         // the clock, so ids from different runs do not collide.

@@ -118,6 +118,7 @@ impl DataTree {
             None => w.bool(false),
         }
         w.buffer(&self.config.config_node_data);
+        w.bool(self.config.reconfig_enabled);
         w.i32(i32::try_from(self.sessions.len()).unwrap_or(i32::MAX));
         for (id, s) in &self.sessions {
             w.i64(*id);
@@ -146,6 +147,7 @@ impl DataTree {
             extended_types_enabled,
             super_digest,
             config_node_data: r.buffer()?,
+            reconfig_enabled: r.bool()?,
         };
         let n_sessions = count(&mut r, 16)?;
         let mut sessions = Vec::new();

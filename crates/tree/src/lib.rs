@@ -80,6 +80,9 @@ pub struct TreeConfig {
     pub super_digest: Option<String>,
     /// Data of /zookeeper/config.
     pub config_node_data: Vec<u8>,
+    /// reconfigEnabled: a standalone ZooKeeper then answers reconfig with Unimplemented
+    /// instead of ReconfigDisabled.
+    pub reconfig_enabled: bool,
 }
 
 #[cfg(test)]

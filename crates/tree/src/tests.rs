@@ -135,6 +135,7 @@ fn trig(path: &str, event: EventType) -> Trigger {
 fn fresh_tree_matches_zookeeper() {
     let t = DataTree::new(TreeConfig {
         config_node_data: b"cfg".to_vec(),
+        reconfig_enabled: false,
         ..Default::default()
     });
     assert_eq!(t.node_count(), 4);
@@ -817,6 +818,7 @@ fn snapshot_round_trip_and_entry_codec() {
         extended_types_enabled: true,
         super_digest: Some("super:x".into()),
         config_node_data: b"c".to_vec(),
+        reconfig_enabled: true,
     });
     t.create("/a", 0);
     t.create("/a/e", 1);
@@ -888,4 +890,23 @@ fn snapshot_round_trip_and_entry_codec() {
             let _ = Entry::decode(&b[..cut]);
         }
     }
+}
+
+#[test]
+fn standalone_reconfig_answers_like_zookeeper() {
+    let reconfig = || {
+        Request::Reconfig(corral_proto::ReconfigRequest {
+            joining_servers: "server.2=127.0.0.1:2888:3888".into(),
+            leaving_servers: String::new(),
+            new_members: String::new(),
+            cur_config_id: -1,
+        })
+    };
+    let mut t = T::new();
+    assert_eq!(t.req(reconfig()).err, ErrorCode::ReconfigDisabled);
+    let mut t = T::with(TreeConfig {
+        reconfig_enabled: true,
+        ..Default::default()
+    });
+    assert_eq!(t.req(reconfig()).err, ErrorCode::Unimplemented);
 }

@@ -204,7 +204,7 @@ impl DataTree {
     /// A request from a session not in the table is SessionExpired; session 0 stands for the
     /// system and may write, but owns no ephemerals. A multi always answers Ok in the reply
     /// header with the per-op errors in the body, as ZooKeeper does. Reconfig answers
-    /// ReconfigDisabled. PurgeContainersAndTtl answers `Response::Paths` of what it deleted.
+    /// ReconfigDisabled (Unimplemented with reconfigEnabled). PurgeContainersAndTtl answers `Response::Paths` of what it deleted.
     pub fn apply(&mut self, zxid: i64, entry: &Entry) -> ApplyResult {
         self.last_zxid = zxid;
         let mut ctx = Ctx {
@@ -265,6 +265,11 @@ impl DataTree {
     fn apply_request(&mut self, ctx: &mut Ctx<'_>, req: &Request) -> (ErrorCode, Response) {
         match req {
             Request::Multi(ops) => (ErrorCode::Ok, Response::Multi(self.multi(ctx, ops))),
+            // Standalone: membership changes are refused (an ensemble maps them to raft
+            // membership changes).
+            Request::Reconfig(_) if self.config.reconfig_enabled => {
+                (ErrorCode::Unimplemented, Response::Empty)
+            }
             Request::Reconfig(_) => (ErrorCode::ReconfigDisabled, Response::Empty),
             Request::Sync(p) => (ErrorCode::Ok, Response::Path(p.path.clone())),
             Request::DeleteContainer(p) => match self.delete_container(ctx, &p.path) {
