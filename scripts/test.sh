@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run): installs the oracle packages when it can,
-# checks formatting and lints, builds, and runs every test.
+# checks formatting and lints, builds, runs every test, then kazoo's own test suite.
+#   KAZOO_SUITE=0 skips the kazoo suite (about 4 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads 2
+
+if [ "${KAZOO_SUITE:-1}" != 0 ]; then
+    # kazoo 2.11.0 has 493 tests. Expected failures until later issues: 7 need several
+    # servers, 6 restart the server (durable log), 1 TLS, 3 SASL. The floor leaves a
+    # small margin for timing-sensitive tests on a loaded 2-core machine.
+    CORRAL_BIN=target/debug/corral scripts/kazoo-suite.sh --min-pass 465
+fi
