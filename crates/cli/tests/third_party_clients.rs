@@ -391,6 +391,11 @@ fn zkcli_create_get_watch_delete() {
     cli.send(&format!("stat {path}")).expect("send stat");
     cli.wait_for(&format!("Node does not exist: {path}"), WAIT)
         .expect("stat after delete");
+    // zkCli's exit status is that of its last command (as with real ZooKeeper): end on one
+    // that succeeds, so the status says whether the session ended cleanly.
+    cli.send("ls /").expect("send ls /");
+    cli.wait_for_line("[zookeeper]", WAIT)
+        .expect("ls / shows only /zookeeper");
     cli.send("quit").expect("send quit");
     let status = cli.finish(WAIT).expect("zkCli exits");
     let out = cli.output();

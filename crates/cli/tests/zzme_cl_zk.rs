@@ -1,0 +1,451 @@
+//! The `corral-client` crate against a live corral server that each test starts itself
+//! (tests/common: `corral serve` on a free 127.0.0.1 port, stopped on drop).
+//!
+//! These were crates/client/tests/server.rs, which ran only when CORRAL_TEST_ZK pointed at a
+//! server and otherwise passed without checking anything. The client's tests that need no
+//! server (a scripted fake one) stay in crates/client/tests/mock.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::CorralServer;
+use corral_client::proto::{
+    CreateMode, CreateRequest, DeleteRequest, ErrorCode, EventType, KeeperState, MultiResult,
+    Request, Response, SetDataRequest,
+};
+use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
+
+fn unique_root(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("/corral-client-test-{name}-{}-{nanos}", std::process::id())
+}
+
+async fn connect(addr: &str) -> Connection {
+    Connection::connect(addr, ConnectOptions::default())
+        .await
+        .expect("connect")
+}
+
+/// Deletes a subtree, children first (test clean-up).
+async fn delete_tree(c: &Connection, path: &str) {
+    let mut stack = vec![path.to_string()];
+    let mut order = Vec::new();
+    while let Some(p) = stack.pop() {
+        if let Ok(children) = c.get_children(&p, false).await {
+            for ch in children {
+                stack.push(format!("{}/{}", p.trim_end_matches('/'), ch));
+            }
+        }
+        order.push(p);
+    }
+    for p in order.into_iter().rev() {
+        let _ = c.delete(&p, -1).await;
+    }
+}
+
+#[tokio::test]
+async fn handshake_reports_session() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    assert_ne!(c.session_id(), 0);
+    assert_eq!(c.passwd().len(), 16);
+    assert!(c.negotiated_timeout_ms() > 0);
+    assert_eq!(c.connect_response().read_only, Some(false));
+    c.close().await.expect("close");
+    assert!(matches!(
+        c.get_data("/", false).await,
+        Err(ClientError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn handshake_without_read_only_byte() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let opts = ConnectOptions {
+        read_only: None,
+        ..Default::default()
+    };
+    let c = Connection::connect(&addr, opts)
+        .await
+        .expect("connect as a 3.4 client");
+    // A server answers a 3.4 handshake in kind, without the trailing byte.
+    assert_eq!(c.connect_response().read_only, None);
+    assert!(c.exists("/", false).await.expect("exists /").is_some());
+    c.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn create_get_set_delete() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let root = unique_root("crud");
+    let acl = open_acl_unsafe();
+
+    assert_eq!(
+        c.create(&root, b"hello", &acl, CreateMode::Persistent)
+            .await
+            .expect("create"),
+        root
+    );
+    let err = c
+        .create(&root, b"again", &acl, CreateMode::Persistent)
+        .await
+        .expect_err("exists");
+    assert_eq!(err.code(), Some(ErrorCode::NodeExists));
+
+    let (data, stat) = c.get_data(&root, false).await.expect("get");
+    assert_eq!(data, b"hello");
+    assert_eq!(stat.version, 0);
+    assert_eq!(stat.data_length, 5);
+    assert_eq!(stat.czxid, stat.mzxid);
+
+    let stat2 = c.set_data(&root, b"world", 0).await.expect("set");
+    assert_eq!(stat2.version, 1);
+    assert!(stat2.mzxid > stat.mzxid);
+    let bad = c.set_data(&root, b"x", 0).await.expect_err("bad version");
+    assert_eq!(bad.code(), Some(ErrorCode::BadVersion));
+
+    let seq = c
+        .create(
+            &format!("{root}/s-"),
+            b"",
+            &acl,
+            CreateMode::PersistentSequential,
+        )
+        .await
+        .expect("seq");
+    assert_eq!(seq, format!("{root}/s-0000000000"));
+    let (p, st) = c
+        .create2(&format!("{root}/e"), b"", &acl, CreateMode::Ephemeral)
+        .await
+        .expect("create2");
+    assert_eq!(p, format!("{root}/e"));
+    assert_eq!(st.ephemeral_owner, c.session_id());
+
+    let mut kids = c.get_children(&root, false).await.expect("children");
+    kids.sort();
+    assert_eq!(kids, vec!["e".to_string(), "s-0000000000".to_string()]);
+    let (_, parent) = c.get_children2(&root, false).await.expect("children2");
+    assert_eq!(parent.num_children, 2);
+
+    let ne = c.delete(&root, -1).await.expect_err("not empty");
+    assert_eq!(ne.code(), Some(ErrorCode::NotEmpty));
+    let (acl_back, _) = c.get_acl(&root).await.expect("getAcl");
+    assert_eq!(acl_back, acl);
+    assert_eq!(c.sync(&root).await.expect("sync"), root);
+
+    delete_tree(&c, &root).await;
+    assert!(c.exists(&root, false).await.expect("exists").is_none());
+    let nn = c.get_data(&root, false).await.expect_err("gone");
+    assert_eq!(nn.code(), Some(ErrorCode::NoNode));
+    // Server errors come back as replies from the low-level call, not as Err.
+    let reply = c
+        .request(Request::Delete(DeleteRequest {
+            path: root.clone(),
+            version: -1,
+        }))
+        .await
+        .expect("reply");
+    assert_eq!(reply.err, ErrorCode::NoNode);
+    assert_eq!(reply.response, Response::Empty);
+    assert!(c.last_zxid() >= stat2.mzxid);
+    c.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn pipelined_requests_keep_order() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let root = unique_root("pipeline");
+    c.create(&root, b"", &open_acl_unsafe(), CreateMode::Persistent)
+        .await
+        .expect("create");
+    // Many requests in flight at once from concurrent callers, each must get its own reply.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let c = c.clone();
+        let path = format!("{root}/n{i}");
+        tasks.push(tokio::spawn(async move {
+            let created = c
+                .create(
+                    &path,
+                    i.to_string().as_bytes(),
+                    &open_acl_unsafe(),
+                    CreateMode::Persistent,
+                )
+                .await;
+            let (data, _) = c.get_data(&path, false).await.expect("get");
+            (created.expect("create"), path, data, i)
+        }));
+    }
+    for t in tasks {
+        let (created, path, data, i) = t.await.expect("join");
+        assert_eq!(created, path);
+        assert_eq!(data, i.to_string().as_bytes());
+    }
+    assert_eq!(c.get_children(&root, false).await.expect("kids").len(), 200);
+    delete_tree(&c, &root).await;
+    c.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn watches_fire() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let other = connect(&addr).await;
+    let root = unique_root("watch");
+    let acl = open_acl_unsafe();
+
+    // Exist watch on a missing node fires on creation.
+    assert!(c.exists(&root, true).await.expect("exists").is_none());
+    other
+        .create(&root, b"a", &acl, CreateMode::Persistent)
+        .await
+        .expect("create");
+    let ev = tokio::time::timeout(Duration::from_secs(5), c.next_event())
+        .await
+        .expect("event in time")
+        .expect("event");
+    assert_eq!(ev.event_type, EventType::NodeCreated);
+    assert_eq!(ev.state, KeeperState::SyncConnected);
+    assert_eq!(ev.path, root);
+
+    // Data watch fires once on change, child watch on a new child.
+    c.get_data(&root, true).await.expect("get");
+    c.get_children(&root, true).await.expect("children");
+    other.set_data(&root, b"b", -1).await.expect("set");
+    other.set_data(&root, b"c", -1).await.expect("set again");
+    other
+        .create(&format!("{root}/kid"), b"", &acl, CreateMode::Persistent)
+        .await
+        .expect("kid");
+    let ev = tokio::time::timeout(Duration::from_secs(5), c.next_event())
+        .await
+        .expect("in time")
+        .expect("event");
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, root.as_str())
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(5), c.next_event())
+        .await
+        .expect("in time")
+        .expect("event");
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeChildrenChanged, root.as_str())
+    );
+    // A watch event is delivered before the change can be read; a later read sees it.
+    let (data, _) = c.get_data(&root, false).await.expect("get");
+    assert_eq!(data, b"c");
+    // One-shot: the second set did not fire again.
+    assert!(c.try_next_event().is_none());
+
+    delete_tree(&other, &root).await;
+    other.close().await.expect("close other");
+    c.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn multi_commits_or_fails_atomically() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let root = unique_root("multi");
+    let acl = open_acl_unsafe();
+    let create = |p: &str| {
+        Request::Create(CreateRequest {
+            path: p.to_string(),
+            data: b"m".to_vec(),
+            acl: acl.clone(),
+            flags: 0,
+        })
+    };
+
+    let ok = c
+        .multi(vec![
+            create(&root),
+            create(&format!("{root}/a")),
+            Connection::check_op(&root, 0),
+            Request::SetData(SetDataRequest {
+                path: format!("{root}/a"),
+                data: b"z".to_vec(),
+                version: 0,
+            }),
+        ])
+        .await
+        .expect("multi");
+    assert_eq!(ok.len(), 4);
+    assert_eq!(ok[0], MultiResult::Create(root.clone()));
+    assert_eq!(ok[2], MultiResult::Check);
+    assert!(matches!(ok[3], MultiResult::SetData(ref s) if s.version == 1));
+
+    // Second op fails: nothing is applied, and every result says why it did not happen.
+    let reply = c
+        .request(Request::Multi(vec![
+            create(&format!("{root}/b")),
+            create(&format!("{root}/a")),
+            Request::Delete(DeleteRequest {
+                path: format!("{root}/a"),
+                version: -1,
+            }),
+        ]))
+        .await
+        .expect("reply");
+    let expected_results = vec![
+        MultiResult::Error(ErrorCode::Ok),
+        MultiResult::Error(ErrorCode::NodeExists),
+        MultiResult::Error(ErrorCode::RuntimeInconsistency),
+    ];
+    match reply.err {
+        // ZooKeeper sends Ok in the header and the per-op errors in the body.
+        ErrorCode::Ok => assert_eq!(reply.response, Response::Multi(expected_results)),
+        other => panic!("multi header err {other:?}, response {:?}", reply.response),
+    }
+    assert!(c
+        .exists(&format!("{root}/b"), false)
+        .await
+        .expect("exists")
+        .is_none());
+
+    delete_tree(&c, &root).await;
+    c.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn auth_and_acl() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let root = unique_root("auth");
+    c.add_auth("digest", b"alice:secret")
+        .await
+        .expect("addauth");
+    let who = c.who_am_i().await.expect("whoami");
+    assert!(
+        who.iter()
+            .any(|i| i.auth_scheme == "digest" && i.user == "alice"),
+        "{who:?}"
+    );
+    c.create(
+        &root,
+        b"x",
+        &corral_client::creator_all_acl(),
+        CreateMode::Persistent,
+    )
+    .await
+    .expect("create");
+    let (acl, _) = c.get_acl(&root).await.expect("acl");
+    assert_eq!(acl.len(), 1);
+    assert_eq!(acl[0].id.scheme, "digest");
+    assert!(acl[0].id.id.starts_with("alice:"));
+
+    let stranger = connect(&addr).await;
+    let denied = stranger.get_data(&root, false).await.expect_err("no auth");
+    assert_eq!(denied.code(), Some(ErrorCode::NoAuth));
+    stranger.close().await.expect("close stranger");
+
+    c.delete(&root, -1).await.expect("delete");
+    c.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn abort_then_resume_session() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let root = unique_root("resume");
+    let eph = c
+        .create(&root, b"", &open_acl_unsafe(), CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    let (sid, pw, zxid) = (c.session_id(), c.passwd(), c.last_zxid());
+    c.abort();
+    assert!(matches!(
+        c.exists("/", false).await,
+        Err(ClientError::Closed)
+    ));
+    assert!(c.next_event().await.is_none());
+
+    // Same session, same ephemeral owner.
+    let opts = ConnectOptions {
+        session_id: sid,
+        passwd: pw.clone(),
+        last_zxid_seen: zxid,
+        ..Default::default()
+    };
+    let r = Connection::connect(&addr, opts).await.expect("resume");
+    assert_eq!(r.session_id(), sid);
+    let stat = r
+        .exists(&eph, false)
+        .await
+        .expect("exists")
+        .expect("ephemeral survived");
+    assert_eq!(stat.ephemeral_owner, sid);
+
+    // A wrong password gets the expired handshake. (ZooKeeper also drops the connection that
+    // holds the session when anyone presents its id, so `r` is not used after this.)
+    let mut bad_pw = pw.clone();
+    bad_pw[0] ^= 0xff;
+    let opts = ConnectOptions {
+        session_id: sid,
+        passwd: bad_pw,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Connection::connect(&addr, opts).await,
+        Err(ClientError::SessionExpired)
+    ));
+    r.abort();
+
+    // The session itself survived the wrong password.
+    let opts = ConnectOptions {
+        session_id: sid,
+        passwd: pw.clone(),
+        ..Default::default()
+    };
+    let r = Connection::connect(&addr, opts)
+        .await
+        .expect("resume again");
+    assert!(r.exists(&eph, false).await.expect("exists").is_some());
+
+    // After close, the session is gone: resuming it is refused, the ephemeral deleted.
+    r.close().await.expect("close");
+    let opts = ConnectOptions {
+        session_id: sid,
+        passwd: pw,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Connection::connect(&addr, opts).await,
+        Err(ClientError::SessionExpired)
+    ));
+    let o = connect(&addr).await;
+    assert!(o.exists(&eph, false).await.expect("exists").is_none());
+    o.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn idle_session_is_kept_alive_by_pings() {
+    let server = common::RealZk::start("").expect("zk");
+    let addr = server.addr();
+    // The smallest timeout a default server allows is 2 ticks (4 s); stay idle for longer.
+    let opts = ConnectOptions {
+        session_timeout_ms: 4000,
+        ..Default::default()
+    };
+    let c = Connection::connect(&addr, opts).await.expect("connect");
+    let t = c.negotiated_timeout_ms();
+    tokio::time::sleep(Duration::from_millis(t as u64 * 3 / 2)).await;
+    assert!(c.exists("/", false).await.expect("still alive").is_some());
+    c.close().await.expect("close");
+}
