@@ -265,7 +265,7 @@ async fn multi_commits_or_fails_atomically() {
     let create = |p: &str| {
         Request::Create(CreateRequest {
             path: p.to_string(),
-            data: b"m".to_vec(),
+            data: Some(b"m".to_vec()),
             acl: acl.clone(),
             flags: 0,
         })
@@ -278,7 +278,7 @@ async fn multi_commits_or_fails_atomically() {
             Connection::check_op(&root, 0),
             Request::SetData(SetDataRequest {
                 path: format!("{root}/a"),
-                data: b"z".to_vec(),
+                data: Some(b"z".to_vec()),
                 version: 0,
             }),
         ])

@@ -166,7 +166,7 @@ impl Runner {
             Response::Create2(p, s) => format!("Create2({}, {})", self.path(p), self.stat(s)),
             Response::Stat(s) => format!("Stat({})", self.stat(s)),
             Response::Data(d, s) => {
-                format!("Data({:?}, {})", String::from_utf8_lossy(d), self.stat(s))
+                format!("Data({}, {})", show_data(d), self.stat(s))
             }
             Response::Acl(a, s) => format!("Acl({}, {})", self.acls(a), self.stat(s)),
             Response::Children(c) => format!("Children({})", self.names(c)),
@@ -194,11 +194,7 @@ impl Runner {
                         MultiResult::SetData(s) => format!("SetData({})", self.stat(s)),
                         MultiResult::Check => "Check".into(),
                         MultiResult::GetData(d, s) => {
-                            format!(
-                                "GetData({:?}, {})",
-                                String::from_utf8_lossy(d),
-                                self.stat(s)
-                            )
+                            format!("GetData({}, {})", show_data(d), self.stat(s))
                         }
                         MultiResult::GetChildren(c) => format!("GetChildren({})", self.names(c)),
                         MultiResult::Error(e) => format!("Error({})", e.name()),
@@ -467,7 +463,7 @@ fn acl(scheme: &str, id: &str, perms: i32) -> Acl {
 fn create_req(path: &str, data: &str, acl: Vec<Acl>, mode: CreateMode) -> CreateRequest {
     CreateRequest {
         path: path.into(),
-        data: data.as_bytes().to_vec(),
+        data: Some(data.as_bytes().to_vec()),
         acl,
         flags: mode.code(),
     }
@@ -484,7 +480,7 @@ fn create2(path: &str, data: &str, mode: CreateMode) -> Request {
 fn create_flags(path: &str, flags: i32) -> Request {
     Request::Create(CreateRequest {
         path: path.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: open(),
         flags,
     })
@@ -497,7 +493,7 @@ fn create_acl(path: &str, acl: Vec<Acl>) -> Request {
 fn create_ttl(path: &str, flags: i32, ttl: i64) -> Request {
     Request::CreateTtl(CreateTtlRequest {
         path: path.into(),
-        data: b"ttl".to_vec(),
+        data: Some(b"ttl".to_vec()),
         acl: open(),
         flags,
         ttl,
@@ -532,7 +528,7 @@ fn get(path: &str, watch: bool) -> Request {
 fn set(path: &str, data: &str, version: i32) -> Request {
     Request::SetData(SetDataRequest {
         path: path.into(),
-        data: data.as_bytes().to_vec(),
+        data: Some(data.as_bytes().to_vec()),
         version,
     })
 }
@@ -802,6 +798,30 @@ async fn run_script(addr: &str, tag: &str) -> Vec<String> {
         .await;
     t.op(1, create(&r("/ttl/child"), "", Persistent)).await;
     t.op(1, get(&r("/ttl"), false)).await;
+
+    // --- null data, which ZooKeeper keeps apart from empty data -----------------------------
+    t.op(
+        1,
+        Request::Create(CreateRequest {
+            path: r("/null"),
+            data: None,
+            acl: open(),
+            flags: 0,
+        }),
+    )
+    .await;
+    t.op(1, get(&r("/null"), false)).await;
+    t.op(
+        1,
+        Request::SetData(SetDataRequest {
+            path: r("/ttl/child"),
+            data: None,
+            version: -1,
+        }),
+    )
+    .await;
+    t.op(1, get(&r("/ttl/child"), false)).await;
+    t.op(1, delete(&r("/null"), -1)).await;
 
     // --- multi ------------------------------------------------------------------------------
     t.op(
@@ -1311,4 +1331,12 @@ fn assert_same_transcripts(a_name: &str, a: &[String], b_name: &str, b: &[String
         msg.push_str(&format!("+{l}\n"));
     }
     panic!("{msg}");
+}
+
+/// Data as the transcript shows it: null stays distinct from empty.
+fn show_data(d: &Option<Vec<u8>>) -> String {
+    match d {
+        Some(d) => format!("{:?}", String::from_utf8_lossy(d)),
+        None => "null".to_string(),
+    }
 }

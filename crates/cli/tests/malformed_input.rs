@@ -290,7 +290,7 @@ async fn run_all(server: &mut ServerProcess, check_alive: bool) -> Vec<String> {
     let created = a
         .request(Request::Create(CreateRequest {
             path: path.clone(),
-            data: b"v0".to_vec(),
+            data: Some(b"v0".to_vec()),
             acl: corral_client::open_acl_unsafe(),
             flags: CreateMode::Persistent.code(),
         }))
@@ -318,7 +318,7 @@ async fn run_all(server: &mut ServerProcess, check_alive: bool) -> Vec<String> {
         let set = a
             .request(Request::SetData(SetDataRequest {
                 path: path.clone(),
-                data: data.clone().into_bytes(),
+                data: Some(data.clone().into_bytes()),
                 version: i as i32,
             }))
             .await;
@@ -334,8 +334,8 @@ async fn run_all(server: &mut ServerProcess, check_alive: bool) -> Vec<String> {
             .await;
         match got {
             Ok(r) => match r.response {
-                Response::Data(d, stat) if d == data.as_bytes() && stat.version == i as i32 + 1 => {
-                }
+                Response::Data(d, stat)
+                    if d.as_deref() == Some(data.as_bytes()) && stat.version == i as i32 + 1 => {}
                 other => failures.push(format!(
                     "after '{name}': session A getData answered {:?} {other:?}",
                     r.err

@@ -126,7 +126,7 @@ fn raw_set(addr: &str, path: &str, data: &[u8]) {
             1,
             &Request::SetData(SetDataRequest {
                 path: path.to_string(),
-                data: data.to_vec(),
+                data: Some(data.to_vec()),
                 version: -1,
             }),
         )
@@ -492,7 +492,7 @@ fn raw_create(addr: &str, path: &str, data: &[u8]) {
             1,
             &Request::Create(corral_proto::CreateRequest {
                 path: path.to_string(),
-                data: data.to_vec(),
+                data: Some(data.to_vec()),
                 acl: vec![corral_proto::Acl {
                     perms: corral_proto::perms::ALL,
                     id: corral_proto::Id {

@@ -73,7 +73,7 @@ impl Connection {
         }
         let body = CreateRequest {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: acl.to_vec(),
             flags: mode.code(),
         };
@@ -96,7 +96,7 @@ impl Connection {
         }
         let body = CreateRequest {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: acl.to_vec(),
             flags: mode.code(),
         };
@@ -122,7 +122,7 @@ impl Connection {
     ) -> Result<(String, Stat), ClientError> {
         let body = CreateTtlRequest {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: acl.to_vec(),
             flags: mode.code(),
             ttl: ttl_ms,
@@ -160,7 +160,19 @@ impl Connection {
         }
     }
 
+    /// A node's data and stat; null data reads as empty (see [`Connection::get_data_nullable`]).
     pub async fn get_data(&self, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), ClientError> {
+        let (d, s) = self.get_data_nullable(path, watch).await?;
+        Ok((d.unwrap_or_default(), s))
+    }
+
+    /// A node's data (`None` when the node holds null data, which ZooKeeper keeps apart from
+    /// empty data) and stat.
+    pub async fn get_data_nullable(
+        &self,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Option<Vec<u8>>, Stat), ClientError> {
         match self
             .call(Request::GetData(GetDataRequest {
                 path: path.into(),
@@ -183,7 +195,7 @@ impl Connection {
         match self
             .call(Request::SetData(SetDataRequest {
                 path: path.into(),
-                data: data.to_vec(),
+                data: Some(data.to_vec()),
                 version,
             }))
             .await?

@@ -117,7 +117,7 @@ async fn auth_reply_may_overtake_and_events_are_delivered() {
             .await
             .expect("w");
         let data = Response::Data(
-            b"v".to_vec(),
+            Some(b"v".to_vec()),
             Stat {
                 version: 3,
                 ..Default::default()

@@ -76,6 +76,18 @@ impl<'a> Reader<'a> {
         let n = self.len(1)?;
         Ok(self.take(n)?.to_vec())
     }
+    /// A buffer that keeps null (-1) apart from empty: znode data is one.
+    pub fn nullable_buffer(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        let offset = self.pos;
+        let len = self.i32()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        if len < 0 || len as usize > self.remaining() {
+            return Err(DecodeError::BadLength { offset, len });
+        }
+        Ok(Some(self.take(len as usize)?.to_vec()))
+    }
     pub fn string(&mut self) -> Result<String, DecodeError> {
         let offset = self.pos;
         let n = self.len(1)?;
@@ -125,6 +137,12 @@ impl Writer {
     }
     pub fn string(&mut self, v: &str) {
         self.buffer(v.as_bytes());
+    }
+    pub fn nullable_buffer(&mut self, v: &Option<Vec<u8>>) {
+        match v {
+            Some(b) => self.buffer(b),
+            None => self.i32(-1),
+        }
     }
     pub fn vec<T: Jute>(&mut self, v: &[T]) {
         self.i32(v.len() as i32);
@@ -227,6 +245,7 @@ macro_rules! record {
     (@ty boolean) => { bool };
     (@ty ustring) => { String };
     (@ty buffer) => { Vec<u8> };
+    (@ty nbuffer) => { Option<Vec<u8>> };
     (@ty vector<$t:ty>) => { Vec<$t> };
     (@ty $t:ty) => { $t };
     (@min int) => { 4 };
@@ -234,6 +253,7 @@ macro_rules! record {
     (@min boolean) => { 1 };
     (@min ustring) => { 4 };
     (@min buffer) => { 4 };
+    (@min nbuffer) => { 4 };
     (@min vector) => { 4 };
     (@min $t:ty) => { <$t as $crate::jute::Jute>::MIN_SIZE };
     (@read $r:ident int) => { $r.i32()? };
@@ -241,6 +261,7 @@ macro_rules! record {
     (@read $r:ident boolean) => { $r.bool()? };
     (@read $r:ident ustring) => { $r.string()? };
     (@read $r:ident buffer) => { $r.buffer()? };
+    (@read $r:ident nbuffer) => { $r.nullable_buffer()? };
     (@read $r:ident vector) => { $r.vec()? };
     (@read $r:ident $t:ty) => { <$t as $crate::jute::Jute>::read($r)? };
     (@write $w:ident $e:expr, int) => { $w.i32($e) };
@@ -248,6 +269,7 @@ macro_rules! record {
     (@write $w:ident $e:expr, boolean) => { $w.bool($e) };
     (@write $w:ident $e:expr, ustring) => { $w.string(&$e) };
     (@write $w:ident $e:expr, buffer) => { $w.buffer(&$e) };
+    (@write $w:ident $e:expr, nbuffer) => { $w.nullable_buffer(&$e) };
     (@write $w:ident $e:expr, vector) => { $w.vec(&$e) };
     (@write $w:ident $e:expr, $t:ty) => { $crate::jute::Jute::write(&$e, $w) };
 }

@@ -265,7 +265,7 @@ pub enum MultiResult {
     Delete,
     SetData(Stat),
     Check,
-    GetData(Vec<u8>, Stat),
+    GetData(Option<Vec<u8>>, Stat),
     GetChildren(Vec<String>),
     Error(ErrorCode),
 }
@@ -281,8 +281,8 @@ pub enum Response {
     Create2(String, Stat),
     /// exists, setData, setACL.
     Stat(Stat),
-    /// getData, reconfig.
-    Data(Vec<u8>, Stat),
+    /// getData, reconfig. `None` is null data.
+    Data(Option<Vec<u8>>, Stat),
     Acl(Vec<Acl>, Stat),
     Children(Vec<String>),
     Children2(Vec<String>, Stat),
@@ -306,7 +306,7 @@ impl Response {
             }
             Response::Stat(s) => s.write(w),
             Response::Data(d, s) => {
-                w.buffer(d);
+                w.nullable_buffer(d);
                 s.write(w)
             }
             Response::Acl(a, s) => {
@@ -344,7 +344,7 @@ impl Response {
                         }
                         MultiResult::SetData(s) => s.write(w),
                         MultiResult::GetData(d, s) => {
-                            w.buffer(d);
+                            w.nullable_buffer(d);
                             s.write(w)
                         }
                         MultiResult::GetChildren(c) => w.vec(c),
@@ -376,7 +376,9 @@ impl Response {
             OpCode::Exists | OpCode::SetData | OpCode::SetAcl => {
                 Response::Stat(Stat::read(&mut r)?)
             }
-            OpCode::GetData | OpCode::Reconfig => Response::Data(r.buffer()?, Stat::read(&mut r)?),
+            OpCode::GetData | OpCode::Reconfig => {
+                Response::Data(r.nullable_buffer()?, Stat::read(&mut r)?)
+            }
             OpCode::GetAcl => Response::Acl(r.vec()?, Stat::read(&mut r)?),
             OpCode::GetChildren => Response::Children(r.vec()?),
             OpCode::GetChildren2 => Response::Children2(r.vec()?, Stat::read(&mut r)?),
@@ -400,7 +402,7 @@ impl Response {
                         Some(OpCode::SetData) => MultiResult::SetData(Stat::read(&mut r)?),
                         Some(OpCode::Check) => MultiResult::Check,
                         Some(OpCode::GetData) => {
-                            MultiResult::GetData(r.buffer()?, Stat::read(&mut r)?)
+                            MultiResult::GetData(r.nullable_buffer()?, Stat::read(&mut r)?)
                         }
                         Some(OpCode::GetChildren) => MultiResult::GetChildren(r.vec()?),
                         Some(OpCode::Error) => {

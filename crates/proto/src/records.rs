@@ -65,9 +65,12 @@ record!(GetDataRequest {
     path: ustring,
     watch: boolean
 });
+/// Znode data is a nullable buffer: a client may send null, and ZooKeeper hands null back.
+pub type Data = Option<Vec<u8>>;
+
 record!(SetDataRequest {
     path: ustring,
-    data: buffer,
+    data: nbuffer,
     version: int
 });
 record!(ReconfigRequest {
@@ -77,8 +80,8 @@ record!(ReconfigRequest {
     cur_config_id: long,
 });
 record!(SaslRequest { token: buffer });
-record!(CreateRequest { path: ustring, data: buffer, acl: vector<Acl>, flags: int });
-record!(CreateTtlRequest { path: ustring, data: buffer, acl: vector<Acl>, flags: int, ttl: long });
+record!(CreateRequest { path: ustring, data: nbuffer, acl: vector<Acl>, flags: int });
+record!(CreateTtlRequest { path: ustring, data: nbuffer, acl: vector<Acl>, flags: int, ttl: long });
 record!(DeleteRequest {
     path: ustring,
     version: int
@@ -110,7 +113,7 @@ record!(Create2Response {
 });
 record!(StatResponse { stat: Stat });
 record!(GetDataResponse {
-    data: buffer,
+    data: nbuffer,
     stat: Stat
 });
 record!(GetChildrenResponse { children: vector<String> });

@@ -128,7 +128,7 @@ impl DataTree {
         w.i64(i64::try_from(self.nodes.len()).unwrap_or(i64::MAX));
         for (p, n) in &self.nodes {
             w.string(p);
-            w.buffer(&n.data);
+            w.nullable_buffer(&n.data);
             w.vec(&n.acl);
             n.stat.write(&mut w);
         }
@@ -160,7 +160,7 @@ impl DataTree {
         let mut nodes = Vec::new();
         for _ in 0..n_nodes {
             let p = r.string()?;
-            let data = r.buffer()?;
+            let data = r.nullable_buffer()?;
             let acl: Vec<Acl> = r.vec()?;
             let stat = Stat::read(&mut r)?;
             nodes.push((p, data, acl, stat));

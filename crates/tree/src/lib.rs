@@ -19,7 +19,7 @@ pub mod path;
 mod tree;
 
 pub use codec::CodecError;
-pub use tree::{DataTree, Node, NodeKind, SessionInfo, CONTAINER_OWNER, MAX_TTL_MS};
+pub use tree::{data_len, DataTree, Node, NodeKind, SessionInfo, CONTAINER_OWNER, MAX_TTL_MS};
 
 use corral_proto::{ErrorCode, EventType, Id, Request, Response};
 

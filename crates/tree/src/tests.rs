@@ -85,7 +85,7 @@ impl T {
 fn create_req(path: &str, data: &[u8], acl: Vec<Acl>, flags: i32) -> Request {
     Request::Create(CreateRequest {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl,
         flags,
     })
@@ -99,7 +99,7 @@ fn delete_req(path: &str, version: i32) -> Request {
 fn set_req(path: &str, data: &[u8], version: i32) -> Request {
     Request::SetData(SetDataRequest {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version,
     })
 }
@@ -118,7 +118,7 @@ fn get_req(path: &str) -> Request {
 fn ttl_req(path: &str, flags: i32, ttl: i64) -> Request {
     Request::CreateTtl(CreateTtlRequest {
         path: path.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: anyone(),
         flags,
         ttl,
@@ -169,7 +169,7 @@ fn fresh_tree_matches_zookeeper() {
         }
     );
     assert_eq!(cfg.acl, acl::read_acl_unsafe());
-    assert_eq!(cfg.data, b"cfg");
+    assert_eq!(cfg.data.as_deref(), Some(&b"cfg"[..]));
     let (e, r) = t.read(
         &Request::GetAllChildrenNumber(PathRequest { path: "/".into() }),
         0,
@@ -183,7 +183,7 @@ fn create_stat_and_parent_bookkeeping() {
     let mut t = T::new();
     let r = t.req(Request::Create2(CreateRequest {
         path: "/a".into(),
-        data: b"xyz".to_vec(),
+        data: Some(b"xyz".to_vec()),
         acl: anyone(),
         flags: 0,
     }));
@@ -431,7 +431,7 @@ fn set_data_and_check() {
     );
     assert_eq!(
         t.read(get_req("/a")).1,
-        Response::Data(b"x".to_vec(), t.stat("/a"))
+        Response::Data(Some(b"x".to_vec()), t.stat("/a"))
     );
     assert_eq!(t.req(check_req("/a", 2)).err, ErrorCode::Ok);
     assert_eq!(t.req(check_req("/a", 1)).err, ErrorCode::BadVersion);
@@ -441,7 +441,7 @@ fn set_data_and_check() {
         t.tree.approximate_data_size(),
         t.tree
             .nodes()
-            .map(|(p, n)| (p.len() + n.data.len()) as u64)
+            .map(|(p, n)| (p.len() + crate::tree::data_len(&n.data)) as u64)
             .sum()
     );
 }
@@ -627,7 +627,7 @@ fn multi_is_atomic() {
         create_req("/p/a", b"", anyone(), 2),
         Request::Create2(CreateRequest {
             path: "/p/a".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: anyone(),
             flags: 2,
         }),
@@ -705,7 +705,7 @@ fn reads() {
     assert_eq!(
         t.read(mr).1,
         Response::Multi(vec![
-            MultiResult::GetData(vec![], t.stat("/p")),
+            MultiResult::GetData(Some(vec![]), t.stat("/p")),
             MultiResult::Error(ErrorCode::NoNode),
             MultiResult::GetChildren(vec!["x".into()]),
         ])
@@ -734,7 +734,7 @@ fn containers_and_ttl() {
     let cc = |p: &str, flags| {
         Request::CreateContainer(CreateRequest {
             path: p.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: anyone(),
             flags,
         })

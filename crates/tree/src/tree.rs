@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use corral_proto::{
-    perms, Acl, CreateMode, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
+    perms, Acl, CreateMode, Data, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
 };
 
 use crate::{acl, path, ApplyResult, Entry, EntryOp, TreeConfig, Trigger};
@@ -49,12 +49,18 @@ fn ttl_owner(ttl: i64) -> i64 {
     (TTL_HIGH_BYTE | (ttl as u64)) as i64
 }
 
+/// Length of (possibly null) znode data; null counts as 0, as in ZooKeeper's Stat.
+pub fn data_len(d: &Data) -> usize {
+    d.as_ref().map_or(0, Vec::len)
+}
+
 /// One znode. `stat.data_length` and `stat.num_children` are kept current.
 /// `stat.ephemeral_owner` is the internal encoding (container and TTL markers included);
 /// clients are shown [`Node::client_stat`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub data: Vec<u8>,
+    /// `None` is null data, which ZooKeeper keeps apart from empty data.
+    pub data: Data,
     pub acl: Vec<Acl>,
     pub stat: Stat,
     /// Child names (not paths), sorted, so every node lists them the same way.
@@ -107,7 +113,7 @@ enum Undo {
     Inserted(String),
     Removed(String, Node),
     Stat(String, Stat),
-    Data(String, Vec<u8>),
+    Data(String, Data),
 }
 
 /// The state of one write being applied.
@@ -177,7 +183,7 @@ impl DataTree {
                 data_length: len_i32(data.len()),
                 ..empty_stat()
             },
-            data,
+            data: Some(data),
             acl,
             children: BTreeSet::new(),
         };
@@ -389,7 +395,7 @@ impl DataTree {
         ctx: &mut Ctx<'_>,
         op: CreateOp,
         p: &str,
-        data: &[u8],
+        data: &Data,
         acl_in: &[Acl],
         flags: i32,
         ttl: i64,
@@ -452,12 +458,12 @@ impl DataTree {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: owner,
-            data_length: len_i32(data.len()),
+            data_length: len_i32(data_len(data)),
             num_children: 0,
             pzxid: zxid,
         };
         let node = Node {
-            data: data.to_vec(),
+            data: data.clone(),
             acl: acl_fixed,
             stat: stat.clone(),
             children: BTreeSet::new(),
@@ -528,7 +534,7 @@ impl DataTree {
         &mut self,
         ctx: &mut Ctx<'_>,
         p: &str,
-        data: &[u8],
+        data: &Data,
         version: i32,
     ) -> Result<Stat, ErrorCode> {
         path::validate(p, false)?;
@@ -539,7 +545,7 @@ impl DataTree {
         let new_version = check_version(node.stat.version, version)?;
         let old_stat = node.stat.clone();
         ctx.undo.push(Undo::Stat(p.to_string(), old_stat));
-        let old_data = self.replace_data(p, data.to_vec());
+        let old_data = self.replace_data(p, data.clone());
         ctx.undo.push(Undo::Data(p.to_string(), old_data));
         let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
         node.stat.version = new_version;
@@ -794,7 +800,7 @@ impl DataTree {
     // ---- primitives: the only code that inserts or removes nodes, keeping indexes right ----
 
     fn put_node(&mut self, p: String, node: Node) {
-        self.data_size += (p.len() + node.data.len()) as u64;
+        self.data_size += (p.len() + data_len(&node.data)) as u64;
         match node.kind() {
             NodeKind::Ephemeral(s) => {
                 if let Some(info) = self.sessions.get_mut(&s) {
@@ -820,7 +826,7 @@ impl DataTree {
         let node = self.nodes.remove(p)?;
         self.data_size = self
             .data_size
-            .saturating_sub((p.len() + node.data.len()) as u64);
+            .saturating_sub((p.len() + data_len(&node.data)) as u64);
         match node.kind() {
             NodeKind::Ephemeral(s) => {
                 if let Some(info) = self.sessions.get_mut(&s) {
@@ -843,12 +849,11 @@ impl DataTree {
     }
 
     /// Swaps a node's data, keeping data_length and the size estimate right; returns the old.
-    fn replace_data(&mut self, p: &str, data: Vec<u8>) -> Vec<u8> {
-        let Some(n) = self.nodes.get_mut(p) else {
-            return Vec::new();
-        };
-        self.data_size = self.data_size.saturating_sub(n.data.len() as u64) + data.len() as u64;
-        n.stat.data_length = len_i32(data.len());
+    fn replace_data(&mut self, p: &str, data: Data) -> Data {
+        let n = self.nodes.get_mut(p)?;
+        self.data_size =
+            self.data_size.saturating_sub(data_len(&n.data) as u64) + data_len(&data) as u64;
+        n.stat.data_length = len_i32(data_len(&data));
         std::mem::replace(&mut n.data, data)
     }
 
@@ -856,7 +861,7 @@ impl DataTree {
     /// indexes are derived from the nodes.
     pub(crate) fn from_parts(
         config: TreeConfig,
-        nodes: Vec<(String, Vec<u8>, Vec<Acl>, Stat)>,
+        nodes: Vec<(String, Data, Vec<Acl>, Stat)>,
         sessions: Vec<(i64, i32, Vec<u8>)>,
         last_zxid: i64,
     ) -> Result<DataTree, String> {
@@ -892,7 +897,7 @@ impl DataTree {
             if t.nodes.contains_key(&p) {
                 return Err(format!("duplicate node {p:?}"));
             }
-            if stat.data_length != len_i32(data.len()) {
+            if stat.data_length != len_i32(data_len(&data)) {
                 return Err(format!("{p:?}: data length mismatch"));
             }
             let node = Node {

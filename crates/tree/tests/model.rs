@@ -46,7 +46,7 @@ fn to_request(op: &Op) -> Request {
     match *op {
         Op::Create(p, d) => Request::Create(CreateRequest {
             path: PATHS[p].into(),
-            data: vec![d],
+            data: Some(vec![d]),
             acl: acl::open_acl_unsafe(),
             flags: 0,
         }),
@@ -56,7 +56,7 @@ fn to_request(op: &Op) -> Request {
         }),
         Op::Set(p, d, version) => Request::SetData(SetDataRequest {
             path: PATHS[p].into(),
-            data: vec![d],
+            data: Some(vec![d]),
             version,
         }),
         Op::Check(p, version) => Request::Check(CheckVersionRequest {
@@ -173,7 +173,12 @@ fn fresh() -> DataTree {
 fn user_nodes(t: &DataTree) -> Model {
     t.nodes()
         .filter(|(p, _)| p.as_str() != "/" && !p.starts_with("/zookeeper"))
-        .map(|(p, n)| (p.clone(), (n.data.clone(), n.stat.version)))
+        .map(|(p, n)| {
+            (
+                p.clone(),
+                (n.data.clone().unwrap_or_default(), n.stat.version),
+            )
+        })
         .collect()
 }
 
@@ -206,7 +211,7 @@ proptest! {
             prop_assert_eq!(user_nodes(&tree), model.clone());
             for (p, n) in tree.nodes() {
                 prop_assert_eq!(n.stat.num_children as usize, n.children.len(), "{}", p);
-                prop_assert_eq!(n.stat.data_length as usize, n.data.len());
+                prop_assert_eq!(n.stat.data_length as usize, corral_tree::data_len(&n.data));
             }
         }
         let snap = tree.encode_snapshot();

@@ -254,10 +254,14 @@ async fn execute(c: &Connection, cmd: Command) -> Result<String, String> {
         }
         Command::Get { path, stat, watch } => {
             let (data, st) = c
-                .get_data(&path, watch)
+                .get_data_nullable(&path, watch)
                 .await
                 .map_err(|e| error_line(&e, &path))?;
-            let text = String::from_utf8_lossy(&data).into_owned();
+            // zkCli prints null data as "null".
+            let text = match data {
+                Some(d) => String::from_utf8_lossy(&d).into_owned(),
+                None => "null".to_string(),
+            };
             Ok(if stat {
                 format!("{text}\n{}", format_stat(&st))
             } else {
