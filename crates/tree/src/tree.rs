@@ -5,7 +5,9 @@
 //! its ops one by one and, on the first failure, rolls the earlier ones back from an undo
 //! log; no copy of the tree is ever made.
 
-use std::collections::{BTreeMap, BTreeSet};
+// Persistent maps and sets: cloning the whole tree is O(1) and later changes copy only the
+// paths they touch, so a snapshot can be written from a consistent view while writes go on.
+use imbl::{OrdMap as BTreeMap, OrdSet as BTreeSet};
 
 use corral_proto::{
     perms, Acl, CreateMode, Data, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
@@ -788,8 +790,8 @@ impl DataTree {
             format!("{p}/")
         };
         self.nodes
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
+            .range::<_, String>((
+                std::ops::Bound::Included(prefix.clone()),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(k, _)| k.starts_with(&prefix))
