@@ -392,6 +392,23 @@ impl StateMachineHook for Hook {
     fn last_applied(&self) -> i64 {
         self.0.state().tree.last_zxid()
     }
+
+    /// The tree is built on persistent maps, so this clone is O(1) and the lock is held only
+    /// for that; the encoding runs later on a blocking thread while applies continue.
+    fn snapshot(&self) -> Option<crate::consensus::SnapshotEncoder> {
+        let view = self.0.state().tree.clone();
+        Some(Box::new(move || view.encode_snapshot()))
+    }
+
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+        let mut tree = DataTree::decode_snapshot(bytes).map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
+        // Settings come from this run's configuration, not from the one that wrote the snapshot.
+        let config = self.0.state().tree.config().clone();
+        tree.set_config(config);
+        let mut st = self.0.state();
+        st.tree = tree;
+        Ok(())
+    }
 }
 
 /// Builds a notification frame body for one event (used by setWatches catch-up).
