@@ -592,6 +592,19 @@ impl Connection {
                 );
                 Flow::Continue
             }
+            req if req.is_write() && self.keeper.writes_blocked() => {
+                // The log has no room (disk full): refuse before proposing, so nothing is
+                // half-done, keep the connection, and let reads go on. SystemError is the one
+                // code every client version knows.
+                warn!(remote = %self.remote, op = req.op_code().name(), "write refused: the log's disk is full");
+                self.reply(
+                    xid,
+                    self.last_zxid(),
+                    ErrorCode::SystemError,
+                    &Response::Empty,
+                );
+                Flow::Continue
+            }
             req if req.is_write() => {
                 let entry = Entry {
                     session_id: self.session_id,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::consensus::{Consensus, StateMachineHook};
+use crate::consensus::{Consensus, StateMachineHook, StorageConfig};
 use crate::session::{SessionTracker, CHECK_INTERVAL, STALL_THRESHOLD};
 use crate::watch::{ConnId, WatchRegistry};
 
@@ -185,9 +185,31 @@ impl Keeper {
             .map_err(|e| format!("cannot listen on {addr} (clientPortAddress/clientPort): {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let hook: Arc<dyn StateMachineHook> = Arc::new(Hook(Arc::clone(self)));
-        let consensus = Consensus::start_standalone(hook)
+        let mut storage = StorageConfig::new(self.config.data_dir.clone());
+        storage.data_log_dir = self.config.data_log_dir.clone();
+        storage.force_sync = self.config.force_sync;
+        storage.snap_count = self.config.snap_count;
+        storage.snap_retain_count = self.config.autopurge_snap_retain_count;
+        storage.purge_interval_hours = self.config.autopurge_purge_interval_hours;
+        if !storage.force_sync {
+            warn!("forceSync=no: the log is not fsynced; a power loss or OS crash can lose acknowledged writes");
+        }
+        let recovering = Instant::now();
+        // Returns once the snapshot is restored and every logged entry re-applied, so the
+        // keeper (and ruok) answers only when it can serve what it acknowledged before.
+        let consensus = Consensus::start_durable(hook, storage)
             .await
-            .map_err(|e| format!("consensus: {e}"))?;
+            .map_err(|e| format!("cannot recover the data: {e}"))?;
+        {
+            let st = self.state();
+            info!(
+                ms = recovering.elapsed().as_millis() as u64,
+                zxid = format!("0x{:x}", st.tree.last_zxid()),
+                nodes = st.tree.node_count(),
+                sessions = st.tree.sessions().count(),
+                "recovered"
+            );
+        }
         let _ = self.consensus.set(consensus);
         let _ = self.local_addr.set(local);
         {
@@ -324,6 +346,11 @@ impl Keeper {
         }
     }
 
+    /// True while the log cannot take client writes (disk full); reads go on.
+    pub fn writes_blocked(&self) -> bool {
+        self.consensus.get().is_some_and(|c| c.writes_blocked())
+    }
+
     pub fn shutdown(&self) {
         self.shutdown.notify_waiters();
     }
@@ -401,7 +428,8 @@ impl StateMachineHook for Hook {
     }
 
     fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
-        let mut tree = DataTree::decode_snapshot(bytes).map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
+        let mut tree = DataTree::decode_snapshot(bytes)
+            .map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
         // Settings come from this run's configuration, not from the one that wrote the snapshot.
         let config = self.0.state().tree.config().clone();
         tree.set_config(config);

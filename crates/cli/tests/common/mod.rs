@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,9 @@ pub struct ServerProcess {
     /// The temp dir holding zoo.cfg, the logs and `data/`.
     pub dir: PathBuf,
     child: Child,
+    /// How many times the process was (re)launched; earlier runs' logs are kept as
+    /// `server.<n>.out` / `server.<n>.err` (see [`CorralServer::restart`]).
+    generation: u32,
 }
 
 impl ServerProcess {
@@ -91,6 +94,95 @@ impl ServerProcess {
         log_tail(&self.dir)
     }
 
+    /// Everything the current run of the process wrote to stderr (where corral logs).
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.err")).unwrap_or_default()
+    }
+
+    /// SIGKILL (no chance to flush or clean up) and reap the process.
+    pub fn kill9(&mut self) -> Result<(), String> {
+        if self.is_running() {
+            self.child
+                .kill()
+                .map_err(|e| format!("SIGKILL {} (pid {}): {e}", self.name, self.pid))?;
+        }
+        self.child
+            .wait()
+            .map(|_| ())
+            .map_err(|e| format!("wait for {} (pid {}): {e}", self.name, self.pid))
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit and returns its status.
+    /// If it is still running by then it is SIGKILLed and this is an error.
+    pub fn terminate(&mut self, within: Duration) -> Result<ExitStatus, String> {
+        if self.is_running() {
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid.to_string())
+                .status()
+                .map_err(|e| format!("kill -TERM {}: {e}", self.pid))?;
+        }
+        match self.wait_exit(within) {
+            Some(status) => Ok(status),
+            None => {
+                let _ = self.kill9();
+                Err(format!(
+                    "{} (pid {}) did not exit within {within:?} of SIGTERM; SIGKILLed",
+                    self.name, self.pid
+                ))
+            }
+        }
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its status, or None if it
+    /// is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => return None,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Launches `cmd` as the next run of this server (same dir, same port). The previous
+    /// run must have exited; its logs are renamed to `server.<n>.out` / `server.<n>.err`.
+    /// Does not wait for the new run to serve.
+    fn relaunch(&mut self, mut cmd: Command) -> Result<(), String> {
+        if self.is_running() {
+            return Err(format!(
+                "{} (pid {}) is still running; stop it before relaunching",
+                self.name, self.pid
+            ));
+        }
+        let n = self.generation;
+        for f in ["out", "err"] {
+            let from = self.dir.join(format!("server.{f}"));
+            if from.exists() {
+                let to = self.dir.join(format!("server.{n}.{f}"));
+                std::fs::rename(&from, &to)
+                    .map_err(|e| format!("rename {} to {}: {e}", from.display(), to.display()))?;
+            }
+        }
+        let out = std::fs::File::create(self.dir.join("server.out"))
+            .map_err(|e| format!("create server.out: {e}"))?;
+        let err = std::fs::File::create(self.dir.join("server.err"))
+            .map_err(|e| format!("create server.err: {e}"))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", self.name))?;
+        self.pid = child.id();
+        self.child = child;
+        self.generation += 1;
+        Ok(())
+    }
+
     fn spawn(
         name: &'static str,
         dir: PathBuf,
@@ -109,6 +201,7 @@ impl ServerProcess {
             port,
             dir,
             child,
+            generation: 0,
         };
         p.wait_ready()?;
         Ok(p)
@@ -116,7 +209,7 @@ impl ServerProcess {
 
     /// Waits until the port accepts and a session can be created (and closed again, so no
     /// session is left to expire later and perturb the zxids a test observes).
-    fn wait_ready(&mut self) -> Result<(), String> {
+    pub fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut last_err = String::from("never tried");
         while Instant::now() < deadline {
@@ -220,12 +313,48 @@ impl CorralServer {
 
     pub fn try_start(extra_cfg: &str) -> Result<CorralServer, String> {
         let dir = fresh_temp_dir("corral").map_err(|e| format!("temp dir: {e}"))?;
+        Self::try_start_in(dir, extra_cfg)
+    }
+
+    /// Like [`CorralServer::start`], in a directory the caller prepared (e.g. with a file
+    /// system mounted on `<dir>/data`, the dataDir). The directory is removed on drop like
+    /// any other (unless CORRAL_KEEP_TEST_DIRS is set).
+    pub fn start_in(dir: PathBuf, extra_cfg: &str) -> CorralServer {
+        Self::try_start_in(dir, extra_cfg).unwrap_or_else(|e| panic!("cannot start corral: {e}"))
+    }
+
+    pub fn try_start_in(dir: PathBuf, extra_cfg: &str) -> Result<CorralServer, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = free_port();
         let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-        cmd.arg("serve").arg("--config").arg(&cfg).current_dir(&dir);
-        ServerProcess::spawn("corral", dir, port, cmd).map(|proc| CorralServer { proc })
+        ServerProcess::spawn("corral", dir, port, corral_serve_cmd(&cfg))
+            .map(|proc| CorralServer { proc })
     }
+
+    /// Starts the keeper again on the same zoo.cfg (same port, same dataDir) after the
+    /// previous run exited ([`ServerProcess::kill9`], [`ServerProcess::terminate`]) and waits
+    /// until it serves sessions. An error carries the new run's log.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.respawn()?;
+        self.proc.wait_ready()
+    }
+
+    /// Starts the keeper again like [`CorralServer::restart`] but does not wait for it to
+    /// serve: for a start that is expected to fail ([`ServerProcess::wait_exit`]).
+    pub fn respawn(&mut self) -> Result<(), String> {
+        let cmd = corral_serve_cmd(&self.proc.dir.join("zoo.cfg"));
+        self.proc.relaunch(cmd)
+    }
+}
+
+/// `corral serve --config <cfg>`, run in the config's directory.
+fn corral_serve_cmd(cfg: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.arg("serve").arg("--config").arg(cfg);
+    if let Some(dir) = cfg.parent() {
+        cmd.current_dir(dir);
+    }
+    cmd
 }
 
 impl std::ops::Deref for CorralServer {

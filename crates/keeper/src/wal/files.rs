@@ -1,0 +1,119 @@
+//! Small durable files (the raft vote, the committed index) and the directory fsync that makes
+//! a create, rename or delete survive power loss.
+//!
+//! Owns: the write-temp, fsync, rename, fsync-directory sequence and a checksummed framing for
+//! small values. Must not: know what the values mean (consensus encodes them).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Adds the path to an I/O error, so every message names its file.
+pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Makes the directory entries of `dir` (creates, renames, deletes) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| with_path(dir, e))
+}
+
+/// Replaces `path` with `bytes` atomically: a reader sees the old or the new content, never a
+/// mix. With `durable`, the new content is on disk when this returns; without, it may be lost
+/// on power failure (the old content then survives), which suits values that are only hints.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            // The data must be on disk before the rename publishes it, or a crash could leave
+            // the new name pointing at an empty file.
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(with_path(path, e));
+    }
+    if durable {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Frames a small value as `length u32 BE | crc32c u32 BE | payload`, the WAL's record framing.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    // Small values only (a vote, a log id): far below 4 GiB.
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads a file written with [`frame`]: `Ok(None)` if it does not exist, an error naming the
+/// file if it is damaged.
+pub fn read_framed(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(with_path(path, e)),
+    };
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what} (file is {} bytes)", path.display(), bytes.len()),
+        )
+    };
+    if bytes.len() < 8 {
+        return Err(bad("too short for its header at byte offset 0"));
+    }
+    let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let crc = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    if bytes.len() != 8 + len {
+        return Err(bad(&format!(
+            "header says {len} payload bytes at byte offset 8"
+        )));
+    }
+    let payload = &bytes[8..];
+    if crc32c::crc32c(payload) != crc {
+        return Err(bad("checksum mismatch at byte offset 8"));
+    }
+    Ok(Some(payload.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_round_trip_and_damage() {
+        let dir = crate::wal::tests::TestDir::new("files");
+        let p = dir.path().join("v");
+        assert!(read_framed(&p).unwrap().is_none());
+        write_atomic(&p, &frame(b"hello"), true).unwrap();
+        assert_eq!(read_framed(&p).unwrap().unwrap(), b"hello");
+        let mut b = fs::read(&p).unwrap();
+        b[9] ^= 0xff;
+        fs::write(&p, &b).unwrap();
+        let e = read_framed(&p).unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
+        assert!(e.to_string().contains(&p.display().to_string()));
+    }
+}

@@ -1,0 +1,616 @@
+//! The write-ahead log: numbered records in preallocated segment files, appended with group
+//! commit, readable by index, truncated on raft conflicts and purged below snapshots.
+//!
+//! Layout: `<dir>/<first index, 20 digits>.log` segments (format in [`segment`]) and at most
+//! one `<dir>/prealloc.tmp`, the zero-filled file that becomes the next segment.
+//!
+//! Threads: one writer thread owns every file mutation (appends, rolls to a new segment,
+//! truncation, deletion, and closures run "in order" such as the vote save), so all write I/O
+//! is serialized as openraft requires. It drains every queued append, writes them with one
+//! `write`, one `fdatasync`, then acknowledges them all. A preallocator thread prepares the next
+//! segment in the background once the current one is half full, so the writer only ever writes
+//! into space the filesystem has already given us; when it cannot (disk full) it raises
+//! [`StorageHealth::writes_blocked`] and retries every second. Readers `pread` written records
+//! from any thread.
+//!
+//! Owns: files under its directory and the meaning of index, offset and segment. Must not: know
+//! what a record body means (consensus encodes raft entries), decide what is committed, or touch
+//! snapshots (it only learns, through [`Wal::set_retain_floor`], below which index it may delete).
+
+mod files;
+mod segment;
+mod writer;
+
+pub use files::{frame, read_framed, sync_dir, write_atomic};
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use segment::{ScanEnd, HEADER, INDEX};
+use tokio::sync::oneshot;
+
+/// Default segment size, as ZooKeeper preallocates 64 MiB transaction logs.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Name of the preallocated file waiting to become the next segment.
+const PREALLOC_NAME: &str = "prealloc.tmp";
+
+/// How to open a WAL.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// The directory holding the segments (`<dataLogDir or dataDir>/wal`).
+    pub dir: PathBuf,
+    /// Size each segment is preallocated to.
+    pub segment_bytes: u64,
+    /// `false` skips fdatasync (ZooKeeper's forceSync=no): an OS crash may lose acknowledged
+    /// appends.
+    pub force_sync: bool,
+    /// When set and true, preallocation fails as if the disk were full. Tests use it to reach
+    /// the writes-blocked path without filling a real disk.
+    pub prealloc_fault: Option<Arc<AtomicBool>>,
+}
+
+impl WalOptions {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        WalOptions {
+            dir: dir.into(),
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            force_sync: true,
+            prealloc_fault: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("write-ahead log I/O: {0}")]
+    Io(#[from] io::Error),
+    /// Damage that recovery must not guess about.
+    #[error(
+        "write-ahead log is corrupt in {} at byte offset {offset}: {reason}. The log cannot be \
+         trusted past this point, so the node refuses to start. Restore this node from a \
+         snapshot or another replica; or, accepting that every entry from here on is lost, cut \
+         the log here: truncate {} to {offset} bytes and remove every segment after it in {}",
+        file.display(), file.display(), dir.display()
+    )]
+    Corrupt {
+        file: PathBuf,
+        dir: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// Segments that do not follow each other.
+    #[error(
+        "write-ahead log has a gap: {} should start at log index {expected}. Restore this node \
+         from a snapshot or another replica, or remove {} and every later segment to discard \
+         those entries",
+        file.display(), file.display()
+    )]
+    Gap { file: PathBuf, expected: u64 },
+}
+
+/// Records as `(log index, body)`.
+pub type Records = Vec<(u64, Vec<u8>)>;
+
+/// Called once an append is durable (or failed).
+pub type AppendDone = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// Work run on the writer thread in order with appends (e.g. saving the raft vote).
+pub type InOrder = Box<dyn FnOnce() -> io::Result<()> + Send>;
+
+/// Shared view of whether the disk has room for more client writes.
+#[derive(Clone, Debug, Default)]
+pub struct StorageHealth {
+    blocked: Arc<AtomicBool>,
+}
+
+impl StorageHealth {
+    /// True while the next segment cannot be preallocated (disk full). The keeper refuses new
+    /// client writes then; the space already reserved carries raft's own entries and whatever
+    /// was in flight.
+    pub fn writes_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Acquire)
+    }
+}
+
+/// Counters of the WAL, for metrics.
+#[derive(Clone, Debug, Default)]
+pub struct WalStats {
+    pub fsyncs: u64,
+    pub appended_records: u64,
+    /// Group-commit batches written (one write + one fdatasync each, rolls aside).
+    pub batches: u64,
+    pub fsync_p50_us: u64,
+    pub fsync_p99_us: u64,
+    pub fsync_p999_us: u64,
+    pub fsync_max_us: u64,
+    /// Bytes of segment files on disk (preallocated size, so what the disk actually holds).
+    pub log_bytes: u64,
+}
+
+/// Where a written record lives.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    seg: u64,
+    offset: u64,
+    /// Payload length (index + body).
+    len: u32,
+}
+
+/// What readers need: record locations and read handles of segments.
+struct ReadIndex {
+    /// Log index of `locs[0]`.
+    base: u64,
+    locs: VecDeque<Loc>,
+    files: BTreeMap<u64, (PathBuf, Arc<File>)>,
+}
+
+struct Stats {
+    fsyncs: u64,
+    records: u64,
+    batches: u64,
+    hist: Option<hdrhistogram::Histogram<u64>>,
+}
+
+/// State of the preallocator, shared with the writer under `Shared::pre`.
+#[derive(Default)]
+struct PreState {
+    /// The writer wants a next segment.
+    wanted: bool,
+    /// A preallocated file is waiting at `<dir>/prealloc.tmp`, of this many bytes.
+    ready: Option<u64>,
+    in_progress: bool,
+    shutdown: bool,
+}
+
+struct Shared {
+    opts: WalOptions,
+    index: Mutex<ReadIndex>,
+    health: StorageHealth,
+    stats: Mutex<Stats>,
+    log_bytes: AtomicU64,
+    pre: Mutex<PreState>,
+    pre_cv: Condvar,
+    /// Set when a write failed: the files are in an unknown state, nothing more is accepted.
+    failed: AtomicBool,
+    /// How far the log is durable, for callers that acknowledge appends early and wait here.
+    durable: tokio::sync::watch::Sender<Durability>,
+}
+
+/// How far the log is on disk: every record up to `upto` has been fsynced (or, with
+/// forceSync=no, written). `failed` once a write failed: nothing further will become durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Durability {
+    pub upto: Option<u64>,
+    pub failed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves its data consistent before anything that can panic,
+    // so a poisoned lock still holds usable data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+enum Cmd {
+    Append {
+        records: Vec<(u64, Vec<u8>)>,
+        done: AppendDone,
+    },
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Purge {
+        upto: u64,
+    },
+    Floor {
+        index: u64,
+    },
+    Run {
+        f: InOrder,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+}
+
+/// One segment as recovery found it.
+pub(crate) struct RecoveredSegment {
+    first: u64,
+    path: PathBuf,
+    /// Index of its last record, if any.
+    last: Option<u64>,
+    /// Byte offset where its data ends.
+    end: u64,
+    capacity: u64,
+}
+
+/// The write-ahead log handle. Dropping it (or [`Wal::close`]) stops the threads after the
+/// queued work is done.
+pub struct Wal {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Cmd>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `opts.dir`, calling `visit(index, body)` for every
+    /// record in order. A torn tail of the last segment is cut (with a warning); damage before it
+    /// is an error that names file and offset. `visit` may refuse a record (e.g. undecodable)
+    /// with a message; that is reported as corruption at the record's offset.
+    pub fn open(
+        opts: WalOptions,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<(), String>,
+    ) -> Result<Wal, WalError> {
+        let dir = opts.dir.clone();
+        fs::create_dir_all(&dir).map_err(|e| files::with_path(&dir, e))?;
+        // A preallocated file from an earlier run may be partial; a fresh one is cheap.
+        let stale = dir.join(PREALLOC_NAME);
+        match fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(files::with_path(&stale, e).into()),
+        }
+        let mut names = Vec::new();
+        for ent in fs::read_dir(&dir).map_err(|e| files::with_path(&dir, e))? {
+            let ent = ent.map_err(|e| files::with_path(&dir, e))?;
+            if let Some(first) = ent
+                .file_name()
+                .to_str()
+                .and_then(segment::parse_segment_name)
+            {
+                names.push(first);
+            }
+        }
+        names.sort_unstable();
+
+        let mut segs: Vec<RecoveredSegment> = Vec::new();
+        let mut locs = VecDeque::new();
+        let mut base = None;
+        let n = names.len();
+        for (i, first) in names.into_iter().enumerate() {
+            let path = dir.join(segment::segment_name(first));
+            if let Some(prev) = segs.last() {
+                let expected = prev.last.map_or(prev.first, |l| l + 1);
+                if first != expected {
+                    return Err(WalError::Gap {
+                        file: path,
+                        expected,
+                    });
+                }
+            }
+            let bytes = fs::read(&path).map_err(|e| files::with_path(&path, e))?;
+            let (recs, end) = segment::scan(&bytes, first);
+            let corrupt = |offset: u64, reason: String| WalError::Corrupt {
+                file: path.clone(),
+                dir: dir.clone(),
+                offset,
+                reason,
+            };
+            let data_end = match end {
+                ScanEnd::Clean { end } => end,
+                ScanEnd::Bad {
+                    offset,
+                    reason,
+                    followed_by_valid,
+                } => {
+                    if i + 1 != n {
+                        return Err(corrupt(
+                            offset,
+                            format!("{reason}, in a segment that is not the last"),
+                        ));
+                    }
+                    if followed_by_valid {
+                        return Err(corrupt(
+                            offset,
+                            format!("{reason}, followed by valid records"),
+                        ));
+                    }
+                    tracing::warn!(
+                        file = %path.display(),
+                        offset,
+                        "write-ahead log ends in a torn or corrupt record ({reason}); cutting the \
+                         log at the last good record (the lost tail was never acknowledged)"
+                    );
+                    cut_tail(&path, &bytes, offset, opts.force_sync)?;
+                    offset
+                }
+            };
+            for r in &recs {
+                visit(r.index, &bytes[r.body.clone()]).map_err(|m| corrupt(r.offset, m))?;
+                if base.is_none() {
+                    base = Some(r.index);
+                }
+                let len = (r.body.end - r.body.start + INDEX) as u32;
+                locs.push_back(Loc {
+                    seg: first,
+                    offset: r.offset,
+                    len,
+                });
+            }
+            segs.push(RecoveredSegment {
+                first,
+                path,
+                last: recs.last().map(|r| r.index),
+                end: data_end,
+                capacity: bytes.len() as u64,
+            });
+        }
+
+        let mut files = BTreeMap::new();
+        let mut log_bytes = 0;
+        for s in &segs {
+            let f = File::open(&s.path).map_err(|e| files::with_path(&s.path, e))?;
+            files.insert(s.first, (s.path.clone(), Arc::new(f)));
+            log_bytes += s.capacity;
+        }
+        let next = segs.last().map(|s| s.last.map_or(s.first, |l| l + 1));
+        let hist = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).ok();
+        let shared = Arc::new(Shared {
+            index: Mutex::new(ReadIndex {
+                base: base.or(next).unwrap_or(0),
+                locs,
+                files,
+            }),
+            health: StorageHealth::default(),
+            stats: Mutex::new(Stats {
+                fsyncs: 0,
+                records: 0,
+                batches: 0,
+                hist,
+            }),
+            log_bytes: AtomicU64::new(log_bytes),
+            pre: Mutex::new(PreState::default()),
+            pre_cv: Condvar::new(),
+            failed: AtomicBool::new(false),
+            durable: tokio::sync::watch::Sender::new(Durability {
+                upto: next.and_then(|n| n.checked_sub(1)),
+                failed: false,
+            }),
+            opts,
+        });
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        let pre_shared = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("wal-prealloc".into())
+                .spawn(move || writer::preallocator(pre_shared))
+                .map_err(WalError::Io)?,
+        );
+        let w = writer::Writer::new(Arc::clone(&shared), segs, next)?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("wal-writer".into())
+                .spawn(move || w.run(rx))
+                .map_err(WalError::Io)?,
+        );
+        Ok(Wal {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<(), Cmd> {
+        match lock(&self.tx).as_ref() {
+            Some(tx) => tx.send(cmd).map_err(|e| e.0),
+            None => Err(cmd),
+        }
+    }
+
+    /// Queues records (`(index, body)`, consecutive, continuing the log) for writing; `done`
+    /// runs on the writer thread once they are durable. The records are readable with
+    /// [`Wal::read`] only after that.
+    pub fn append(&self, records: Vec<(u64, Vec<u8>)>, done: AppendDone) {
+        if let Some((i, b)) = records
+            .iter()
+            .find(|(_, b)| b.len() > u32::MAX as usize - INDEX)
+        {
+            done(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "log entry {i} is too large for a WAL record ({} bytes)",
+                    b.len()
+                ),
+            )));
+            return;
+        }
+        let framed = records
+            .into_iter()
+            .map(|(i, b)| {
+                let mut out = Vec::new();
+                segment::encode_record(i, &b, &mut out);
+                (i, out)
+            })
+            .collect();
+        if let Err(Cmd::Append { done, .. }) = self.send(Cmd::Append {
+            records: framed,
+            done,
+        }) {
+            done(Err(closed()));
+        }
+    }
+
+    async fn call(
+        &self,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Cmd,
+    ) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(make(tx)).is_err() {
+            return Err(closed());
+        }
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// Removes the record at `from` and every later one, durably, before returning.
+    pub async fn truncate(&self, from: u64) -> io::Result<()> {
+        self.call(|done| Cmd::Truncate { from, done }).await
+    }
+
+    /// Runs `f` on the writer thread after every append queued before it is durable, and before
+    /// any queued after it: the vote must be saved in order with the log.
+    pub async fn in_order(&self, f: InOrder) -> io::Result<()> {
+        self.call(|done| Cmd::Run { f, done }).await
+    }
+
+    /// Records at and below `upto` are no longer needed by raft. Segment files are deleted
+    /// once all their records are also at or below the retain floor.
+    pub fn purge(&self, upto: u64) {
+        let _ = self.send(Cmd::Purge { upto });
+    }
+
+    /// Records at or below `index` are covered by every retained snapshot: segments entirely
+    /// below it (and purged) may be deleted.
+    pub fn set_retain_floor(&self, index: u64) {
+        let _ = self.send(Cmd::Floor { index });
+    }
+
+    /// Reads the body of the written record at `index`, `None` if there is no such record
+    /// (purged, truncated, or not yet written).
+    pub fn read(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+        let (loc, path, file) = {
+            let ix = lock(&self.shared.index);
+            let Some(pos) = index.checked_sub(ix.base) else {
+                return Ok(None);
+            };
+            let Some(loc) = usize::try_from(pos)
+                .ok()
+                .and_then(|p| ix.locs.get(p))
+                .copied()
+            else {
+                return Ok(None);
+            };
+            let Some((path, file)) = ix.files.get(&loc.seg) else {
+                return Ok(None);
+            };
+            (loc, path.clone(), Arc::clone(file))
+        };
+        let mut buf = vec![0u8; HEADER + loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{} at byte offset {}: {e}", path.display(), loc.offset),
+            )
+        })?;
+        let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let payload = &buf[HEADER..];
+        let mut idx = [0u8; 8];
+        idx.copy_from_slice(&payload[..INDEX]);
+        if crc32c::crc32c(payload) != crc || u64::from_be_bytes(idx) != index {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} at byte offset {}: record {index} fails its checksum on read",
+                    path.display(),
+                    loc.offset
+                ),
+            ));
+        }
+        buf.drain(..HEADER + INDEX);
+        Ok(Some(buf))
+    }
+
+    /// The highest index written (readable with [`Wal::read`]), if any.
+    pub fn written_upto(&self) -> Option<u64> {
+        let ix = lock(&self.shared.index);
+        if ix.locs.is_empty() {
+            None
+        } else {
+            Some(ix.base + ix.locs.len() as u64 - 1)
+        }
+    }
+
+    /// Watches how far the log is durable (see [`Durability`]).
+    pub fn durability(&self) -> tokio::sync::watch::Receiver<Durability> {
+        self.shared.durable.subscribe()
+    }
+
+    pub fn health(&self) -> StorageHealth {
+        self.shared.health.clone()
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let s = lock(&self.shared.stats);
+        let q = |p: f64| s.hist.as_ref().map_or(0, |h| h.value_at_quantile(p));
+        WalStats {
+            fsyncs: s.fsyncs,
+            appended_records: s.records,
+            batches: s.batches,
+            fsync_p50_us: q(0.5),
+            fsync_p99_us: q(0.99),
+            fsync_p999_us: q(0.999),
+            fsync_max_us: s.hist.as_ref().map_or(0, |h| h.max()),
+            log_bytes: self.shared.log_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Finishes queued work and stops the threads. Later calls fail as closed. Idempotent.
+    pub fn close(&self) {
+        // Dropping the sender ends the writer's loop once the queue is drained.
+        lock(&self.tx).take();
+        {
+            let mut p = lock(&self.shared.pre);
+            p.shutdown = true;
+        }
+        self.shared.pre_cv.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            // Dropped from one of its own callbacks: that thread ends by itself once the
+            // queue is closed; joining it from itself would deadlock.
+            if t.thread().id() == std::thread::current().id() {
+                continue;
+            }
+            if t.join().is_err() {
+                tracing::error!("a write-ahead log thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the write-ahead log is closed")
+}
+
+/// Zeroes a segment from `offset` to its last non-zero byte, so the cut tail reads as end of
+/// data and a later scan finds nothing behind it.
+fn cut_tail(path: &Path, bytes: &[u8], offset: u64, sync: bool) -> io::Result<()> {
+    let start = offset as usize;
+    let Some(last_nonzero) = bytes[start.min(bytes.len())..]
+        .iter()
+        .rposition(|&b| b != 0)
+    else {
+        return Ok(());
+    };
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| files::with_path(path, e))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = start;
+    let stop = start + last_nonzero + 1;
+    while at < stop {
+        let n = (stop - at).min(zeros.len());
+        f.write_all_at(&zeros[..n], at as u64)
+            .map_err(|e| files::with_path(path, e))?;
+        at += n;
+    }
+    if sync {
+        f.sync_data().map_err(|e| files::with_path(path, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
