@@ -1,6 +1,7 @@
 //! `corral`: the one binary. `corral serve` runs the keeper; `corral shell` is a zkCli-like
 //! shell. Errors reach the user here as one clear line and a non-zero exit code.
 
+mod bench;
 mod shell;
 
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ enum Command {
         #[arg(short = 'c', long = "command")]
         command: Option<String>,
     },
+    /// Load driver: one JSON line of throughput and latency percentiles on stdout.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             let code = runtime.block_on(shell::run(&server, command));
             ExitCode::from(code.clamp(0, 255) as u8)
         }
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
 
