@@ -1144,3 +1144,60 @@ async fn data_log_dir_holds_the_wal() {
     }
     assert_present(&addr, &written, &server).await;
 }
+
+/// `mntr` and `dirs` show the storage an operator needs to watch: fsyncs, group commit,
+/// log and snapshot bytes.
+#[tokio::test]
+async fn mntr_and_dirs_report_storage() {
+    let server = CorralServer::start("snapCount=20\n");
+    let c = connect(&server.addr()).await;
+    let root = format!("/{}", unique_name("mntr"));
+    c.create(
+        &root,
+        b"",
+        &corral_client::open_acl_unsafe(),
+        CreateMode::Persistent,
+    )
+    .await
+    .expect("create root");
+    for i in 0..40 {
+        c.create(
+            &format!("{root}/n{i}"),
+            b"x",
+            &corral_client::open_acl_unsafe(),
+            CreateMode::Persistent,
+        )
+        .await
+        .expect("create");
+    }
+    let value = |text: &str, key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}\t")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing from mntr:\n{text}"))
+    };
+    // Snapshots are written in the background; give the one due at 20 entries a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mntr = loop {
+        let m = server.four_letter("mntr");
+        if value(&m, "zk_corral_snapshots_written") >= 1 || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(value(&mntr, "zk_snap_count"), 20);
+    assert!(value(&mntr, "zk_corral_log_records") >= 41, "{mntr}");
+    assert!(value(&mntr, "zk_corral_fsync_count") >= 1, "{mntr}");
+    assert!(value(&mntr, "zk_corral_snapshots_written") >= 1, "{mntr}");
+    assert!(value(&mntr, "zk_corral_snapshot_bytes") > 0, "{mntr}");
+    assert_eq!(value(&mntr, "zk_corral_writes_blocked"), 0);
+    let dirs = server.four_letter("dirs");
+    let size = |key: &str| -> u64 {
+        dirs.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing from dirs:\n{dirs}"))
+    };
+    assert!(size("datadir_size") > 0, "{dirs}");
+    assert!(size("logdir_size") > 0, "{dirs}");
+}

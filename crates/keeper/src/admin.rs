@@ -43,13 +43,24 @@ fn max_fds() -> Option<u64> {
 
 pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
     let stats = &keeper.stats;
-    let data_dir_size = dir_size(&keeper.config.data_dir);
-    let log_dir_size = keeper
-        .config
-        .data_log_dir
-        .as_deref()
-        .map(dir_size)
-        .unwrap_or(data_dir_size);
+    // `dirs` reports snapshot bytes as the data dir and log bytes as the log dir, as
+    // ZooKeeper does; without storage (not started yet) fall back to the directories.
+    let storage = keeper.consensus().map(|c| c.storage_stats());
+    let (data_dir_size, log_dir_size) = match &storage {
+        Some(s) => (s.snapshot_bytes, s.log_bytes),
+        None => {
+            let d = dir_size(&keeper.config.data_dir);
+            (
+                d,
+                keeper
+                    .config
+                    .data_log_dir
+                    .as_deref()
+                    .map(dir_size)
+                    .unwrap_or(d),
+            )
+        }
+    };
     let st = keeper.state();
     let now = Instant::now();
     let wall = now_ms();
@@ -144,6 +155,40 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
         "zk_global_sessions".into(),
         st.tree.sessions().count().to_string(),
     ));
+    metrics.push(("zk_snap_count".into(), keeper.config.snap_count.to_string()));
+    if let Some(s) = &storage {
+        // Storage health: what an operator checks when writes slow down or fail.
+        for (k, v) in [
+            ("zk_corral_fsync_count", s.fsyncs.to_string()),
+            ("zk_corral_fsync_p50_us", s.fsync_p50_us.to_string()),
+            ("zk_corral_fsync_p99_us", s.fsync_p99_us.to_string()),
+            ("zk_corral_fsync_p999_us", s.fsync_p999_us.to_string()),
+            ("zk_corral_fsync_max_us", s.fsync_max_us.to_string()),
+            ("zk_corral_log_records", s.log_records.to_string()),
+            ("zk_corral_log_batches", s.log_batches.to_string()),
+            ("zk_corral_log_bytes", s.log_bytes.to_string()),
+            ("zk_corral_snapshot_bytes", s.snapshot_bytes.to_string()),
+            ("zk_corral_last_snapshot_ms", s.last_snapshot_ms.to_string()),
+            (
+                "zk_corral_snapshots_written",
+                s.snapshots_written.to_string(),
+            ),
+            (
+                "zk_corral_snapshot_failures",
+                s.snapshot_failures.to_string(),
+            ),
+            (
+                "zk_corral_last_snapshot_zxid",
+                s.last_snapshot_zxid.to_string(),
+            ),
+            (
+                "zk_corral_writes_blocked",
+                u8::from(s.writes_blocked).to_string(),
+            ),
+        ] {
+            metrics.push((k.to_string(), v));
+        }
+    }
     AdminSnapshot {
         version: four_letter::full_version(),
         serving: keeper.consensus().is_some(),
