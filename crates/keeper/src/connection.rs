@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use corral_proto::frame::split_frame;
-use corral_proto::jute::{Jute, Reader, Writer};
+use corral_proto::jute::{Jute, Reader};
 use corral_proto::{
-    xid, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, OpCode,
-    ReplyHeader, Request, RequestHeader, Response, WatcherType,
+    xid, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, OpCode, Request,
+    RequestHeader, Response, WatcherType,
 };
 use corral_tree::{Entry, EntryOp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -447,17 +447,7 @@ impl Connection {
     }
 
     fn reply(&self, xid: i32, zxid: i64, err: ErrorCode, resp: &Response) {
-        let mut w = Writer::new();
-        ReplyHeader {
-            xid,
-            zxid,
-            err: err.code(),
-        }
-        .write(&mut w);
-        // A failed multi still carries its per-op results.
-        if err == ErrorCode::Ok || matches!(resp, Response::Multi(_)) {
-            resp.write(&mut w);
-        }
+        let body = corral_proto::message::reply_body(xid, zxid, err, resp);
         self.keeper
             .stats
             .packets_sent
@@ -466,7 +456,7 @@ impl Connection {
             c.packets_sent += 1;
             c.last_zxid = zxid;
         }
-        self.send(w.buf);
+        self.send(body);
     }
 
     fn last_zxid(&self) -> i64 {

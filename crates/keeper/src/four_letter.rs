@@ -997,6 +997,9 @@ mod tests {
     fn java_formats() {
         assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
         assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+        assert_eq!(java_date(951_827_696_000), "Tue Feb 29 12:34:56 UTC 2000");
+        assert_eq!(java_date(1_700_000_000_123), "Tue Nov 14 22:13:20 UTC 2023");
+        assert_eq!(java_date(-1000), "Wed Dec 31 23:59:59 UTC 1969");
         assert_eq!(java_double(0.0), "0.0");
         assert_eq!(java_double(12.0), "12.0");
         assert_eq!(java_double(round4(1.0 / 3.0)), "0.3333");

@@ -436,7 +436,8 @@ pub fn notification_body(zxid: i64, event: &WatcherEvent) -> Vec<u8> {
     w.buf
 }
 
-/// A whole reply frame body: header, then the body when `err` is Ok.
+/// A whole reply frame body: header, then the body when `err` is Ok. A multi's body is
+/// written even when `err` is not Ok: a failed multi still carries its per-op results.
 pub fn reply_body(xid: i32, zxid: i64, err: ErrorCode, resp: &Response) -> Vec<u8> {
     let mut w = Writer::new();
     ReplyHeader {
@@ -445,7 +446,7 @@ pub fn reply_body(xid: i32, zxid: i64, err: ErrorCode, resp: &Response) -> Vec<u
         err: err.code(),
     }
     .write(&mut w);
-    if err == ErrorCode::Ok {
+    if err == ErrorCode::Ok || matches!(resp, Response::Multi(_)) {
         resp.write(&mut w);
     }
     w.buf

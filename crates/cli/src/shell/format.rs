@@ -25,42 +25,9 @@ pub fn format_stat(s: &Stat) -> String {
     )
 }
 
-/// Milliseconds since the epoch as `Thu Jan 01 00:00:00 UTC 1970`.
-pub fn java_date(ms: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        d,
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        y
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month 1..=12, day 1..=31), by
-/// counting in 400-year eras that start on March 1 (so the leap day ends each year).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+/// Java's `Date.toString()` in UTC, as zkCli prints ctime and mtime; one formatter serves
+/// the shell and the four-letter words.
+pub use corral_keeper::four_letter::java_date;
 
 /// The line zkCli prints for a failed command on `path`.
 pub fn error_line(e: &ClientError, path: &str) -> String {
@@ -107,15 +74,6 @@ pub fn format_event(ev: &WatchedEvent) -> String {
 mod tests {
     use super::*;
     use corral_proto::{EventType, KeeperState};
-
-    #[test]
-    fn dates_like_java() {
-        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
-        // 2000-02-29 12:34:56 UTC, a Tuesday in a leap year.
-        assert_eq!(java_date(951_827_696_000), "Tue Feb 29 12:34:56 UTC 2000");
-        assert_eq!(java_date(1_700_000_000_123), "Tue Nov 14 22:13:20 UTC 2023");
-        assert_eq!(java_date(-1000), "Wed Dec 31 23:59:59 UTC 1969");
-    }
 
     #[test]
     fn stat_block() {
