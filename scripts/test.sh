@@ -17,8 +17,8 @@ cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads 2
 
 if [ "${KAZOO_SUITE:-1}" != 0 ]; then
-    # kazoo 2.11.0 has 493 tests. Expected failures until later issues: 7 need several
-    # servers, 6 restart the server (durable log), 1 TLS, 3 SASL. The floor leaves a
-    # small margin for timing-sensitive tests on a loaded 2-core machine.
-    CORRAL_BIN=target/debug/corral scripts/kazoo-suite.sh --min-pass 465
+    # kazoo 2.11.0 has 493 tests; 480 pass. Expected failures until later issues: 7 need
+    # several servers (fail-over, reconfig, read-only mode), 1 TLS, 2 SASL DIGEST-MD5. The
+    # floor leaves a margin for timing-sensitive tests on a loaded 2-core machine.
+    CORRAL_BIN=target/debug/corral scripts/kazoo-suite.sh --min-pass 474
 fi
