@@ -449,3 +449,62 @@ async fn idle_session_is_kept_alive_by_pings() {
     assert!(c.exists("/", false).await.expect("still alive").is_some());
     c.close().await.expect("close");
 }
+
+/// One connection writes 100 setData and 100 getData frames back to back without waiting:
+/// replies come back in request order, and each read sees exactly the writes sent before it
+/// (ZooKeeper's FIFO client order), although the writes are pipelined through consensus.
+#[tokio::test]
+async fn pipelined_writes_and_reads_answer_in_order() {
+    use corral_client::proto::{GetDataRequest, Jute, Reader, ReplyHeader};
+    let server = CorralServer::start("");
+    let addr = server.addr();
+    let c = connect(&addr).await;
+    let root = unique_root("fifo");
+    c.create(&root, b"0", &open_acl_unsafe(), CreateMode::Persistent)
+        .await
+        .expect("create");
+    let (mut raw, _) = common::RawConn::new_session(&addr).expect("raw session");
+    let mut burst = Vec::new();
+    for i in 1..=100i32 {
+        let set = Request::SetData(SetDataRequest {
+            path: root.clone(),
+            data: Some(i.to_string().into_bytes()),
+            version: -1,
+        });
+        let get = Request::GetData(GetDataRequest {
+            path: root.clone(),
+            watch: false,
+        });
+        for (xid, req) in [(2 * i, set), (2 * i + 1, get)] {
+            burst.extend_from_slice(&corral_client::proto::frame::frame(&req.to_frame_body(xid)));
+        }
+    }
+    raw.send_raw(&burst).expect("send burst");
+    let mut last_zxid = 0;
+    for i in 1..=100i32 {
+        for xid in [2 * i, 2 * i + 1] {
+            let body = raw
+                .read_frame(Duration::from_secs(10))
+                .expect("read")
+                .expect("a reply");
+            let mut r = Reader::new(&body);
+            let h = ReplyHeader::read(&mut r).expect("header");
+            assert_eq!(h.xid, xid, "replies out of order");
+            assert_eq!(h.err, 0);
+            assert!(h.zxid >= last_zxid, "zxid went back");
+            last_zxid = h.zxid;
+            if xid % 2 == 1 {
+                let op = corral_client::proto::OpCode::GetData;
+                match Response::decode(op, &body[16..]).expect("decode") {
+                    Response::Data(Some(d), stat) => {
+                        assert_eq!(d, i.to_string().into_bytes(), "read {i} missed its write");
+                        assert_eq!(stat.version, i);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+    delete_tree(&c, &root).await;
+    c.close().await.expect("close");
+}

@@ -82,9 +82,18 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
             id: remote.ip().to_string(),
         }],
         registered: false,
+        pipe: None,
+        responder: None,
+        last_local: None,
     };
     let reason = conn.run(&mut rd, &mut buf).await;
     info!(%remote, session = format!("0x{:x}", conn.session_id), "connection closed: {reason}");
+    // Let the responder answer what was already taken in (its writes commit regardless), so
+    // no read registers a watch after the connection's watches are dropped.
+    conn.pipe = None;
+    if let Some(responder) = conn.responder.take() {
+        let _ = responder.await;
+    }
     conn.teardown();
     drop(conn);
     let _ = writer.await;
@@ -162,6 +171,45 @@ struct Connection {
     session_id: i64,
     identities: Vec<Id>,
     registered: bool,
+    /// Requests on their way to the responder, in arrival order (reader side only).
+    pipe: Option<mpsc::Sender<Deferred>>,
+    responder: Option<tokio::task::JoinHandle<()>>,
+    /// Answered when the last read handed to the responder has been served. A write must not
+    /// be applied before an earlier read of the same connection is answered, or that read
+    /// would see a later write (ZooKeeper serves it from the state between the two).
+    last_local: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// How many requests of one connection may be in flight before the reader stops reading:
+/// pipelining without letting one client queue unbounded work.
+const PIPELINE_DEPTH: usize = 1024;
+
+/// A request the reader has taken in, answered by the responder in arrival order.
+enum Deferred {
+    /// Already handed to consensus, in order; the reply waits for its commit.
+    Write {
+        xid: i32,
+        op: i32,
+        submitted: crate::consensus::Submitted,
+        started: Instant,
+        close_after: bool,
+    },
+    /// Served from the local tree once every earlier write of this connection is applied.
+    Local {
+        xid: i32,
+        op: i32,
+        req: Request,
+        identities: Vec<Id>,
+        started: Instant,
+        served: tokio::sync::oneshot::Sender<()>,
+    },
+    /// An answer decided at arrival (refusals, bad requests), kept in order.
+    Reply {
+        xid: i32,
+        zxid: i64,
+        err: ErrorCode,
+        close: Option<&'static str>,
+    },
 }
 
 enum Flow {
@@ -216,11 +264,112 @@ impl Connection {
                 self.request(&body).await
             } else {
                 handshake_done = true;
-                self.handshake(&body).await
+                let flow = self.handshake(&body).await;
+                if matches!(flow, Flow::Continue) {
+                    self.start_responder();
+                }
+                flow
             };
             if let Flow::Close(reason) = flow {
                 return reason;
             }
+        }
+    }
+
+    /// The responder answers requests in arrival order while the reader goes on reading and
+    /// submitting writes, so one connection keeps many writes in flight (ZooKeeper clients
+    /// pipeline) and they share group-commit fsyncs.
+    fn start_responder(&mut self) {
+        let (ptx, prx) = mpsc::channel(PIPELINE_DEPTH);
+        let responder = Connection {
+            keeper: Arc::clone(&self.keeper),
+            id: self.id,
+            remote: self.remote,
+            tx: self.tx.clone(),
+            session_id: self.session_id,
+            identities: self.identities.clone(),
+            registered: false,
+            pipe: None,
+            responder: None,
+            last_local: None,
+        };
+        self.pipe = Some(ptx);
+        self.responder = Some(tokio::spawn(responder.respond(prx)));
+    }
+
+    async fn respond(mut self, mut rx: mpsc::Receiver<Deferred>) {
+        while let Some(d) = rx.recv().await {
+            match d {
+                Deferred::Write {
+                    xid,
+                    op,
+                    submitted,
+                    started,
+                    close_after,
+                } => {
+                    match submitted.wait().await {
+                        Ok((zxid, res)) => self.reply(xid, zxid, res.err, &res.response),
+                        Err(e) => {
+                            warn!(remote = %self.remote, "write could not be committed: {e}; closing connection");
+                            self.send_close("write failed");
+                            return;
+                        }
+                    }
+                    self.record(op, xid, started);
+                    if close_after {
+                        self.send_close("session closed by client");
+                        return;
+                    }
+                }
+                Deferred::Local {
+                    xid,
+                    op,
+                    req,
+                    identities,
+                    started,
+                    served,
+                } => {
+                    self.identities = identities;
+                    self.dispatch(xid, req);
+                    let _ = served.send(());
+                    if op != OpCode::Ping.code() {
+                        self.record(op, xid, started);
+                    }
+                }
+                Deferred::Reply {
+                    xid,
+                    zxid,
+                    err,
+                    close,
+                } => {
+                    self.reply(xid, zxid, err, &Response::Empty);
+                    if let Some(why) = close {
+                        self.send_close(why);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per-connection and server-wide latency figures for cons/srvr/mntr.
+    fn record(&self, op: i32, xid: i32, started: Instant) {
+        let ms = started.elapsed().as_millis() as u64;
+        self.keeper.stats.record_latency(ms);
+        let mut st = self.keeper.state();
+        if let Some(c) = st.conns.get_mut(&self.id) {
+            c.requests += 1;
+            c.last_op = short_op_name(op);
+            c.last_cxid = xid;
+            c.last_latency_ms = ms;
+            c.total_latency_ms += ms;
+            c.max_latency_ms = c.max_latency_ms.max(ms);
+            c.min_latency_ms = if c.requests == 1 {
+                ms
+            } else {
+                c.min_latency_ms.min(ms)
+            };
+            c.last_response = Some(SystemTime::now());
         }
     }
 
@@ -401,49 +550,108 @@ impl Connection {
                 c.packets_received += 1;
             }
         }
-        let req = match Request::decode(header.op, &body[8..]) {
-            Ok(req) => req,
-            Err(corral_proto::DecodeError::UnknownOpCode(op)) => {
+        let (xid, op) = (header.xid, header.op);
+        let mut closing = None;
+        let deferred = match Request::decode(op, &body[8..]) {
+            // Handled on arrival, as ZooKeeper does, so the writes that follow carry the new
+            // identity; clients match its reply by its own xid (-4).
+            Ok(Request::Auth(auth)) => return self.auth(auth),
+            Ok(req) if req.is_write() && self.keeper.writes_blocked() => {
+                // The log has no room (disk full): refuse before proposing, so nothing is
+                // half-done, keep the connection, and let reads go on. SystemError is the one
+                // code every client version knows.
+                warn!(remote = %self.remote, op = req.op_code().name(), "write refused: the log's disk is full");
+                Deferred::Reply {
+                    xid,
+                    zxid: self.last_zxid(),
+                    err: ErrorCode::SystemError,
+                    close: None,
+                }
+            }
+            Ok(req) if req.is_write() => {
+                let close_after = matches!(req, Request::CloseSession);
+                let entry_op = if close_after {
+                    closing = Some("client closed its session".to_string());
+                    EntryOp::CloseSession {
+                        session_id: self.session_id,
+                        reason: "closed by the client".into(),
+                    }
+                } else {
+                    EntryOp::Request(req)
+                };
+                let entry = Entry {
+                    session_id: self.session_id,
+                    time_ms: now_ms(),
+                    identities: self.identities.clone(),
+                    op: entry_op,
+                };
+                let Some(consensus) = self.keeper.consensus() else {
+                    return Flow::Close("consensus not running".into());
+                };
+                if let Some(read) = self.last_local.take() {
+                    // Dropped unanswered only when the responder has stopped; the send below
+                    // then reports it.
+                    let _ = read.await;
+                }
+                match consensus.submit(entry).await {
+                    Ok(submitted) => Deferred::Write {
+                        xid,
+                        op,
+                        submitted,
+                        started,
+                        close_after,
+                    },
+                    Err(e) => {
+                        warn!(remote = %self.remote, "write could not be submitted: {e}; closing connection");
+                        return Flow::Close(format!("write could not be submitted: {e}"));
+                    }
+                }
+            }
+            Ok(req) => {
+                let (served, done) = tokio::sync::oneshot::channel();
+                self.last_local = Some(done);
+                Deferred::Local {
+                    xid,
+                    op,
+                    req,
+                    identities: self.identities.clone(),
+                    started,
+                    served,
+                }
+            }
+            Err(corral_proto::DecodeError::UnknownOpCode(code)) => {
                 // ZooKeeper answers an unknown opcode with Unimplemented, then hangs up.
-                warn!(remote = %self.remote, op, "unknown opcode; closing connection");
-                self.reply(header.xid, -1, ErrorCode::Unimplemented, &Response::Empty);
-                self.send_close("unknown opcode");
-                return Flow::Close(format!("unknown opcode {op}"));
+                warn!(remote = %self.remote, op = code, "unknown opcode; closing connection");
+                closing = Some(format!("unknown opcode {code}"));
+                Deferred::Reply {
+                    xid,
+                    zxid: -1,
+                    err: ErrorCode::Unimplemented,
+                    close: Some("unknown opcode"),
+                }
             }
             Err(e) => {
                 // ZooKeeper answers a body it cannot decode with MarshallingError and keeps the
                 // connection: the framing is intact, only this request is bad.
-                warn!(remote = %self.remote, op = header.op, "undecodable request: {e}");
-                self.reply(
-                    header.xid,
-                    self.last_zxid(),
-                    ErrorCode::MarshallingError,
-                    &Response::Empty,
-                );
-                return Flow::Continue;
+                warn!(remote = %self.remote, op, "undecodable request: {e}");
+                Deferred::Reply {
+                    xid,
+                    zxid: self.last_zxid(),
+                    err: ErrorCode::MarshallingError,
+                    close: None,
+                }
             }
         };
-        let flow = self.dispatch(header.xid, req).await;
-        let ms = started.elapsed().as_millis() as u64;
-        if header.op != OpCode::Ping.code() {
-            self.keeper.stats.record_latency(ms);
-            let mut st = self.keeper.state();
-            if let Some(c) = st.conns.get_mut(&self.id) {
-                c.requests += 1;
-                c.last_op = short_op_name(header.op);
-                c.last_cxid = header.xid;
-                c.last_latency_ms = ms;
-                c.total_latency_ms += ms;
-                c.max_latency_ms = c.max_latency_ms.max(ms);
-                c.min_latency_ms = if c.requests == 1 {
-                    ms
-                } else {
-                    c.min_latency_ms.min(ms)
-                };
-                c.last_response = Some(SystemTime::now());
-            }
+        let Some(pipe) = &self.pipe else {
+            return Flow::Close("no responder".into());
+        };
+        if pipe.send(deferred).await.is_err() {
+            return Flow::Close("the responder stopped".into());
         }
-        flow
+        match closing {
+            Some(reason) => Flow::Close(reason),
+            None => Flow::Continue,
+        }
     }
 
     fn reply(&self, xid: i32, zxid: i64, err: ErrorCode, resp: &Response) {
@@ -463,29 +671,12 @@ impl Connection {
         self.keeper.state().tree.last_zxid()
     }
 
-    async fn dispatch(&mut self, xid: i32, req: Request) -> Flow {
+    /// Answers a request that needs no consensus: pings, reads, watch management. Runs in
+    /// the responder, after every earlier write of this connection has been applied.
+    fn dispatch(&mut self, xid: i32, req: Request) {
         match req {
             Request::Ping => {
                 self.reply(xid::PING, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
-                Flow::Continue
-            }
-            Request::Auth(auth) => self.auth(auth),
-            Request::CloseSession => {
-                let entry = Entry {
-                    session_id: self.session_id,
-                    time_ms: now_ms(),
-                    identities: self.identities.clone(),
-                    op: EntryOp::CloseSession {
-                        session_id: self.session_id,
-                        reason: "closed by the client".into(),
-                    },
-                };
-                match self.keeper.propose(entry).await {
-                    Ok((zxid, _)) => self.reply(xid, zxid, ErrorCode::Ok, &Response::Empty),
-                    Err(e) => warn!("closeSession failed: {e}"),
-                }
-                self.send_close("session closed by client");
-                Flow::Close("client closed its session".into())
             }
             Request::SetWatches(sw) => {
                 self.set_watches(
@@ -497,7 +688,6 @@ impl Connection {
                     &[],
                 );
                 self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
-                Flow::Continue
             }
             Request::SetWatches2(sw) => {
                 self.set_watches(
@@ -509,7 +699,6 @@ impl Connection {
                     &sw.persistent_recursive_watches,
                 );
                 self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
-                Flow::Continue
             }
             Request::Sync(p) => {
                 // Standalone: every committed entry is already applied here. In an ensemble
@@ -519,7 +708,6 @@ impl Connection {
                     Err(e) => e,
                 };
                 self.reply(xid, self.last_zxid(), err, &Response::Path(p.path));
-                Flow::Continue
             }
             Request::AddWatch(aw) => {
                 let recursive = match corral_proto::AddWatchMode::from_i32(aw.mode) {
@@ -539,17 +727,14 @@ impl Connection {
                     }
                 };
                 self.reply(xid, self.last_zxid(), err, &Response::Empty);
-                Flow::Continue
             }
             Request::CheckWatches(w) => {
                 let err = self.watch_removal(&w.path, w.watcher_type, false);
                 self.reply(xid, self.last_zxid(), err, &Response::Empty);
-                Flow::Continue
             }
             Request::RemoveWatches(w) => {
                 let err = self.watch_removal(&w.path, w.watcher_type, true);
                 self.reply(xid, self.last_zxid(), err, &Response::Empty);
-                Flow::Continue
             }
             Request::WhoAmI => {
                 let info = self
@@ -570,7 +755,6 @@ impl Connection {
                     ErrorCode::Ok,
                     &Response::WhoAmI(info),
                 );
-                Flow::Continue
             }
             Request::Sasl(_) => {
                 // No SASL provider is configured; ZooKeeper without one rejects the exchange.
@@ -580,42 +764,11 @@ impl Connection {
                     ErrorCode::AuthFailed,
                     &Response::Empty,
                 );
-                Flow::Continue
             }
-            req if req.is_write() && self.keeper.writes_blocked() => {
-                // The log has no room (disk full): refuse before proposing, so nothing is
-                // half-done, keep the connection, and let reads go on. SystemError is the one
-                // code every client version knows.
-                warn!(remote = %self.remote, op = req.op_code().name(), "write refused: the log's disk is full");
-                self.reply(
-                    xid,
-                    self.last_zxid(),
-                    ErrorCode::SystemError,
-                    &Response::Empty,
-                );
-                Flow::Continue
-            }
-            req if req.is_write() => {
-                let entry = Entry {
-                    session_id: self.session_id,
-                    time_ms: now_ms(),
-                    identities: self.identities.clone(),
-                    op: EntryOp::Request(req),
-                };
-                match self.keeper.propose(entry).await {
-                    Ok((zxid, res)) => {
-                        self.reply(xid, zxid, res.err, &res.response);
-                        Flow::Continue
-                    }
-                    Err(e) => {
-                        warn!(remote = %self.remote, "write failed: {e}");
-                        Flow::Close(format!("write could not be committed: {e}"))
-                    }
-                }
-            }
+            // Writes and auth never reach here (the reader submits and handles them); a
+            // stray one is answered like any request the tree does not serve.
             req => {
                 self.read(xid, &req);
-                Flow::Continue
             }
         }
     }

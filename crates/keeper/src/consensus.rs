@@ -204,6 +204,38 @@ pub struct StorageStats {
     pub writes_blocked: bool,
 }
 
+/// A submitted entry whose result is still to come (see [`Consensus::submit`]).
+pub struct Submitted(
+    <<TypeConfig as openraft::RaftTypeConfig>::Responder as openraft::raft::responder::Responder<
+        TypeConfig,
+    >>::Receiver,
+);
+
+impl Submitted {
+    /// Waits until the entry is committed and applied here; its zxid and apply result.
+    pub async fn wait(self) -> Result<(i64, ApplyResult), ConsensusError> {
+        match self.0.await {
+            // The responder was dropped: raft stopped before answering.
+            Err(_) => Err(ConsensusError::Shutdown),
+            Ok(Ok(resp)) => {
+                let zxid = zxid_of(resp.log_id.index).map_err(ConsensusError::Fatal)?;
+                match resp.data {
+                    Some(result) => Ok((zxid, result)),
+                    None => Err(ConsensusError::Fatal(format!(
+                        "no apply result for the client entry at {zxid}"
+                    ))),
+                }
+            }
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ConsensusError::NotLeader {
+                leader: f.leader_id,
+            }),
+            Ok(Err(e @ ClientWriteError::ChangeMembershipError(_))) => {
+                Err(ConsensusError::Fatal(e.to_string()))
+            }
+        }
+    }
+}
+
 /// Snapshot counters, updated by snapshot builders.
 #[derive(Default)]
 struct SnapCounters {
@@ -459,26 +491,18 @@ impl Consensus {
     /// and applies in batches; on the durable log, [`AckMode::Pipelined`] is what lets entries
     /// queued behind an fsync share the next one.
     pub async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), ConsensusError> {
-        match self.raft.client_write(entry).await {
-            Ok(resp) => {
-                let zxid = zxid_of(resp.log_id.index).map_err(ConsensusError::Fatal)?;
-                match resp.data {
-                    Some(result) => Ok((zxid, result)),
-                    None => Err(ConsensusError::Fatal(format!(
-                        "no apply result for the client entry at {zxid}"
-                    ))),
-                }
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ConsensusError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(e @ ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ConsensusError::Fatal(e.to_string()))
-            }
-            Err(RaftError::Fatal(Fatal::Stopped)) => Err(ConsensusError::Shutdown),
-            Err(RaftError::Fatal(e)) => Err(ConsensusError::Fatal(e.to_string())),
+        self.submit(entry).await?.wait().await
+    }
+
+    /// Hands `entry` to raft behind every entry submitted before it — the order of `submit`
+    /// calls is the log order — and returns at once with a handle to await its result. A
+    /// connection submits its writes one after another without waiting for each to commit, so
+    /// many of its writes share one group-commit fsync while their order is kept.
+    pub async fn submit(&self, entry: Entry) -> Result<Submitted, ConsensusError> {
+        match self.raft.client_write_ff(entry).await {
+            Ok(rx) => Ok(Submitted(rx)),
+            Err(Fatal::Stopped) => Err(ConsensusError::Shutdown),
+            Err(e) => Err(ConsensusError::Fatal(e.to_string())),
         }
     }
 
