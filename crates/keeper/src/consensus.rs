@@ -1734,29 +1734,28 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
             .take()
             .ok_or_else(|| err("the state machine does not support snapshots".to_string()))?;
         let started = Instant::now();
-        // Encoding millions of znodes is CPU work, and writing them disk work; keep both off
-        // the async workers.
-        let data = tokio::task::spawn_blocking(encoder)
-            .await
-            .map_err(|e| err(format!("snapshot encoding failed: {e}")))?;
-        let data = match self.persist.clone() {
-            Some(p) => {
-                let meta = self.meta.clone();
-                // A write failure (disk full) is not returned: openraft 0.9 treats any
-                // build_snapshot error as fatal and stops the node. The snapshot then lives in
-                // memory only, and the WAL keeps every segment it would have allowed to delete.
-                tokio::task::spawn_blocking(move || {
-                    p.persist(&meta, &data, started);
-                    data
-                })
-                .await
-                .map_err(|e| err(format!("snapshot write panicked: {e}")))?
+        // Encoding millions of znodes is CPU work, writing them disk work, and copying the
+        // bytes for the in-memory snapshot a large memcpy: all of it runs on one background
+        // thread at the lowest CPU priority, so on a busy machine it takes idle time instead of
+        // taking time from request handling. A write failure (disk full) is not returned:
+        // openraft 0.9 treats any build_snapshot error as fatal and stops the node. The
+        // snapshot then lives in memory only, and the WAL keeps every segment it would have
+        // allowed to delete.
+        let persist = self.persist.clone();
+        let meta = self.meta.clone();
+        let (data, copy) = in_background(move || {
+            let data = encoder();
+            if let Some(p) = persist {
+                p.persist(&meta, &data, started);
             }
-            None => data,
-        };
+            let copy = data.clone();
+            (data, copy)
+        })
+        .await
+        .map_err(|e| err(format!("snapshot encoding failed: {e}")))?;
         *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
             meta: self.meta.clone(),
-            data: data.clone(),
+            data: copy,
         });
         Ok(Snapshot {
             meta: self.meta.clone(),
@@ -1764,6 +1763,37 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
         })
     }
 }
+
+/// Runs `work` on a new thread at the lowest CPU priority and returns its result.
+async fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("corral-snapshot".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            let _ = tx.send(work());
+        })
+        .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
+    rx.await.map_err(|_| "the snapshot thread panicked".to_string())
+}
+
+/// On Linux a nice value belongs to a thread: raising this one's to 19 leaves the rest of
+/// the keeper at normal priority. Best effort: a failure only means no lowering.
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers (no pointers, no memory
+    // the kernel writes to), so calling them cannot violate memory safety; setpriority on our
+    // own thread id can at worst fail with an error code, which is ignored.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
 
 // ---------------------------------------------------------------------------------------------
 // Network
