@@ -1776,7 +1776,8 @@ async fn in_background<T: Send + 'static>(
             let _ = tx.send(work());
         })
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
-    rx.await.map_err(|_| "the snapshot thread panicked".to_string())
+    rx.await
+        .map_err(|_| "the snapshot thread panicked".to_string())
 }
 
 /// On Linux a nice value belongs to a thread: raising this one's to 19 leaves the rest of
