@@ -1402,12 +1402,30 @@ fn recover(
         }
     }
     let snap_last = snapshot.as_ref().and_then(|s| s.meta.last_log_id);
-    if let Some(s) = &snapshot {
-        let zxid = zxid_of(s.meta.last_log_id.map_or(0, |l| l.index)).map_err(fatal)?;
-        hook.restore(zxid, &s.data)
-            .map_err(|e| fatal(format!("cannot restore the snapshot at zxid {zxid}: {e}")))?;
-        tracing::info!(zxid, bytes = s.data.len(), "restored snapshot");
-    }
+    // Decoding a large snapshot and scanning the log are independent and both take a while on
+    // a big keeper: decode on a second thread while this one scans, and join before anything
+    // is applied.
+    let restoring = match snapshot.take() {
+        None => None,
+        Some(s) => {
+            let hook = Arc::clone(&hook);
+            let thread = std::thread::Builder::new()
+                .name("corral-restore".into())
+                .spawn(move || {
+                    let restored =
+                        zxid_of(s.meta.last_log_id.map_or(0, |l| l.index)).and_then(|zxid| {
+                            hook.restore(zxid, &s.data).map_err(|e| {
+                                format!("cannot restore the snapshot at zxid {zxid}: {e}")
+                            })?;
+                            tracing::info!(zxid, bytes = s.data.len(), "restored snapshot");
+                            Ok(())
+                        });
+                    (restored, s)
+                })
+                .map_err(|e| fatal(format!("cannot start the restore thread: {e}")))?;
+            Some(thread)
+        }
+    };
 
     // Scan the log: log ids of its first and last entries, and the tail after the snapshot
     // into the cache (so replay reads memory, not disk).
@@ -1445,6 +1463,13 @@ fn recover(
     })
     .map_err(fatal)?;
     let wal = Arc::new(wal);
+    if let Some(thread) = restoring {
+        let (restored, s) = thread
+            .join()
+            .map_err(|_| fatal("the snapshot restore thread panicked".to_string()))?;
+        restored.map_err(fatal)?;
+        snapshot = Some(s);
+    }
 
     // Where the log starts relative to the snapshot decides what raft sees as purged.
     let gap = |f: u64, s: u64| {

@@ -96,9 +96,15 @@ impl SnapshotStore {
     /// Reads and verifies one snapshot; the error names the file and what is wrong.
     pub fn load(&self, index: u64) -> Result<LoadedSnapshot, String> {
         let path = self.path_of(index);
+        // Sized from the file up front: a growing buffer would copy a large snapshot several
+        // times over, which dominates start-up on big trees.
         let mut bytes = Vec::new();
         File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .and_then(|mut f| {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                bytes.reserve_exact(usize::try_from(len).unwrap_or(0));
+                f.read_to_end(&mut bytes)
+            })
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let bad =
             |off: usize, what: &str| format!("{}: {what} at byte offset {off}", path.display());
@@ -139,10 +145,13 @@ impl SnapshotStore {
         if crc32c::crc32c(payload) != payload_crc {
             return Err(bad(start, "payload checksum mismatch"));
         }
+        let meta = meta.to_vec();
+        // The payload is the file's tail: drop the header in place instead of copying it out.
+        bytes.drain(..start);
         Ok(LoadedSnapshot {
             index,
-            meta: meta.to_vec(),
-            payload: payload.to_vec(),
+            meta,
+            payload: bytes,
             path,
         })
     }
