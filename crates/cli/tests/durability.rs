@@ -1191,6 +1191,8 @@ async fn mntr_and_dirs_report_storage() {
     assert!(value(&mntr, "zk_corral_snapshots_written") >= 1, "{mntr}");
     assert!(value(&mntr, "zk_corral_snapshot_bytes") > 0, "{mntr}");
     assert_eq!(value(&mntr, "zk_corral_writes_blocked"), 0);
+    // Every request above was answered: nothing may still count as outstanding.
+    assert_eq!(value(&mntr, "zk_outstanding_requests"), 0, "{mntr}");
     let dirs = server.four_letter("dirs");
     let size = |key: &str| -> u64 {
         dirs.lines()

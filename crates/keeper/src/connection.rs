@@ -298,79 +298,109 @@ impl Connection {
     }
 
     async fn respond(mut self, mut rx: mpsc::Receiver<Deferred>) {
+        use std::sync::atomic::Ordering::Relaxed;
         while let Some(d) = rx.recv().await {
-            match d {
-                Deferred::Write {
-                    xid,
-                    op,
-                    submitted,
-                    started,
-                    close_after,
-                } => {
-                    match submitted.wait().await {
-                        Ok((zxid, res)) => self.reply(xid, zxid, res.err, &res.response),
-                        Err(e) => {
-                            warn!(remote = %self.remote, "write could not be committed: {e}; closing connection");
-                            self.send_close("write failed");
-                            return;
-                        }
+            let go_on = self.answer(d).await;
+            self.keeper.stats.outstanding.fetch_sub(1, Relaxed);
+            if !go_on {
+                // Whatever is still queued will not be answered: stop counting it.
+                rx.close();
+                while rx.try_recv().is_ok() {
+                    self.keeper.stats.outstanding.fetch_sub(1, Relaxed);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Answers one request; false when the connection must close after it.
+    async fn answer(&mut self, d: Deferred) -> bool {
+        match d {
+            Deferred::Write {
+                xid,
+                op,
+                submitted,
+                started,
+                close_after,
+            } => {
+                match submitted.wait().await {
+                    Ok((zxid, res)) => {
+                        self.reply(xid, zxid, res.err, &res.response);
+                        self.record(op, xid, zxid, started);
                     }
-                    self.record(op, xid, started);
-                    if close_after {
-                        self.send_close("session closed by client");
-                        return;
+                    Err(e) => {
+                        warn!(remote = %self.remote, "write could not be committed: {e}; closing connection");
+                        self.send_close("write failed");
+                        return false;
                     }
                 }
-                Deferred::Local {
-                    xid,
-                    op,
-                    req,
-                    identities,
-                    started,
-                    served,
-                } => {
-                    self.identities = identities;
-                    self.dispatch(xid, req);
-                    let _ = served.send(());
-                    if op != OpCode::Ping.code() {
-                        self.record(op, xid, started);
-                    }
+                if close_after {
+                    self.send_close("session closed by client");
+                    return false;
                 }
-                Deferred::Reply {
-                    xid,
-                    zxid,
-                    err,
-                    close,
-                } => {
-                    self.reply(xid, zxid, err, &Response::Empty);
-                    if let Some(why) = close {
+                true
+            }
+            Deferred::Local {
+                xid,
+                op,
+                req,
+                identities,
+                started,
+                served,
+            } => {
+                self.identities = identities;
+                self.dispatch(xid, req);
+                let _ = served.send(());
+                self.record(op, xid, self.last_zxid(), started);
+                true
+            }
+            Deferred::Reply {
+                xid,
+                zxid,
+                err,
+                close,
+            } => {
+                self.reply(xid, zxid, err, &Response::Empty);
+                match close {
+                    Some(why) => {
                         self.send_close(why);
-                        return;
+                        false
                     }
+                    None => true,
                 }
             }
         }
     }
 
-    /// Per-connection and server-wide latency figures for cons/srvr/mntr.
-    fn record(&self, op: i32, xid: i32, started: Instant) {
+    /// Per-connection and server-wide figures for cons/srvr/mntr, one locked update per
+    /// answered request (pings count as packets, not as latency samples).
+    fn record(&self, op: i32, xid: i32, zxid: i64, started: Instant) {
+        let ping = op == OpCode::Ping.code();
         let ms = started.elapsed().as_millis() as u64;
-        self.keeper.stats.record_latency(ms);
-        let mut st = self.keeper.state();
-        if let Some(c) = st.conns.get_mut(&self.id) {
-            c.requests += 1;
-            c.last_op = short_op_name(op);
-            c.last_cxid = xid;
-            c.last_latency_ms = ms;
-            c.total_latency_ms += ms;
-            c.max_latency_ms = c.max_latency_ms.max(ms);
-            c.min_latency_ms = if c.requests == 1 {
-                ms
-            } else {
-                c.min_latency_ms.min(ms)
-            };
-            c.last_response = Some(SystemTime::now());
+        if !ping {
+            self.keeper.stats.record_latency(ms);
         }
+        let mut st = self.keeper.state();
+        let Some(c) = st.conns.get_mut(&self.id) else {
+            return;
+        };
+        c.packets_sent += 1;
+        c.last_zxid = zxid;
+        if ping {
+            return;
+        }
+        c.requests += 1;
+        c.last_op = crate::four_letter::last_op_name(op);
+        c.last_cxid = xid;
+        c.last_latency_ms = ms;
+        c.total_latency_ms += ms;
+        c.max_latency_ms = c.max_latency_ms.max(ms);
+        c.min_latency_ms = if c.requests == 1 {
+            ms
+        } else {
+            c.min_latency_ms.min(ms)
+        };
+        c.last_response = Some(SystemTime::now());
     }
 
     fn send(&self, body: Vec<u8>) {
@@ -390,7 +420,7 @@ impl Connection {
                 return Flow::Close(format!("malformed connect request: {e}"));
             }
         };
-        let last_zxid = self.keeper.state().tree.last_zxid();
+        let last_zxid = self.keeper.last_zxid();
         if req.last_zxid_seen > last_zxid {
             // The client has seen a newer state than ours; ZooKeeper refuses so that it
             // tries a server that is further along.
@@ -645,7 +675,10 @@ impl Connection {
         let Some(pipe) = &self.pipe else {
             return Flow::Close("no responder".into());
         };
+        let outstanding = &self.keeper.stats.outstanding;
+        outstanding.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if pipe.send(deferred).await.is_err() {
+            outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             return Flow::Close("the responder stopped".into());
         }
         match closing {
@@ -660,15 +693,11 @@ impl Connection {
             .stats
             .packets_sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(c) = self.keeper.state().conns.get_mut(&self.id) {
-            c.packets_sent += 1;
-            c.last_zxid = zxid;
-        }
         self.send(body);
     }
 
     fn last_zxid(&self) -> i64 {
-        self.keeper.state().tree.last_zxid()
+        self.keeper.last_zxid()
     }
 
     /// Answers a request that needs no consensus: pings, reads, watch management. Runs in
@@ -930,35 +959,5 @@ impl Connection {
         for (event, path) in events {
             self.send(event_frame(zxid, event, path));
         }
-    }
-}
-
-/// ZooKeeper's short op names as `cons` shows them.
-fn short_op_name(op: i32) -> &'static str {
-    match OpCode::from_i32(op) {
-        Some(OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => {
-            "CREA"
-        }
-        Some(OpCode::Delete | OpCode::DeleteContainer) => "DELE",
-        Some(OpCode::Exists) => "EXIS",
-        Some(OpCode::GetData) => "GETD",
-        Some(OpCode::SetData) => "SETD",
-        Some(OpCode::GetAcl) => "GACL",
-        Some(OpCode::SetAcl) => "SACL",
-        Some(OpCode::GetChildren | OpCode::GetChildren2) => "GETC",
-        Some(OpCode::Sync) => "SYNC",
-        Some(OpCode::Ping) => "PING",
-        Some(OpCode::Multi) => "MULT",
-        Some(OpCode::MultiRead) => "MLTR",
-        Some(OpCode::Reconfig) => "RCFG",
-        Some(OpCode::CheckWatches) => "CHKW",
-        Some(OpCode::RemoveWatches) => "REMW",
-        Some(OpCode::SetWatches | OpCode::SetWatches2) => "SETW",
-        Some(OpCode::GetEphemerals) => "GETE",
-        Some(OpCode::GetAllChildrenNumber) => "GETACN",
-        Some(OpCode::AddWatch) => "ADDW",
-        Some(OpCode::WhoAmI) => "HOMI",
-        Some(OpCode::CloseSession) => "CLOSE",
-        _ => "UNKN",
     }
 }

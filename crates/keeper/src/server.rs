@@ -71,6 +71,7 @@ pub struct ServerStats {
     pub latency_count: AtomicU64,
     pub latency_max_ms: AtomicU64,
     pub latency_min_ms: AtomicU64,
+    /// Requests taken in by connections and not yet answered.
     pub outstanding: AtomicU64,
 }
 
@@ -109,6 +110,9 @@ pub struct Keeper {
     pub stats: ServerStats,
     pub local_addr: OnceLock<SocketAddr>,
     shutdown: Notify,
+    /// The tree's last applied zxid, published by the apply path so replies that only need
+    /// the zxid (pings, watch management) do not take the state lock.
+    last_zxid: AtomicI64,
 }
 
 /// Wall-clock milliseconds, the time carried in entries.
@@ -147,6 +151,7 @@ impl Keeper {
             stats: ServerStats::default(),
             local_addr: OnceLock::new(),
             shutdown: Notify::new(),
+            last_zxid: AtomicI64::new(0),
         })
     }
 
@@ -158,6 +163,10 @@ impl Keeper {
 
     pub fn consensus(&self) -> Option<&Consensus> {
         self.consensus.get()
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid.load(Ordering::Acquire)
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -364,6 +373,9 @@ impl StateMachineHook for Hook {
     fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
         let mut st = self.0.state();
         let res = st.tree.apply(zxid, entry);
+        self.0
+            .last_zxid
+            .store(st.tree.last_zxid(), Ordering::Release);
         let now = Instant::now();
         match &entry.op {
             EntryOp::CreateSession {
@@ -417,7 +429,7 @@ impl StateMachineHook for Hook {
     }
 
     fn last_applied(&self) -> i64 {
-        self.0.state().tree.last_zxid()
+        self.0.last_zxid()
     }
 
     /// The tree is built on persistent maps, so this clone is O(1) and the lock is held only
@@ -434,6 +446,7 @@ impl StateMachineHook for Hook {
         let config = self.0.state().tree.config().clone();
         tree.set_config(config);
         let mut st = self.0.state();
+        self.0.last_zxid.store(tree.last_zxid(), Ordering::Release);
         st.tree = tree;
         Ok(())
     }
