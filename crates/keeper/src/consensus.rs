@@ -36,14 +36,16 @@ use openraft::raft::{
 };
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
-    AnyError, BasicNode, CommittedLeaderId, EntryPayload, LogId, LogState, Membership, RaftLogId,
+    AnyError, BasicNode, CommittedLeaderId, EntryPayload, LogId, LogState, Membership,
     RaftLogReader, RaftMetrics, RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder, ServerState,
     Snapshot, SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership, Vote,
 };
 use tokio::sync::watch;
 
 use crate::snapshot_store::SnapshotStore;
-use crate::wal::{self, StorageHealth, Wal, WalOptions};
+use crate::wal::{self, Wal, WalOptions};
+#[cfg(test)]
+use openraft::RaftLogId;
 
 /// What the keeper supplies to the state machine side of consensus. Called for every
 /// committed entry, exactly once, in log order, on every node.
@@ -255,7 +257,8 @@ struct StorageHandle {
 
 impl Consensus {
     /// Starts a one-voter group with node id 1 on an in-memory log; initializes membership and
-    /// waits until it is leader.
+    /// waits until it is leader. Tests only: the keeper always runs on the durable log.
+    #[cfg(test)]
     pub async fn start_standalone(
         hook: Arc<dyn StateMachineHook>,
     ) -> Result<Consensus, ConsensusError> {
@@ -451,14 +454,6 @@ impl Consensus {
             .is_some_and(|s| s.wal.health().writes_blocked())
     }
 
-    /// A handle to the same flag as [`Consensus::writes_blocked`], cheap to check per request.
-    pub fn storage_health(&self) -> StorageHealth {
-        self.storage
-            .as_ref()
-            .map(|s| s.wal.health())
-            .unwrap_or_default()
-    }
-
     /// Storage figures; all zero for the in-memory store.
     pub fn storage_stats(&self) -> StorageStats {
         let Some(s) = self.storage.as_ref() else {
@@ -527,15 +522,6 @@ impl Consensus {
             let _ = tokio::task::spawn_blocking(move || s.close()).await;
         }
     }
-
-    /// Asks openraft to take a snapshot now (tests and admin).
-    pub async fn trigger_snapshot(&self) -> Result<(), ConsensusError> {
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| ConsensusError::Fatal(e.to_string()))
-    }
 }
 
 impl StorageHandle {
@@ -591,6 +577,7 @@ fn zxid_of(index: u64) -> Result<i64, String> {
 
 /// The raft log and vote, in memory, for tests and `start_standalone`. [`DurableLogStore`]
 /// implements the same two traits on the write-ahead log.
+#[cfg(test)]
 #[derive(Clone, Default)]
 pub struct MemLogStore {
     // Shared with the readers openraft hands to replication tasks.
@@ -598,6 +585,7 @@ pub struct MemLogStore {
 }
 
 #[derive(Default)]
+#[cfg(test)]
 struct MemLog {
     last_purged: Option<LogId<NodeId>>,
     log: BTreeMap<u64, LogEntry>,
@@ -605,6 +593,7 @@ struct MemLog {
     vote: Option<Vote<NodeId>>,
 }
 
+#[cfg(test)]
 impl MemLogStore {
     // StorageError is large, but it is what every storage trait method returns anyway.
     #[allow(clippy::result_large_err)]
@@ -617,6 +606,7 @@ impl MemLogStore {
     }
 }
 
+#[cfg(test)]
 impl RaftLogReader<TypeConfig> for MemLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -627,6 +617,7 @@ impl RaftLogReader<TypeConfig> for MemLogStore {
     }
 }
 
+#[cfg(test)]
 impl RaftLogStorage<TypeConfig> for MemLogStore {
     type LogReader = MemLogStore;
 

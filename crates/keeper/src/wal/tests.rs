@@ -234,6 +234,23 @@ fn append_beyond_a_purged_end_restarts_the_log() {
     assert_eq!(seen, vec![(50, body(50))]);
 }
 
+/// A batch that carries records from before a snapshot jump and the jump itself: the old ones
+/// go with the purged segments and the log restarts cleanly at the jump.
+#[test]
+fn jump_in_the_middle_of_a_batch_discards_what_precedes_it() {
+    let d = TestDir::new("wal-gap-mid");
+    let (wal, _) = open_collect(opts(d.path(), 300)).unwrap();
+    append_sync(&wal, (1..=10).map(|i| (i, body(i))).collect()).unwrap();
+    wal.purge(49);
+    append_sync(&wal, vec![(11, body(11)), (50, body(50))]).unwrap();
+    append_sync(&wal, vec![(51, body(51))]).unwrap();
+    assert_eq!(wal.read(50).unwrap(), Some(body(50)));
+    assert_eq!(wal.read(11).unwrap(), None);
+    drop(wal);
+    let (_, seen) = open_collect(opts(d.path(), 300)).unwrap();
+    assert_eq!(seen, vec![(50, body(50)), (51, body(51))]);
+}
+
 // --- recovery -------------------------------------------------------------------------------
 
 /// Captures warning messages, to check that recovery says what it cut.

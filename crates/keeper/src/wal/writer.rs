@@ -229,8 +229,12 @@ impl Writer {
                     // installed from a leader, or a log tail lost with forceSync=no): the log
                     // restarts at the snapshot, in a fresh segment.
                     Some(n) if index > n && self.purged >= index - 1 => {
-                        self.write_out(&buf)?;
-                        self.publish(std::mem::take(&mut locs));
+                        // Records queued ahead of the jump in this batch are all at or below the
+                        // purge point: discard them with the old segments. (Writing them out
+                        // would leave them in the buffer for the fresh segment, or fail for
+                        // want of a current segment.)
+                        buf.clear();
+                        locs.clear();
                         self.drop_all_segments()?;
                         self.next = None;
                     }
