@@ -124,8 +124,18 @@ struct Ctx<'a> {
     time_ms: i64,
     session_id: i64,
     ids: &'a [Id],
-    undo: Vec<Undo>,
+    /// Kept only inside a multi, the one place that rolls back: a single request is checked
+    /// fully before it changes anything, so it builds no undo records.
+    undo: Option<Vec<Undo>>,
     triggers: Vec<Trigger>,
+}
+
+impl Ctx<'_> {
+    fn keep_undo(&mut self, record: impl FnOnce() -> Undo) {
+        if let Some(undo) = self.undo.as_mut() {
+            undo.push(record());
+        }
+    }
 }
 
 /// The successful outcome of one write op, before it is shaped into a reply or multi result.
@@ -220,7 +230,7 @@ impl DataTree {
             time_ms: entry.time_ms,
             session_id: entry.session_id,
             ids: &entry.identities,
-            undo: Vec::new(),
+            undo: None,
             triggers: Vec::new(),
         };
         let mut deleted_ephemerals = Vec::new();
@@ -341,6 +351,7 @@ impl DataTree {
     }
 
     fn multi(&mut self, ctx: &mut Ctx<'_>, ops: &[Request]) -> Vec<MultiResult> {
+        ctx.undo = Some(Vec::new());
         let mut results = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             match self.write_op(ctx, op) {
@@ -357,7 +368,7 @@ impl DataTree {
                     OpOut::Checked => MultiResult::Check,
                 }),
                 Err(e) => {
-                    self.rollback(std::mem::take(&mut ctx.undo));
+                    self.rollback(ctx.undo.take().unwrap_or_default());
                     ctx.triggers.clear();
                     let mut results = vec![MultiResult::Error(ErrorCode::Ok); i];
                     results.push(MultiResult::Error(e));
@@ -473,7 +484,7 @@ impl DataTree {
             children: BTreeSet::new(),
         };
         self.put_node(full.clone(), node);
-        ctx.undo.push(Undo::Inserted(full.clone()));
+        ctx.keep_undo(|| Undo::Inserted(full.clone()));
         ctx.triggers.push(Trigger {
             path: full.clone(),
             event: EventType::NodeCreated,
@@ -492,8 +503,7 @@ impl DataTree {
     /// in ZooKeeper), pzxid.
     fn touch_parent(&mut self, ctx: &mut Ctx<'_>, parent_path: &str) {
         if let Some(parent) = self.nodes.get_mut(parent_path) {
-            ctx.undo
-                .push(Undo::Stat(parent_path.to_string(), parent.stat.clone()));
+            ctx.keep_undo(|| Undo::Stat(parent_path.to_string(), parent.stat.clone()));
             parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
             parent.stat.pzxid = ctx.zxid;
         }
@@ -522,7 +532,7 @@ impl DataTree {
     fn remove_leaf(&mut self, ctx: &mut Ctx<'_>, p: &str, parent_path: &str) {
         self.touch_parent(ctx, parent_path);
         if let Some(node) = self.take_node(p) {
-            ctx.undo.push(Undo::Removed(p.to_string(), node));
+            ctx.keep_undo(|| Undo::Removed(p.to_string(), node));
         }
         ctx.triggers.push(Trigger {
             path: p.to_string(),
@@ -547,10 +557,9 @@ impl DataTree {
             return Err(ErrorCode::NoAuth);
         }
         let new_version = check_version(node.stat.version, version)?;
-        let old_stat = node.stat.clone();
-        ctx.undo.push(Undo::Stat(p.to_string(), old_stat));
+        ctx.keep_undo(|| Undo::Stat(p.to_string(), node.stat.clone()));
         let old_data = self.replace_data(p, data.clone());
-        ctx.undo.push(Undo::Data(p.to_string(), old_data));
+        ctx.keep_undo(|| Undo::Data(p.to_string(), old_data));
         let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
         node.stat.version = new_version;
         node.stat.mzxid = ctx.zxid;
