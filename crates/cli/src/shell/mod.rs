@@ -12,7 +12,6 @@ mod parse;
 use corral_client::proto::ErrorCode;
 use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
 use rustyline::error::ReadlineError;
-use rustyline::ExternalPrinter as _;
 
 use acl::format_acl_entry;
 use format::{error_line, format_event, format_stat};
@@ -31,7 +30,7 @@ pub async fn run(server: &str, command: Option<String>) -> i32 {
     let mut shell = Shell {
         server: server.to_string(),
         conn,
-        printer: None,
+        print_events: false,
     };
     match command {
         Some(line) => {
@@ -58,14 +57,12 @@ fn print_output(out: &str) {
     }
 }
 
-/// Where watch events go: above the prompt when the terminal allows it, else plain stdout.
-type EventSink = Box<dyn FnMut(String) + Send>;
-
 struct Shell {
     server: String,
     conn: Connection,
-    /// Makes an event sink for each new connection's event task.
-    printer: Option<Box<dyn Fn() -> EventSink + Send>>,
+    /// Interactive mode prints watch events as they arrive (one-shot mode does not wait for
+    /// any).
+    print_events: bool,
 }
 
 impl Shell {
@@ -83,28 +80,10 @@ impl Shell {
             // A missing history file is the normal first run.
             let _ = editor.load_history(h);
         }
-        // Events are printed from their own task while readline owns the terminal; rustyline's
-        // external printer redraws the prompt around them. Without a terminal, plain println.
-        let external = editor
-            .create_external_printer()
-            .ok()
-            .map(|p| std::sync::Arc::new(std::sync::Mutex::new(p)));
-        self.printer = Some(Box::new(move || -> EventSink {
-            match &external {
-                Some(p) => {
-                    let p = p.clone();
-                    Box::new(move |msg| {
-                        if let Ok(mut p) = p.lock() {
-                            if p.print(msg.clone() + "\n").is_ok() {
-                                return;
-                            }
-                        }
-                        println!("{msg}");
-                    })
-                }
-                None => Box::new(|msg| println!("{msg}")),
-            }
-        }));
+        // Watch events are printed as they arrive, over the prompt if need be, as zkCli does.
+        // (rustyline's external printer would redraw the prompt around them, but with it a
+        // line that arrives in one burst, pasted or typed fast, waits for one more key.)
+        self.print_events = true;
         self.spawn_event_printer();
         println!(
             "Connected to {} (session 0x{:x}, timeout {} ms). Type help for commands.",
@@ -173,12 +152,13 @@ impl Shell {
     }
 
     fn spawn_event_printer(&self) {
-        let Some(make) = &self.printer else { return };
-        let mut sink = make();
+        if !self.print_events {
+            return;
+        }
         let conn = self.conn.clone();
         tokio::spawn(async move {
             while let Some(ev) = conn.next_event().await {
-                sink(format_event(&ev));
+                println!("{}", format_event(&ev));
             }
         });
     }
