@@ -226,7 +226,7 @@ impl Jute for Vec<u8> {
 macro_rules! record {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $kind:tt $(<$inner:ty>)?),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
         pub struct $name { $($(#[$fm])* pub $field: $crate::record!(@ty $kind $(<$inner>)?)),* }
         impl $crate::jute::Jute for $name {
             const MIN_SIZE: usize = 0 $(+ $crate::record!(@min $kind))*;

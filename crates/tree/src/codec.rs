@@ -2,6 +2,10 @@
 //! (snapshots), both in jute with corral-proto's codec. Deterministic: the same value
 //! always gives the same bytes, so two replicas' snapshots can be compared byte for byte.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use corral_proto::{Acl, DecodeError, Id, Jute, Reader, Request, Stat, Writer};
 use thiserror::Error;
 
@@ -21,7 +25,10 @@ pub enum CodecError {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"CRTS";
-const SNAPSHOT_VERSION: i32 = 1;
+/// 2: ACLs in a table, nodes refer to them by index.
+const SNAPSHOT_VERSION: i32 = 2;
+/// 1: every node carried its ACL; still read, so an older data dir starts.
+const SNAPSHOT_VERSION_INLINE_ACLS: i32 = 1;
 
 const KIND_CREATE_SESSION: i32 = 1;
 const KIND_CLOSE_SESSION: i32 = 2;
@@ -101,10 +108,31 @@ impl Entry {
 }
 
 impl DataTree {
-    /// magic, version, last zxid, config, sessions (id, timeout, password), then every node
-    /// in path order (path, data, ACL, stat). Children and session ephemerals are derived
-    /// on decode, so they cannot disagree with the nodes.
+    /// magic, version, last zxid, config, sessions (id, timeout, password), the distinct
+    /// ACLs, then every node in path order (path, data, index of its ACL, stat). Children and
+    /// session ephemerals are derived on decode, so they cannot disagree with the nodes.
+    /// ACLs are numbered by first appearance in path order, so equal trees give equal bytes
+    /// however their ACLs happen to be shared in memory.
     pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let done: Result<(), Infallible> = self.write_snapshot(1 << 20, |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        });
+        match done {
+            Ok(()) => out,
+        }
+    }
+
+    /// [`DataTree::encode_snapshot`]'s bytes, handed to `sink` in pieces of about
+    /// `chunk_bytes`, so a large tree is written out without ever being whole in memory.
+    /// Stops at the sink's first error.
+    pub fn write_snapshot<E>(
+        &self,
+        chunk_bytes: usize,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (acls, acl_index) = self.number_acls();
         let mut w = Writer::new();
         w.buf.extend_from_slice(SNAPSHOT_MAGIC);
         w.i32(SNAPSHOT_VERSION);
@@ -125,19 +153,53 @@ impl DataTree {
             w.i32(s.timeout_ms);
             w.buffer(&s.passwd);
         }
+        w.i32(i32::try_from(acls.len()).unwrap_or(i32::MAX));
+        for acl in &acls {
+            w.vec(acl);
+        }
         w.i64(i64::try_from(self.nodes.len()).unwrap_or(i64::MAX));
-        for (p, n) in &self.nodes {
+        for ((p, n), index) in self.nodes.iter().zip(acl_index) {
             w.string(p);
             w.nullable_buffer(&n.data);
-            w.vec(&n.acl);
+            w.i32(index);
             n.stat.write(&mut w);
+            if w.buf.len() >= chunk_bytes {
+                sink(&w.buf)?;
+                w.buf.clear();
+            }
         }
-        w.buf
+        sink(&w.buf)
+    }
+
+    /// The distinct ACLs in order of first appearance, and each node's index into them.
+    fn number_acls(&self) -> (Vec<&[Acl]>, Vec<i32>) {
+        let mut acls: Vec<&[Acl]> = Vec::new();
+        let mut by_value: HashMap<&[Acl], i32> = HashMap::new();
+        // Shared copies make the common case a pointer comparison with the previous node.
+        let mut last: Option<(*const Acl, i32)> = None;
+        let mut index = Vec::with_capacity(self.nodes.len());
+        for n in self.nodes.values() {
+            let ptr = n.acl.as_ptr();
+            let i = match last {
+                Some((p, i)) if p == ptr => i,
+                _ => *by_value.entry(&n.acl).or_insert_with(|| {
+                    acls.push(&n.acl);
+                    i32::try_from(acls.len() - 1).unwrap_or(i32::MAX)
+                }),
+            };
+            last = Some((ptr, i));
+            index.push(i);
+        }
+        (acls, index)
     }
 
     pub fn decode_snapshot(b: &[u8]) -> Result<DataTree, CodecError> {
         let mut r = Reader::new(b);
-        if r.take(4)? != SNAPSHOT_MAGIC || r.i32()? != SNAPSHOT_VERSION {
+        if r.take(4)? != SNAPSHOT_MAGIC {
+            return Err(CodecError::BadHeader);
+        }
+        let version = r.i32()?;
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_INLINE_ACLS {
             return Err(CodecError::BadHeader);
         }
         let last_zxid = r.i64()?;
@@ -154,19 +216,36 @@ impl DataTree {
         for _ in 0..n_sessions {
             sessions.push((r.i64()?, r.i32()?, r.buffer()?));
         }
+        let mut acls: Vec<Arc<[Acl]>> = Vec::new();
+        if version == SNAPSHOT_VERSION {
+            for _ in 0..count(&mut r, 4)? {
+                acls.push(r.vec::<Acl>()?.into());
+            }
+        }
         let n_nodes = r.i64()?;
         let n_nodes = usize::try_from(n_nodes)
             .map_err(|_| CodecError::Inconsistent("negative node count".into()))?;
-        let mut nodes = Vec::new();
+        let mut tree = DataTree::restore_start(config, sessions, last_zxid);
+        let mut prev = String::new();
         for _ in 0..n_nodes {
             let p = r.string()?;
             let data = r.nullable_buffer()?;
-            let acl: Vec<Acl> = r.vec()?;
+            let acl = if version == SNAPSHOT_VERSION {
+                let i = r.i32()?;
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| acls.get(i))
+                    .cloned()
+                    .ok_or_else(|| CodecError::Inconsistent(format!("{p:?}: no ACL {i}")))?
+            } else {
+                r.vec::<Acl>()?.into()
+            };
             let stat = Stat::read(&mut r)?;
-            nodes.push((p, data, acl, stat));
+            tree.restore_node(&mut prev, p, data, acl, stat)
+                .map_err(CodecError::Inconsistent)?;
         }
         r.finish()?;
-        DataTree::from_parts(config, nodes, sessions, last_zxid).map_err(CodecError::Inconsistent)
+        tree.restore_finish().map_err(CodecError::Inconsistent)
     }
 }
 

@@ -148,7 +148,7 @@ fn fresh_tree_matches_zookeeper() {
             ..Default::default()
         }
     );
-    assert_eq!(root.acl, acl::open_acl_unsafe());
+    assert_eq!(*root.acl, *acl::open_acl_unsafe());
     let zk = t.node("/zookeeper").unwrap();
     assert_eq!(
         zk.stat,
@@ -168,7 +168,7 @@ fn fresh_tree_matches_zookeeper() {
             ..Default::default()
         }
     );
-    assert_eq!(cfg.acl, acl::read_acl_unsafe());
+    assert_eq!(*cfg.acl, *acl::read_acl_unsafe());
     assert_eq!(cfg.data.as_deref(), Some(&b"cfg"[..]));
     let (e, r) = t.read(
         &Request::GetAllChildrenNumber(PathRequest { path: "/".into() }),
@@ -304,7 +304,7 @@ fn sequential_names() {
     // Signed formatting when the counter has wrapped.
     let mut n = t.tree.node("/p").unwrap().clone();
     n.stat.cversion = -10 - n.stat.num_children;
-    t.tree.nodes.insert("/p".into(), n);
+    t.tree.nodes.insert("/p".into(), std::sync::Arc::new(n));
     assert_eq!(t.create("/p/n", 2).1, "/p/n-000000005");
 }
 
@@ -557,8 +557,8 @@ fn acl_enforcement() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        t.tree.node("/s").unwrap().acl,
-        vec![Acl {
+        *t.tree.node("/s").unwrap().acl,
+        [Acl {
             perms: perms::ALL,
             id: alice
         }]
@@ -812,6 +812,101 @@ fn containers_and_ttl() {
     assert_eq!(t.req(dc("/c2")).err, ErrorCode::Ok);
 }
 
+/// The version-1 snapshot layout (each node carrying its ACL), as earlier builds wrote it.
+fn encode_snapshot_v1(t: &DataTree) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.buf.extend_from_slice(b"CRTS");
+    w.i32(1);
+    w.i64(t.last_zxid());
+    let c = t.config();
+    w.bool(c.extended_types_enabled);
+    match &c.super_digest {
+        Some(d) => {
+            w.bool(true);
+            w.string(d);
+        }
+        None => w.bool(false),
+    }
+    w.buffer(&c.config_node_data);
+    w.bool(c.reconfig_enabled);
+    w.i32(t.sessions().count() as i32);
+    for (id, s) in t.sessions() {
+        w.i64(*id);
+        w.i32(s.timeout_ms);
+        w.buffer(&s.passwd);
+    }
+    w.i64(t.node_count() as i64);
+    for (p, n) in t.nodes() {
+        w.string(p);
+        w.nullable_buffer(&n.data);
+        w.vec(&n.acl);
+        n.stat.write(&mut w);
+    }
+    w.buf
+}
+
+#[test]
+fn snapshot_acl_table_shares_and_reads_the_old_layout() {
+    let mut t = T::new();
+    let alice = digest_id("alice:pw");
+    let mine = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "auth".into(),
+            id: String::new(),
+        },
+    }];
+    // ACLs alternate in path order, so a table keyed on "same as the previous node" alone
+    // would not be enough.
+    for i in 0..6 {
+        let acl = if i % 2 == 0 { anyone() } else { mine.clone() };
+        let r = t.req_as(
+            S1,
+            vec![alice.clone()],
+            create_req(&format!("/n{i}"), b"d", acl, 0),
+        );
+        assert_eq!(r.err, ErrorCode::Ok);
+        // A child created with its parent's ACL shares the parent's copy.
+        let acl = if i % 2 == 0 { anyone() } else { mine.clone() };
+        let r = t.req_as(
+            S1,
+            vec![alice.clone()],
+            create_req(&format!("/n{i}/c"), b"", acl, 0),
+        );
+        assert_eq!(r.err, ErrorCode::Ok);
+        let (parent, child) = (
+            t.tree.node(&format!("/n{i}")).unwrap(),
+            t.tree.node(&format!("/n{i}/c")).unwrap(),
+        );
+        assert!(std::sync::Arc::ptr_eq(&parent.acl, &child.acl));
+    }
+    let snap = t.tree.encode_snapshot();
+    let back = DataTree::decode_snapshot(&snap).unwrap();
+    assert_eq!(back, t.tree);
+    assert_eq!(back.encode_snapshot(), snap);
+    // Restored nodes with equal ACLs point at one copy.
+    let (n1, n3) = (back.node("/n1").unwrap(), back.node("/n3").unwrap());
+    assert_eq!(n1.acl[0].id, alice);
+    assert!(std::sync::Arc::ptr_eq(&n1.acl, &n3.acl));
+    assert!(!std::sync::Arc::ptr_eq(
+        &n1.acl,
+        &back.node("/n2").unwrap().acl
+    ));
+    // The table makes the snapshot smaller than one ACL per node.
+    let v1 = encode_snapshot_v1(&t.tree);
+    assert!(snap.len() < v1.len(), "{} vs {}", snap.len(), v1.len());
+    // A data dir written by an earlier build still starts.
+    let old = DataTree::decode_snapshot(&v1).unwrap();
+    assert_eq!(old, t.tree);
+    assert_eq!(old.encode_snapshot(), snap);
+    // An index past the table is refused, not a panic.
+    let last_acl_index_at = snap.len() - 68 - 4; // the last node's ACL index precedes its Stat
+    let mut broken = snap.clone();
+    broken[last_acl_index_at..last_acl_index_at + 4].copy_from_slice(&99i32.to_be_bytes());
+    let e = DataTree::decode_snapshot(&broken).unwrap_err();
+    assert!(e.to_string().contains("no ACL 99"), "{e}");
+}
+
 #[test]
 fn snapshot_round_trip_and_entry_codec() {
     let mut t = T::with(TreeConfig {
@@ -828,6 +923,25 @@ fn snapshot_round_trip_and_entry_codec() {
     assert_eq!(back, t.tree);
     assert_eq!(back.encode_snapshot(), snap);
     assert_eq!(back.session(S1).unwrap().ephemerals.len(), 1);
+    // Streamed in pieces, the same bytes; the sink's first error stops it.
+    for chunk in [1, 7, 100] {
+        let mut v = Vec::new();
+        let r: Result<(), ()> = t.tree.write_snapshot(chunk, |b| {
+            v.extend_from_slice(b);
+            Ok(())
+        });
+        assert_eq!((r, &v), (Ok(()), &snap));
+    }
+    let mut calls = 0;
+    let r = t.tree.write_snapshot(1, |_| {
+        calls += 1;
+        if calls == 2 {
+            Err("disk full")
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!((r, calls), (Err("disk full"), 2));
     for cut in 0..snap.len() {
         assert!(DataTree::decode_snapshot(&snap[..cut]).is_err());
     }

@@ -8,6 +8,7 @@
 // Persistent maps and sets: cloning the whole tree is O(1) and later changes copy only the
 // paths they touch, so a snapshot can be written from a consistent view while writes go on.
 use imbl::{OrdMap as BTreeMap, OrdSet as BTreeSet};
+use std::sync::Arc;
 
 use corral_proto::{
     perms, Acl, CreateMode, Data, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
@@ -63,7 +64,10 @@ pub fn data_len(d: &Data) -> usize {
 pub struct Node {
     /// `None` is null data, which ZooKeeper keeps apart from empty data.
     pub data: Data,
-    pub acl: Vec<Acl>,
+    /// Shared: most znodes carry one of a handful of ACLs (ZooKeeper keeps an ACL cache for
+    /// the same reason), so a child created with its parent's ACL, and every znode restored
+    /// from a snapshot, points at one copy instead of owning three allocations.
+    pub acl: Arc<[Acl]>,
     pub stat: Stat,
     /// Child names (not paths), sorted, so every node lists them the same way.
     pub children: BTreeSet<String>,
@@ -101,7 +105,10 @@ pub struct SessionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataTree {
     pub(crate) config: TreeConfig,
-    pub(crate) nodes: BTreeMap<String, Node>,
+    /// Each node behind its own pointer: map leaves stay small (cheap to copy while a
+    /// snapshot view shares them, fewer pages to fill on restore) and a write copies only
+    /// the one node it changes.
+    pub(crate) nodes: BTreeMap<String, Arc<Node>>,
     pub(crate) sessions: BTreeMap<i64, SessionInfo>,
     pub(crate) last_zxid: i64,
     // Derived indexes, rebuilt by `put_node`/`take_node`; never serialised.
@@ -113,7 +120,7 @@ pub struct DataTree {
 /// One step to reverse when a multi fails part-way.
 enum Undo {
     Inserted(String),
-    Removed(String, Node),
+    Removed(String, Arc<Node>),
     Stat(String, Stat),
     Data(String, Data),
 }
@@ -196,24 +203,24 @@ impl DataTree {
                 ..empty_stat()
             },
             data: Some(data),
-            acl,
+            acl: acl.into(),
             children: BTreeSet::new(),
         };
         // A fresh ZooKeeper 3.8 shows cversion -1 on "/" and -2 on "/zookeeper" (observed).
         let mut root = sys(Vec::new(), acl::open_acl_unsafe());
         root.stat.cversion = -1;
-        t.put_node("/".into(), root);
+        t.put_node("/".into(), Arc::new(root));
         let mut zk = sys(Vec::new(), acl::open_acl_unsafe());
         zk.stat.cversion = -2;
-        t.put_node("/zookeeper".into(), zk);
+        t.put_node("/zookeeper".into(), Arc::new(zk));
         t.put_node(
             "/zookeeper/quota".into(),
-            sys(Vec::new(), acl::open_acl_unsafe()),
+            Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
         );
         let mut config_node = sys(t.config.config_node_data.clone(), acl::read_acl_unsafe());
         // ZooKeeper sets this ACL with setACL(path, acl, -1), which stores -1 as aversion.
         config_node.stat.aversion = -1;
-        t.put_node("/zookeeper/config".into(), config_node);
+        t.put_node("/zookeeper/config".into(), Arc::new(config_node));
         t
     }
 
@@ -393,7 +400,7 @@ impl DataTree {
                     self.put_node(p, n);
                 }
                 Undo::Stat(p, s) => {
-                    if let Some(n) = self.nodes.get_mut(&p) {
+                    if let Some(n) = self.nodes.get_mut(&p).map(Arc::make_mut) {
                         n.stat = s;
                     }
                 }
@@ -460,6 +467,7 @@ impl DataTree {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let parent_path = parent_path.to_string();
+        let parent_acl = Arc::clone(&parent.acl);
 
         // Validated: mutate.
         let zxid = ctx.zxid;
@@ -477,13 +485,19 @@ impl DataTree {
             num_children: 0,
             pzxid: zxid,
         };
+        // Children usually inherit their parent's ACL: share its copy.
+        let acl = if *acl_fixed == *parent_acl {
+            parent_acl
+        } else {
+            acl_fixed.into()
+        };
         let node = Node {
             data: data.clone(),
-            acl: acl_fixed,
+            acl,
             stat: stat.clone(),
             children: BTreeSet::new(),
         };
-        self.put_node(full.clone(), node);
+        self.put_node(full.clone(), Arc::new(node));
         ctx.keep_undo(|| Undo::Inserted(full.clone()));
         ctx.triggers.push(Trigger {
             path: full.clone(),
@@ -502,7 +516,7 @@ impl DataTree {
     /// Parent bookkeeping for a child created or deleted: cversion+1 (deletes count too, as
     /// in ZooKeeper), pzxid.
     fn touch_parent(&mut self, ctx: &mut Ctx<'_>, parent_path: &str) {
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
+        if let Some(parent) = self.nodes.get_mut(parent_path).map(Arc::make_mut) {
             ctx.keep_undo(|| Undo::Stat(parent_path.to_string(), parent.stat.clone()));
             parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
             parent.stat.pzxid = ctx.zxid;
@@ -560,7 +574,11 @@ impl DataTree {
         ctx.keep_undo(|| Undo::Stat(p.to_string(), node.stat.clone()));
         let old_data = self.replace_data(p, data.clone());
         ctx.keep_undo(|| Undo::Data(p.to_string(), old_data));
-        let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
+        let node = self
+            .nodes
+            .get_mut(p)
+            .map(Arc::make_mut)
+            .ok_or(ErrorCode::NoNode)?;
         node.stat.version = new_version;
         node.stat.mzxid = ctx.zxid;
         node.stat.mtime = ctx.time_ms;
@@ -580,12 +598,16 @@ impl DataTree {
     ) -> Result<Stat, ErrorCode> {
         path::validate(p, false)?;
         let acl_fixed = acl::fixup(acl_in, ctx.ids)?;
-        let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
+        let node = self
+            .nodes
+            .get_mut(p)
+            .map(Arc::make_mut)
+            .ok_or(ErrorCode::NoNode)?;
         if !acl::check(&node.acl, perms::ADMIN, ctx.ids) {
             return Err(ErrorCode::NoAuth);
         }
         node.stat.aversion = check_version(node.stat.aversion, version)?;
-        node.acl = acl_fixed;
+        node.acl = acl_fixed.into();
         Ok(node.client_stat())
     }
 
@@ -730,7 +752,7 @@ impl DataTree {
                 .readable(&r.path, perms::READ | perms::ADMIN, identities)
                 .map(|n| {
                     let acl = if acl::check(&n.acl, perms::ADMIN, identities) {
-                        n.acl.clone()
+                        n.acl.to_vec()
                     } else {
                         acl::redact_digests(&n.acl)
                     };
@@ -768,7 +790,9 @@ impl DataTree {
     /// Reads do not validate paths, and ZooKeeper's tree also knows the root as "" — so
     /// `exists("")` answers with the root's stat there; match it.
     fn read_node(&self, p: &str) -> Option<&Node> {
-        self.nodes.get(if p.is_empty() { "/" } else { p })
+        self.nodes
+            .get(if p.is_empty() { "/" } else { p })
+            .map(|n| &**n)
     }
 
     fn readable(&self, p: &str, perm: i32, identities: &[Id]) -> Result<&Node, ErrorCode> {
@@ -814,7 +838,7 @@ impl DataTree {
 
     /// Inserts a node, keeping the indexes and the parent's child list right. False when the
     /// parent does not exist (only a snapshot being loaded can ask for that).
-    fn put_node(&mut self, p: String, node: Node) -> bool {
+    fn put_node(&mut self, p: String, node: Arc<Node>) -> bool {
         self.data_size += (p.len() + data_len(&node.data)) as u64;
         match node.kind() {
             NodeKind::Ephemeral(s) => {
@@ -832,7 +856,7 @@ impl DataTree {
         }
         let parent_found = match path::parent(&p) {
             None => true,
-            Some(pp) => match self.nodes.get_mut(pp) {
+            Some(pp) => match self.nodes.get_mut(pp).map(Arc::make_mut) {
                 Some(parent) => {
                     parent.children.insert(path::name(&p).to_string());
                     parent.stat.num_children = len_i32(parent.children.len());
@@ -847,7 +871,7 @@ impl DataTree {
         parent_found
     }
 
-    fn take_node(&mut self, p: &str) -> Option<Node> {
+    fn take_node(&mut self, p: &str) -> Option<Arc<Node>> {
         let node = self.nodes.remove(p)?;
         self.data_size = self
             .data_size
@@ -866,7 +890,9 @@ impl DataTree {
             }
             NodeKind::Persistent => {}
         }
-        if let Some(parent) = path::parent(p).and_then(|pp| self.nodes.get_mut(pp)) {
+        if let Some(parent) =
+            path::parent(p).and_then(|pp| self.nodes.get_mut(pp).map(Arc::make_mut))
+        {
             parent.children.remove(path::name(p));
             parent.stat.num_children = len_i32(parent.children.len());
         }
@@ -875,7 +901,7 @@ impl DataTree {
 
     /// Swaps a node's data, keeping data_length and the size estimate right; returns the old.
     fn replace_data(&mut self, p: &str, data: Data) -> Data {
-        let n = self.nodes.get_mut(p)?;
+        let n = self.nodes.get_mut(p).map(Arc::make_mut)?;
         self.data_size =
             self.data_size.saturating_sub(data_len(&n.data) as u64) + data_len(&data) as u64;
         n.stat.data_length = len_i32(data_len(&data));
@@ -884,12 +910,12 @@ impl DataTree {
 
     /// Rebuilds a tree from decoded parts (snapshot): children, session ephemerals and
     /// indexes are derived from the nodes.
-    pub(crate) fn from_parts(
+    /// An empty tree to be filled by [`DataTree::restore_node`] from a snapshot.
+    pub(crate) fn restore_start(
         config: TreeConfig,
-        nodes: Vec<(String, Data, Vec<Acl>, Stat)>,
         sessions: Vec<(i64, i32, Vec<u8>)>,
         last_zxid: i64,
-    ) -> Result<DataTree, String> {
+    ) -> DataTree {
         let mut t = DataTree {
             config,
             nodes: BTreeMap::new(),
@@ -909,49 +935,68 @@ impl DataTree {
                 },
             );
         }
-        // The snapshot lists nodes in path order. Checking that once, over the decoded list,
-        // rules out duplicates and puts every parent (a prefix of its children's paths) before
-        // its children, so each node costs one parent lookup and one insert: start-up of a
-        // million-node keeper is dominated by this loop.
-        if let Some(w) = nodes.windows(2).find(|w| w[0].0 >= w[1].0) {
-            return Err(format!("nodes out of order at {:?}", w[1].0));
-        }
-        if nodes.first().is_some_and(|n| n.0 != "/") {
-            return Err("root is not first".into());
-        }
-        for (p, data, acl, stat) in nodes {
+        t
+    }
+
+    /// Adds one snapshot node. Nodes must come in strictly increasing path order, root first;
+    /// `prev` holds the previous path (empty before the root). That order rules out duplicates
+    /// and puts every parent (a prefix of its children's paths) before its children, so each
+    /// node costs one parent lookup and one insert: start-up of a million-node keeper is
+    /// dominated by this.
+    pub(crate) fn restore_node(
+        &mut self,
+        prev: &mut String,
+        p: String,
+        data: Data,
+        acl: Arc<[Acl]>,
+        stat: Stat,
+    ) -> Result<(), String> {
+        if prev.is_empty() {
             if p != "/" {
-                path::validate(&p, false).map_err(|_| format!("invalid path {p:?}"))?;
+                return Err("root is not first".into());
             }
-            if stat.data_length != len_i32(data_len(&data)) {
-                return Err(format!("{p:?}: data length mismatch"));
+        } else {
+            if p.as_str() <= prev.as_str() {
+                return Err(format!("nodes out of order at {p:?}"));
             }
-            let node = Node {
-                data,
-                acl,
-                stat,
-                children: BTreeSet::new(),
-            };
-            if !t.put_node(p.clone(), node) {
-                return Err(format!("{p:?} has no parent"));
-            }
+            path::validate(&p, false).map_err(|_| format!("invalid path {p:?}"))?;
         }
-        if !t.nodes.contains_key("/") {
+        if stat.data_length != len_i32(data_len(&data)) {
+            return Err(format!("{p:?}: data length mismatch"));
+        }
+        prev.clear();
+        prev.push_str(&p);
+        let node = Node {
+            data,
+            acl,
+            stat,
+            children: BTreeSet::new(),
+        };
+        if !self.put_node(p, Arc::new(node)) {
+            return Err(format!("{prev:?} has no parent"));
+        }
+        Ok(())
+    }
+
+    /// Checks what the nodes could not check one by one: a root exists and every
+    /// numChildren matches the children restored.
+    pub(crate) fn restore_finish(self) -> Result<DataTree, String> {
+        if !self.nodes.contains_key("/") {
             return Err("no root".into());
         }
-        for (p, n) in &t.nodes {
+        for (p, n) in &self.nodes {
             if n.stat.num_children != len_i32(n.children.len()) {
                 return Err(format!("{p:?}: numChildren mismatch"));
             }
         }
-        Ok(t)
+        Ok(self)
     }
 
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
     }
     pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|n| &**n)
     }
     pub fn node_count(&self) -> usize {
         self.nodes.len()
@@ -973,7 +1018,7 @@ impl DataTree {
     }
     /// Every node in path order (snapshot writers, 4lw dumps).
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(p, n)| (p, &**n))
     }
     /// ZooKeeper's approximateDataSize: the sum of path and data lengths of every node.
     pub fn approximate_data_size(&self) -> u64 {
