@@ -16,8 +16,7 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
-// `declare_raft_types!` names the default snapshot data type as a bare `Cursor<Vec<u8>>`.
-use std::io::Cursor;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +41,8 @@ use openraft::{
 };
 use tokio::sync::watch;
 
-use crate::snapshot_store::SnapshotStore;
+use crate::snapshot_data::SnapshotData;
+use crate::snapshot_store::{LoadedSnapshot, SnapshotStore};
 use crate::wal::{self, Wal, WalOptions};
 #[cfg(test)]
 use openraft::RaftLogId;
@@ -56,7 +56,7 @@ pub trait StateMachineHook: Send + Sync + 'static {
     fn last_applied(&self) -> i64;
 
     /// Captures a consistent view of the state as of the last applied entry and returns the
-    /// function that encodes it (`DataTree::encode_snapshot`).
+    /// function that encodes it (`DataTree::write_snapshot`).
     ///
     /// It is called between two applies, so the capture must be cheap (structural sharing, a
     /// clone of a persistent map, ...); the returned encoder runs later on a blocking thread
@@ -75,8 +75,21 @@ pub trait StateMachineHook: Send + Sync + 'static {
     }
 }
 
-/// Encodes a view captured by [`StateMachineHook::snapshot`] into snapshot bytes.
-pub type SnapshotEncoder = Box<dyn FnOnce() -> Vec<u8> + Send>;
+/// Encodes a view captured by [`StateMachineHook::snapshot`], handing the snapshot bytes to
+/// the sink in order, a piece at a time, and stopping at the sink's first error. It can run
+/// again (the same bytes each time): when the disk refuses a snapshot it is encoded to memory.
+pub type SnapshotEncoder =
+    Box<dyn Fn(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + Send>;
+
+/// The whole output of an encoder, in memory.
+fn encode_to_vec(encoder: &SnapshotEncoder) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encoder(&mut |b: &[u8]| {
+        out.extend_from_slice(b);
+        Ok(())
+    })?;
+    Ok(out)
+}
 
 /// Raft node id. Standalone is node 1; in an ensemble it is the N of `server.N`.
 pub type NodeId = u64;
@@ -97,6 +110,7 @@ openraft::declare_raft_types!(
         R = Option<ApplyResult>,
         NodeId = NodeId,
         Node = BasicNode,
+        SnapshotData = SnapshotData,
 );
 
 /// One record of the raft log: a client [`Entry`], a blank (leader start) or a membership.
@@ -1305,10 +1319,40 @@ impl SnapshotPersist {
         let Some(last) = meta.last_log_id else {
             return false;
         };
-        match self
+        let written = self
             .store
-            .write(last.index, &encode_snapshot_meta(meta), data)
-        {
+            .write(last.index, &encode_snapshot_meta(meta), data);
+        self.record(meta, written, started)
+    }
+
+    /// [`SnapshotPersist::persist`] encoding straight to the file.
+    fn persist_encoded(
+        &self,
+        meta: &StoredSnapshotMeta,
+        encoder: &SnapshotEncoder,
+        started: Instant,
+    ) -> bool {
+        let Some(last) = meta.last_log_id else {
+            return false;
+        };
+        let written = self
+            .store
+            .write_with(last.index, &encode_snapshot_meta(meta), |sink| {
+                encoder(sink)
+            });
+        self.record(meta, written, started)
+    }
+
+    fn record(
+        &self,
+        meta: &StoredSnapshotMeta,
+        written: io::Result<u64>,
+        started: Instant,
+    ) -> bool {
+        let Some(last) = meta.last_log_id else {
+            return false;
+        };
+        match written {
             Ok(bytes) => {
                 {
                     let mut c = lock_counters(&self.counters);
@@ -1367,7 +1411,7 @@ fn recover(
         .map_err(|e| fatal(format!("{}: {e}", raft_dir.display())))?;
     let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(fatal)?;
 
-    let mut snapshot: Option<StoredSnapshot> = None;
+    let mut newest: Option<(StoredSnapshotMeta, LoadedSnapshot)> = None;
     for index in store.list().map_err(fatal)? {
         let loaded = store.load(index).and_then(|l| {
             decode_snapshot_meta(&l.meta)
@@ -1376,10 +1420,7 @@ fn recover(
         });
         match loaded {
             Ok((l, meta)) if meta.last_log_id.map(|x| x.index) == Some(index) => {
-                snapshot = Some(StoredSnapshot {
-                    meta,
-                    data: l.payload,
-                });
+                newest = Some((meta, l));
                 break;
             }
             Ok((l, _)) => {
@@ -1392,26 +1433,32 @@ fn recover(
             }
         }
     }
-    let snap_last = snapshot.as_ref().and_then(|s| s.meta.last_log_id);
+    let snap_last = newest.as_ref().and_then(|(m, _)| m.last_log_id);
     // Decoding a large snapshot and scanning the log are independent and both take a while on
     // a big keeper: decode on a second thread while this one scans, and join before anything
     // is applied.
-    let restoring = match snapshot.take() {
+    let restoring = match newest.take() {
         None => None,
-        Some(s) => {
+        Some((meta, loaded)) => {
             let hook = Arc::clone(&hook);
             let thread = std::thread::Builder::new()
                 .name("corral-restore".into())
                 .spawn(move || {
                     let restored =
-                        zxid_of(s.meta.last_log_id.map_or(0, |l| l.index)).and_then(|zxid| {
-                            hook.restore(zxid, &s.data).map_err(|e| {
+                        zxid_of(meta.last_log_id.map_or(0, |l| l.index)).and_then(|zxid| {
+                            let payload = loaded.payload();
+                            hook.restore(zxid, payload).map_err(|e| {
                                 format!("cannot restore the snapshot at zxid {zxid}: {e}")
                             })?;
-                            tracing::info!(zxid, bytes = s.data.len(), "restored snapshot");
+                            tracing::info!(zxid, bytes = payload.len(), "restored snapshot");
                             Ok(())
                         });
-                    (restored, s)
+                    // Restored and on disk: the bytes are not kept in memory.
+                    let stored = StoredSnapshot {
+                        meta,
+                        data: SnapshotBytes::Disk(loaded.index),
+                    };
+                    (restored, stored)
                 })
                 .map_err(|e| fatal(format!("cannot start the restore thread: {e}")))?;
             Some(thread)
@@ -1454,6 +1501,7 @@ fn recover(
     })
     .map_err(fatal)?;
     let wal = Arc::new(wal);
+    let mut snapshot = None;
     if let Some(thread) = restoring {
         let (restored, s) = thread
             .join()
@@ -1558,7 +1606,14 @@ fn recover(
 /// The latest snapshot, built here or received from a leader.
 struct StoredSnapshot {
     meta: StoredSnapshotMeta,
-    data: Vec<u8>,
+    data: SnapshotBytes,
+}
+
+enum SnapshotBytes {
+    /// Not on disk: the in-memory store, or a snapshot the disk refused (full).
+    Memory(Vec<u8>),
+    /// The snapshot file with this index.
+    Disk(u64),
 }
 
 /// openraft's state machine: records the applied position and membership, and passes client
@@ -1678,23 +1733,29 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+        Ok(Box::new(SnapshotData::memory(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &StoredSnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
         let read_err =
             |m: String| StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(m));
+        let data = Arc::new(
+            snapshot
+                .into_bytes()
+                .await
+                .map_err(|e| read_err(format!("cannot read the received snapshot: {e}")))?,
+        );
         let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index)).map_err(read_err)?;
+        let mut on_disk = None;
         if let Some(p) = self.persist.clone() {
             // A snapshot from the leader replaces log we may not have: it must be on disk
             // before raft purges that log, or a restart would find neither.
-            let (m, d) = (meta.clone(), data.clone());
+            let (m, d) = (meta.clone(), Arc::clone(&data));
             let ok = tokio::task::spawn_blocking(move || p.persist(&m, &d, Instant::now()))
                 .await
                 .unwrap_or(false);
@@ -1705,10 +1766,15 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
                 )
                 .into());
             }
+            on_disk = meta.last_log_id.map(|l| l.index);
         }
         self.hook.restore(zxid, &data).map_err(read_err)?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
+        let data = match on_disk {
+            Some(index) => SnapshotBytes::Disk(index),
+            None => SnapshotBytes::Memory(Arc::unwrap_or_clone(data)),
+        };
         *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
             meta: meta.clone(),
             data,
@@ -1720,9 +1786,30 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let current = lock_snapshot(&self.current_snapshot)?;
-        Ok(current.as_ref().map(|s| Snapshot {
+        let Some(s) = current.as_ref() else {
+            return Ok(None);
+        };
+        let data = match &s.data {
+            SnapshotBytes::Memory(bytes) => SnapshotData::memory(bytes.clone()),
+            SnapshotBytes::Disk(index) => {
+                let err = |m: String| -> StorageError<NodeId> {
+                    StorageIOError::read_snapshot(Some(s.meta.signature()), AnyError::error(m))
+                        .into()
+                };
+                let persist = self
+                    .persist
+                    .as_ref()
+                    .ok_or_else(|| err("a snapshot on disk but no snapshot store".into()))?;
+                let (file, start) = persist
+                    .store
+                    .open_payload(*index)
+                    .map_err(|e| err(e.to_string()))?;
+                SnapshotData::file(file, start)
+            }
+        };
+        Ok(Some(Snapshot {
             meta: s.meta.clone(),
-            snapshot: Box::new(Cursor::new(s.data.clone())),
+            snapshot: Box::new(data),
         }))
     }
 }
@@ -1759,23 +1846,39 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
         // allowed to delete.
         let persist = self.persist.clone();
         let meta = self.meta.clone();
-        let (data, copy) = in_background(move || {
-            let data = encoder();
-            if let Some(p) = persist {
-                p.persist(&meta, &data, started);
+        let (data, stored) = in_background(move || {
+            // Encoded straight into the file: a snapshot of millions of znodes is never whole
+            // in memory, so writing one costs no page faults and no large frees, which would
+            // stall the request path.
+            let on_disk = persist
+                .as_ref()
+                .is_some_and(|p| p.persist_encoded(&meta, &encoder, started));
+            if let (Some(l), Some(p), true) = (meta.last_log_id, persist, on_disk) {
+                match p.store.open_payload(l.index) {
+                    Ok((file, start)) => {
+                        return Ok((
+                            SnapshotData::file(file, start),
+                            SnapshotBytes::Disk(l.index),
+                        ))
+                    }
+                    Err(e) => tracing::warn!("cannot reopen the snapshot just written: {e}"),
+                }
             }
+            // Not on disk (no store, or the disk refused it): kept in memory.
+            let data = encode_to_vec(&encoder)?;
             let copy = data.clone();
-            (data, copy)
+            Ok::<_, io::Error>((SnapshotData::memory(data), SnapshotBytes::Memory(copy)))
         })
         .await
+        .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| err(format!("snapshot encoding failed: {e}")))?;
         *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
             meta: self.meta.clone(),
-            data: copy,
+            data: stored,
         });
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(data),
         })
     }
 }
@@ -1904,7 +2007,7 @@ mod tests {
         }
         fn snapshot(&self) -> Option<SnapshotEncoder> {
             let n = self.applied.lock().unwrap().len();
-            Some(Box::new(move || n.to_string().into_bytes()))
+            Some(Box::new(move |sink| sink(n.to_string().as_bytes())))
         }
     }
 
@@ -2012,10 +2115,11 @@ mod tests {
         }
         fn snapshot(&self) -> Option<SnapshotEncoder> {
             let view = self.applied.lock().unwrap().clone();
-            Some(Box::new(move || {
-                view.iter()
-                    .flat_map(|(z, s)| z.to_be_bytes().into_iter().chain(s.to_be_bytes()))
-                    .collect()
+            Some(Box::new(move |sink| {
+                view.iter().try_for_each(|(z, s)| {
+                    sink(&z.to_be_bytes())?;
+                    sink(&s.to_be_bytes())
+                })
             }))
         }
         fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
@@ -2187,6 +2291,23 @@ mod tests {
             .expect("restored from a snapshot");
         assert_eq!(restored as u64, snaps[0]);
         assert_eq!(*hook2.applied.lock().unwrap(), before);
+        // The restored snapshot is not held in memory: raft gets the file, which reads as
+        // exactly the payload.
+        let current = c
+            .raft
+            .get_snapshot()
+            .await
+            .unwrap()
+            .expect("a current snapshot");
+        assert!(matches!(*current.snapshot, SnapshotData::File { .. }));
+        let on_disk = SnapshotStore::open(dir.path().join("snapshots"))
+            .unwrap()
+            .load(snaps[0])
+            .unwrap();
+        assert_eq!(
+            current.snapshot.into_bytes().await.unwrap(),
+            on_disk.payload()
+        );
         let (z2, _) = c.propose(entry(5001)).await.unwrap();
         assert!(z2 > z);
         c.shutdown().await;

@@ -16,6 +16,7 @@ pub mod consensus;
 pub mod four_letter;
 pub mod server;
 pub mod session;
+pub mod snapshot_data;
 pub mod snapshot_store;
 pub mod wal;
 pub mod watch;

@@ -20,6 +20,9 @@ use crate::watch::{ConnId, WatchRegistry};
 
 /// ZooKeeper's default `znode.container.checkIntervalMs`.
 pub const CONTAINER_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Snapshot bytes are streamed to disk in pieces of this size: small enough that no large
+/// buffer is ever allocated, large enough that each write call is worth making.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// What a connection's writer task is asked to do.
 #[derive(Debug)]
@@ -436,7 +439,9 @@ impl StateMachineHook for Hook {
     /// for that; the encoding runs later on a blocking thread while applies continue.
     fn snapshot(&self) -> Option<crate::consensus::SnapshotEncoder> {
         let view = self.0.state().tree.clone();
-        Some(Box::new(move || view.encode_snapshot()))
+        Some(Box::new(move |sink| {
+            view.write_snapshot(SNAPSHOT_CHUNK_BYTES, sink)
+        }))
     }
 
     fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {

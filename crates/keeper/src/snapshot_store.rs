@@ -15,14 +15,16 @@
 //! interpret meta or payload, or decide when to snapshot (openraft's policy does).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::wal::sync_dir;
+use crate::wal::{remove_gradually, sync_dir};
 
 const MAGIC: &[u8; 8] = b"CRLSNAP\0";
 const VERSION: u32 = 1;
 const PREFIX: &str = "snapshot.";
+/// Suffix of a purged snapshot being deleted.
+const DOOMED: &str = ".deleting";
 
 /// A snapshot read back from disk.
 #[derive(Debug)]
@@ -30,7 +32,59 @@ pub struct LoadedSnapshot {
     pub index: u64,
     pub path: PathBuf,
     pub meta: Vec<u8>,
-    pub payload: Vec<u8>,
+    /// The whole file; the payload is its tail from `payload_start`. Kept whole because
+    /// cutting the header off would move hundreds of megabytes on a big tree.
+    bytes: Vec<u8>,
+    payload_start: usize,
+}
+
+impl LoadedSnapshot {
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload_start..]
+    }
+}
+
+/// How much snapshot data may wait in the page cache before the writer waits for the disk.
+const PACE_BYTES: usize = 4 << 20;
+
+/// Writes `data` at `offset` (the file's position) in chunks, waiting for each chunk's
+/// write-back before dirtying more. Written in one go, a large snapshot reaches the disk as
+/// one long flush at its fsync, and every write-ahead-log fsync queued behind it waits that
+/// long: a latency spike for every write request. Paced, the log waits for one chunk at most.
+fn write_paced(f: &mut File, mut offset: u64, data: &[u8]) -> io::Result<()> {
+    for chunk in data.chunks(PACE_BYTES) {
+        f.write_all(chunk)?;
+        flush_range(f, offset, chunk.len())?;
+        offset += chunk.len() as u64;
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn flush_range(f: &File, offset: u64, len: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Ok(());
+    };
+    // SAFETY: sync_file_range only reads the descriptor, which `f` keeps open for the call;
+    // it touches no memory of ours.
+    let r = unsafe { libc::sync_file_range(f.as_raw_fd(), offset, len, flags) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere the final fsync does all the work.
+#[cfg(not(target_os = "linux"))]
+fn flush_range(_: &File, _: u64, _: usize) -> io::Result<()> {
+    Ok(())
 }
 
 /// The snapshot directory.
@@ -64,7 +118,11 @@ impl SnapshotStore {
         for ent in fs::read_dir(&dir).map_err(|e| with_path(&dir, e))? {
             let ent = ent.map_err(|e| with_path(&dir, e))?;
             let name = ent.file_name();
-            if name.to_str().is_some_and(|n| n.ends_with(".tmp")) {
+            // Left by a crash: half-written snapshots, half-deleted old ones.
+            if name
+                .to_str()
+                .is_some_and(|n| n.ends_with(".tmp") || n.ends_with(DOOMED))
+            {
                 let p = ent.path();
                 fs::remove_file(&p).map_err(|e| with_path(&p, e))?;
             }
@@ -146,40 +204,97 @@ impl SnapshotStore {
             return Err(bad(start, "payload checksum mismatch"));
         }
         let meta = meta.to_vec();
-        // The payload is the file's tail: drop the header in place instead of copying it out.
-        bytes.drain(..start);
         Ok(LoadedSnapshot {
             index,
             meta,
-            payload: bytes,
+            bytes,
+            payload_start: start,
             path,
         })
+    }
+
+    /// Opens a snapshot file positioned at its payload, without reading the payload, for
+    /// streaming it (to a follower that needs it); returns the file and the payload's offset.
+    /// The checksums are not verified here: the receiver decodes and checks what it gets.
+    pub fn open_payload(&self, index: u64) -> io::Result<(File, u64)> {
+        let path = self.path_of(index);
+        let mut f = File::open(&path).map_err(|e| with_path(&path, e))?;
+        let mut head = [0u8; 20];
+        f.read_exact(&mut head).map_err(|e| with_path(&path, e))?;
+        if &head[..8] != MAGIC {
+            return Err(with_path(
+                &path,
+                io::Error::new(io::ErrorKind::InvalidData, "not a corral snapshot"),
+            ));
+        }
+        let meta_len = u64::from(u32::from_be_bytes([head[12], head[13], head[14], head[15]]));
+        let start = 20 + meta_len + 12;
+        f.seek(io::SeekFrom::Start(start))
+            .map_err(|e| with_path(&path, e))?;
+        Ok((f, start))
     }
 
     /// Writes a snapshot durably (temp file, fsync, rename, fsync directory) and returns its
     /// size in bytes. On failure the temp file is removed and nothing else changes.
     pub fn write(&self, index: u64, meta: &[u8], payload: &[u8]) -> io::Result<u64> {
+        self.write_with(index, meta, |sink| {
+            payload.chunks(PACE_BYTES).try_for_each(sink)
+        })
+    }
+
+    /// [`SnapshotStore::write`] with the payload streamed: `produce` hands it to the sink in
+    /// pieces, each written out and paced ([`write_paced`]) as it comes, so a large payload
+    /// is never whole in memory. Length and checksum are filled in at the end.
+    pub fn write_with(
+        &self,
+        index: u64,
+        meta: &[u8],
+        produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
         let path = self.path_of(index);
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(index)));
         let meta_len = u32::try_from(meta.len()).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "snapshot metadata too large")
         })?;
+        let mut payload_len = 0u64;
         let r = (|| {
-            let f = OpenOptions::new()
+            let mut f = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .open(&tmp)?;
-            let mut w = io::BufWriter::with_capacity(1 << 20, f);
-            w.write_all(MAGIC)?;
-            w.write_all(&VERSION.to_be_bytes())?;
-            w.write_all(&meta_len.to_be_bytes())?;
-            w.write_all(&crc32c::crc32c(meta).to_be_bytes())?;
-            w.write_all(meta)?;
-            w.write_all(&(payload.len() as u64).to_be_bytes())?;
-            w.write_all(&crc32c::crc32c(payload).to_be_bytes())?;
-            w.write_all(payload)?;
-            let f = w.into_inner().map_err(|e| e.into_error())?;
+            let mut head = Vec::with_capacity(32 + meta.len());
+            head.extend_from_slice(MAGIC);
+            head.extend_from_slice(&VERSION.to_be_bytes());
+            head.extend_from_slice(&meta_len.to_be_bytes());
+            head.extend_from_slice(&crc32c::crc32c(meta).to_be_bytes());
+            head.extend_from_slice(meta);
+            let len_at = head.len() as u64;
+            // Length and checksum, known only at the end.
+            head.extend_from_slice(&[0; 12]);
+            f.write_all(&head)?;
+            let mut offset = head.len() as u64;
+            let mut crc = 0u32;
+            // Pieces are gathered to PACE_BYTES: each write is paced, and pacing a few bytes at
+            // a time would wait on the disk for every one of them.
+            let mut pending: Vec<u8> = Vec::new();
+            produce(&mut |chunk: &[u8]| {
+                crc = crc32c::crc32c_append(crc, chunk);
+                payload_len += chunk.len() as u64;
+                pending.extend_from_slice(chunk);
+                if pending.len() >= PACE_BYTES {
+                    write_paced(&mut f, offset, &pending)?;
+                    offset += pending.len() as u64;
+                    pending.clear();
+                }
+                Ok(())
+            })?;
+            write_paced(&mut f, offset, &pending)?;
+            let mut tail = [0u8; 12];
+            tail[..8].copy_from_slice(&payload_len.to_be_bytes());
+            tail[8..].copy_from_slice(&crc.to_be_bytes());
+            f.write_all_at(&tail, len_at)?;
             // A snapshot lets the log before it be deleted: it must be on disk before it is
             // published, whatever forceSync says.
             f.sync_all()?;
@@ -195,7 +310,7 @@ impl SnapshotStore {
             let _ = fs::remove_file(&path);
             return Err(e);
         }
-        Ok(20 + meta.len() as u64 + 12 + payload.len() as u64)
+        Ok(20 + meta.len() as u64 + 12 + payload_len)
     }
 
     /// Renames a damaged snapshot to `<name>.corrupt`: kept for inspection, no longer counted
@@ -213,11 +328,15 @@ impl SnapshotStore {
         let all = self.list()?;
         for &old in all.iter().skip(retain.max(1)) {
             let p = self.path_of(old);
-            match fs::remove_file(&p) {
-                Ok(()) => tracing::info!(file = %p.display(), "purged old snapshot"),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Out of the snapshot names first: from here on recovery never considers it.
+            let doomed = self.dir.join(format!("{}{DOOMED}", snapshot_name(old)));
+            match fs::rename(&p, &doomed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(with_path(&p, e)),
             }
+            remove_gradually(&doomed)?;
+            tracing::info!(file = %p.display(), "purged old snapshot");
         }
         Ok(all.iter().take(retain.max(1)).next_back().copied())
     }
@@ -250,7 +369,7 @@ mod tests {
         assert_eq!(s.list().unwrap(), vec![20, 15, 10, 5]);
         let l = s.load(15).unwrap();
         assert_eq!(l.meta, b"meta15");
-        assert_eq!(l.payload, vec![15u8; 1000]);
+        assert_eq!(l.payload(), vec![15u8; 1000]);
         assert_eq!(s.retain(3).unwrap(), Some(10));
         assert_eq!(s.list().unwrap(), vec![20, 15, 10]);
 
@@ -268,9 +387,35 @@ mod tests {
         fs::write(&p, &b[..n / 2]).unwrap();
         assert!(s.load(20).unwrap_err().contains("ends early"));
 
-        // Leftover temp files vanish on open.
+        // Leftover temp files and interrupted deletions vanish on open.
         fs::write(d.path().join("snapshot.00000000000000000099.tmp"), b"x").unwrap();
+        fs::write(
+            d.path().join("snapshot.00000000000000000001.deleting"),
+            b"x",
+        )
+        .unwrap();
         let s = SnapshotStore::open(d.path()).unwrap();
         assert_eq!(s.list().unwrap(), vec![20, 15, 10]);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
+
+        // A streamed payload reads back whole, its length and checksum filled in at the end.
+        let pieces: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 300_000]).collect();
+        s.write_with(30, b"m30", |sink| pieces.iter().try_for_each(|p| sink(p)))
+            .unwrap();
+        assert_eq!(s.load(30).unwrap().payload(), pieces.concat());
+        let (mut f, start) = s.open_payload(30).unwrap();
+        let mut rest = Vec::new();
+        f.read_to_end(&mut rest).unwrap();
+        assert_eq!((rest, start), (pieces.concat(), 20 + 3 + 12));
+        // A producer that fails leaves nothing behind.
+        let e = s
+            .write_with(40, b"m40", |sink| {
+                sink(b"partial")?;
+                Err(io::Error::other("disk full"))
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(s.list().unwrap(), vec![30, 20, 15, 10]);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 4);
     }
 }

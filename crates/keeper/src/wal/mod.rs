@@ -21,7 +21,7 @@ mod files;
 mod segment;
 mod writer;
 
-pub use files::{frame, read_framed, sync_dir, write_atomic};
+pub use files::{frame, read_framed, remove_gradually, sync_dir, write_atomic};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -41,6 +41,16 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Name of the preallocated file waiting to become the next segment.
 const PREALLOC_NAME: &str = "prealloc.tmp";
+/// Suffix of a purged segment waiting to be deleted.
+const DOOMED_SUFFIX: &str = ".deleting";
+
+/// Where a purged segment waits for deletion: out of the segment names, so recovery never
+/// reads it, and swept at the next start if a stop came first.
+fn doomed_path(segment: &Path) -> PathBuf {
+    let mut s = segment.as_os_str().to_owned();
+    s.push(DOOMED_SUFFIX);
+    PathBuf::from(s)
+}
 
 /// How to open a WAL.
 #[derive(Clone, Debug)]
@@ -168,6 +178,8 @@ struct PreState {
     ready: Option<u64>,
     in_progress: bool,
     shutdown: bool,
+    /// Segments purged and renamed to `<name>.deleting`, for this thread to delete.
+    doomed: Vec<PathBuf>,
 }
 
 struct Shared {
@@ -259,6 +271,16 @@ impl Wal {
         let mut names = Vec::new();
         for ent in fs::read_dir(&dir).map_err(|e| files::with_path(&dir, e))? {
             let ent = ent.map_err(|e| files::with_path(&dir, e))?;
+            // A purged segment whose deletion a stop interrupted.
+            if ent
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(DOOMED_SUFFIX))
+            {
+                let p = ent.path();
+                fs::remove_file(&p).map_err(|e| files::with_path(&p, e))?;
+                continue;
+            }
             if let Some(first) = ent
                 .file_name()
                 .to_str()

@@ -208,8 +208,26 @@ fn purge_deletes_whole_segments_below_purge_and_floor() {
     assert_eq!(wal.read(1).unwrap(), None);
     assert_eq!(wal.read(61).unwrap(), Some(body(61)));
     assert_eq!(wal.read(100).unwrap(), Some(body(100)));
+    // The purged segments are renamed away at once and deleted in the background.
+    let doomed = |dir: &Path| -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_str().unwrap().ends_with(".deleting")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while doomed(d.path()) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(doomed(d.path()), 0);
     drop(wal);
+    // A deletion a stop interrupted is finished at the next start.
+    fs::write(d.path().join("00000000000000000001.log.deleting"), b"old").unwrap();
     let (wal, seen) = open_collect(opts(d.path(), 300)).unwrap();
+    assert_eq!(doomed(d.path()), 0);
     assert_eq!(seen.first().unwrap().0, segs[0]);
     assert_eq!(seen.last().unwrap().0, 100);
     append_sync(&wal, vec![(101, body(101))]).unwrap();

@@ -13,9 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::files::{sync_dir, with_path};
+use super::files::{remove_gradually, sync_dir, with_path};
 use super::segment::segment_name;
-use super::{lock, AppendDone, Cmd, Loc, Records, RecoveredSegment, Shared, PREALLOC_NAME};
+use super::{
+    doomed_path, lock, AppendDone, Cmd, Loc, Records, RecoveredSegment, Shared, PREALLOC_NAME,
+};
 
 /// A segment the writer knows of.
 struct Seg {
@@ -416,8 +418,15 @@ impl Writer {
 
     fn remove_segment(&mut self, first: u64) -> io::Result<()> {
         if let Some(seg) = self.segs.remove(&first) {
-            match fs::remove_file(&seg.path) {
-                Ok(()) => {}
+            // Renamed out of the log here (quick, and atomic for recovery); the data is freed
+            // by the preallocator thread, a little at a time, because unlinking tens of
+            // megabytes at once stalls the fsyncs this thread is waiting on.
+            let doomed = doomed_path(&seg.path);
+            match fs::rename(&seg.path, &doomed) {
+                Ok(()) => {
+                    lock(&self.shared.pre).doomed.push(doomed);
+                    self.shared.pre_cv.notify_all();
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(with_path(&seg.path, e)),
             }
@@ -592,6 +601,17 @@ pub(super) fn preallocator(shared: Arc<Shared>) {
     loop {
         if p.shutdown {
             return;
+        }
+        if !p.doomed.is_empty() {
+            let doomed = std::mem::take(&mut p.doomed);
+            drop(p);
+            for path in doomed {
+                if let Err(e) = remove_gradually(&path) {
+                    tracing::warn!("cannot delete a purged write-ahead log segment: {e}");
+                }
+            }
+            p = lock(&shared.pre);
+            continue;
         }
         let blocked = shared.health.blocked.load(Ordering::Acquire);
         if !(p.wanted && p.ready.is_none() && !p.in_progress) {
