@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use corral_proto::frame::{frame, split_frame, DEFAULT_MAX_FRAME};
+use corral_proto::frame::{frame, split_frame, FrameBuffer, DEFAULT_MAX_FRAME};
 use corral_proto::{
     xid, ConnectRequest, ConnectResponse, ErrorCode, EventType, Jute, KeeperState, OpCode, Reader,
     ReplyHeader, Request, Response, WatcherEvent,
@@ -274,7 +274,7 @@ impl Connection {
             OpCode::Ping => xid::PING,
             _ => self.next_xid(),
         };
-        let bytes = frame(&req.to_frame_body(xid));
+        let bytes = req.to_frame(xid);
         let Some(outbox) = &q.outbox else {
             return Err(ClientError::Closed);
         };
@@ -373,7 +373,7 @@ async fn write_loop(
     ping_every: Duration,
     shared: Arc<Shared>,
 ) {
-    let ping = frame(&Request::Ping.to_frame_body(xid::PING));
+    let ping = Request::Ping.to_frame(xid::PING);
     let mut last_sent = Instant::now();
     let result: std::io::Result<()> = async {
         loop {
@@ -412,7 +412,7 @@ async fn write_loop(
 
 async fn read_loop(
     mut rd: OwnedReadHalf,
-    mut buf: Vec<u8>,
+    rest: Vec<u8>,
     events: mpsc::UnboundedSender<WatchedEvent>,
     mut shutdown: watch::Receiver<bool>,
     dead_after: Duration,
@@ -420,18 +420,18 @@ async fn read_loop(
 ) {
     let why = async {
         let mut chunk = vec![0u8; 64 * 1024];
+        let mut buf = FrameBuffer::with(rest);
         loop {
             // Handle every complete frame already buffered before reading more.
             loop {
-                let (body, used) = match split_frame(&buf, DEFAULT_MAX_FRAME) {
-                    Ok(Some((body, used))) => (body, used),
+                let body = match buf.next_frame(DEFAULT_MAX_FRAME) {
+                    Ok(Some(body)) => body,
                     Ok(None) => break,
                     Err(e) => return Lost::Protocol(e.to_string()),
                 };
                 if let Err(why) = dispatch(body, &shared, &events) {
                     return why;
                 }
-                buf.drain(..used);
             }
             let read = tokio::select! {
                 _ = shutdown.changed() => return Lost::Closed,
@@ -443,7 +443,7 @@ async fn read_loop(
                 Err(_) => return Lost::Timeout,
                 Ok(Err(e)) => return Lost::Io(e.kind(), e.to_string()),
                 Ok(Ok(0)) => return Lost::Closed,
-                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) => buf.extend(&chunk[..n]),
             }
         }
     }

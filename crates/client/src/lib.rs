@@ -15,8 +15,8 @@ mod error;
 mod ops;
 
 pub use connection::{ConnectOptions, Connection, Reply, WatchedEvent};
+pub use corral_proto::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};
 pub use error::ClientError;
-pub use ops::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};
 
 /// The wire types, re-exported so callers need not depend on corral-proto themselves.
 pub use corral_proto as proto;

@@ -2,46 +2,12 @@
 //! a server-side error turned into [`ClientError::Server`].
 
 use corral_proto::{
-    perms, Acl, AddWatchMode, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo,
-    CreateMode, CreateRequest, CreateTtlRequest, DeleteRequest, ErrorCode, GetDataRequest, Id,
-    MultiResult, PathRequest, Request, Response, SetAclRequest, SetDataRequest, Stat,
+    Acl, AddWatchMode, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo, CreateMode,
+    CreateRequest, CreateTtlRequest, DeleteRequest, ErrorCode, GetDataRequest, MultiResult,
+    PathRequest, Request, Response, SetAclRequest, SetDataRequest, Stat,
 };
 
 use crate::{ClientError, Connection, Reply};
-
-/// Everyone may do everything (ZooDefs.Ids.OPEN_ACL_UNSAFE).
-pub fn open_acl_unsafe() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
-}
-
-/// Everyone may read (ZooDefs.Ids.READ_ACL_UNSAFE).
-pub fn read_acl_unsafe() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::READ,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
-}
-
-/// Every permission for the identities the session has authenticated as
-/// (ZooDefs.Ids.CREATOR_ALL_ACL).
-pub fn creator_all_acl() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::ALL,
-        id: Id {
-            scheme: "auth".into(),
-            id: String::new(),
-        },
-    }]
-}
 
 fn unexpected(what: &str, r: &Response) -> ClientError {
     ClientError::UnexpectedResponse(format!("{what}: {r:?}"))

@@ -61,6 +61,11 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
             )
         }
     };
+    // File and /proc reads happen before the state lock: every request waits on that lock.
+    let environment = four_letter::environment();
+    let config_lines = keeper.config.conf_lines(data_dir_size, log_dir_size);
+    let open_file_descriptors = open_fds();
+    let max_file_descriptors = max_fds();
     let st = keeper.state();
     let now = Instant::now();
     let wall = now_ms();
@@ -140,7 +145,7 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
     let mut metrics = vec![
         (
             "zk_corral_sessions_expired_total".to_string(),
-            st.sessions.obituaries().count().to_string(),
+            st.sessions.expired_total.to_string(),
         ),
         (
             "zk_corral_keeper_stalls_detected".to_string(),
@@ -151,10 +156,6 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
             st.sessions.stalled_total.as_millis().to_string(),
         ),
     ];
-    metrics.push((
-        "zk_global_sessions".into(),
-        st.tree.sessions().count().to_string(),
-    ));
     metrics.push(("zk_snap_count".into(), keeper.config.snap_count.to_string()));
     if let Some(s) = &storage {
         // Storage health: what an operator checks when writes slow down or fail.
@@ -221,10 +222,10 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
         local_sessions: 0,
         data_dir_size,
         log_dir_size,
-        environment: four_letter::environment(),
-        config_lines: keeper.config.conf_lines(data_dir_size, log_dir_size),
-        open_file_descriptors: open_fds(),
-        max_file_descriptors: max_fds(),
+        environment,
+        config_lines,
+        open_file_descriptors,
+        max_file_descriptors,
         uptime_ms: keeper.started.elapsed().as_millis() as u64,
         trace_mask: TRACE_MASK.load(Ordering::Relaxed),
         digest_log: Vec::new(),
@@ -255,5 +256,39 @@ pub fn four_letter_reply(keeper: &Arc<Keeper>, cmd: &str, extra: Option<[u8; 8]>
         }
         _ => {}
     }
-    four_letter::render(cmd, &snapshot(keeper))
+    match cmd {
+        // They show only whether the keeper serves and the trace mask: a health probe
+        // (ruok every few seconds) must not walk the whole state under its lock.
+        "ruok" | "isro" | "gtmk" | "stmk" | "crst" | "srst" => four_letter::render(
+            cmd,
+            &AdminSnapshot {
+                serving: keeper.consensus().is_some(),
+                trace_mask: TRACE_MASK.load(Ordering::Relaxed),
+                ..AdminSnapshot::default()
+            },
+        ),
+        _ => four_letter::render(cmd, &snapshot(keeper)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn stmk_sets_the_mask_gtmk_reads_and_health_words_need_no_state() {
+        let keeper = Keeper::new(Config::default());
+        let mask: i64 = 0x1f2;
+        assert_eq!(
+            four_letter_reply(&keeper, "stmk", Some(mask.to_be_bytes())),
+            "498"
+        );
+        assert_eq!(four_letter_reply(&keeper, "gtmk", None), "498");
+        // Without consensus: isro says null (ruok is kept from clients by the accept loop,
+        // which starts only once recovery is done).
+        assert_eq!(four_letter_reply(&keeper, "ruok", None), "imok");
+        assert_eq!(four_letter_reply(&keeper, "isro", None), "null");
+        TRACE_MASK.store(DEFAULT_TRACE_MASK, Ordering::Relaxed);
+    }
 }

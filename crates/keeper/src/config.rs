@@ -55,7 +55,9 @@ pub struct Config {
     pub super_digest: Option<String>,
     pub snap_count: u64,
     pub autopurge_snap_retain_count: u32,
-    /// 0 disables autopurge.
+    /// Hours between extra purge passes (0: none). Unlike ZooKeeper, where 0 disables purging
+    /// altogether, snapshots and log beyond `autopurge_snap_retain_count` are also purged after
+    /// every snapshot, so the data dir stays bounded whatever this says.
     pub autopurge_purge_interval_hours: u32,
     pub force_sync: bool,
     pub reconfig_enabled: bool,
@@ -68,8 +70,6 @@ pub struct Config {
     pub admin_server_port: u16,
     pub admin_server_address: IpAddr,
     pub config_path: Option<PathBuf>,
-    /// Every `key=value` as read, in file order (repeats included).
-    pub source_lines: Vec<(String, String)>,
 }
 
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
@@ -205,7 +205,6 @@ impl Default for Config {
             admin_server_port: 8080,
             admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             config_path: None,
-            source_lines: Vec::new(),
         }
     }
 }
@@ -323,6 +322,11 @@ pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
             });
         }
         config.server_id = Some(id);
+        warnings.push(format!(
+            "{} server.N lines: the ensemble is not implemented yet, so this keeper runs as a \
+             standalone server with its own data (server id {id})",
+            config.servers.len()
+        ));
     }
     finish(&mut config, &pending, &mut warnings)?;
     Ok((config, warnings))
@@ -343,7 +347,6 @@ fn parse_lines(text: &str, origin: &Path) -> Result<(Config, Pending, Vec<String
     for (line, key, value) in properties(text) {
         // ZooKeeper trims both sides of every key and value.
         let value = value.trim().to_string();
-        config.source_lines.push((key.clone(), value.clone()));
         match config.set_file_key(&key, &value, &mut pending) {
             Ok(Some(w)) => warnings.push(format!("{}:{line}: {w}", pending.path)),
             Ok(None) => {}
@@ -1029,11 +1032,6 @@ server.1=localhost:20001:20002:participant;localhost:20000
                 "no warning for {key}: {warnings:?}"
             );
         }
-        assert_eq!(c.source_lines.len(), 15);
-        assert_eq!(
-            c.source_lines[0],
-            ("tickTime".to_string(), "2000".to_string())
-        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One client connection: four-letter words, the handshake (new session, resumed session,
-//! expired session), then requests in order — pings answered at once, reads served from the
-//! local tree with their watches registered under the same lock, writes proposed through
-//! consensus. Replies and watch events leave through one queue, so a client always sees a
+//! expired session), then requests answered in order — a ping touches the session as soon as
+//! it arrives, reads are served from the local tree with their watches registered under the
+//! same lock, writes are proposed through consensus. Replies and watch events leave through one queue, so a client always sees a
 //! watch event before a reply that could show it the changed data.
 //!
 //! Bad input never reaches beyond this connection: an oversized or malformed frame closes it
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use corral_proto::frame::split_frame;
+use corral_proto::frame::FrameBuffer;
 use corral_proto::jute::{Jute, Reader};
 use corral_proto::{
     xid, ClientInfo, ConnectRequest, ConnectResponse, ErrorCode, EventType, Id, OpCode, Request,
@@ -70,7 +70,7 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
 
     let conn_id = keeper.next_conn_id();
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, rx));
+    let writer = tokio::spawn(write_loop(wr, rx, Arc::clone(&keeper)));
     let mut conn = Connection {
         keeper: Arc::clone(&keeper),
         id: conn_id,
@@ -81,12 +81,11 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
             scheme: "ip".into(),
             id: remote.ip().to_string(),
         }],
-        registered: false,
         pipe: None,
         responder: None,
         last_local: None,
     };
-    let reason = conn.run(&mut rd, &mut buf).await;
+    let reason = conn.run(&mut rd, &mut FrameBuffer::with(buf)).await;
     info!(%remote, session = format!("0x{:x}", conn.session_id), "connection closed: {reason}");
     // Let the responder answer what was already taken in (its writes commit regardless), so
     // no read registers a watch after the connection's watches are dropped.
@@ -131,7 +130,13 @@ async fn four_letter_word(
     let _ = wr.shutdown().await;
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+/// Every frame leaves through here, so this is where the server's packets_sent is counted:
+/// replies, watch notifications and the connect response alike, as ZooKeeper counts them.
+async fn write_loop(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    keeper: Arc<Keeper>,
+) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(msg) = rx.recv().await {
         let mut pending = Some(msg);
@@ -147,8 +152,13 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outbound
                     {
                         return;
                     }
+                    keeper
+                        .stats
+                        .packets_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Outbound::Close(_) => {
+                Outbound::Close(why) => {
+                    debug!("closing the connection: {why}");
                     let _ = wr.flush().await;
                     let _ = wr.shutdown().await;
                     return;
@@ -170,7 +180,6 @@ struct Connection {
     tx: mpsc::UnboundedSender<Outbound>,
     session_id: i64,
     identities: Vec<Id>,
-    registered: bool,
     /// Requests on their way to the responder, in arrival order (reader side only).
     pipe: Option<mpsc::Sender<Deferred>>,
     responder: Option<tokio::task::JoinHandle<()>>,
@@ -218,12 +227,12 @@ enum Flow {
 }
 
 impl Connection {
-    async fn run(&mut self, rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Close {
+    async fn run(&mut self, rd: &mut OwnedReadHalf, buf: &mut FrameBuffer) -> Close {
         let max = self.keeper.config.jute_max_buffer;
         let mut handshake_done = false;
         loop {
-            let (body, used) = match split_frame(buf, max) {
-                Ok(Some((body, used))) => (body.to_vec(), used),
+            let body = match buf.next_frame(max) {
+                Ok(Some(body)) => body,
                 Ok(None) => {
                     let mut chunk = [0u8; 16 * 1024];
                     let timeout = if handshake_done {
@@ -249,7 +258,7 @@ impl Connection {
                     };
                     match read {
                         Ok(0) => return "client closed the connection".into(),
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Ok(n) => buf.extend(&chunk[..n]),
                         Err(e) => return format!("read error: {e}"),
                     }
                     continue;
@@ -259,12 +268,11 @@ impl Connection {
                     return format!("malformed input: {e}");
                 }
             };
-            buf.drain(..used);
             let flow = if handshake_done {
-                self.request(&body).await
+                self.request(body).await
             } else {
                 handshake_done = true;
-                let flow = self.handshake(&body).await;
+                let flow = self.handshake(body).await;
                 if matches!(flow, Flow::Continue) {
                     self.start_responder();
                 }
@@ -288,7 +296,6 @@ impl Connection {
             tx: self.tx.clone(),
             session_id: self.session_id,
             identities: self.identities.clone(),
-            registered: false,
             pipe: None,
             responder: None,
             last_local: None,
@@ -532,11 +539,11 @@ impl Connection {
                 requests: 0,
             },
         );
-        self.registered = true;
     }
 
     fn teardown(&mut self) {
-        if !self.registered {
+        // Only a connection that attached a session (ids are never 0) was registered.
+        if self.session_id == 0 {
             return;
         }
         let mut st = self.keeper.state();
@@ -639,7 +646,12 @@ impl Connection {
             }
             Ok(req) => {
                 let (served, done) = tokio::sync::oneshot::channel();
-                self.last_local = Some(done);
+                // A later write must not apply before this is answered, or the answer could
+                // show it. What reads neither the tree nor the watches need not hold it up:
+                // a ping between two writes would otherwise keep them out of one fsync.
+                if !matches!(req, Request::Ping | Request::WhoAmI | Request::Sasl(_)) {
+                    self.last_local = Some(done);
+                }
                 Deferred::Local {
                     xid,
                     op,
@@ -688,12 +700,7 @@ impl Connection {
     }
 
     fn reply(&self, xid: i32, zxid: i64, err: ErrorCode, resp: &Response) {
-        let body = corral_proto::message::reply_body(xid, zxid, err, resp);
-        self.keeper
-            .stats
-            .packets_sent
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.send(body);
+        self.send(corral_proto::message::reply_body(xid, zxid, err, resp));
     }
 
     fn last_zxid(&self) -> i64 {
@@ -732,7 +739,7 @@ impl Connection {
             Request::Sync(p) => {
                 // Standalone: every committed entry is already applied here. In an ensemble
                 // this waits for the leader's commit index.
-                let err = match corral_tree::path::validate(&p.path, false) {
+                let err = match corral_tree::path::validate(&p.path) {
                     Ok(()) => ErrorCode::Ok,
                     Err(e) => e,
                 };
@@ -744,7 +751,7 @@ impl Connection {
                     Some(corral_proto::AddWatchMode::PersistentRecursive) => Some(true),
                     None => None,
                 };
-                let err = match (recursive, corral_tree::path::validate(&aw.path, false)) {
+                let err = match (recursive, corral_tree::path::validate(&aw.path)) {
                     (_, Err(e)) => e,
                     (None, _) => ErrorCode::BadArguments,
                     (Some(recursive), Ok(())) => {

@@ -751,9 +751,13 @@ mod tests {
 
     #[test]
     fn recognizes_known_words_only() {
-        for k in KNOWN {
+        // ZooKeeper 3.8's words (FourLetterCommands), written out rather than taken from KNOWN.
+        for k in [
+            "conf", "cons", "crst", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat",
+            "wchc", "wchp", "wchs", "dirs", "mntr", "isro", "hash",
+        ] {
             let b = k.as_bytes();
-            assert_eq!(recognize([b[0], b[1], b[2], b[3]]), Some(*k));
+            assert_eq!(recognize([b[0], b[1], b[2], b[3]]), Some(k));
         }
         assert_eq!(recognize([0xff, 0xf4, 0xff, 0xfd]), Some(TELNET_CLOSE));
         // A real frame length (a connect request is 45 bytes) is not a command.
@@ -796,7 +800,6 @@ mod tests {
             not_whitelisted("envi"),
             "envi is not executed because it is not in the whitelist.\n"
         );
-        assert_eq!(parse_trace_mask(498i64.to_be_bytes()), 498);
         assert!(needs_trace_mask("stmk") && !needs_trace_mask("gtmk"));
     }
 

@@ -111,7 +111,6 @@ pub struct Keeper {
     next_session_id: AtomicI64,
     pub started: Instant,
     pub stats: ServerStats,
-    pub local_addr: OnceLock<SocketAddr>,
     shutdown: Notify,
     /// The tree's last applied zxid, published by the apply path so replies that only need
     /// the zxid (pings, watch management) do not take the state lock.
@@ -136,7 +135,8 @@ impl Keeper {
         };
         // Session ids: like ZooKeeper, the top byte is the server id and the rest starts from
         // the clock, so ids from different runs do not collide.
-        let server_id: i64 = 1;
+        // Only the low byte fits; ZooKeeper asks for ids from 1 to 255.
+        let server_id = config.server_id.map_or(1, |id| (id & 0xff) as i64);
         let base = ((now_ms() << 24) as u64 >> 8) as i64 | (server_id << 56);
         Arc::new(Keeper {
             config,
@@ -152,7 +152,6 @@ impl Keeper {
             next_session_id: AtomicI64::new(base),
             started: Instant::now(),
             stats: ServerStats::default(),
-            local_addr: OnceLock::new(),
             shutdown: Notify::new(),
             last_zxid: AtomicI64::new(0),
         })
@@ -223,7 +222,6 @@ impl Keeper {
             );
         }
         let _ = self.consensus.set(consensus);
-        let _ = self.local_addr.set(local);
         {
             // Sessions restored with the state get a fresh full timeout, as ZooKeeper does
             // after a restart or a leader change.
@@ -393,11 +391,18 @@ impl StateMachineHook for Hook {
                 );
             }
             EntryOp::CloseSession { session_id, reason } => {
-                st.sessions
-                    .bury(*session_id, reason, res.deleted_ephemerals.clone(), now);
-                // A session closed by anyone but its own client (expiry) also loses its
-                // connection; the client's own close is answered first by the connection.
-                if entry.session_id != *session_id {
+                // A session closed by anyone but its own client has expired.
+                let expired = entry.session_id != *session_id;
+                st.sessions.bury(
+                    *session_id,
+                    reason,
+                    expired,
+                    res.deleted_ephemerals.clone(),
+                    now,
+                );
+                // An expired session also loses its connection; the client's own close is
+                // answered first by the connection.
+                if expired {
                     if let Some(conn) = st.session_conn.remove(session_id) {
                         if let Some(c) = st.conns.get(&conn) {
                             let _ = c.tx.send(Outbound::Close("session expired"));
@@ -413,14 +418,7 @@ impl StateMachineHook for Hook {
             if targets.is_empty() {
                 continue;
             }
-            let body = notification_body(
-                zxid,
-                &WatcherEvent {
-                    event_type: trigger.event.code(),
-                    state: KeeperState::SyncConnected.code(),
-                    path: trigger.path.clone(),
-                },
-            );
+            let body = event_frame(zxid, trigger.event, &trigger.path);
             for conn in targets {
                 if let Some(c) = conns.get_mut(&conn) {
                     c.packets_sent += 1;

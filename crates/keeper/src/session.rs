@@ -47,7 +47,13 @@ pub struct Obituary {
 #[derive(Default)]
 pub struct SessionTracker {
     live: HashMap<i64, Liveness>,
+    /// No session not yet expiring has a deadline before this (None: there is none), so
+    /// the checker, which runs every few milliseconds, scans only when one may be due.
+    earliest: Option<Instant>,
     obituaries: VecDeque<Obituary>,
+    /// Sessions ended by expiry (not by their client) since start; obituaries keep only
+    /// the latest ones.
+    pub expired_total: u64,
     /// Total time the keeper was detected stalled and forgave.
     pub stalled_total: Duration,
     pub stalls_detected: u64,
@@ -67,6 +73,12 @@ impl SessionTracker {
         entry.timeout = timeout;
         entry.last_heard = now;
         entry.deadline = now + timeout;
+        let deadline = entry.deadline;
+        self.lower_earliest(deadline);
+    }
+
+    fn lower_earliest(&mut self, deadline: Instant) {
+        self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
     }
 
     /// Records a packet from the session's client.
@@ -80,6 +92,9 @@ impl SessionTracker {
             if remote.is_some() {
                 l.remote = remote;
             }
+            // Usually later than before; earlier only after the timeout was lowered.
+            let deadline = l.deadline;
+            self.lower_earliest(deadline);
         }
     }
 
@@ -116,13 +131,23 @@ impl SessionTracker {
 
     /// Sessions past their deadline that have not yet been proposed for expiry, marking them.
     pub fn due(&mut self, now: Instant) -> Vec<(i64, Duration)> {
+        if self.earliest.is_none_or(|e| now < e) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
+        let mut earliest: Option<Instant> = None;
         for (id, l) in self.live.iter_mut() {
-            if !l.expiring && now >= l.deadline {
+            if l.expiring {
+                continue;
+            }
+            if now >= l.deadline {
                 l.expiring = true;
                 out.push((*id, now.saturating_duration_since(l.last_heard)));
+            } else {
+                earliest = Some(earliest.map_or(l.deadline, |e| e.min(l.deadline)));
             }
         }
+        self.earliest = earliest;
         out.sort();
         out
     }
@@ -131,11 +156,22 @@ impl SessionTracker {
     pub fn unmark(&mut self, id: i64) {
         if let Some(l) = self.live.get_mut(&id) {
             l.expiring = false;
+            let deadline = l.deadline;
+            self.lower_earliest(deadline);
         }
     }
 
-    /// The session ended (applied CloseSession): stop tracking and keep an obituary.
-    pub fn bury(&mut self, id: i64, reason: &str, ephemerals: Vec<String>, now: Instant) {
+    /// The session ended (applied CloseSession; `expired` unless its client closed it): stop
+    /// tracking and keep an obituary.
+    pub fn bury(
+        &mut self,
+        id: i64,
+        reason: &str,
+        expired: bool,
+        ephemerals: Vec<String>,
+        now: Instant,
+    ) {
+        self.expired_total += u64::from(expired);
         let l = self.live.remove(&id);
         let ob = Obituary {
             session_id: id,
@@ -181,6 +217,30 @@ mod tests {
     }
 
     #[test]
+    fn scans_skipped_until_a_deadline_can_have_passed() {
+        let mut t = SessionTracker::default();
+        let t0 = Instant::now();
+        t.track(1, Duration::from_millis(4000), t0);
+        t.track(2, Duration::from_millis(9000), t0);
+        assert!(t.due(t0 + Duration::from_millis(3999)).is_empty());
+        assert_eq!(t.earliest, Some(t0 + Duration::from_millis(4000)));
+        assert_eq!(t.due(t0 + Duration::from_millis(4000)).len(), 1);
+        // Recomputed over the sessions still live: session 2.
+        assert_eq!(t.earliest, Some(t0 + Duration::from_millis(9000)));
+        // A lowered timeout takes effect at the next packet, earlier than the old bound.
+        t.set_timeout(2, Duration::from_millis(1000));
+        t.touch(2, t0 + Duration::from_millis(5000), "ping", None);
+        assert_eq!(
+            t.due(t0 + Duration::from_millis(6000)),
+            vec![(2, Duration::from_millis(1000))]
+        );
+        // A failed proposal makes the session due again at once.
+        t.unmark(2);
+        assert_eq!(t.due(t0 + Duration::from_millis(6001)).len(), 1);
+        assert!(t.due(t0 + Duration::from_millis(60_000)).is_empty());
+    }
+
+    #[test]
     fn stall_is_not_counted_against_clients() {
         let mut t = SessionTracker::default();
         let t0 = Instant::now();
@@ -200,6 +260,7 @@ mod tests {
         t.bury(
             5,
             "expired",
+            true,
             vec!["/e".into()],
             t0 + Duration::from_millis(1010),
         );
@@ -208,5 +269,9 @@ mod tests {
         assert_eq!(ob[0].last_op, "create");
         assert_eq!(ob[0].silent_for_ms, Some(1010));
         assert!(t.is_empty());
+        // Only expiries count as expired; a client's own close does not.
+        t.track(6, Duration::from_millis(1000), t0);
+        t.bury(6, "closed by the client", false, vec![], t0);
+        assert_eq!((t.expired_total, t.obituaries().count()), (1, 2));
     }
 }

@@ -230,20 +230,7 @@ impl WatchRegistry {
 
 /// `/a/b/c` → `/a/b/c`, `/a/b`, `/a`, `/`.
 fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
-    let mut next = Some(path);
-    std::iter::from_fn(move || {
-        let cur = next?;
-        next = if cur == "/" {
-            None
-        } else {
-            match cur.rfind('/') {
-                Some(0) => Some("/"),
-                Some(i) => Some(&cur[..i]),
-                None => None,
-            }
-        };
-        Some(cur)
-    })
+    std::iter::successors(Some(path), |p| corral_tree::path::parent(p))
 }
 
 #[cfg(test)]
@@ -331,12 +318,14 @@ mod tests {
         w.add(1, Table::Data, "/a", Mode::Standard);
         w.add(1, Table::Child, "/a", Mode::Standard);
         w.add(2, Table::Data, "/a", Mode::Standard);
-        w.add_persistent(3, "/a", false);
+        w.add_persistent(3, "/a", true);
         assert_eq!(
             w.fire(EventType::NodeDeleted, "/a"),
             BTreeSet::from([1, 2, 3])
         );
-        assert_eq!(w.total(), 2);
+        // Standard watches are used up; the persistent one (an entry per table) stays until
+        // its connection goes.
+        assert_eq!((w.total(), w.recursive_count), (2, 2));
         w.remove_connection(3);
         assert_eq!(w.total(), 0);
         assert_eq!(w.recursive_count, 0);

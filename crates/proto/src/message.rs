@@ -214,13 +214,27 @@ impl Request {
     /// A whole frame body: header then request.
     pub fn to_frame_body(&self, xid: i32) -> Vec<u8> {
         let mut w = Writer::new();
+        self.write_frame_body(xid, &mut w);
+        w.buf
+    }
+
+    /// The whole frame, length prefix included, encoded in place (no copy to prefix it).
+    pub fn to_frame(&self, xid: i32) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(&[0; 4]);
+        self.write_frame_body(xid, &mut w);
+        let len = (w.buf.len() - 4) as i32;
+        w.buf[..4].copy_from_slice(&len.to_be_bytes());
+        w.buf
+    }
+
+    fn write_frame_body(&self, xid: i32, w: &mut Writer) {
         RequestHeader {
             xid,
             op: self.op_code().code(),
         }
-        .write(&mut w);
-        self.write_body(&mut w);
-        w.buf
+        .write(w);
+        self.write_body(w);
     }
 }
 
@@ -436,8 +450,8 @@ pub fn notification_body(zxid: i64, event: &WatcherEvent) -> Vec<u8> {
     w.buf
 }
 
-/// A whole reply frame body: header, then the body when `err` is Ok. A multi's body is
-/// written even when `err` is not Ok: a failed multi still carries its per-op results.
+/// A whole reply frame body: header, then the body when `err` is Ok. (A multi with a failed op
+/// is answered Ok, its per-op errors in the body, as ZooKeeper does.)
 pub fn reply_body(xid: i32, zxid: i64, err: ErrorCode, resp: &Response) -> Vec<u8> {
     let mut w = Writer::new();
     ReplyHeader {
@@ -446,7 +460,7 @@ pub fn reply_body(xid: i32, zxid: i64, err: ErrorCode, resp: &Response) -> Vec<u
         err: err.code(),
     }
     .write(&mut w);
-    if err == ErrorCode::Ok || matches!(resp, Response::Multi(_)) {
+    if err == ErrorCode::Ok {
         resp.write(&mut w);
     }
     w.buf

@@ -1,6 +1,6 @@
 //! Every record of ZooKeeper's client protocol (zookeeper.jute, 3.9), field for field.
 
-use crate::record;
+use crate::{perms, record};
 
 record!(Id {
     scheme: ustring,
@@ -202,4 +202,39 @@ impl crate::jute::Jute for ConnectResponse {
             w.bool(ro);
         }
     }
+}
+
+fn anyone() -> Id {
+    Id {
+        scheme: "world".into(),
+        id: "anyone".into(),
+    }
+}
+
+/// Everyone may do everything (ZooDefs.Ids.OPEN_ACL_UNSAFE).
+pub fn open_acl_unsafe() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: anyone(),
+    }]
+}
+
+/// Everyone may read (ZooDefs.Ids.READ_ACL_UNSAFE).
+pub fn read_acl_unsafe() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::READ,
+        id: anyone(),
+    }]
+}
+
+/// Every permission for the identities the session has authenticated as
+/// (ZooDefs.Ids.CREATOR_ALL_ACL).
+pub fn creator_all_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "auth".into(),
+            id: String::new(),
+        },
+    }]
 }

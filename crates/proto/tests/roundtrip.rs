@@ -130,6 +130,8 @@ proptest! {
         let header = corral_proto::RequestHeader::read(&mut corral_proto::Reader::new(&body)).expect("header");
         prop_assert_eq!(header.xid, 7);
         let back = Request::decode(header.op, &body[8..]).expect("decode");
+        // The framed form is the same body behind its length.
+        prop_assert_eq!(req.to_frame(7), corral_proto::frame::frame(&body));
         prop_assert_eq!(back, req);
     }
 

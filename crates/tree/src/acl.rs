@@ -7,31 +7,10 @@
 use std::net::IpAddr;
 
 use base64::Engine;
-use corral_proto::{perms, Acl, ErrorCode, Id};
+use corral_proto::{Acl, ErrorCode, Id};
 use sha1::{Digest, Sha1};
 
-/// `world:anyone` with every permission (ZooDefs.Ids.OPEN_ACL_UNSAFE).
-pub fn open_acl_unsafe() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::ALL,
-        id: anyone(),
-    }]
-}
-
-/// `world:anyone` READ only (ZooDefs.Ids.READ_ACL_UNSAFE).
-pub fn read_acl_unsafe() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::READ,
-        id: anyone(),
-    }]
-}
-
-fn anyone() -> Id {
-    Id {
-        scheme: "world".into(),
-        id: "anyone".into(),
-    }
-}
+pub use corral_proto::{open_acl_unsafe, read_acl_unsafe};
 
 /// The digest id for `user:password`: `user:base64(sha1("user:password"))`. The user is the
 /// text before the first ':' (all of it when there is none), as ZooKeeper computes it.
@@ -42,12 +21,6 @@ pub fn digest(user_password: &str) -> String {
         "{user}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)
     )
-}
-
-/// Whether `user_password` (the clear text of a digest AuthPacket) matches the configured
-/// superDigest (`super:<base64 sha1>`).
-pub fn is_super_digest(super_digest: Option<&str>, user_password: &str) -> bool {
-    super_digest.is_some_and(|s| s == digest(user_password))
 }
 
 /// The identities a digest AuthPacket grants: `digest:<user:hash>`, preceded by `super:` when
@@ -239,6 +212,7 @@ pub fn ip_matches(client: &str, expr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corral_proto::perms;
 
     fn id(s: &str, i: &str) -> Id {
         Id {
@@ -251,11 +225,11 @@ mod tests {
     fn digest_matches_zookeeper() {
         // Known value: base64(sha1("super:secret")).
         assert_eq!(digest("super:secret"), "super:lK75jTNcA+U9vtVEw5vB51mj/w4=");
-        assert!(is_super_digest(
-            Some("super:lK75jTNcA+U9vtVEw5vB51mj/w4="),
-            "super:secret"
-        ));
-        assert!(!is_super_digest(None, "super:secret"));
+        let plain = digest_auth_identities(b"super:secret", None);
+        assert_eq!(
+            plain,
+            vec![id("digest", "super:lK75jTNcA+U9vtVEw5vB51mj/w4=")]
+        );
         let ids =
             digest_auth_identities(b"super:secret", Some("super:lK75jTNcA+U9vtVEw5vB51mj/w4="));
         assert_eq!(ids[0], id("super", ""));

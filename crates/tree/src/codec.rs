@@ -25,9 +25,12 @@ pub enum CodecError {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"CRTS";
-/// 2: ACLs in a table, nodes refer to them by index.
-const SNAPSHOT_VERSION: i32 = 2;
-/// 1: every node carried its ACL; still read, so an older data dir starts.
+/// 3: a node's cversion is its children's creation counter (what the sequential suffix
+/// comes from), as ZooKeeper stores it.
+const SNAPSHOT_VERSION: i32 = 3;
+/// 2: ACLs in a table, nodes refer to them by index; cversion as clients see it.
+const SNAPSHOT_VERSION_REPORTED_CVERSION: i32 = 2;
+/// 1: every node carried its ACL. Versions 1 and 2 are still read, so older data dirs start.
 const SNAPSHOT_VERSION_INLINE_ACLS: i32 = 1;
 
 const KIND_CREATE_SESSION: i32 = 1;
@@ -199,7 +202,7 @@ impl DataTree {
             return Err(CodecError::BadHeader);
         }
         let version = r.i32()?;
-        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_INLINE_ACLS {
+        if !(SNAPSHOT_VERSION_INLINE_ACLS..=SNAPSHOT_VERSION).contains(&version) {
             return Err(CodecError::BadHeader);
         }
         let last_zxid = r.i64()?;
@@ -217,7 +220,7 @@ impl DataTree {
             sessions.push((r.i64()?, r.i32()?, r.buffer()?));
         }
         let mut acls: Vec<Arc<[Acl]>> = Vec::new();
-        if version == SNAPSHOT_VERSION {
+        if version >= SNAPSHOT_VERSION_REPORTED_CVERSION {
             for _ in 0..count(&mut r, 4)? {
                 acls.push(r.vec::<Acl>()?.into());
             }
@@ -230,7 +233,7 @@ impl DataTree {
         for _ in 0..n_nodes {
             let p = r.string()?;
             let data = r.nullable_buffer()?;
-            let acl = if version == SNAPSHOT_VERSION {
+            let acl = if version >= SNAPSHOT_VERSION_REPORTED_CVERSION {
                 let i = r.i32()?;
                 usize::try_from(i)
                     .ok()
@@ -240,7 +243,12 @@ impl DataTree {
             } else {
                 r.vec::<Acl>()?.into()
             };
-            let stat = Stat::read(&mut r)?;
+            let mut stat = Stat::read(&mut r)?;
+            if version < SNAPSHOT_VERSION {
+                // reported = 2 * creations - numChildren; exact while creations < 2^30.
+                stat.cversion =
+                    ((i64::from(stat.cversion) + i64::from(stat.num_children)) / 2) as i32;
+            }
             tree.restore_node(&mut prev, p, data, acl, stat)
                 .map_err(CodecError::Inconsistent)?;
         }

@@ -3,13 +3,9 @@
 use corral_proto::ErrorCode;
 
 /// Checks `path` the way ZooKeeper's PathUtils.validatePath does; every violation is
-/// BadArguments on the wire. A sequential create validates the path with its suffix, so a
-/// trailing '/' is allowed there (`sequential = true`).
-pub fn validate(path: &str, sequential: bool) -> Result<(), ErrorCode> {
-    if sequential {
-        // ZooKeeper validates `path + "1"` for sequential creates.
-        return validate(&format!("{path}1"), false);
-    }
+/// BadArguments on the wire. A sequential create is checked with its suffix appended (as
+/// ZooKeeper's PrepRequestProcessor does), so a trailing '/' is fine there.
+pub fn validate(path: &str) -> Result<(), ErrorCode> {
     let bad = Err(ErrorCode::BadArguments);
     if !path.starts_with('/') {
         return bad;
@@ -61,15 +57,6 @@ pub fn name(path: &str) -> &str {
     }
 }
 
-/// `parent` + "/" + `name`, without doubling the root slash.
-pub fn join(parent: &str, name: &str) -> String {
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
 /// The system nodes a client may not delete.
 pub fn is_special(path: &str) -> bool {
     matches!(
@@ -85,7 +72,7 @@ mod tests {
     #[test]
     fn validation() {
         for ok in ["/", "/a", "/a/b", "/a.b", "/...", "/a/.b", "/é"] {
-            assert_eq!(validate(ok, false), Ok(()), "{ok}");
+            assert_eq!(validate(ok), Ok(()), "{ok}");
         }
         for bad in [
             "",
@@ -104,15 +91,8 @@ mod tests {
             "/\u{fff0}",
             "/😀",
         ] {
-            assert_eq!(
-                validate(bad, false),
-                Err(ErrorCode::BadArguments),
-                "{bad:?}"
-            );
+            assert_eq!(validate(bad), Err(ErrorCode::BadArguments), "{bad:?}");
         }
-        assert_eq!(validate("/a/", true), Ok(()));
-        assert_eq!(validate("/", true), Ok(()));
-        assert_eq!(validate("a", true), Err(ErrorCode::BadArguments));
     }
 
     #[test]
@@ -122,7 +102,5 @@ mod tests {
         assert_eq!(parent("/a/b"), Some("/a"));
         assert_eq!(parent("a"), None);
         assert_eq!(name("/a/b"), "b");
-        assert_eq!(join("/", "a"), "/a");
-        assert_eq!(join("/a", "b"), "/a/b");
     }
 }

@@ -90,6 +90,10 @@ fn client_view(stat: &Stat) -> Stat {
     if !matches!(NodeKind::of(s.ephemeral_owner), NodeKind::Ephemeral(_)) {
         s.ephemeral_owner = 0;
     }
+    // Stored: the number of children ever created (ZooKeeper's StatPersisted). Shown: the
+    // number of child changes, counting a delete for every child no longer there
+    // (DataNode.copyStat). So a fresh "/" with only /zookeeper shows -1.
+    s.cversion = s.cversion.wrapping_mul(2).wrapping_sub(s.num_children);
     s
 }
 
@@ -158,10 +162,6 @@ fn len_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-fn empty_stat() -> Stat {
-    Stat::default()
-}
-
 /// Applies the version rule of every versioned write: -1 matches anything.
 fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
     if expected != -1 && expected != current {
@@ -200,19 +200,22 @@ impl DataTree {
         let sys = |data: Vec<u8>, acl: Vec<Acl>| Node {
             stat: Stat {
                 data_length: len_i32(data.len()),
-                ..empty_stat()
+                ..Stat::default()
             },
             data: Some(data),
             acl: acl.into(),
             children: BTreeSet::new(),
         };
-        // A fresh ZooKeeper 3.8 shows cversion -1 on "/" and -2 on "/zookeeper" (observed).
-        let mut root = sys(Vec::new(), acl::open_acl_unsafe());
-        root.stat.cversion = -1;
-        t.put_node("/".into(), Arc::new(root));
-        let mut zk = sys(Vec::new(), acl::open_acl_unsafe());
-        zk.stat.cversion = -2;
-        t.put_node("/zookeeper".into(), Arc::new(zk));
+        // Built in, not created: no creations counted, so a fresh keeper shows cversion -1 on
+        // "/" and -2 on "/zookeeper", as a fresh ZooKeeper 3.8 does.
+        t.put_node(
+            "/".into(),
+            Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
+        );
+        t.put_node(
+            "/zookeeper".into(),
+            Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
+        );
         t.put_node(
             "/zookeeper/quota".into(),
             Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
@@ -451,15 +454,12 @@ impl DataTree {
             return Err(ErrorCode::NoAuth);
         }
         let full = if mode.is_sequential() {
-            // ZooKeeper keeps a creations-only counter and reports
-            // cversion = 2 * counter - numChildren (deletes count in the reported value);
-            // the suffix comes from the counter, so recover it from what we keep.
-            let creations = (parent.stat.cversion as i64 + parent.stat.num_children as i64) / 2;
-            format!("{p}{:010}", creations as i32)
+            // The suffix is the parent's creation counter (stat.cversion as stored).
+            format!("{p}{:010}", parent.stat.cversion)
         } else {
             p.to_string()
         };
-        path::validate(&full, false)?;
+        path::validate(&full)?;
         if self.nodes.contains_key(&full) {
             return Err(ErrorCode::NodeExists);
         }
@@ -471,7 +471,7 @@ impl DataTree {
 
         // Validated: mutate.
         let zxid = ctx.zxid;
-        self.touch_parent(ctx, &parent_path);
+        self.touch_parent(ctx, &parent_path, true);
         let stat = Stat {
             czxid: zxid,
             mzxid: zxid,
@@ -513,12 +513,14 @@ impl DataTree {
         })
     }
 
-    /// Parent bookkeeping for a child created or deleted: cversion+1 (deletes count too, as
-    /// in ZooKeeper), pzxid.
-    fn touch_parent(&mut self, ctx: &mut Ctx<'_>, parent_path: &str) {
+    /// Parent bookkeeping for a child created or deleted: pzxid, and on a create the
+    /// creation counter (a delete shows in the reported cversion through numChildren).
+    fn touch_parent(&mut self, ctx: &mut Ctx<'_>, parent_path: &str, created: bool) {
         if let Some(parent) = self.nodes.get_mut(parent_path).map(Arc::make_mut) {
             ctx.keep_undo(|| Undo::Stat(parent_path.to_string(), parent.stat.clone()));
-            parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
+            if created {
+                parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
+            }
             parent.stat.pzxid = ctx.zxid;
         }
     }
@@ -537,14 +539,13 @@ impl DataTree {
         if !node.children.is_empty() {
             return Err(ErrorCode::NotEmpty);
         }
-        let parent_path = parent_path.to_string();
-        self.remove_leaf(ctx, p, &parent_path);
+        self.remove_leaf(ctx, p, parent_path);
         Ok(())
     }
 
     /// Deletes a validated childless node: parent bookkeeping, undo and triggers.
     fn remove_leaf(&mut self, ctx: &mut Ctx<'_>, p: &str, parent_path: &str) {
-        self.touch_parent(ctx, parent_path);
+        self.touch_parent(ctx, parent_path, false);
         if let Some(node) = self.take_node(p) {
             ctx.keep_undo(|| Undo::Removed(p.to_string(), node));
         }
@@ -565,28 +566,39 @@ impl DataTree {
         data: &Data,
         version: i32,
     ) -> Result<Stat, ErrorCode> {
-        path::validate(p, false)?;
+        path::validate(p)?;
         let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
         if !acl::check(&node.acl, perms::WRITE, ctx.ids) {
             return Err(ErrorCode::NoAuth);
         }
         let new_version = check_version(node.stat.version, version)?;
         ctx.keep_undo(|| Undo::Stat(p.to_string(), node.stat.clone()));
-        let old_data = self.replace_data(p, data.clone());
-        ctx.keep_undo(|| Undo::Data(p.to_string(), old_data));
-        let node = self
-            .nodes
-            .get_mut(p)
-            .map(Arc::make_mut)
-            .ok_or(ErrorCode::NoNode)?;
-        node.stat.version = new_version;
-        node.stat.mzxid = ctx.zxid;
-        node.stat.mtime = ctx.time_ms;
+        ctx.keep_undo(|| Undo::Data(p.to_string(), node.data.clone()));
+        // A new node rather than the old one changed in place: while a snapshot view shares
+        // the old one, changing it would first copy its data only to throw that copy away.
+        let updated = Node {
+            data: data.clone(),
+            acl: Arc::clone(&node.acl),
+            stat: Stat {
+                version: new_version,
+                mzxid: ctx.zxid,
+                mtime: ctx.time_ms,
+                data_length: len_i32(data_len(data)),
+                ..node.stat.clone()
+            },
+            children: node.children.clone(),
+        };
+        self.data_size =
+            self.data_size.saturating_sub(data_len(&node.data) as u64) + data_len(data) as u64;
+        let shown = updated.client_stat();
+        if let Some(slot) = self.nodes.get_mut(p) {
+            *slot = Arc::new(updated);
+        }
         ctx.triggers.push(Trigger {
             path: p.to_string(),
             event: EventType::NodeDataChanged,
         });
-        Ok(node.client_stat())
+        Ok(shown)
     }
 
     fn set_acl(
@@ -596,7 +608,7 @@ impl DataTree {
         acl_in: &[Acl],
         version: i32,
     ) -> Result<Stat, ErrorCode> {
-        path::validate(p, false)?;
+        path::validate(p)?;
         let acl_fixed = acl::fixup(acl_in, ctx.ids)?;
         let node = self
             .nodes
@@ -612,7 +624,7 @@ impl DataTree {
     }
 
     fn check(&self, ctx: &Ctx<'_>, p: &str, version: i32) -> Result<(), ErrorCode> {
-        path::validate(p, false)?;
+        path::validate(p)?;
         let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
         if !acl::check(&node.acl, perms::READ, ctx.ids) {
             return Err(ErrorCode::NoAuth);
@@ -636,11 +648,8 @@ impl DataTree {
         if !matches!(node.kind(), NodeKind::Container | NodeKind::Ttl(_)) {
             return Err(ErrorCode::BadVersion);
         }
-        let parent_path = parent_path.to_string();
-        if !self.nodes.contains_key(&parent_path) {
-            return Err(ErrorCode::NoNode);
-        }
-        self.remove_leaf(ctx, p, &parent_path);
+        // An existing node's parent exists: nothing more to check.
+        self.remove_leaf(ctx, p, parent_path);
         Ok(())
     }
 
@@ -652,8 +661,7 @@ impl DataTree {
         for p in &paths {
             // Ephemerals never have children, so each one is a leaf.
             if let Some(parent_path) = path::parent(p) {
-                let parent_path = parent_path.to_string();
-                self.remove_leaf(ctx, p, &parent_path);
+                self.remove_leaf(ctx, p, parent_path);
             }
         }
         self.sessions.remove(&session_id);
@@ -663,10 +671,9 @@ impl DataTree {
     fn purge(&mut self, ctx: &mut Ctx<'_>, candidates: &[String]) -> Vec<String> {
         let mut purged = Vec::new();
         for p in candidates {
-            if self.eligible_for_purge(p, ctx.time_ms, true) {
+            if self.eligible_for_purge(p, ctx.time_ms) {
                 if let Some(parent_path) = path::parent(p) {
-                    let parent_path = parent_path.to_string();
-                    self.remove_leaf(ctx, p, &parent_path);
+                    self.remove_leaf(ctx, p, parent_path);
                     purged.push(p.clone());
                 }
             }
@@ -674,9 +681,9 @@ impl DataTree {
         purged
     }
 
-    /// A childless container (that once had a child, unless `never_used_ok`) or a childless
+    /// A childless container that once had a child, or a childless
     /// TTL node not modified for longer than its TTL.
-    fn eligible_for_purge(&self, p: &str, now_ms: i64, never_used_ok: bool) -> bool {
+    fn eligible_for_purge(&self, p: &str, now_ms: i64) -> bool {
         let Some(n) = self.nodes.get(p) else {
             return false;
         };
@@ -684,7 +691,7 @@ impl DataTree {
             return false;
         }
         match n.kind() {
-            NodeKind::Container => never_used_ok || n.stat.cversion > 0,
+            NodeKind::Container => n.stat.cversion > 0,
             NodeKind::Ttl(ttl) => ttl != 0 && now_ms.saturating_sub(n.stat.mtime) > ttl,
             _ => false,
         }
@@ -694,35 +701,12 @@ impl DataTree {
     /// empty containers that once had a child and empty TTL nodes idle for longer than
     /// their TTL.
     pub fn container_and_ttl_candidates(&self, now_ms: i64) -> Vec<String> {
-        self.container_and_ttl_candidates_with(now_ms, 0)
-    }
-
-    /// As [`Self::container_and_ttl_candidates`], also naming empty containers that never had a
-    /// child once they are older than `max_never_used_ms` (znode.container.maxNeverUsedIntervalMs;
-    /// 0 = never).
-    pub fn container_and_ttl_candidates_with(
-        &self,
-        now_ms: i64,
-        max_never_used_ms: i64,
-    ) -> Vec<String> {
-        let mut out = Vec::new();
-        for p in &self.containers {
-            if self.eligible_for_purge(p, now_ms, false) {
-                out.push(p.clone());
-            } else if let Some(n) = self.nodes.get(p) {
-                let idle = now_ms.saturating_sub(n.stat.mtime);
-                if max_never_used_ms != 0 && n.children.is_empty() && idle > max_never_used_ms {
-                    out.push(p.clone());
-                }
-            }
-        }
-        out.extend(
-            self.ttls
-                .iter()
-                .filter(|p| self.eligible_for_purge(p, now_ms, false))
-                .cloned(),
-        );
-        out
+        self.containers
+            .iter()
+            .chain(&self.ttls)
+            .filter(|p| self.eligible_for_purge(p, now_ms))
+            .cloned()
+            .collect()
     }
 
     /// Answers a read request (exists, getData, getACL, getChildren, getChildren2,
@@ -908,8 +892,6 @@ impl DataTree {
         std::mem::replace(&mut n.data, data)
     }
 
-    /// Rebuilds a tree from decoded parts (snapshot): children, session ephemerals and
-    /// indexes are derived from the nodes.
     /// An empty tree to be filled by [`DataTree::restore_node`] from a snapshot.
     pub(crate) fn restore_start(
         config: TreeConfig,
@@ -959,7 +941,7 @@ impl DataTree {
             if p.as_str() <= prev.as_str() {
                 return Err(format!("nodes out of order at {p:?}"));
             }
-            path::validate(&p, false).map_err(|_| format!("invalid path {p:?}"))?;
+            path::validate(&p).map_err(|_| format!("invalid path {p:?}"))?;
         }
         if stat.data_length != len_i32(data_len(&data)) {
             return Err(format!("{p:?}: data length mismatch"));
