@@ -1,12 +1,12 @@
 //! Consensus: an openraft group whose log carries [`Entry`] values.
 //!
-//! Owns the raft node: the openraft type configuration, the log stores (durable:
-//! [`DurableLogStore`] on the [`crate::wal`] write-ahead log, with snapshots in
-//! [`crate::snapshot_store`]; in memory for tests: [`MemLogStore`]), the encoding of raft
-//! entries, votes and snapshot metadata on disk, start-up recovery, the state machine adapter ([`HookStateMachine`]) that hands every
-//! committed client entry to the keeper's [`StateMachineHook`], the snapshot plumbing, and the
-//! network (none yet: standalone is a one-voter group). [`Consensus`] is the only thing the rest
-//! of the keeper uses: `propose` an entry, learn its zxid (= raft log index) and its result.
+//! Owns the raft node: the openraft type configuration, the log store ([`DurableLogStore`] on
+//! the [`crate::wal`] write-ahead log, with snapshots in [`crate::snapshot_store`]), the
+//! encoding of raft entries, votes and snapshot metadata on disk, start-up recovery, the state
+//! machine adapter ([`HookStateMachine`]) that hands every committed client entry to the
+//! keeper's [`StateMachineHook`], the snapshot plumbing, and the network (none yet: standalone
+//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses:
+//! `propose` an entry, learn its zxid (= raft log index) and its result.
 //!
 //! Must not: apply anything itself (the hook owns the tree), know about sessions, connections or
 //! watches, or special-case standalone beyond having no peers: standalone and an ensemble take
@@ -44,8 +44,6 @@ use tokio::sync::watch;
 use crate::snapshot_data::SnapshotData;
 use crate::snapshot_store::{LoadedSnapshot, SnapshotStore};
 use crate::wal::{self, Wal, WalOptions};
-#[cfg(test)]
-use openraft::RaftLogId;
 
 /// What the keeper supplies to the state machine side of consensus. Called for every
 /// committed entry, exactly once, in log order, on every node.
@@ -141,8 +139,8 @@ pub struct Consensus {
     // Set when shutdown begins, so `is_leader` turns false at once rather than when the
     // stopping core publishes its last metrics.
     shut_down: Arc<AtomicBool>,
-    // The durable log and snapshots; `None` for the in-memory store.
-    storage: Option<Arc<StorageHandle>>,
+    // The durable log and snapshots.
+    storage: Arc<StorageHandle>,
 }
 
 /// Where and how the durable log and snapshots live (from zoo.cfg: dataDir, dataLogDir,
@@ -270,33 +268,6 @@ struct StorageHandle {
 }
 
 impl Consensus {
-    /// Starts a one-voter group with node id 1 on an in-memory log; initializes membership and
-    /// waits until it is leader. Tests only: the keeper always runs on the durable log.
-    #[cfg(test)]
-    pub async fn start_standalone(
-        hook: Arc<dyn StateMachineHook>,
-    ) -> Result<Consensus, ConsensusError> {
-        // The in-memory log starts empty at index 0, so zxids restart at 1: a hook that has
-        // already applied entries would see zxids going backwards.
-        let applied = hook.last_applied();
-        if applied != 0 {
-            return Err(ConsensusError::Fatal(format!(
-                "the state machine has applied up to zxid {applied}, but the log is empty"
-            )));
-        }
-        let config = Arc::new(standalone_config(SnapshotPolicy::Never, 1000)?);
-        let raft = Raft::new(
-            STANDALONE_ID,
-            config,
-            NoNetwork,
-            MemLogStore::default(),
-            HookStateMachine::new(hook),
-        )
-        .await
-        .map_err(|e| ConsensusError::Fatal(format!("cannot start raft: {e}")))?;
-        Consensus::lead(raft, None).await
-    }
-
     /// Opens (or creates) the durable log and snapshots, restores, replays, becomes leader;
     /// returns only once every committed entry is applied (so the keeper serves only after
     /// recovery).
@@ -320,13 +291,7 @@ impl Consensus {
         storage: StorageConfig,
         ack: AckMode,
     ) -> Result<Consensus, ConsensusError> {
-        let applied = hook.last_applied();
-        if applied != 0 {
-            return Err(ConsensusError::Fatal(format!(
-                "the state machine has applied up to zxid {applied} before recovery; it must \
-                 start empty"
-            )));
-        }
+        require_fresh(hook.as_ref())?;
         if !storage.force_sync {
             tracing::warn!(
                 "forceSync=no: the write-ahead log is not fsynced; an OS crash or power loss \
@@ -360,8 +325,7 @@ impl Consensus {
             snapshot,
         } = recovered;
 
-        let mut sm = HookStateMachine::new(hook);
-        sm.persist = Some(Arc::clone(&persist));
+        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist));
         if pipelined {
             sm.durable_gate = Some(wal.durability());
         }
@@ -398,7 +362,7 @@ impl Consensus {
                 return Err(ConsensusError::Fatal(format!("cannot start raft: {e}")));
             }
         };
-        let consensus = Consensus::lead(raft, Some(Arc::clone(&handle))).await?;
+        let consensus = Consensus::lead(raft, handle).await?;
 
         // Entries after the saved committed index are committed again by this leader's first
         // entry; wait for them, so nothing acknowledged before the restart is missing when
@@ -419,10 +383,7 @@ impl Consensus {
     }
 
     /// Initializes the one-voter group if it is new and waits until this node leads.
-    async fn lead(
-        raft: Raft,
-        storage: Option<Arc<StorageHandle>>,
-    ) -> Result<Consensus, ConsensusError> {
+    async fn lead(raft: Raft, storage: Arc<StorageHandle>) -> Result<Consensus, ConsensusError> {
         let consensus = Consensus {
             metrics: raft.metrics(),
             raft,
@@ -461,18 +422,14 @@ impl Consensus {
     }
 
     /// True while the disk has no room for the next log segment: the keeper must refuse client
-    /// writes (and keep the connection) until it clears. Always false in memory.
+    /// writes (and keep the connection) until it clears.
     pub fn writes_blocked(&self) -> bool {
-        self.storage
-            .as_ref()
-            .is_some_and(|s| s.wal.health().writes_blocked())
+        self.storage.wal.health().writes_blocked()
     }
 
-    /// Storage figures; all zero for the in-memory store.
+    /// Storage figures.
     pub fn storage_stats(&self) -> StorageStats {
-        let Some(s) = self.storage.as_ref() else {
-            return StorageStats::default();
-        };
+        let s = &self.storage;
         let w = s.wal.stats();
         let c = lock_counters(&s.persist.counters);
         StorageStats {
@@ -531,10 +488,9 @@ impl Consensus {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft core ended abnormally on shutdown: {e}");
         }
-        if let Some(s) = self.storage.clone() {
-            // Joins the WAL threads: blocking work.
-            let _ = tokio::task::spawn_blocking(move || s.close()).await;
-        }
+        // Joins the WAL threads: blocking work.
+        let s = Arc::clone(&self.storage);
+        let _ = tokio::task::spawn_blocking(move || s.close()).await;
     }
 }
 
@@ -547,6 +503,19 @@ impl StorageHandle {
         self.log.flush_committed();
         self.wal.close();
     }
+}
+
+/// Refuses a hook that has applied entries already: recovery restores a snapshot and replays
+/// the log from there, so earlier state would be applied twice or see zxids go backwards.
+fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
+    let applied = hook.last_applied();
+    if applied != 0 {
+        return Err(ConsensusError::Fatal(format!(
+            "the state machine has applied up to zxid {applied} before recovery; it must start \
+             empty"
+        )));
+    }
+    Ok(())
 }
 
 /// How long replaying the log after the saved committed index may take at start-up.
@@ -567,8 +536,7 @@ fn standalone_config(
         // Replication batch size towards followers; large so a lagging follower catches up in
         // few round trips (it has no effect on a lone voter).
         max_payload_entries: 4096,
-        // Every snapCount entries for the durable log; never in memory (nothing to compact
-        // that a restart would not lose anyway).
+        // Every snapCount entries, or never if the hook cannot snapshot.
         snapshot_policy,
         // Entries already in a snapshot that raft still serves from the log, so a lagging
         // follower catches up without a snapshot transfer. Disk files are kept longer still:
@@ -584,133 +552,6 @@ fn standalone_config(
 /// A raft log index as a zxid. Indexes never reach 2^63 in practice; refuse rather than wrap.
 fn zxid_of(index: u64) -> Result<i64, String> {
     i64::try_from(index).map_err(|_| format!("log index {index} does not fit a zxid"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Log store
-
-/// The raft log and vote, in memory, for tests and `start_standalone`. [`DurableLogStore`]
-/// implements the same two traits on the write-ahead log.
-#[cfg(test)]
-#[derive(Clone, Default)]
-pub struct MemLogStore {
-    // Shared with the readers openraft hands to replication tasks.
-    inner: Arc<Mutex<MemLog>>,
-}
-
-#[derive(Default)]
-#[cfg(test)]
-struct MemLog {
-    last_purged: Option<LogId<NodeId>>,
-    log: BTreeMap<u64, LogEntry>,
-    committed: Option<LogId<NodeId>>,
-    vote: Option<Vote<NodeId>>,
-}
-
-#[cfg(test)]
-impl MemLogStore {
-    // StorageError is large, but it is what every storage trait method returns anyway.
-    #[allow(clippy::result_large_err)]
-    fn lock(&self) -> Result<MutexGuard<'_, MemLog>, StorageError<NodeId>> {
-        // A panic while holding the lock may have left the log half-changed: refuse to use it
-        // rather than risk a hole, openraft then stops the node.
-        self.inner.lock().map_err(|_| {
-            StorageIOError::read_logs(AnyError::error("log store lock poisoned")).into()
-        })
-    }
-}
-
-#[cfg(test)]
-impl RaftLogReader<TypeConfig> for MemLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<LogEntry>, StorageError<NodeId>> {
-        let inner = self.lock()?;
-        Ok(inner.log.range(range).map(|(_, e)| e.clone()).collect())
-    }
-}
-
-#[cfg(test)]
-impl RaftLogStorage<TypeConfig> for MemLogStore {
-    type LogReader = MemLogStore;
-
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let inner = self.lock()?;
-        let last = inner
-            .log
-            .values()
-            .next_back()
-            .map(|e| *e.get_log_id())
-            .or(inner.last_purged);
-        Ok(LogState {
-            last_purged_log_id: inner.last_purged,
-            last_log_id: last,
-        })
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
-    }
-
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.lock()?.vote = Some(*vote);
-        Ok(())
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.lock()?.vote)
-    }
-
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        self.lock()?.committed = committed;
-        Ok(())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.lock()?.committed)
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
-    where
-        I: IntoIterator<Item = LogEntry> + Send,
-        I::IntoIter: Send,
-    {
-        {
-            let mut inner = self.lock()?;
-            for entry in entries {
-                inner.log.insert(entry.get_log_id().index, entry);
-            }
-        }
-        // Memory is as durable as this store gets.
-        callback.log_io_completed(Ok(()));
-        Ok(())
-    }
-
-    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        // Drops `log_id.index` and everything after it: a conflicting suffix from an old leader.
-        self.lock()?.log.split_off(&log_id.index);
-        Ok(())
-    }
-
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.lock()?;
-        // openraft only purges forward; ignoring a backward purge keeps `last_purged` monotonic.
-        if inner.last_purged >= Some(log_id) {
-            return Ok(());
-        }
-        inner.last_purged = Some(log_id);
-        let keep = inner.log.split_off(&(log_id.index + 1));
-        inner.log = keep;
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1610,7 +1451,7 @@ struct StoredSnapshot {
 }
 
 enum SnapshotBytes {
-    /// Not on disk: the in-memory store, or a snapshot the disk refused (full).
+    /// Not on disk: writing it failed (disk full, ...).
     Memory(Vec<u8>),
     /// The snapshot file with this index.
     Disk(u64),
@@ -1625,21 +1466,21 @@ pub struct HookStateMachine {
     // Shared with snapshot builders, which finish in their own tasks.
     current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
     snapshot_seq: u64,
-    // Writes snapshots to disk; `None` for the in-memory store.
-    persist: Option<Arc<SnapshotPersist>>,
+    // Writes snapshots to disk.
+    persist: Arc<SnapshotPersist>,
     // With `AckMode::Pipelined`: apply waits until the WAL has made the entries durable.
     durable_gate: Option<watch::Receiver<wal::Durability>>,
 }
 
 impl HookStateMachine {
-    fn new(hook: Arc<dyn StateMachineHook>) -> Self {
+    fn new(hook: Arc<dyn StateMachineHook>, persist: Arc<SnapshotPersist>) -> Self {
         HookStateMachine {
             hook,
             last_applied: None,
             last_membership: StoredMembership::default(),
             current_snapshot: Arc::new(Mutex::new(None)),
             snapshot_seq: 0,
-            persist: None,
+            persist,
             durable_gate: None,
         }
     }
@@ -1727,7 +1568,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
             },
             encoder: Mutex::new(self.hook.snapshot()),
             current_snapshot: Arc::clone(&self.current_snapshot),
-            persist: self.persist.clone(),
+            persist: Arc::clone(&self.persist),
         }
     }
 
@@ -1751,23 +1592,20 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
                 .map_err(|e| read_err(format!("cannot read the received snapshot: {e}")))?,
         );
         let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index)).map_err(read_err)?;
-        let mut on_disk = None;
-        if let Some(p) = self.persist.clone() {
-            // A snapshot from the leader replaces log we may not have: it must be on disk
-            // before raft purges that log, or a restart would find neither.
-            let (m, d) = (meta.clone(), Arc::clone(&data));
-            let ok = tokio::task::spawn_blocking(move || p.persist(&m, &d, Instant::now()))
-                .await
-                .unwrap_or(false);
-            if !ok {
-                return Err(StorageIOError::write_snapshot(
-                    Some(meta.signature()),
-                    AnyError::error("cannot write the installed snapshot to disk"),
-                )
-                .into());
-            }
-            on_disk = meta.last_log_id.map(|l| l.index);
+        // A snapshot from the leader replaces log we may not have: it must be on disk before
+        // raft purges that log, or a restart would find neither.
+        let (p, m, d) = (Arc::clone(&self.persist), meta.clone(), Arc::clone(&data));
+        let ok = tokio::task::spawn_blocking(move || p.persist(&m, &d, Instant::now()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                AnyError::error("cannot write the installed snapshot to disk"),
+            )
+            .into());
         }
+        let on_disk = meta.last_log_id.map(|l| l.index);
         self.hook.restore(zxid, &data).map_err(read_err)?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
@@ -1796,11 +1634,8 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
                     StorageIOError::read_snapshot(Some(s.meta.signature()), AnyError::error(m))
                         .into()
                 };
-                let persist = self
+                let (file, start) = self
                     .persist
-                    .as_ref()
-                    .ok_or_else(|| err("a snapshot on disk but no snapshot store".into()))?;
-                let (file, start) = persist
                     .store
                     .open_payload(*index)
                     .map_err(|e| err(e.to_string()))?;
@@ -1821,7 +1656,7 @@ pub struct HookSnapshotBuilder {
     // A Mutex only to make the builder Sync, as openraft requires; it is taken exactly once.
     encoder: Mutex<Option<SnapshotEncoder>>,
     current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
-    persist: Option<Arc<SnapshotPersist>>,
+    persist: Arc<SnapshotPersist>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
@@ -1844,17 +1679,15 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
         // openraft 0.9 treats any build_snapshot error as fatal and stops the node. The
         // snapshot then lives in memory only, and the WAL keeps every segment it would have
         // allowed to delete.
-        let persist = self.persist.clone();
+        let persist = Arc::clone(&self.persist);
         let meta = self.meta.clone();
         let (data, stored) = in_background(move || {
             // Encoded straight into the file: a snapshot of millions of znodes is never whole
             // in memory, so writing one costs no page faults and no large frees, which would
             // stall the request path.
-            let on_disk = persist
-                .as_ref()
-                .is_some_and(|p| p.persist_encoded(&meta, &encoder, started));
-            if let (Some(l), Some(p), true) = (meta.last_log_id, persist, on_disk) {
-                match p.store.open_payload(l.index) {
+            let on_disk = persist.persist_encoded(&meta, &encoder, started);
+            if let (Some(l), true) = (meta.last_log_id, on_disk) {
+                match persist.store.open_payload(l.index) {
                     Ok((file, start)) => {
                         return Ok((
                             SnapshotData::file(file, start),
@@ -1864,7 +1697,7 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
                     Err(e) => tracing::warn!("cannot reopen the snapshot just written: {e}"),
                 }
             }
-            // Not on disk (no store, or the disk refused it): kept in memory.
+            // Not on disk (the disk refused it): kept in memory.
             let data = encode_to_vec(&encoder)?;
             let copy = data.clone();
             Ok::<_, io::Error>((SnapshotData::memory(data), SnapshotBytes::Memory(copy)))
@@ -2025,9 +1858,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_proposals_apply_once_in_order() {
+        let dir = crate::wal::tests::TestDir::new("consensus-concurrent");
         let hook = Arc::new(Recorder::default());
         let started = std::time::Instant::now();
-        let c = Consensus::start_standalone(hook.clone()).await.unwrap();
+        let c = Consensus::start_durable(hook.clone(), unsynced(dir.path()))
+            .await
+            .unwrap();
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "startup took {:?}",
@@ -2143,6 +1979,14 @@ mod tests {
             segment_bytes: 64 * 1024,
             snap_count,
             ..StorageConfig::new(dir)
+        }
+    }
+
+    /// For tests that are not about durability: no fdatasync, snapshots only when triggered.
+    fn unsynced(dir: &std::path::Path) -> StorageConfig {
+        StorageConfig {
+            force_sync: false,
+            ..storage(dir, 1_000_000)
         }
     }
 
@@ -2427,11 +2271,16 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_a_hook_with_history() {
+        let dir = crate::wal::tests::TestDir::new("consensus-history");
         let hook = Arc::new(Recorder::default());
         hook.last.store(5, Ordering::SeqCst);
-        assert!(matches!(
-            Consensus::start_standalone(hook).await,
-            Err(ConsensusError::Fatal(_))
-        ));
+        let r = Consensus::start_durable(hook, unsynced(dir.path())).await;
+        assert!(
+            matches!(&r, Err(ConsensusError::Fatal(m)) if m.contains("applied up to zxid 5")),
+            "{:?}",
+            r.err()
+        );
+        // Refused before touching the data directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
