@@ -855,6 +855,7 @@ pub enum AckMode {
     Pipelined,
 }
 
+#[derive(Default)]
 struct DurableMem {
     /// Entries with their encoded size, newest at the back.
     cache: BTreeMap<u64, (LogEntry, usize)>,
@@ -1157,42 +1158,31 @@ impl SnapshotPersist {
     /// Writes one snapshot; on failure (disk full, ...) logs and keeps the log it would have
     /// allowed to delete, so nothing is lost and the next snapshot tries again.
     fn persist(&self, meta: &StoredSnapshotMeta, data: &[u8], started: Instant) -> bool {
-        let Some(last) = meta.last_log_id else {
-            return false;
-        };
-        let written = self
-            .store
-            .write(last.index, &encode_snapshot_meta(meta), data);
-        self.record(meta, written, started)
+        // In pieces: the store buffers what it is handed up to its pacing size, so one piece
+        // the size of the snapshot would be copied whole.
+        self.persist_streamed(meta, started, |sink| {
+            data.chunks(1 << 20).try_for_each(sink)
+        })
     }
 
-    /// [`SnapshotPersist::persist`] encoding straight to the file.
-    fn persist_encoded(
+    /// [`SnapshotPersist::persist`] with the payload handed to `produce`'s sink a piece at a
+    /// time (an encoder writing straight to the file).
+    fn persist_streamed(
         &self,
         meta: &StoredSnapshotMeta,
-        encoder: &SnapshotEncoder,
         started: Instant,
+        produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
     ) -> bool {
         let Some(last) = meta.last_log_id else {
             return false;
         };
         let written = self
             .store
-            .write_with(last.index, &encode_snapshot_meta(meta), |sink| {
-                encoder(sink)
-            });
-        self.record(meta, written, started)
+            .write_with(last.index, &encode_snapshot_meta(meta), produce);
+        self.record(last, written, started)
     }
 
-    fn record(
-        &self,
-        meta: &StoredSnapshotMeta,
-        written: io::Result<u64>,
-        started: Instant,
-    ) -> bool {
-        let Some(last) = meta.last_log_id else {
-            return false;
-        };
+    fn record(&self, last: LogId<NodeId>, written: io::Result<u64>, started: Instant) -> bool {
         match written {
             Ok(bytes) => {
                 {
@@ -1310,16 +1300,7 @@ fn recover(
     // into the cache (so replay reads memory, not disk).
     let mut first: Option<LogId<NodeId>> = None;
     let mut last: Option<LogId<NodeId>> = None;
-    let mut mem = DurableMem {
-        cache: BTreeMap::new(),
-        cache_bytes: 0,
-        last_purged: None,
-        last_log: None,
-        vote: None,
-        committed: None,
-        committed_saved: None,
-        committed_at: None,
-    };
+    let mut mem = DurableMem::default();
     let skip_upto = snap_last.map_or(0, |l| l.index);
     let wal_opts = WalOptions {
         dir: cfg.wal_dir(),
@@ -1685,7 +1666,7 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
             // Encoded straight into the file: a snapshot of millions of znodes is never whole
             // in memory, so writing one costs no page faults and no large frees, which would
             // stall the request path.
-            let on_disk = persist.persist_encoded(&meta, &encoder, started);
+            let on_disk = persist.persist_streamed(&meta, started, |sink| encoder(sink));
             if let (Some(l), true) = (meta.last_log_id, on_disk) {
                 match persist.store.open_payload(l.index) {
                     Ok((file, start)) => {
