@@ -695,23 +695,31 @@ fn get_membership(r: &mut Rd<'_>) -> Result<Membership<NodeId, BasicNode>, Strin
     Ok(Membership::new(configs, nodes))
 }
 
-/// A WAL record body for `entry` (its index is the WAL's).
-fn encode_log_entry(entry: &LogEntry) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_u64(&mut out, entry.log_id.leader_id.term);
-    put_u64(&mut out, entry.log_id.leader_id.node_id);
-    match &entry.payload {
-        EntryPayload::Blank => out.push(KIND_BLANK),
-        EntryPayload::Normal(e) => {
-            out.push(KIND_NORMAL);
-            out.extend_from_slice(&e.encode());
+/// The WAL record for `entry` (its index is the WAL's), the body encoded into the record's
+/// own buffer.
+fn log_record(entry: &LogEntry) -> io::Result<wal::Record> {
+    // corral-tree encodes a client entry into a buffer of its own; its size, known first, lets
+    // the record be allocated once.
+    let client = match &entry.payload {
+        EntryPayload::Normal(e) => e.encode(),
+        _ => Vec::new(),
+    };
+    let hint = 8 + 8 + 1 + client.len();
+    wal::Record::encode(entry.log_id.index, hint, |out| {
+        put_u64(out, entry.log_id.leader_id.term);
+        put_u64(out, entry.log_id.leader_id.node_id);
+        match &entry.payload {
+            EntryPayload::Blank => out.push(KIND_BLANK),
+            EntryPayload::Normal(_) => {
+                out.push(KIND_NORMAL);
+                out.extend_from_slice(&client);
+            }
+            EntryPayload::Membership(m) => {
+                out.push(KIND_MEMBERSHIP);
+                put_membership(out, m);
+            }
         }
-        EntryPayload::Membership(m) => {
-            out.push(KIND_MEMBERSHIP);
-            put_membership(&mut out, m);
-        }
-    }
-    out
+    })
 }
 
 fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, String> {
@@ -878,8 +886,13 @@ impl DurableMem {
     }
 
     /// Drops the oldest entries past the budget, but only those already written (readable
-    /// from the WAL): nothing may be unreadable between append and fsync.
-    fn evict(&mut self, written_upto: Option<u64>) {
+    /// from the WAL): nothing may be unreadable between append and fsync. `written_upto` is
+    /// asked only when over budget: the WAL's answer takes a lock its writer thread also takes.
+    fn evict(&mut self, written_upto: impl FnOnce() -> Option<u64>) {
+        if self.cache_bytes <= CACHE_BYTES {
+            return;
+        }
+        let written_upto = written_upto();
         while self.cache_bytes > CACHE_BYTES {
             let Some((&first, _)) = self.cache.first_key_value() else {
                 break;
@@ -1068,20 +1081,24 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
         I: IntoIterator<Item = LogEntry> + Send,
         I::IntoIter: Send,
     {
-        let records = {
+        // Encoded before taking the lock, which the apply path's reads wait on.
+        let entries = entries.into_iter();
+        let mut records = Vec::with_capacity(entries.size_hint().0);
+        let mut decoded = Vec::with_capacity(entries.size_hint().0);
+        for entry in entries {
+            let record = log_record(&entry).map_err(storage_err)?;
+            decoded.push((entry, record.body_len()));
+            records.push(record);
+        }
+        {
             let mut m = self.mem()?;
-            let mut records = Vec::new();
-            for entry in entries {
-                let body = encode_log_entry(&entry);
-                let index = entry.log_id.index;
+            for (entry, size) in decoded {
                 m.last_log = Some(entry.log_id);
-                m.insert(entry, body.len());
-                records.push((index, body));
+                m.insert(entry, size);
             }
-            let written = self.inner.wal.written_upto();
-            m.evict(written);
-            records
-        };
+            let wal = &self.inner.wal;
+            m.evict(|| wal.written_upto());
+        }
         // Readable now from the cache; durable when the WAL's group fsync calls back.
         if self.inner.pipelined {
             // A failed write marks the WAL's durability as failed, which fails the gated
@@ -1317,7 +1334,7 @@ fn recover(
         if index > skip_upto {
             mem.insert(e, body.len());
             // Everything read at start is on disk: any of it may be evicted.
-            mem.evict(Some(index));
+            mem.evict(|| Some(index));
         }
         Ok(())
     })

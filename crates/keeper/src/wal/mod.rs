@@ -106,8 +106,36 @@ pub enum WalError {
     Gap { file: PathBuf, expected: u64 },
 }
 
-/// Records as `(log index, body)`.
-pub type Records = Vec<(u64, Vec<u8>)>;
+/// One record framed for the log, built by the caller before it is queued: the body is
+/// encoded straight into the bytes the writer thread writes.
+pub struct Record {
+    index: u64,
+    framed: Vec<u8>,
+}
+
+impl Record {
+    /// The record at log index `index` whose body `write_body` appends to the buffer it is
+    /// given; `body_hint` is the expected body size, to allocate once. Fails if the body is
+    /// too large for a record.
+    pub fn encode(
+        index: u64,
+        body_hint: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<Record> {
+        let framed = segment::frame_record(index, body_hint, write_body).map_err(|len| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("log entry {index} is too large for a WAL record ({len} bytes)"),
+            )
+        })?;
+        Ok(Record { index, framed })
+    }
+
+    /// Bytes of the body.
+    pub fn body_len(&self) -> usize {
+        self.framed.len() - HEADER - INDEX
+    }
+}
 
 /// Called once an append is durable (or failed).
 pub type AppendDone = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -212,7 +240,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 enum Cmd {
     Append {
-        records: Vec<(u64, Vec<u8>)>,
+        records: Vec<Record>,
         done: AppendDone,
     },
     Truncate {
@@ -426,35 +454,11 @@ impl Wal {
         }
     }
 
-    /// Queues records (`(index, body)`, consecutive, continuing the log) for writing; `done`
-    /// runs on the writer thread once they are durable. The records are readable with
-    /// [`Wal::read`] only after that.
-    pub fn append(&self, records: Vec<(u64, Vec<u8>)>, done: AppendDone) {
-        if let Some((i, b)) = records
-            .iter()
-            .find(|(_, b)| b.len() > u32::MAX as usize - INDEX)
-        {
-            done(Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "log entry {i} is too large for a WAL record ({} bytes)",
-                    b.len()
-                ),
-            )));
-            return;
-        }
-        let framed = records
-            .into_iter()
-            .map(|(i, b)| {
-                let mut out = Vec::new();
-                segment::encode_record(i, &b, &mut out);
-                (i, out)
-            })
-            .collect();
-        if let Err(Cmd::Append { done, .. }) = self.send(Cmd::Append {
-            records: framed,
-            done,
-        }) {
+    /// Queues records (consecutive, continuing the log) for writing; `done` runs on the writer
+    /// thread once they are durable. The records are readable with [`Wal::read`] only after
+    /// that.
+    pub fn append(&self, records: Vec<Record>, done: AppendDone) {
+        if let Err(Cmd::Append { done, .. }) = self.send(Cmd::Append { records, done }) {
             done(Err(closed()));
         }
     }

@@ -36,17 +36,25 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Appends one framed record to `out`. The caller checks that the body fits a u32 length.
-pub(crate) fn encode_record(index: u64, body: &[u8], out: &mut Vec<u8>) {
-    let idx = index.to_be_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&idx), body);
-    // INDEX + body.len() <= u32::MAX is checked by `Wal::append` before encoding.
-    let len = (INDEX + body.len()) as u32;
-    out.reserve(HEADER + INDEX + body.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&crc.to_be_bytes());
-    out.extend_from_slice(&idx);
-    out.extend_from_slice(body);
+/// One framed record: `write_body` appends the body to a buffer that already holds room for the
+/// header and the index, and length and checksum are filled in after, so the body is encoded in
+/// place instead of being copied into the frame. `body_hint` is the expected body size, to
+/// allocate once. Fails with the body's size if it does not fit a u32 length.
+pub(crate) fn frame_record(
+    index: u64,
+    body_hint: usize,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) -> Result<Vec<u8>, usize> {
+    let mut out = Vec::with_capacity(HEADER + INDEX + body_hint);
+    out.extend_from_slice(&[0; HEADER]);
+    out.extend_from_slice(&index.to_be_bytes());
+    write_body(&mut out);
+    let payload = &out[HEADER..];
+    let len = u32::try_from(payload.len()).map_err(|_| payload.len() - INDEX)?;
+    let crc = crc32c::crc32c(payload);
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out[4..HEADER].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
 }
 
 /// One good record found by [`scan`].
@@ -197,7 +205,8 @@ mod tests {
     fn segment(records: &[(u64, &[u8])], size: usize) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, b) in records {
-            encode_record(*i, b, &mut out);
+            let rec = frame_record(*i, b.len(), |o| o.extend_from_slice(b)).unwrap();
+            out.extend_from_slice(&rec);
         }
         out.resize(size.max(out.len()), 0);
         out
@@ -209,6 +218,19 @@ mod tests {
         assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
         assert_eq!(parse_segment_name("42.log"), None);
         assert_eq!(parse_segment_name("prealloc.tmp"), None);
+    }
+
+    /// The frame as the format defines it, written field by field: what is on disk must not
+    /// change.
+    #[test]
+    fn frame_layout() {
+        let rec = frame_record(0x0102, 0, |o| o.extend_from_slice(b"xyz")).unwrap();
+        let mut payload = 0x0102u64.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"xyz");
+        let mut want = 11u32.to_be_bytes().to_vec();
+        want.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+        want.extend_from_slice(&payload);
+        assert_eq!(rec, want);
     }
 
     #[test]

@@ -40,6 +40,16 @@ fn opts(dir: &Path, segment_bytes: u64) -> WalOptions {
     }
 }
 
+/// Records as `(log index, body)`.
+type Records = Vec<(u64, Vec<u8>)>;
+
+fn framed(records: Records) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|(i, b)| Record::encode(i, b.len(), |o| o.extend_from_slice(&b)).unwrap())
+        .collect()
+}
+
 fn open_collect(o: WalOptions) -> Result<(Wal, Records), WalError> {
     let mut seen = Vec::new();
     let wal = Wal::open(o, |i, b| {
@@ -54,9 +64,9 @@ fn body(i: u64) -> Vec<u8> {
 }
 
 /// Appends and waits for the ack.
-fn append_sync(wal: &Wal, records: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
+fn append_sync(wal: &Wal, records: Records) -> io::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
-    wal.append(records, Box::new(move |r| tx.send(r).unwrap()));
+    wal.append(framed(records), Box::new(move |r| tx.send(r).unwrap()));
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
@@ -125,7 +135,7 @@ fn group_commit_batches_concurrent_appends_and_acks_after_sync() {
                         let w = Arc::clone(&wal);
                         let bad = Arc::clone(&bad);
                         wal.append(
-                            vec![(i, body(i))],
+                            framed(vec![(i, body(i))]),
                             Box::new(move |r| {
                                 // The ack runs after the fdatasync that covers the record.
                                 if w.stats().fsyncs == 0 {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::files::{remove_gradually, sync_dir, with_path};
 use super::segment::segment_name;
 use super::{
-    doomed_path, lock, AppendDone, Cmd, Loc, Records, RecoveredSegment, Shared, PREALLOC_NAME,
+    doomed_path, lock, AppendDone, Cmd, Loc, Record, RecoveredSegment, Shared, PREALLOC_NAME,
 };
 
 /// A segment the writer knows of.
@@ -104,7 +104,7 @@ impl Writer {
             while let Ok(c) = rx.try_recv() {
                 cmds.push(c);
             }
-            let mut appends: Vec<(Records, AppendDone)> = Vec::new();
+            let mut appends: Vec<(Vec<Record>, AppendDone)> = Vec::new();
             for cmd in cmds {
                 match cmd {
                     Cmd::Append { records, done } => appends.push((records, done)),
@@ -156,7 +156,7 @@ impl Writer {
         }
     }
 
-    fn flush(&mut self, appends: Vec<(Records, AppendDone)>) {
+    fn flush(&mut self, appends: Vec<(Vec<Record>, AppendDone)>) {
         if appends.is_empty() {
             return;
         }
@@ -218,13 +218,13 @@ impl Writer {
         Ok(())
     }
 
-    fn write_batch(&mut self, appends: &[(Records, AppendDone)]) -> io::Result<()> {
+    fn write_batch(&mut self, appends: &[(Vec<Record>, AppendDone)]) -> io::Result<()> {
         let mut buf: Vec<u8> = Vec::new();
         let mut locs: Vec<Loc> = Vec::new();
         let mut n_records = 0u64;
         for (records, _) in appends {
-            for (index, rec) in records {
-                let index = *index;
+            for rec in records {
+                let (index, rec) = (rec.index, &rec.framed);
                 match self.next {
                     Some(n) if n == index => {}
                     // Raft purged up to a snapshot beyond the end of the log (a snapshot
