@@ -33,7 +33,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use segment::{ScanEnd, HEADER, INDEX};
+use segment::{Parsed, ScanEnd, HEADER, INDEX};
 use tokio::sync::oneshot;
 
 /// Default segment size, as ZooKeeper preallocates 64 MiB transaction logs.
@@ -134,6 +134,18 @@ impl Record {
     /// Bytes of the body.
     pub fn body_len(&self) -> usize {
         self.framed.len() - HEADER - INDEX
+    }
+}
+
+/// The body of a record read by [`Wal::read`]. It derefs to the body; the frame read with it
+/// stays in front, so the body is not moved to drop it.
+#[derive(Debug)]
+pub struct RecordBody(Vec<u8>);
+
+impl std::ops::Deref for RecordBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0[HEADER + INDEX..]
     }
 }
 
@@ -499,7 +511,7 @@ impl Wal {
 
     /// Reads the body of the written record at `index`, `None` if there is no such record
     /// (purged, truncated, or not yet written).
-    pub fn read(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+    pub fn read(&self, index: u64) -> io::Result<Option<RecordBody>> {
         let (loc, path, file) = {
             let ix = lock(&self.shared.index);
             let Some(pos) = index.checked_sub(ix.base) else {
@@ -524,22 +536,25 @@ impl Wal {
                 format!("{} at byte offset {}: {e}", path.display(), loc.offset),
             )
         })?;
-        let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        let payload = &buf[HEADER..];
-        let mut idx = [0u8; 8];
-        idx.copy_from_slice(&payload[..INDEX]);
-        if crc32c::crc32c(payload) != crc || u64::from_be_bytes(idx) != index {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{} at byte offset {}: record {index} fails its checksum on read",
-                    path.display(),
-                    loc.offset
-                ),
-            ));
-        }
-        buf.drain(..HEADER + INDEX);
-        Ok(Some(buf))
+        let damage = match segment::parse_at(&buf, 0) {
+            Parsed::Good { index: i, next } if i == index && next == buf.len() => {
+                return Ok(Some(RecordBody(buf)));
+            }
+            Parsed::Good { index: i, .. } if i != index => {
+                format!("record has log index {i} where {index} was expected")
+            }
+            Parsed::Good { .. } => "record length differs from the one written".to_string(),
+            Parsed::End => "zero length where the record was written".to_string(),
+            Parsed::Bad { reason, .. } => reason,
+        };
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} at byte offset {}: record {index} fails its check on read: {damage}",
+                path.display(),
+                loc.offset
+            ),
+        ))
     }
 
     /// The highest index written (readable with [`Wal::read`]), if any.

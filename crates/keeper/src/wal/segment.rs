@@ -83,7 +83,7 @@ pub(crate) enum ScanEnd {
 }
 
 /// Result of parsing the record that starts at some offset.
-enum Parsed {
+pub(crate) enum Parsed {
     End,
     Good { index: u64, next: usize },
     Bad { reason: String, next: Option<usize> },
@@ -101,7 +101,9 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-fn parse_at(bytes: &[u8], at: usize) -> Parsed {
+/// Parses the record at `at`, checking its frame and checksum (not its index's place in the
+/// log: that is the caller's to know).
+pub(crate) fn parse_at(bytes: &[u8], at: usize) -> Parsed {
     let rest = &bytes[at..];
     if rest.is_empty() {
         return Parsed::End;

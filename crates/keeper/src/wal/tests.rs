@@ -70,6 +70,11 @@ fn append_sync(wal: &Wal, records: Records) -> io::Result<()> {
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
+/// The body read back at `index`.
+fn read(wal: &Wal, index: u64) -> Option<Vec<u8>> {
+    wal.read(index).unwrap().map(|b| b.to_vec())
+}
+
 fn segments(dir: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = fs::read_dir(dir)
         .unwrap()
@@ -94,9 +99,9 @@ fn append_and_read_back_across_segments() {
         append_sync(&wal, chunk.iter().map(|&i| (i, body(i))).collect()).unwrap();
     }
     for i in 1..=200 {
-        assert_eq!(wal.read(i).unwrap(), Some(body(i)), "index {i}");
+        assert_eq!(read(&wal, i), Some(body(i)), "index {i}");
     }
-    assert_eq!(wal.read(201).unwrap(), None);
+    assert_eq!(read(&wal, 201), None);
     assert_eq!(wal.written_upto(), Some(200));
     drop(wal);
     let segs = segments(d.path());
@@ -108,8 +113,28 @@ fn append_and_read_back_across_segments() {
     assert_eq!(seen, (1..=200).map(|i| (i, body(i))).collect::<Vec<_>>());
     // Appending continues where the log ended, in the last segment's remaining space.
     append_sync(&wal, vec![(201, body(201))]).unwrap();
-    assert_eq!(wal.read(201).unwrap(), Some(body(201)));
+    assert_eq!(read(&wal, 201), Some(body(201)));
     assert!(append_sync(&wal, vec![(203, body(203))]).is_err(), "hole");
+}
+
+/// A record damaged after it was written is refused on read, naming file and offset.
+#[test]
+fn damage_after_writing_is_caught_on_read() {
+    let d = TestDir::new("wal-readcrc");
+    let (wal, _) = open_collect(opts(d.path(), 1 << 20)).unwrap();
+    append_sync(&wal, (1..=3).map(|i| (i, body(i))).collect()).unwrap();
+    let path = seg_path(&d, 1);
+    let off = offsets(&path, 1)[1];
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(b"X", off + (HEADER + INDEX) as u64).unwrap();
+    let e = wal.read(2).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains(&format!("byte offset {off}")), "{msg}");
+    assert!(msg.contains("checksum mismatch"), "{msg}");
+    assert_eq!(read(&wal, 1), Some(body(1)));
+    assert_eq!(read(&wal, 3), Some(body(3)));
 }
 
 #[test]
@@ -178,8 +203,8 @@ fn truncate_removes_the_suffix_durably() {
     append_sync(&wal, (1..=60).map(|i| (i, body(i))).collect()).unwrap();
     let before = segments(d.path());
     rt.block_on(wal.truncate(25)).unwrap();
-    assert_eq!(wal.read(25).unwrap(), None);
-    assert_eq!(wal.read(24).unwrap(), Some(body(24)));
+    assert_eq!(read(&wal, 25), None);
+    assert_eq!(read(&wal, 24), Some(body(24)));
     assert!(segments(d.path()).len() < before.len());
     // Raft then appends the new leader's entries from the truncation point.
     append_sync(&wal, (25..=30).map(|i| (i, b"new".to_vec())).collect()).unwrap();
@@ -215,9 +240,9 @@ fn purge_deletes_whole_segments_below_purge_and_floor() {
     let segs = segments(d.path());
     assert!(segs.len() < n_before);
     assert!(segs[0] > 1 && segs[0] <= 61, "{segs:?}");
-    assert_eq!(wal.read(1).unwrap(), None);
-    assert_eq!(wal.read(61).unwrap(), Some(body(61)));
-    assert_eq!(wal.read(100).unwrap(), Some(body(100)));
+    assert_eq!(read(&wal, 1), None);
+    assert_eq!(read(&wal, 61), Some(body(61)));
+    assert_eq!(read(&wal, 100), Some(body(100)));
     // The purged segments are renamed away at once and deleted in the background.
     let doomed = |dir: &Path| -> usize {
         fs::read_dir(dir)
@@ -254,8 +279,8 @@ fn append_beyond_a_purged_end_restarts_the_log() {
     // A snapshot at 49 was installed: raft purges to it and continues at 50.
     wal.purge(49);
     append_sync(&wal, vec![(50, body(50))]).unwrap();
-    assert_eq!(wal.read(50).unwrap(), Some(body(50)));
-    assert_eq!(wal.read(5).unwrap(), None);
+    assert_eq!(read(&wal, 50), Some(body(50)));
+    assert_eq!(read(&wal, 5), None);
     drop(wal);
     assert_eq!(segments(d.path()), vec![50]);
     let (_, seen) = open_collect(opts(d.path(), 300)).unwrap();
@@ -272,8 +297,8 @@ fn jump_in_the_middle_of_a_batch_discards_what_precedes_it() {
     wal.purge(49);
     append_sync(&wal, vec![(11, body(11)), (50, body(50))]).unwrap();
     append_sync(&wal, vec![(51, body(51))]).unwrap();
-    assert_eq!(wal.read(50).unwrap(), Some(body(50)));
-    assert_eq!(wal.read(11).unwrap(), None);
+    assert_eq!(read(&wal, 50), Some(body(50)));
+    assert_eq!(read(&wal, 11), None);
     drop(wal);
     let (_, seen) = open_collect(opts(d.path(), 300)).unwrap();
     assert_eq!(seen, vec![(50, body(50)), (51, body(51))]);
