@@ -6,11 +6,26 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Adds the path to an I/O error, so every message names its file.
 pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes zeros over bytes `start..end` of `f`, a megabyte at a time: a range as large as a
+/// whole segment must not need a buffer its size.
+pub(crate) fn zero_range(f: &File, start: u64, end: u64) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; end.saturating_sub(start).min(CHUNK) as usize];
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(CHUNK) as usize;
+        f.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Makes the directory entries of `dir` (creates, renames, deletes) durable.
@@ -136,6 +151,21 @@ mod tests {
         assert!(!p.exists());
         let e = remove_gradually(&p).unwrap_err();
         assert!(e.to_string().contains("big"), "{e}");
+    }
+
+    #[test]
+    fn zero_range_spans_chunks_and_touches_nothing_else() {
+        let dir = crate::wal::tests::TestDir::new("files-zero");
+        let p = dir.path().join("z");
+        let len = (3 << 20) + 100;
+        fs::write(&p, vec![7u8; len]).unwrap();
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        zero_range(&f, 10, len as u64 - 10).unwrap();
+        zero_range(&f, 5, 5).unwrap();
+        let b = fs::read(&p).unwrap();
+        assert_eq!(b.len(), len);
+        assert!(b[..10].iter().chain(&b[len - 10..]).all(|&x| x == 7));
+        assert!(b[10..len - 10].iter().all(|&x| x == 0));
     }
 
     #[test]

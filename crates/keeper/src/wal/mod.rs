@@ -638,15 +638,8 @@ fn cut_tail(path: &Path, bytes: &[u8], offset: u64, sync: bool) -> io::Result<()
         .write(true)
         .open(path)
         .map_err(|e| files::with_path(path, e))?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = start;
-    let stop = start + last_nonzero + 1;
-    while at < stop {
-        let n = (stop - at).min(zeros.len());
-        f.write_all_at(&zeros[..n], at as u64)
-            .map_err(|e| files::with_path(path, e))?;
-        at += n;
-    }
+    files::zero_range(&f, offset, (start + last_nonzero + 1) as u64)
+        .map_err(|e| files::with_path(path, e))?;
     if sync {
         f.sync_data().map_err(|e| files::with_path(path, e))?;
     }

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::files::{remove_gradually, sync_dir, with_path};
+use super::files::{remove_gradually, sync_dir, with_path, zero_range};
 use super::segment::segment_name;
 use super::{
     doomed_path, lock, AppendDone, Cmd, Loc, Record, RecoveredSegment, Shared, PREALLOC_NAME,
@@ -482,9 +482,7 @@ impl Writer {
                     .write(true)
                     .open(&seg.path)
                     .map_err(|e| with_path(&seg.path, e))?;
-                let zeros = vec![0u8; (seg.end - loc.offset) as usize];
-                file.write_all_at(&zeros, loc.offset)
-                    .map_err(|e| with_path(&seg.path, e))?;
+                zero_range(&file, loc.offset, seg.end).map_err(|e| with_path(&seg.path, e))?;
                 seg.end = loc.offset;
                 seg.last = from.checked_sub(1).filter(|&l| l >= loc.seg);
                 let first = loc.seg;
@@ -570,18 +568,12 @@ fn preallocate(shared: &Shared) -> io::Result<u64> {
         {
             return Err(io::Error::other("no space left on device (injected)"));
         }
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&path)?;
-        let zeros = vec![0u8; (1 << 20).min(size as usize).max(1)];
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
+        zero_range(&f, 0, size)?;
         if shared.opts.force_sync {
             f.sync_all()?;
         }
