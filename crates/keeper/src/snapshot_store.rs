@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::wal::{remove_gradually, sync_dir};
+use crate::wal::{parse_index, remove_gradually, sync_dir, with_path};
 
 const MAGIC: &[u8; 8] = b"CRLSNAP\0";
 const VERSION: u32 = 1;
@@ -93,21 +93,13 @@ pub struct SnapshotStore {
     dir: PathBuf,
 }
 
-fn with_path(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-}
-
 /// File name of the snapshot whose last included entry has log index `index`.
 pub fn snapshot_name(index: u64) -> String {
     format!("{PREFIX}{index:020}")
 }
 
 fn parse_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(PREFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    name.strip_prefix(PREFIX).and_then(parse_index)
 }
 
 impl SnapshotStore {
@@ -356,6 +348,17 @@ impl SnapshotStore {
 mod tests {
     use super::*;
     use crate::wal::tests::TestDir;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(snapshot_name(7), "snapshot.00000000000000000007");
+        assert_eq!(parse_name(&snapshot_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_name("snapshot.7"), None);
+        assert_eq!(parse_name("snapshot.00000000000000000007.tmp"), None);
+        assert_eq!(parse_name("00000000000000000007.log"), None);
+        // Twenty digits, but past u64.
+        assert_eq!(parse_name("snapshot.99999999999999999999"), None);
+    }
 
     #[test]
     fn write_load_retain() {

@@ -1,5 +1,6 @@
 //! Small durable files (the raft vote, the committed index), the directory fsync that makes
-//! a create, rename or delete survive power loss, and the gentle deletion of large files.
+//! a create, rename or delete survive power loss, the gentle deletion of large files, and the
+//! helpers the WAL and the snapshot store share (error paths, the log index in file names).
 //!
 //! Owns: the write-temp, fsync, rename, fsync-directory sequence and a checksummed framing for
 //! small values. Must not: know what the values mean (consensus encodes them).
@@ -12,6 +13,14 @@ use std::path::{Path, PathBuf};
 /// Adds the path to an I/O error, so every message names its file.
 pub(crate) fn with_path(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// The log index in a file name: exactly 20 decimal digits (`{:020}`), so names sort by index.
+pub(crate) fn parse_index(digits: &str) -> Option<u64> {
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Writes zeros over bytes `start..end` of `f`, a megabyte at a time: a range as large as a

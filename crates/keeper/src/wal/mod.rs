@@ -22,6 +22,7 @@ mod segment;
 mod writer;
 
 pub use files::{frame, read_framed, remove_gradually, sync_dir, write_atomic};
+pub(crate) use files::{parse_index, with_path};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};

@@ -29,11 +29,8 @@ pub(crate) fn segment_name(first: u64) -> String {
 
 /// The first log index of a segment file name, `None` for anything else in the directory.
 pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".log")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    name.strip_suffix(".log")
+        .and_then(super::files::parse_index)
 }
 
 /// One framed record: `write_body` appends the body to a buffer that already holds room for the
