@@ -1323,6 +1323,7 @@ fn recover(
         dir: cfg.wal_dir(),
         segment_bytes: cfg.segment_bytes.max(4096),
         force_sync: cfg.force_sync,
+        #[cfg(test)]
         prealloc_fault: None,
     };
     let wal = Wal::open(wal_opts, |index, body| {

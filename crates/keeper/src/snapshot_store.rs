@@ -16,7 +16,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::wal::{parse_index, remove_gradually, sync_dir, with_path};
 
@@ -120,10 +120,6 @@ impl SnapshotStore {
             }
         }
         Ok(SnapshotStore { dir })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Indexes of the snapshot files present, newest first.

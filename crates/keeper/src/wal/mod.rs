@@ -63,20 +63,10 @@ pub struct WalOptions {
     /// `false` skips fdatasync (ZooKeeper's forceSync=no): an OS crash may lose acknowledged
     /// appends.
     pub force_sync: bool,
-    /// When set and true, preallocation fails as if the disk were full. Tests use it to reach
-    /// the writes-blocked path without filling a real disk.
-    pub prealloc_fault: Option<Arc<AtomicBool>>,
-}
-
-impl WalOptions {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        WalOptions {
-            dir: dir.into(),
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-            force_sync: true,
-            prealloc_fault: None,
-        }
-    }
+    /// When set and true, preallocation fails as if the disk were full, to reach the
+    /// writes-blocked path without filling a real disk.
+    #[cfg(test)]
+    pub(crate) prealloc_fault: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +246,11 @@ enum Cmd {
         records: Vec<Record>,
         done: AppendDone,
     },
+    /// Everything else: runs after the appends queued before it are flushed.
+    Ctl(Ctl),
+}
+
+enum Ctl {
     Truncate {
         from: u64,
         done: oneshot::Sender<io::Result<()>>,
@@ -489,25 +484,26 @@ impl Wal {
 
     /// Removes the record at `from` and every later one, durably, before returning.
     pub async fn truncate(&self, from: u64) -> io::Result<()> {
-        self.call(|done| Cmd::Truncate { from, done }).await
+        self.call(|done| Cmd::Ctl(Ctl::Truncate { from, done }))
+            .await
     }
 
     /// Runs `f` on the writer thread after every append queued before it is durable, and before
     /// any queued after it: the vote must be saved in order with the log.
     pub async fn in_order(&self, f: InOrder) -> io::Result<()> {
-        self.call(|done| Cmd::Run { f, done }).await
+        self.call(|done| Cmd::Ctl(Ctl::Run { f, done })).await
     }
 
     /// Records at and below `upto` are no longer needed by raft. Segment files are deleted
     /// once all their records are also at or below the retain floor.
     pub fn purge(&self, upto: u64) {
-        let _ = self.send(Cmd::Purge { upto });
+        let _ = self.send(Cmd::Ctl(Ctl::Purge { upto }));
     }
 
     /// Records at or below `index` are covered by every retained snapshot: segments entirely
     /// below it (and purged) may be deleted.
     pub fn set_retain_floor(&self, index: u64) {
-        let _ = self.send(Cmd::Floor { index });
+        let _ = self.send(Cmd::Ctl(Ctl::Floor { index }));
     }
 
     /// Reads the body of the written record at `index`, `None` if there is no such record

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::files::{remove_gradually, sync_dir, with_path, zero_range};
 use super::segment::segment_name;
 use super::{
-    doomed_path, lock, AppendDone, Cmd, Loc, Record, RecoveredSegment, Shared, PREALLOC_NAME,
+    doomed_path, lock, AppendDone, Cmd, Ctl, Loc, Record, RecoveredSegment, Shared, PREALLOC_NAME,
 };
 
 /// A segment the writer knows of.
@@ -108,9 +108,9 @@ impl Writer {
             for cmd in cmds {
                 match cmd {
                     Cmd::Append { records, done } => appends.push((records, done)),
-                    other => {
+                    Cmd::Ctl(ctl) => {
                         self.flush(std::mem::take(&mut appends));
-                        self.other(other);
+                        self.control(ctl);
                     }
                 }
             }
@@ -128,10 +128,9 @@ impl Writer {
         self.shared.durable.send_modify(|d| d.failed = true);
     }
 
-    fn other(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::Append { .. } => {}
-            Cmd::Truncate { from, done } => {
+    fn control(&mut self, ctl: Ctl) {
+        match ctl {
+            Ctl::Truncate { from, done } => {
                 let r = if self.failed() {
                     Err(super::closed())
                 } else {
@@ -142,15 +141,15 @@ impl Writer {
                 }
                 let _ = done.send(r);
             }
-            Cmd::Purge { upto } => {
+            Ctl::Purge { upto } => {
                 self.purged = self.purged.max(upto);
                 self.delete_covered();
             }
-            Cmd::Floor { index } => {
+            Ctl::Floor { index } => {
                 self.floor = self.floor.max(index);
                 self.delete_covered();
             }
-            Cmd::Run { f, done } => {
+            Ctl::Run { f, done } => {
                 let _ = done.send(f());
             }
         }
@@ -560,6 +559,7 @@ fn preallocate(shared: &Shared) -> io::Result<u64> {
     let path = shared.opts.dir.join(PREALLOC_NAME);
     let size = shared.opts.segment_bytes;
     let r = (|| {
+        #[cfg(test)]
         if shared
             .opts
             .prealloc_fault
