@@ -499,7 +499,8 @@ pub struct RawConn {
 /// What became of a connection after something was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The server closed (EOF or reset) after sending these frame bodies.
+    /// The server closed (EOF or reset) after sending these frame bodies, or sent bytes that
+    /// are no frame (then the last body is a `<garbled: ...>` note and reading stopped).
     Closed(Vec<Vec<u8>>),
     /// Still open after the wait; these frame bodies arrived.
     Open(Vec<Vec<u8>>),
@@ -584,8 +585,12 @@ impl RawConn {
                 Ok(Some(f)) => frames.push(f),
                 Ok(None) => return Outcome::Closed(frames),
                 Err(e) if e.starts_with("no complete frame") => return Outcome::Open(frames),
-                // A garbled answer counts as an answer; whatever follows decides.
-                Err(_) => return Outcome::Closed(frames),
+                // A garbled answer (e.g. a negative frame length) is still an answer: keep it
+                // as a frame, so a check that nothing was sent fails.
+                Err(e) => {
+                    frames.push(format!("<garbled: {e}>").into_bytes());
+                    return Outcome::Closed(frames);
+                }
             }
         }
     }
