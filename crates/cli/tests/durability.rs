@@ -832,6 +832,45 @@ async fn assert_present(addr: &str, nodes: &[(String, Vec<u8>)], server: &Corral
     let _ = c.close().await;
 }
 
+/// A keeper SIGKILLed right after 20 known creates, and its last WAL segment with a record.
+struct KilledAfterWrites {
+    server: CorralServer,
+    addr: String,
+    /// The parent of the created znodes.
+    root: String,
+    written: Vec<(String, Vec<u8>)>,
+    seg: PathBuf,
+    /// The segment's file name, as the keeper's messages name it.
+    name: String,
+    bytes: Vec<u8>,
+    records: Vec<WalRecord>,
+}
+
+async fn killed_after_writes(tag: &str) -> KilledAfterWrites {
+    let mut server = CorralServer::start("");
+    let addr = server.addr();
+    let root = format!("/{}", unique_name(tag));
+    let (c, written) = write_known(&addr, &root, 20).await;
+    blocking(|| server.kill9()).expect("SIGKILL");
+    c.abort();
+    let (seg, bytes, records) = last_segment(&server.data_dir());
+    let name = seg
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("segment name")
+        .to_string();
+    KilledAfterWrites {
+        server,
+        addr,
+        root,
+        written,
+        seg,
+        name,
+        bytes,
+        records,
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Damage {
     /// The last bytes of the record never reached the disk (preallocated file: zeros).
@@ -846,20 +885,17 @@ enum Damage {
 /// restarts: the keeper must start, warn naming the segment and the record's offset, and
 /// keep everything before the damaged record — and keep working on the cut log.
 async fn torn_tail(damage: Damage) {
-    let mut server = CorralServer::start("");
-    let addr = server.addr();
-    let root = format!("/{}", unique_name("torn"));
-    let (c, written) = write_known(&addr, &root, 20).await;
-    blocking(|| server.kill9()).expect("SIGKILL");
-    c.abort();
-
-    let (seg, mut bytes, records) = last_segment(&server.data_dir());
+    let KilledAfterWrites {
+        mut server,
+        addr,
+        root,
+        written,
+        seg,
+        name,
+        mut bytes,
+        records,
+    } = killed_after_writes("torn").await;
     let last = records.last().expect("a record").clone();
-    let name = seg
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("segment name")
-        .to_string();
     let payload = bytes[last.payload_range()].to_vec();
     let (last_path, _) = written.last().expect("written");
     // Whether the damaged record is our last create (its path is in the payload), so that
@@ -976,19 +1012,16 @@ async fn torn_tail_truncated_file_is_cut_with_a_warning() {
 /// start rather than silently drop (or skip) acknowledged history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_record_in_the_middle_refuses_to_start() {
-    let mut server = CorralServer::start("");
-    let addr = server.addr();
-    let root = format!("/{}", unique_name("midcorrupt"));
-    let (c, written) = write_known(&addr, &root, 20).await;
-    blocking(|| server.kill9()).expect("SIGKILL");
-    c.abort();
-
-    let (seg, mut bytes, records) = last_segment(&server.data_dir());
-    let name = seg
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("segment name")
-        .to_string();
+    let KilledAfterWrites {
+        mut server,
+        addr,
+        written,
+        seg,
+        name,
+        mut bytes,
+        records,
+        ..
+    } = killed_after_writes("midcorrupt").await;
     // Prefer the record of an early create of ours (it is after any start-up snapshot, so
     // it must be replayed); else a record in the first half.
     let target_path = written[3].0.as_bytes();
