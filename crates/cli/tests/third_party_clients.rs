@@ -528,9 +528,17 @@ mod rust_client {
     }
 
     async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-        tokio::time::timeout(WAIT, f)
+        within_for(what, WAIT, f).await
+    }
+
+    async fn within_for<T>(
+        what: &str,
+        limit: Duration,
+        f: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::time::timeout(limit, f)
             .await
-            .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
+            .unwrap_or_else(|_| panic!("{what}: nothing within {limit:?}"))
     }
 
     #[tokio::test]
@@ -650,9 +658,15 @@ mod rust_client {
             Err(zk::Error::NoChildrenForEphemerals)
         );
 
-        // Dropping the last handle closes the session; its ephemeral goes with it.
+        // Dropping the last handle closes the session; its ephemeral goes with it. Half the
+        // 10 s session timeout at most, so that only closeSession, not expiry, can pass this.
         drop(owner);
-        let ev = within("ephemeral deletion", watcher.changed()).await;
+        let ev = within_for(
+            "ephemeral deletion",
+            Duration::from_secs(5),
+            watcher.changed(),
+        )
+        .await;
         assert_eq!(
             (ev.event_type, ev.path.as_str()),
             (zk::EventType::NodeDeleted, path.as_str())
