@@ -21,7 +21,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{unique_name, CorralServer, RawConn};
+use common::{unique_name, wait_child, CorralServer, RawConn};
 use corral_proto::{GetDataRequest, Jute, Reader, Request, SetDataRequest, Stat};
 
 const ZKCLI_DEFAULT: &str = "/usr/share/zookeeper/bin/zkCli.sh";
@@ -85,10 +85,8 @@ fn raw_session(addr: &str) -> RawConn {
 }
 
 fn raw_close(mut c: RawConn) {
-    let (hdr, _) = c
-        .request(99, &Request::CloseSession)
+    c.close_session()
         .unwrap_or_else(|e| panic!("closeSession: {e}"));
-    assert_eq!(hdr.err, 0, "closeSession failed: {hdr:?}");
 }
 
 /// The data at `path` as the server holds it, or None when the node does not exist.
@@ -277,23 +275,13 @@ impl Interactive {
     /// Closes stdin and waits for the process to exit.
     fn finish(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
         self.stdin = None;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(None) => {
-                    return Err(format!(
-                        "{}: still running {timeout:?} after its input ended; output:\n{}",
-                        self.name,
-                        self.output()
-                    ))
-                }
-                Err(e) => return Err(format!("{}: wait: {e}", self.name)),
-            }
-        }
+        wait_child(&mut self.child, timeout).ok_or_else(|| {
+            format!(
+                "{}: still running {timeout:?} after its input ended; output:\n{}",
+                self.name,
+                self.output()
+            )
+        })
     }
 }
 
@@ -493,13 +481,7 @@ fn raw_create(addr: &str, path: &str, data: &[u8]) {
             &Request::Create(corral_proto::CreateRequest {
                 path: path.to_string(),
                 data: Some(data.to_vec()),
-                acl: vec![corral_proto::Acl {
-                    perms: corral_proto::perms::ALL,
-                    id: corral_proto::Id {
-                        scheme: "world".to_string(),
-                        id: "anyone".to_string(),
-                    },
-                }],
+                acl: corral_client::open_acl_unsafe(),
                 flags: 0,
             }),
         )

@@ -53,6 +53,19 @@ pub fn unique_name(tag: &str) -> String {
     format!("{tag}-{}-{nanos}", std::process::id())
 }
 
+/// Waits up to `within` for `child` to exit; its status, or None if it is still running (or
+/// cannot be waited for).
+pub fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
 /// One server process (corral or ZooKeeper) with its config and data in a temp dir.
 /// Dropping it stops the process (SIGTERM, then SIGKILL after 5 s) and removes the dir,
 /// unless the env var CORRAL_KEEP_TEST_DIRS is set.
@@ -137,23 +150,13 @@ impl ServerProcess {
     /// Waits up to `within` for the process to exit by itself; its status, or None if it
     /// is still running.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Ok(None) => return None,
-                Err(_) => return None,
-            }
-        }
+        wait_child(&mut self.child, within)
     }
 
     /// Launches `cmd` as the next run of this server (same dir, same port). The previous
     /// run must have exited; its logs are renamed to `server.<n>.out` / `server.<n>.err`.
     /// Does not wait for the new run to serve.
-    fn relaunch(&mut self, mut cmd: Command) -> Result<(), String> {
+    fn relaunch(&mut self, cmd: Command) -> Result<(), String> {
         if self.is_running() {
             return Err(format!(
                 "{} (pid {}) is still running; stop it before relaunching",
@@ -169,14 +172,7 @@ impl ServerProcess {
                     .map_err(|e| format!("rename {} to {}: {e}", from.display(), to.display()))?;
             }
         }
-        let out = std::fs::File::create(self.dir.join("server.out"))
-            .map_err(|e| format!("create server.out: {e}"))?;
-        let err = std::fs::File::create(self.dir.join("server.err"))
-            .map_err(|e| format!("create server.err: {e}"))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", self.name))?;
+        let child = launch(self.name, &self.dir, cmd)?;
         self.pid = child.id();
         self.child = child;
         self.generation += 1;
@@ -187,14 +183,9 @@ impl ServerProcess {
         name: &'static str,
         dir: PathBuf,
         port: u16,
-        mut cmd: Command,
+        cmd: Command,
     ) -> Result<ServerProcess, String> {
-        let out = std::fs::File::create(dir.join("server.out"))
-            .map_err(|e| format!("create server.out: {e}"))?;
-        let err = std::fs::File::create(dir.join("server.err"))
-            .map_err(|e| format!("create server.err: {e}"))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn().map_err(|e| format!("spawn {name}: {e}"))?;
+        let child = launch(name, &dir, cmd)?;
         let mut p = ServerProcess {
             name,
             pid: child.id(),
@@ -236,20 +227,10 @@ impl ServerProcess {
     }
 
     fn stop(&mut self) {
-        if self.is_running() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.pid.to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && self.is_running() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if self.is_running() {
-                let _ = self.child.kill();
-            }
+        if self.terminate(Duration::from_secs(5)).is_err() {
+            // terminate SIGKILLs on a timeout, but not when `kill -TERM` itself failed.
+            let _ = self.kill9();
         }
-        let _ = self.child.wait();
     }
 }
 
@@ -262,6 +243,16 @@ impl Drop for ServerProcess {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Starts `cmd` with stdout and stderr going to fresh `<dir>/server.out` and `server.err`.
+fn launch(name: &str, dir: &Path, mut cmd: Command) -> Result<Child, String> {
+    let out = std::fs::File::create(dir.join("server.out"))
+        .map_err(|e| format!("create server.out: {e}"))?;
+    let err = std::fs::File::create(dir.join("server.err"))
+        .map_err(|e| format!("create server.err: {e}"))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.spawn().map_err(|e| format!("spawn {name}: {e}"))
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -474,20 +465,11 @@ pub fn four_letter(addr: &str, cmd: &str) -> std::io::Result<String> {
 
 /// Creates a session with a raw handshake and closes it with closeSession.
 fn probe_session(addr: &str) -> Result<(), String> {
-    let mut c = RawConn::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    let resp = c.handshake(&ConnectRequest {
-        timeout: 10_000,
-        read_only: Some(false),
-        ..Default::default()
-    })?;
-    if resp.session_id == 0 || resp.timeout <= 0 {
+    let (mut c, resp) = RawConn::new_session(addr)?;
+    if resp.timeout <= 0 {
         return Err(format!("handshake refused: {resp:?}"));
     }
-    let (hdr, _) = c.request(1, &Request::CloseSession)?;
-    if hdr.err != 0 {
-        return Err(format!("closeSession answered {hdr:?}"));
-    }
-    Ok(())
+    c.close_session()
 }
 
 /// A blocking connection that speaks raw frames, for probing servers and sending them junk.
@@ -505,6 +487,9 @@ pub enum Outcome {
     /// Still open after the wait; these frame bodies arrived.
     Open(Vec<Vec<u8>>),
 }
+
+/// The xid of [`RawConn::close_session`].
+const CLOSE_XID: i32 = 99;
 
 impl RawConn {
     pub fn connect(addr: &str) -> std::io::Result<RawConn> {
@@ -617,6 +602,16 @@ impl RawConn {
             return Err(format!("no session: {resp:?}"));
         }
         Ok((c, resp))
+    }
+
+    /// Ends the session with closeSession; an error if the server does not answer Ok.
+    pub fn close_session(&mut self) -> Result<(), String> {
+        // Servers echo the xid without checking it against earlier ones.
+        let (hdr, _) = self.request(CLOSE_XID, &Request::CloseSession)?;
+        if hdr.err != 0 {
+            return Err(format!("closeSession answered {hdr:?}"));
+        }
+        Ok(())
     }
 
     /// Sends one request and returns the first non-notification reply (header and body).
