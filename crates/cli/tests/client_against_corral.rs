@@ -17,11 +17,10 @@ use corral_client::proto::{
 use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
 
 fn unique_root(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("/corral-client-test-{name}-{}-{nanos}", std::process::id())
+    format!(
+        "/{}",
+        common::unique_name(&format!("corral-client-test-{name}"))
+    )
 }
 
 async fn connect(addr: &str) -> Connection {
