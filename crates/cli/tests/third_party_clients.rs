@@ -16,6 +16,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -163,7 +164,10 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
 
 impl Interactive {
     fn spawn(name: &str, mut cmd: Command) -> Result<Interactive, String> {
-        cmd.stdin(Stdio::piped())
+        // A group of its own, so that drop can kill what it started too: zkCli.sh runs java
+        // as a child (no exec), and killing only the script would leave the JVM running.
+        cmd.process_group(0)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("spawn {name}: {e}"))?;
@@ -288,8 +292,16 @@ impl Interactive {
 impl Drop for Interactive {
     fn drop(&mut self) {
         self.stdin = None;
+        // Only while the leader is unreaped: its pid, the group id, cannot have been reused.
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
+            let group = format!("-{}", self.child.id());
+            let killed = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(Stdio::null())
+                .status();
+            if !matches!(killed, Ok(s) if s.success()) {
+                let _ = self.child.kill();
+            }
         }
         let _ = self.child.wait();
     }
