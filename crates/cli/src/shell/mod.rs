@@ -30,7 +30,6 @@ pub async fn run(server: &str, command: Option<String>) -> i32 {
     let mut shell = Shell {
         server: server.to_string(),
         conn,
-        print_events: false,
     };
     match command {
         Some(line) => {
@@ -60,9 +59,6 @@ fn print_output(out: &str) {
 struct Shell {
     server: String,
     conn: Connection,
-    /// Interactive mode prints watch events as they arrive (one-shot mode does not wait for
-    /// any).
-    print_events: bool,
 }
 
 impl Shell {
@@ -83,7 +79,6 @@ impl Shell {
         // Watch events are printed as they arrive, over the prompt if need be, as zkCli does.
         // (rustyline's external printer would redraw the prompt around them, but with it a
         // line that arrives in one burst, pasted or typed fast, waits for one more key.)
-        self.print_events = true;
         self.spawn_event_printer();
         println!(
             "Connected to {} (session 0x{:x}, timeout {} ms). Type help for commands.",
@@ -151,10 +146,8 @@ impl Shell {
         0
     }
 
+    /// Interactive mode only (one-shot mode waits for no event); again after a reconnect.
     fn spawn_event_printer(&self) {
-        if !self.print_events {
-            return;
-        }
         let conn = self.conn.clone();
         tokio::spawn(async move {
             while let Some(ev) = conn.next_event().await {
