@@ -281,7 +281,7 @@ fn check_case(addr: &str, case: &Case) -> Result<String, String> {
 }
 
 /// Runs every case against `server` while session A stays connected; returns the failures.
-async fn run_all(server: &mut ServerProcess, check_alive: bool) -> Vec<String> {
+async fn run_all(server: &mut ServerProcess) -> Vec<String> {
     let addr = server.addr();
     let a = Connection::connect(&addr, ConnectOptions::default())
         .await
@@ -354,7 +354,7 @@ async fn run_all(server: &mut ServerProcess, check_alive: bool) -> Vec<String> {
             Err(e) => failures.push(format!("after '{name}': a new client cannot connect: {e}")),
         }
 
-        if check_alive && !server.is_running() {
+        if !server.is_running() {
             failures.push(format!("after '{name}': the server process exited"));
             break;
         }
@@ -372,7 +372,7 @@ async fn run_all(server: &mut ServerProcess, check_alive: bool) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corral_survives_malformed_input() {
     let mut server = CorralServer::start("");
-    let failures = run_all(&mut server, true).await;
+    let failures = run_all(&mut server).await;
     assert!(
         server.is_running(),
         "corral exited; log:\n{}",
@@ -391,7 +391,7 @@ async fn real_zookeeper_behaves_as_expected() {
     let Some(mut zk) = RealZk::start("") else {
         return;
     };
-    let failures = run_all(&mut zk, true).await;
+    let failures = run_all(&mut zk).await;
     assert!(zk.is_running(), "zookeeper exited");
     assert!(
         failures.is_empty(),
