@@ -381,7 +381,7 @@ impl Driver {
                 create_req(child(&bucket, &format!("n{seq:07}")), &self.value)
             }
             Workload::Populate => create_req(populate_path(&self.base, i), &self.value),
-            Workload::Probe => return None,
+            Workload::Probe => unreachable!("run() hands probe to probe(), never to a Driver"),
         })
     }
 
@@ -602,7 +602,7 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
             .await?;
             Some(a.populate_count)
         }
-        Workload::Probe => None,
+        Workload::Probe => unreachable!("run() hands probe to probe(), never to load()"),
     };
     let budget = Arc::new(match (a.duration, total) {
         (Some(d), _) => Budget::Until(Instant::now() + Duration::from_secs_f64(d)),
