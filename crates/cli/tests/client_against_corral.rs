@@ -507,3 +507,44 @@ async fn pipelined_writes_and_reads_answer_in_order() {
     delete_tree(&c, &root).await;
     c.close().await.expect("close");
 }
+
+/// maxClientCnxns counts a connection from its first bytes, not from a finished handshake:
+/// connections caught half way through their handshake leave no room for another.
+#[tokio::test]
+async fn max_client_cnxns_counts_connections_still_handshaking() {
+    use tokio::io::AsyncWriteExt;
+    let server = CorralServer::start("maxClientCnxns=2");
+    let addr = server.addr();
+    // Two connections that sent only the length of a connect request.
+    let mut half_open = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+        s.write_all(&45i32.to_be_bytes()).await.expect("write");
+        half_open.push(s);
+    }
+    // Let the server read them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        Connection::connect(&addr, ConnectOptions::default()),
+    )
+    .await
+    .expect("answered in time");
+    assert!(
+        third.is_err(),
+        "a third connection from 127.0.0.1 was let in"
+    );
+    // Their slots are released when they go.
+    drop(half_open);
+    let mut fourth = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(c) = Connection::connect(&addr, ConnectOptions::default()).await {
+            fourth = Some(c);
+            break;
+        }
+    }
+    let c = fourth.expect("a connection is let in once the others closed");
+    assert!(c.exists("/", false).await.expect("exists").is_some());
+    c.close().await.expect("close");
+}

@@ -7,7 +7,7 @@
 //! Bad input never reaches beyond this connection: an oversized or malformed frame closes it
 //! with one log line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,18 +55,16 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
         return;
     }
 
-    if let Some(limit) = std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
-        let from_same_ip = keeper
-            .state()
-            .conns
-            .values()
-            .filter(|c| c.remote.ip() == remote.ip())
-            .count();
-        if from_same_ip >= limit.get() as usize {
-            warn!(%remote, "too many connections from {} - max is {}", remote.ip(), limit);
-            return;
-        }
-    }
+    let _slot = match std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
+        None => None,
+        Some(limit) => match IpSlot::take(&keeper, remote.ip(), limit.get()) {
+            Some(slot) => Some(slot),
+            None => {
+                warn!(%remote, "too many connections from {} - max is {}", remote.ip(), limit);
+                return;
+            }
+        },
+    };
 
     let conn_id = keeper.next_conn_id();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -96,6 +94,40 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
     conn.teardown();
     drop(conn);
     let _ = writer.await;
+}
+
+/// A connection counted against its address's maxClientCnxns from before its handshake until
+/// it ends, so that many connections handshaking at once cannot all slip under the limit.
+struct IpSlot {
+    keeper: Arc<Keeper>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(keeper: &Arc<Keeper>, ip: IpAddr, limit: u32) -> Option<IpSlot> {
+        let mut st = keeper.state();
+        let n = st.conns_per_ip.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            keeper: Arc::clone(keeper),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut st = self.keeper.state();
+        if let Some(n) = st.conns_per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.conns_per_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn read_at_least(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, n: usize) -> std::io::Result<()> {

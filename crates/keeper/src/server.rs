@@ -2,7 +2,7 @@
 //! the listener, and the session checker that expires silent sessions.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,6 +63,9 @@ pub struct State {
     pub conns: HashMap<ConnId, ConnInfo>,
     /// Which connection currently holds each session.
     pub session_conn: HashMap<i64, ConnId>,
+    /// Open connections per client address, counted from before the handshake (with a
+    /// maxClientCnxns limit only).
+    pub conns_per_ip: HashMap<IpAddr, u32>,
 }
 
 /// Server-wide counters for srvr/stat/mntr.
@@ -146,6 +149,7 @@ impl Keeper {
                 sessions: SessionTracker::default(),
                 conns: HashMap::new(),
                 session_conn: HashMap::new(),
+                conns_per_ip: HashMap::new(),
             }),
             consensus: OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
