@@ -45,7 +45,11 @@ impl LoadedSnapshot {
 }
 
 /// How much snapshot data may wait in the page cache before the writer waits for the disk.
-const PACE_BYTES: usize = 4 << 20;
+/// A log fsync issued meanwhile waits behind at most this much: on a virtio disk a 4 MB piece
+/// (one request at max_sectors_kb 4096) took ~2.7 ms and tripled the p99.9 of a mixed load
+/// while snapshots were written; 1 MB pieces take ~0.7 ms each and left it within 1.2x idle,
+/// and the snapshot was written faster, not slower.
+const PACE_BYTES: usize = 1 << 20;
 
 /// Writes `data` at `offset` (the file's position) in chunks, waiting for each chunk's
 /// write-back before dirtying more. Written in one go, a large snapshot reaches the disk as
