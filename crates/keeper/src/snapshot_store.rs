@@ -18,11 +18,11 @@
 //! interpret meta or payload, or decide when to snapshot (openraft's policy does).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::wal::{parse_index, remove_gradually, sync_dir, with_path};
+use crate::wal::{parse_index, remove_gradually, sync_dir, with_path, write_paced, PACE_BYTES};
 
 const MAGIC: &[u8; 8] = b"CRLSNAP\0";
 const VERSION: u32 = 1;
@@ -54,56 +54,9 @@ impl LoadedSnapshot {
     }
 }
 
-/// How much snapshot data may wait in the page cache before the writer waits for the disk.
-/// A log fsync issued meanwhile waits behind the piece in flight. Measured on a virtio disk
-/// (1M znodes, mixed 90/10 load, snapshots back to back), p99.9 over idle: 4 MB pieces 2.5-3x,
-/// 1 MB 1.1-1.3x on one day and 1.7-2.5x on another, 512 KB 1.15-1.35x on both, 256 KB no
-/// better than 512 KB.
-const PACE_BYTES: usize = 512 << 10;
-
 /// The encoder's output is gathered to this much before it is written (in PACE_BYTES
 /// pieces): alternating between encoding and waiting on the disk every piece measured worse.
 const GATHER_BYTES: usize = 4 << 20;
-
-/// Writes `data` at `offset` (the file's position) in chunks, waiting for each chunk's
-/// write-back before dirtying more. Written in one go, a large snapshot reaches the disk as
-/// one long flush at its fsync, and every write-ahead-log fsync queued behind it waits that
-/// long: a latency spike for every write request. Paced, the log waits for one chunk at most.
-fn write_paced(f: &mut File, mut offset: u64, data: &[u8]) -> io::Result<()> {
-    for chunk in data.chunks(PACE_BYTES) {
-        f.write_all(chunk)?;
-        flush_range(f, offset, chunk.len())?;
-        offset += chunk.len() as u64;
-    }
-    Ok(())
-}
-
-#[cfg(target_os = "linux")]
-fn flush_range(f: &File, offset: u64, len: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    let (Ok(offset), Ok(len)) = (
-        libc::off64_t::try_from(offset),
-        libc::off64_t::try_from(len),
-    ) else {
-        return Ok(());
-    };
-    // SAFETY: sync_file_range only reads the descriptor, which `f` keeps open for the call;
-    // it touches no memory of ours.
-    let r = unsafe { libc::sync_file_range(f.as_raw_fd(), offset, len, flags) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Elsewhere the final fsync does all the work.
-#[cfg(not(target_os = "linux"))]
-fn flush_range(_: &File, _: u64, _: usize) -> io::Result<()> {
-    Ok(())
-}
 
 /// The snapshot directory.
 #[derive(Clone, Debug)]
@@ -266,7 +219,7 @@ impl SnapshotStore {
         let mut payload_len = 0u64;
         let r = (|| {
             let recycled = fs::rename(self.dir.join(SPARE), &tmp).is_ok();
-            let mut f = OpenOptions::new()
+            let f = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(!recycled)
@@ -293,13 +246,13 @@ impl SnapshotStore {
                 pending.extend_from_slice(chunk);
                 let whole = pending.len() / GATHER_BYTES * GATHER_BYTES;
                 if whole > 0 {
-                    write_paced(&mut f, offset, &pending[..whole])?;
+                    write_paced(&f, offset, &pending[..whole])?;
                     offset += whole as u64;
                     pending.drain(..whole);
                 }
                 Ok(())
             })?;
-            write_paced(&mut f, offset, &pending)?;
+            write_paced(&f, offset, &pending)?;
             // A recycled file may be longer than this snapshot.
             f.set_len(offset + pending.len() as u64)?;
             let mut tail = [0u8; 12];

@@ -23,15 +23,66 @@ pub(crate) fn parse_index(digits: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Writes zeros over bytes `start..end` of `f`, a megabyte at a time: a range as large as a
-/// whole segment must not need a buffer its size.
-pub(crate) fn zero_range(f: &File, start: u64, end: u64) -> io::Result<()> {
-    const CHUNK: u64 = 1 << 20;
-    let zeros = vec![0u8; end.saturating_sub(start).min(CHUNK) as usize];
+/// How much bulk data (a snapshot, a segment's zeros) may be written ahead of the disk before
+/// the writer waits for it. Every log fsync issued meanwhile queues behind the piece in flight;
+/// written whole and fsynced at the end, 64 MiB of preallocated zeros stalled requests for
+/// ~120 ms. Measured on a virtio disk (1M znodes, mixed 90/10 load, snapshots back to back),
+/// p99.9 over idle: 4 MB pieces 2.5-3x, 1 MB 1.1-1.3x on one day and 1.7-2.5x on another,
+/// 512 KB 1.15-1.35x on both, 256 KB no better than 512 KB.
+pub(crate) const PACE_BYTES: usize = 512 << 10;
+
+/// Writes `data` at `offset` in PACE_BYTES pieces, each flushed to the disk before the next
+/// is written, so the final fsync has little left to do and nothing waits behind a long flush.
+pub(crate) fn write_paced(f: &File, mut offset: u64, data: &[u8]) -> io::Result<()> {
+    for piece in data.chunks(PACE_BYTES) {
+        f.write_all_at(piece, offset)?;
+        flush_range(f, offset, piece.len())?;
+        offset += piece.len() as u64;
+    }
+    Ok(())
+}
+
+/// Starts write-back of `offset..offset+len` and waits for it. Not a durability barrier (no
+/// device cache flush, no metadata): only pacing; the fsync that follows makes it durable.
+#[cfg(target_os = "linux")]
+fn flush_range(f: &File, offset: u64, len: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Ok(());
+    };
+    // SAFETY: sync_file_range only reads the descriptor, which `f` keeps open for the call;
+    // it touches no memory of ours.
+    let r = unsafe { libc::sync_file_range(f.as_raw_fd(), offset, len, flags) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere the final fsync does all the work.
+#[cfg(not(target_os = "linux"))]
+fn flush_range(_: &File, _: u64, _: usize) -> io::Result<()> {
+    Ok(())
+}
+
+/// Writes zeros over bytes `start..end` of `f` a piece at a time (a range as large as a whole
+/// segment must not need a buffer its size); `paced` flushes each piece as [`write_paced`] does.
+pub(crate) fn zero_range(f: &File, start: u64, end: u64, paced: bool) -> io::Result<()> {
+    let zeros = vec![0u8; end.saturating_sub(start).min(PACE_BYTES as u64) as usize];
     let mut at = start;
     while at < end {
-        let n = (end - at).min(CHUNK) as usize;
-        f.write_all_at(&zeros[..n], at)?;
+        let n = (end - at).min(PACE_BYTES as u64) as usize;
+        if paced {
+            write_paced(f, at, &zeros[..n])?;
+        } else {
+            f.write_all_at(&zeros[..n], at)?;
+        }
         at += n as u64;
     }
     Ok(())
@@ -169,8 +220,10 @@ mod tests {
         let len = (3 << 20) + 100;
         fs::write(&p, vec![7u8; len]).unwrap();
         let f = OpenOptions::new().write(true).open(&p).unwrap();
-        zero_range(&f, 10, len as u64 - 10).unwrap();
-        zero_range(&f, 5, 5).unwrap();
+        let mid = len as u64 / 2 + 3;
+        zero_range(&f, 10, mid, true).unwrap();
+        zero_range(&f, mid, len as u64 - 10, false).unwrap();
+        zero_range(&f, 5, 5, true).unwrap();
         let b = fs::read(&p).unwrap();
         assert_eq!(b.len(), len);
         assert!(b[..10].iter().chain(&b[len - 10..]).all(|&x| x == 7));

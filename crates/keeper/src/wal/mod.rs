@@ -22,7 +22,7 @@ mod segment;
 mod writer;
 
 pub use files::{frame, read_framed, remove_gradually, sync_dir, write_atomic};
-pub(crate) use files::{parse_index, with_path};
+pub(crate) use files::{parse_index, with_path, write_paced, PACE_BYTES};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -635,7 +635,7 @@ fn cut_tail(path: &Path, bytes: &[u8], offset: u64, sync: bool) -> io::Result<()
         .write(true)
         .open(path)
         .map_err(|e| files::with_path(path, e))?;
-    files::zero_range(&f, offset, (start + last_nonzero + 1) as u64)
+    files::zero_range(&f, offset, (start + last_nonzero + 1) as u64, false)
         .map_err(|e| files::with_path(path, e))?;
     if sync {
         f.sync_data().map_err(|e| files::with_path(path, e))?;

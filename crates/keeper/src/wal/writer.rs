@@ -481,7 +481,8 @@ impl Writer {
                     .write(true)
                     .open(&seg.path)
                     .map_err(|e| with_path(&seg.path, e))?;
-                zero_range(&file, loc.offset, seg.end).map_err(|e| with_path(&seg.path, e))?;
+                zero_range(&file, loc.offset, seg.end, self.shared.opts.force_sync)
+                    .map_err(|e| with_path(&seg.path, e))?;
                 seg.end = loc.offset;
                 seg.last = from.checked_sub(1).filter(|&l| l >= loc.seg);
                 let first = loc.seg;
@@ -573,7 +574,7 @@ fn preallocate(shared: &Shared) -> io::Result<u64> {
             .create(true)
             .truncate(true)
             .open(&path)?;
-        zero_range(&f, 0, size)?;
+        zero_range(&f, 0, size, shared.opts.force_sync)?;
         if shared.opts.force_sync {
             f.sync_all()?;
         }
