@@ -165,6 +165,10 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
             ("zk_corral_fsync_p99_us", s.fsync_p99_us.to_string()),
             ("zk_corral_fsync_p999_us", s.fsync_p999_us.to_string()),
             ("zk_corral_fsync_max_us", s.fsync_max_us.to_string()),
+            (
+                "zk_fsync_threshold_exceed_count",
+                s.fsync_threshold_exceeded.to_string(),
+            ),
             ("zk_corral_log_records", s.log_records.to_string()),
             ("zk_corral_log_batches", s.log_batches.to_string()),
             ("zk_corral_log_bytes", s.log_bytes.to_string()),

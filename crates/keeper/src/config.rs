@@ -60,6 +60,8 @@ pub struct Config {
     /// every snapshot, so the data dir stays bounded whatever this says.
     pub autopurge_purge_interval_hours: u32,
     pub force_sync: bool,
+    /// `fsync.warningthresholdms`: a log fsync slower than this is logged (default 1000).
+    pub fsync_warning_threshold_ms: u64,
     pub reconfig_enabled: bool,
     pub standalone_enabled: bool,
     /// `server.N` lines, sorted by id.
@@ -197,6 +199,7 @@ impl Default for Config {
             autopurge_snap_retain_count: MIN_SNAP_RETAIN,
             autopurge_purge_interval_hours: 0,
             force_sync: true,
+            fsync_warning_threshold_ms: 1000,
             reconfig_enabled: false,
             standalone_enabled: true,
             servers: Vec::new(),
@@ -236,7 +239,6 @@ const NOT_USED: &[&str] = &[
     "snapSizeLimitInKb",
     "txnLogSizeLimitInKb",
     "commitLogCount",
-    "fsync.warningthresholdms",
     "skipACL",
     "audit.enable",
     "quorum.cnxn.threads.size",
@@ -674,6 +676,13 @@ impl Config {
                     )));
                 }
                 self.snap_count = n as u64;
+            }
+            "zookeeper.fsync.warningthresholdms" | "fsync.warningthresholdms" => {
+                let n = java_decode_int(value)?;
+                if n < 0 {
+                    return Err(format!("{value:?} must not be negative"));
+                }
+                self.fsync_warning_threshold_ms = n as u64;
             }
             "zookeeper.forceSync" => {
                 self.force_sync = match value.to_ascii_lowercase().as_str() {
@@ -1168,8 +1177,16 @@ server.1=localhost:20001:20002:participant;localhost:20000
     fn keys_passed_through_as_zookeeper_system_properties() {
         let text = "dataDir=/d\nclientPort=1\nextendedTypesEnabled=true\nforceSync=no\nsnapCount=5000\n\
                     DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
-                    admin.enableServer=false\nadmin.serverAddress=127.0.0.1\njute.maxbuffer=0x200000\n";
+                    admin.enableServer=false\nadmin.serverAddress=127.0.0.1\njute.maxbuffer=0x200000\n\
+                    fsync.warningthresholdms=250\n";
         let (c, w) = parse_ok(text);
+        assert_eq!(c.fsync_warning_threshold_ms, 250);
+        assert_eq!(
+            parse_ok("dataDir=/d\nclientPort=1\n")
+                .0
+                .fsync_warning_threshold_ms,
+            1000
+        );
         assert!(c.extended_types_enabled);
         assert!(!c.force_sync);
         assert_eq!(c.snap_count, 5000);
@@ -1251,6 +1268,11 @@ server.1=localhost:20001:20002:participant;localhost:20000
             ("jute.maxbuffer=lots", "jute.maxbuffer", "lots"),
             ("jute.maxbuffer=0", "jute.maxbuffer", "0"),
             ("snapCount=-2", "snapCount", "-2"),
+            (
+                "fsync.warningthresholdms=-1",
+                "fsync.warningthresholdms",
+                "-1",
+            ),
             ("admin.serverPort=99999", "admin.serverPort", "99999"),
             ("admin.enableServer=on", "admin.enableServer", "on"),
             (

@@ -163,6 +163,8 @@ pub struct StorageConfig {
     pub purge_interval_hours: u32,
     /// Size each WAL segment is preallocated to.
     pub segment_bytes: u64,
+    /// A log fsync slower than this is logged and counted (`fsync.warningthresholdms`).
+    pub fsync_warning: Duration,
 }
 
 impl StorageConfig {
@@ -176,6 +178,7 @@ impl StorageConfig {
             snap_retain_count: 3,
             purge_interval_hours: 0,
             segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
+            fsync_warning: Duration::from_secs(1),
         }
     }
 
@@ -203,6 +206,7 @@ pub struct StorageStats {
     pub fsync_p99_us: u64,
     pub fsync_p999_us: u64,
     pub fsync_max_us: u64,
+    pub fsync_threshold_exceeded: u64,
     /// Log entries written and the group-commit batches they went in.
     pub log_records: u64,
     pub log_batches: u64,
@@ -438,6 +442,7 @@ impl Consensus {
             fsync_p99_us: w.fsync_p99_us,
             fsync_p999_us: w.fsync_p999_us,
             fsync_max_us: w.fsync_max_us,
+            fsync_threshold_exceeded: w.fsync_threshold_exceeded,
             log_records: w.appended_records,
             log_batches: w.batches,
             log_bytes: w.log_bytes,
@@ -1326,6 +1331,7 @@ fn recover(
         dir: cfg.wal_dir(),
         segment_bytes: cfg.segment_bytes.max(4096),
         force_sync: cfg.force_sync,
+        fsync_warning: cfg.fsync_warning,
         #[cfg(test)]
         prealloc_fault: None,
     };

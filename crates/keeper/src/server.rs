@@ -203,6 +203,7 @@ impl Keeper {
         let mut storage = StorageConfig::new(self.config.data_dir.clone());
         storage.data_log_dir = self.config.data_log_dir.clone();
         storage.force_sync = self.config.force_sync;
+        storage.fsync_warning = Duration::from_millis(self.config.fsync_warning_threshold_ms);
         storage.snap_count = self.config.snap_count;
         storage.snap_retain_count = self.config.autopurge_snap_retain_count;
         storage.purge_interval_hours = self.config.autopurge_purge_interval_hours;

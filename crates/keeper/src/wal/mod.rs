@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use segment::{Parsed, ScanEnd, HEADER, INDEX};
 use tokio::sync::oneshot;
@@ -63,6 +64,9 @@ pub struct WalOptions {
     /// `false` skips fdatasync (ZooKeeper's forceSync=no): an OS crash may lose acknowledged
     /// appends.
     pub force_sync: bool,
+    /// An fdatasync slower than this is logged and counted (ZooKeeper's
+    /// `fsync.warningthresholdms`): every write in its batch waited that long.
+    pub fsync_warning: Duration,
     /// When set and true, preallocation fails as if the disk were full, to reach the
     /// writes-blocked path without filling a real disk.
     #[cfg(test)]
@@ -172,6 +176,8 @@ pub struct WalStats {
     pub fsync_p99_us: u64,
     pub fsync_p999_us: u64,
     pub fsync_max_us: u64,
+    /// fdatasyncs slower than `fsync_warning` (ZooKeeper's fsync_threshold_exceed_count).
+    pub fsync_threshold_exceeded: u64,
     /// Bytes of segment files on disk (preallocated size, so what the disk actually holds).
     pub log_bytes: u64,
 }
@@ -195,6 +201,7 @@ struct ReadIndex {
 
 struct Stats {
     fsyncs: u64,
+    fsync_threshold_exceeded: u64,
     records: u64,
     batches: u64,
     hist: Option<hdrhistogram::Histogram<u64>>,
@@ -418,6 +425,7 @@ impl Wal {
             health: StorageHealth::default(),
             stats: Mutex::new(Stats {
                 fsyncs: 0,
+                fsync_threshold_exceeded: 0,
                 records: 0,
                 batches: 0,
                 hist,
@@ -584,6 +592,7 @@ impl Wal {
             fsync_p99_us: q(0.99),
             fsync_p999_us: q(0.999),
             fsync_max_us: s.hist.as_ref().map_or(0, |h| h.max()),
+            fsync_threshold_exceeded: s.fsync_threshold_exceeded,
             log_bytes: self.shared.log_bytes.load(Ordering::Relaxed),
         }
     }

@@ -36,6 +36,7 @@ fn opts(dir: &Path, segment_bytes: u64) -> WalOptions {
         dir: dir.to_path_buf(),
         segment_bytes,
         force_sync: true,
+        fsync_warning: std::time::Duration::from_secs(1),
         prealloc_fault: None,
     }
 }
@@ -115,6 +116,24 @@ fn append_and_read_back_across_segments() {
     append_sync(&wal, vec![(201, body(201))]).unwrap();
     assert_eq!(read(&wal, 201), Some(body(201)));
     assert!(append_sync(&wal, vec![(203, body(203))]).is_err(), "hole");
+}
+
+/// fsyncs slower than fsync.warningthresholdms are counted; faster ones are not.
+#[test]
+fn slow_fsyncs_are_counted_against_the_threshold() {
+    for (threshold, expect_all) in [(Duration::ZERO, true), (Duration::from_secs(3600), false)] {
+        let d = TestDir::new("wal-fsync-warn");
+        let mut o = opts(d.path(), 1 << 20);
+        o.fsync_warning = threshold;
+        let (wal, _) = open_collect(o).unwrap();
+        for i in 1..=3u64 {
+            append_sync(&wal, vec![(i, body(i))]).unwrap();
+        }
+        let s = wal.stats();
+        assert!(s.fsyncs >= 3, "{s:?}");
+        let expected = if expect_all { s.fsyncs } else { 0 };
+        assert_eq!(s.fsync_threshold_exceeded, expected, "{s:?}");
+    }
 }
 
 /// A record damaged after it was written is refused on read, naming file and offset.
