@@ -918,10 +918,33 @@ impl DurableMem {
         }
     }
 
-    fn drop_upto(&mut self, index: u64) {
+    /// Detaches the entries up to `index` and hands them back: the caller decides where
+    /// they are freed.
+    #[must_use]
+    fn drop_upto(&mut self, index: u64) -> CachedEntries {
         let keep = self.cache.split_off(&(index + 1));
-        for (_, (_, size)) in std::mem::replace(&mut self.cache, keep) {
+        let dropped = std::mem::replace(&mut self.cache, keep);
+        for (_, size) in dropped.values() {
             self.cache_bytes -= size;
+        }
+        CachedEntries(dropped)
+    }
+}
+
+/// Entries taken out of the log cache.
+struct CachedEntries(BTreeMap<u64, (Arc<LogEntry>, usize)>);
+
+impl CachedEntries {
+    /// Frees the entries on a blocking thread when there are many: the first purge after a
+    /// restart drops a full cache (64 MB, ~350,000 entries of a 100-byte setData), and
+    /// freeing them took ~37 ms on the raft task, during which no request was answered.
+    fn free_in_background(self) {
+        if self.0.len() < 4096 {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || drop(self))),
+            Err(_) => drop(self),
         }
     }
 }
@@ -1146,18 +1169,20 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        {
+        let dropped = {
             let mut m = self.mem()?;
             // openraft only purges forward; a backward purge is ignored.
             if m.last_purged >= Some(log_id) {
                 return Ok(());
             }
             m.last_purged = Some(log_id);
-            m.drop_upto(log_id.index);
+            let dropped = m.drop_upto(log_id.index);
             if m.last_log < Some(log_id) {
                 m.last_log = Some(log_id);
             }
-        }
+            dropped
+        };
+        dropped.free_in_background();
         self.inner.wal.purge(log_id.index);
         Ok(())
     }
@@ -1383,7 +1408,7 @@ fn recover(
         },
     };
     if let Some(p) = last_purged {
-        mem.drop_upto(p.index);
+        drop(mem.drop_upto(p.index));
         wal.purge(p.index);
     }
     mem.last_purged = last_purged;
