@@ -924,8 +924,15 @@ impl DurableMem {
     fn drop_upto(&mut self, index: u64) -> CachedEntries {
         let keep = self.cache.split_off(&(index + 1));
         let dropped = std::mem::replace(&mut self.cache, keep);
-        for (_, size) in dropped.values() {
-            self.cache_bytes -= size;
+        // Sized from the smaller side: after a snapshot most of the cache goes, and walking
+        // hundreds of thousands of entries here would hold up every append.
+        let bytes = |m: &BTreeMap<u64, (Arc<LogEntry>, usize)>| -> usize {
+            m.values().map(|(_, size)| size).sum()
+        };
+        if self.cache.len() < dropped.len() {
+            self.cache_bytes = bytes(&self.cache);
+        } else {
+            self.cache_bytes -= bytes(&dropped);
         }
         CachedEntries(dropped)
     }
@@ -1887,6 +1894,27 @@ mod tests {
                 reason: String::new(),
             },
         }
+    }
+
+    /// The cache's byte count stays the sum of what it holds, whichever side of a purge is
+    /// the smaller one.
+    #[test]
+    fn purging_the_cache_keeps_its_byte_count() {
+        let mut m = DurableMem::default();
+        for i in 1..=100u64 {
+            let e = LogEntry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Normal(entry(i as i64)),
+            };
+            m.insert(e, i as usize);
+        }
+        let held = |m: &DurableMem| m.cache.values().map(|(_, s)| s).sum::<usize>();
+        for upto in [10, 90, 100] {
+            let dropped = m.drop_upto(upto);
+            assert!(dropped.0.keys().all(|&k| k <= upto));
+            assert_eq!(m.cache_bytes, held(&m), "after purging up to {upto}");
+        }
+        assert_eq!(m.cache_bytes, 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

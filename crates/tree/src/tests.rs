@@ -869,21 +869,12 @@ fn snapshot_acl_table_shares_and_reads_the_old_layout() {
     // ACLs alternate in path order, so a table keyed on "same as the previous node" alone
     // would not be enough.
     for i in 0..6 {
-        let acl = if i % 2 == 0 { anyone() } else { mine.clone() };
-        let r = t.req_as(
-            S1,
-            vec![alice.clone()],
-            create_req(&format!("/n{i}"), b"d", acl, 0),
-        );
-        assert_eq!(r.err, ErrorCode::Ok);
         // A child created with its parent's ACL shares the parent's copy.
-        let acl = if i % 2 == 0 { anyone() } else { mine.clone() };
-        let r = t.req_as(
-            S1,
-            vec![alice.clone()],
-            create_req(&format!("/n{i}/c"), b"", acl, 0),
-        );
-        assert_eq!(r.err, ErrorCode::Ok);
+        for path in [format!("/n{i}"), format!("/n{i}/c")] {
+            let acl = if i % 2 == 0 { anyone() } else { mine.clone() };
+            let r = t.req_as(S1, vec![alice.clone()], create_req(&path, b"d", acl, 0));
+            assert_eq!(r.err, ErrorCode::Ok);
+        }
         let (parent, child) = (
             t.tree.node(&format!("/n{i}")).unwrap(),
             t.tree.node(&format!("/n{i}/c")).unwrap(),

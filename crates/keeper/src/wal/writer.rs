@@ -187,17 +187,18 @@ impl Writer {
         file.sync_data()
             .map_err(|e| with_path(&self.shared.opts.dir.join(segment_name(first)), e))?;
         let took = t.elapsed();
-        let us = took.as_micros() as u64;
-        if took > self.shared.opts.fsync_warning {
+        let slow = took > self.shared.opts.fsync_warning;
+        if slow {
             tracing::warn!(
                 ms = took.as_millis() as u64,
                 threshold_ms = self.shared.opts.fsync_warning.as_millis() as u64,
                 "fsync of the write-ahead log was slow; every write in the batch waited for it \
                  (fsync.warningthresholdms)"
             );
-            lock(&self.shared.stats).fsync_threshold_exceeded += 1;
         }
+        let us = took.as_micros() as u64;
         let mut s = lock(&self.shared.stats);
+        s.fsync_threshold_exceeded += u64::from(slow);
         s.fsyncs += 1;
         if let Some(h) = s.hist.as_mut() {
             let _ = h.record(us.max(1));
