@@ -116,6 +116,12 @@ pub struct BenchArgs {
     /// probe: give up after this many seconds.
     #[arg(long, default_value_t = 300.0)]
     probe_timeout: f64,
+    /// Write every timed request to FILE once the run is over, one line each: the wall-clock
+    /// time it was sent (µs since the Unix epoch), its latency (µs) and `r` or `w`. Lets a
+    /// script compare the requests sent while the server was doing something (writing a
+    /// snapshot) with the rest of the same run.
+    #[arg(long, value_name = "FILE")]
+    latency_log: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
@@ -198,6 +204,25 @@ fn unix_ms() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0)
+}
+
+/// Writes `--latency-log`: `sent_unix_us latency_us r|w` per request, in the order sent.
+/// `start` and `start_unix_us` are the same moment on the two clocks: a request's wall-clock
+/// time is derived from the monotonic one, so a clock step mid-run cannot reorder requests.
+fn write_latency_log(
+    file: &std::path::Path,
+    start: Instant,
+    start_unix_us: u64,
+    samples: &mut [(Instant, u64, bool)],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    samples.sort_unstable_by_key(|s| s.0);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    for &(sent, us, is_write) in samples.iter() {
+        let at = start_unix_us + sent.saturating_duration_since(start).as_micros() as u64;
+        writeln!(out, "{at} {us} {}", if is_write { 'w' } else { 'r' })?;
+    }
+    out.flush()
 }
 
 async fn connect(server: &str, timeout_ms: i32) -> Result<Connection, ClientError> {
@@ -305,11 +330,24 @@ struct Interval {
 /// The result of one client.
 struct ClientResult {
     hist: Histogram<u64>,
+    /// The writes among `hist`: a mixed load's tail is mostly its writes (each waits for an
+    /// fsync), and telling them apart shows whether a slowdown is the disk's or the CPU's.
+    writes: Histogram<u64>,
     errors: u64,
     already_existed: u64,
     lost: Option<String>,
     first_error: Option<String>,
     last_reply: Option<Instant>,
+    /// With --latency-log: (sent, latency µs, is a write) of every timed request.
+    samples: Option<Vec<(Instant, u64, bool)>>,
+}
+
+/// One request's end, as its task hands it back to the driver.
+struct Done {
+    sent: Instant,
+    elapsed: Duration,
+    outcome: Outcome,
+    is_write: bool,
 }
 
 enum Outcome {
@@ -403,9 +441,14 @@ impl Driver {
         }
     }
 
-    fn record(&mut self, done: Result<(Duration, Outcome), tokio::task::JoinError>) {
+    fn record(&mut self, done: Result<Done, tokio::task::JoinError>) {
         let now = Instant::now();
-        let (elapsed, outcome) = match done {
+        let Done {
+            sent,
+            elapsed,
+            outcome,
+            is_write,
+        } = match done {
             Ok(x) => x,
             Err(e) => {
                 self.note_error(format!("request task failed: {e}"));
@@ -429,6 +472,12 @@ impl Driver {
         }
         // A reply came (success or a server error code): its latency is real.
         self.result.hist.saturating_record(us);
+        if is_write {
+            self.result.writes.saturating_record(us);
+        }
+        if let Some(samples) = &mut self.result.samples {
+            samples.push((sent, us, is_write));
+        }
         self.result.last_reply = Some(now);
         let mut iv = self.interval.lock().unwrap_or_else(|e| e.into_inner());
         iv.hist.saturating_record(us);
@@ -438,7 +487,7 @@ impl Driver {
     }
 
     async fn drive(mut self) -> ClientResult {
-        let mut inflight: JoinSet<(Duration, Outcome)> = JoinSet::new();
+        let mut inflight: JoinSet<Done> = JoinSet::new();
         loop {
             while inflight.len() >= self.outstanding {
                 match inflight.join_next().await {
@@ -453,16 +502,22 @@ impl Driver {
                 break;
             };
             let conn = self.conn.clone();
+            let is_write = !matches!(req, Request::GetData(_));
             inflight.spawn(async move {
-                let t0 = Instant::now();
+                let sent = Instant::now();
                 let r = conn.request(req).await;
-                let elapsed = t0.elapsed();
+                let elapsed = sent.elapsed();
                 let outcome = match r {
                     Ok(r) if r.err == ErrorCode::Ok => Outcome::Ok,
                     Ok(r) => Outcome::Server(r.err),
                     Err(e) => Outcome::Lost(e.to_string()),
                 };
-                (elapsed, outcome)
+                Done {
+                    sent,
+                    elapsed,
+                    outcome,
+                    is_write,
+                }
             });
         }
         while let Some(done) = inflight.join_next().await {
@@ -622,6 +677,10 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
         .collect();
     let seed = unix_ms() as u64;
     let start = Instant::now();
+    let start_unix_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
     // A duration run measures from here; the deadline was set a moment ago, close enough.
     let reporter = a.interval_report.map(|s| {
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -650,25 +709,31 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
             created: 0,
             result: ClientResult {
                 hist: new_hist(),
+                writes: new_hist(),
                 errors: 0,
                 already_existed: 0,
                 lost: None,
                 first_error: None,
                 last_reply: None,
+                samples: a.latency_log.as_ref().map(|_| Vec::new()),
             },
         };
         drivers.spawn(d.drive());
     }
     let mut hist = new_hist();
+    let mut writes = new_hist();
     let mut errors = 0u64;
     let mut existed = 0u64;
     let mut lost = 0usize;
     let mut first_error: Option<String> = None;
     let mut end = start;
+    let mut samples = Vec::new();
     while let Some(r) = drivers.join_next().await {
         match r {
-            Ok(r) => {
+            Ok(mut r) => {
+                samples.extend(r.samples.take().unwrap_or_default());
                 let _ = hist.add(&r.hist);
+                let _ = writes.add(&r.writes);
                 errors += r.errors;
                 existed += r.already_existed;
                 if r.lost.is_some() {
@@ -693,6 +758,10 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
         let _ = task.await;
     }
     let seconds = end.duration_since(start).as_secs_f64();
+    if let Some(file) = &a.latency_log {
+        write_latency_log(file, start, start_unix_us, &mut samples)
+            .map_err(|e| format!("--latency-log {}: {e}", file.display()))?;
+    }
     // Close sessions politely but never wait long on a sick server.
     for c in &conns {
         if !c.is_closed() {
@@ -736,6 +805,23 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
             json_str(&a.root)
         ));
     }
+    // Only a mixed load has both kinds to tell apart.
+    let split = (a.workload == Workload::Mixed).then(|| {
+        let mut reads = hist.clone();
+        let _ = reads.subtract(&writes);
+        (reads, writes)
+    });
+    if let Some((reads, writes)) = &split {
+        for (kind, h) in [("read", reads), ("write", writes)] {
+            json.push_str(&format!(
+                ", \"{kind}_ops\": {}, \"{kind}_p99_us\": {}, \"{kind}_p999_us\": {}, \"{kind}_max_us\": {}",
+                h.len(),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            ));
+        }
+    }
     if let Some(e) = &first_error {
         json.push_str(&format!(", \"first_error\": {}", json_str(e)));
     }
@@ -761,6 +847,17 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
             String::new()
         }
     );
+    if let Some((reads, writes)) = &split {
+        eprintln!(
+            "corral bench: reads {} p99 {} p99.9 {} µs; writes {} p99 {} p99.9 {} µs",
+            reads.len(),
+            reads.value_at_quantile(0.99),
+            reads.value_at_quantile(0.999),
+            writes.len(),
+            writes.value_at_quantile(0.99),
+            writes.value_at_quantile(0.999),
+        );
+    }
     Ok(if lost > 0 {
         ExitCode::FAILURE
     } else {
