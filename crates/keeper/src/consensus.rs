@@ -41,6 +41,7 @@ use openraft::{
 };
 use tokio::sync::watch;
 
+use crate::background::BackgroundPriority;
 use crate::snapshot_data::SnapshotData;
 use crate::snapshot_store::{LoadedSnapshot, SnapshotStore};
 use crate::wal::{self, Wal, WalOptions};
@@ -1217,18 +1218,23 @@ impl SnapshotPersist {
     fn persist(&self, meta: &StoredSnapshotMeta, data: &[u8], started: Instant) -> bool {
         // In pieces: the store buffers what it is handed up to its pacing size, so one piece
         // the size of the snapshot would be copied whole.
-        self.persist_streamed(meta, started, |sink| {
-            data.chunks(1 << 20).try_for_each(sink)
-        })
+        self.persist_streamed(
+            meta,
+            started,
+            |sink| data.chunks(1 << 20).try_for_each(sink),
+            None,
+        )
     }
 
     /// [`SnapshotPersist::persist`] with the payload handed to `produce`'s sink a piece at a
-    /// time (an encoder writing straight to the file).
+    /// time (an encoder writing straight to the file). `priority`, when the writing thread
+    /// runs at background priority, lets the log line say how long it waited for a CPU.
     fn persist_streamed(
         &self,
         meta: &StoredSnapshotMeta,
         started: Instant,
         produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+        priority: Option<&BackgroundPriority>,
     ) -> bool {
         let Some(last) = meta.last_log_id else {
             return false;
@@ -1236,10 +1242,16 @@ impl SnapshotPersist {
         let written = self
             .store
             .write_with(last.index, &encode_snapshot_meta(meta), produce);
-        self.record(last, written, started)
+        self.record(last, written, started, priority)
     }
 
-    fn record(&self, last: LogId<NodeId>, written: io::Result<u64>, started: Instant) -> bool {
+    fn record(
+        &self,
+        last: LogId<NodeId>,
+        written: io::Result<u64>,
+        started: Instant,
+        priority: Option<&BackgroundPriority>,
+    ) -> bool {
         match written {
             Ok(bytes) => {
                 {
@@ -1252,6 +1264,8 @@ impl SnapshotPersist {
                     zxid = last.index,
                     bytes,
                     ms = started.elapsed().as_millis() as u64,
+                    cpu_wait_ms = priority.map(|p| p.waited().as_millis() as u64),
+                    raised = priority.map(|p| p.raised()),
                     "snapshot written"
                 );
                 self.apply_retention();
@@ -1714,18 +1728,28 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
         let started = Instant::now();
         // Encoding millions of znodes is CPU work, writing them disk work, and copying the
         // bytes for the in-memory snapshot a large memcpy: all of it runs on one background
-        // thread at the lowest CPU priority, so on a busy machine it takes idle time instead of
-        // taking time from request handling. A write failure (disk full) is not returned:
+        // thread at idle CPU priority, raised only if it starves, so on a busy machine it
+        // takes idle time instead of taking time from request handling. A write failure (disk full) is not returned:
         // openraft 0.9 treats any build_snapshot error as fatal and stops the node. The
         // snapshot then lives in memory only, and the WAL keeps every segment it would have
         // allowed to delete.
         let persist = Arc::clone(&self.persist);
         let meta = self.meta.clone();
-        let (data, stored) = in_background(move || {
+        let (data, stored) = in_background(move |priority| {
             // Encoded straight into the file: a snapshot of millions of znodes is never whole
             // in memory, so writing one costs no page faults and no large frees, which would
             // stall the request path.
-            let on_disk = persist.persist_streamed(&meta, started, |sink| encoder(sink));
+            let on_disk = persist.persist_streamed(
+                &meta,
+                started,
+                |sink| {
+                    encoder(&mut |piece| {
+                        priority.check();
+                        sink(piece)
+                    })
+                },
+                Some(priority),
+            );
             if let (Some(l), true) = (meta.last_log_id, on_disk) {
                 match persist.store.open_payload(l.index) {
                     Ok((file, start)) => {
@@ -1756,39 +1780,22 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
     }
 }
 
-/// Runs `work` on a new thread at a lowered CPU priority and returns its result.
+/// Runs `work` on a new thread at background priority ([`BackgroundPriority`]) and returns
+/// its result.
 async fn in_background<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce(&BackgroundPriority) -> T + Send + 'static,
 ) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("corral-snapshot".into())
         .spawn(move || {
-            lower_this_threads_priority();
-            let _ = tx.send(work());
+            let priority = BackgroundPriority::lower_this_thread();
+            let _ = tx.send(work(&priority));
         })
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
     rx.await
         .map_err(|_| "the snapshot thread panicked".to_string())
 }
-
-/// On Linux a nice value belongs to a thread: raising this one's to 10 leaves the rest of
-/// the keeper at normal priority. Not 19: under a CPU-saturating load nice 19 starves the
-/// snapshot almost entirely and the log grows; nice 10 still gets about a tenth of a normal
-/// thread's share. Best effort: a failure only means no lowering.
-#[cfg(target_os = "linux")]
-fn lower_this_threads_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers (no pointers, no memory
-    // the kernel writes to), so calling them cannot violate memory safety; setpriority on our
-    // own thread id can at worst fail with an error code, which is ignored.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority() {}
 
 // ---------------------------------------------------------------------------------------------
 // Network

@@ -10,6 +10,7 @@
 //! corral-proto exposes, nor decide write results (that is corral-tree's `apply`).
 
 pub mod admin;
+mod background;
 pub mod config;
 pub mod connection;
 pub mod consensus;
