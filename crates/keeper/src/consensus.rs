@@ -166,6 +166,9 @@ pub struct StorageConfig {
     pub segment_bytes: u64,
     /// A log fsync slower than this is logged and counted (`fsync.warningthresholdms`).
     pub fsync_warning: Duration,
+    /// Snapshots are written at no more than this many bytes per second
+    /// (`snapshot.maxWriteMBps`); None: unthrottled.
+    pub snapshot_write_rate: Option<u64>,
 }
 
 impl StorageConfig {
@@ -180,6 +183,7 @@ impl StorageConfig {
             purge_interval_hours: 0,
             segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
             fsync_warning: Duration::from_secs(1),
+            snapshot_write_rate: None,
         }
     }
 
@@ -1311,7 +1315,9 @@ fn recover(
     let raft_dir = cfg.raft_dir();
     std::fs::create_dir_all(&raft_dir)
         .map_err(|e| fatal(format!("{}: {e}", raft_dir.display())))?;
-    let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(fatal)?;
+    let store = SnapshotStore::open(cfg.snapshot_dir())
+        .map_err(fatal)?
+        .with_write_rate(cfg.snapshot_write_rate);
 
     let mut newest: Option<(StoredSnapshotMeta, LoadedSnapshot)> = None;
     for index in store.list().map_err(fatal)? {

@@ -204,6 +204,10 @@ impl Keeper {
         storage.data_log_dir = self.config.data_log_dir.clone();
         storage.force_sync = self.config.force_sync;
         storage.fsync_warning = Duration::from_millis(self.config.fsync_warning_threshold_ms);
+        storage.snapshot_write_rate = match self.config.snapshot_max_write_mbps {
+            0 => None,
+            mb => Some(mb.saturating_mul(1_000_000)),
+        };
         storage.snap_count = self.config.snap_count;
         storage.snap_retain_count = self.config.autopurge_snap_retain_count;
         storage.purge_interval_hours = self.config.autopurge_purge_interval_hours;

@@ -22,7 +22,9 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::wal::{parse_index, remove_gradually, sync_dir, with_path, write_paced, PACE_BYTES};
+use crate::wal::{
+    parse_index, remove_gradually, sync_dir, with_path, write_paced, Throttle, PACE_BYTES,
+};
 
 const MAGIC: &[u8; 8] = b"CRLSNAP\0";
 const VERSION: u32 = 1;
@@ -62,6 +64,9 @@ const GATHER_BYTES: usize = 4 << 20;
 #[derive(Clone, Debug)]
 pub struct SnapshotStore {
     dir: PathBuf,
+    /// Bytes per second a snapshot is written at most (`snapshot.maxWriteMBps`); None: as
+    /// fast as the disk takes them.
+    write_rate: Option<u64>,
 }
 
 /// File name of the snapshot whose last included entry has log index `index`.
@@ -90,7 +95,16 @@ impl SnapshotStore {
                 fs::remove_file(&p).map_err(|e| with_path(&p, e))?;
             }
         }
-        Ok(SnapshotStore { dir })
+        Ok(SnapshotStore {
+            dir,
+            write_rate: None,
+        })
+    }
+
+    /// Writes snapshots at no more than `bytes_per_sec` (None: unthrottled).
+    pub fn with_write_rate(mut self, bytes_per_sec: Option<u64>) -> SnapshotStore {
+        self.write_rate = bytes_per_sec;
+        self
     }
 
     /// Indexes of the snapshot files present, newest first.
@@ -240,19 +254,20 @@ impl SnapshotStore {
             // encoder's pieces are a little over or under any given size.
             let mut pending = head;
             pending.reserve(2 * GATHER_BYTES);
+            let mut throttle = self.write_rate.map(Throttle::new);
             produce(&mut |chunk: &[u8]| {
                 crc = crc32c::crc32c_append(crc, chunk);
                 payload_len += chunk.len() as u64;
                 pending.extend_from_slice(chunk);
                 let whole = pending.len() / GATHER_BYTES * GATHER_BYTES;
                 if whole > 0 {
-                    write_paced(&f, offset, &pending[..whole])?;
+                    write_paced(&f, offset, &pending[..whole], throttle.as_mut())?;
                     offset += whole as u64;
                     pending.drain(..whole);
                 }
                 Ok(())
             })?;
-            write_paced(&f, offset, &pending)?;
+            write_paced(&f, offset, &pending, throttle.as_mut())?;
             // A recycled file may be longer than this snapshot.
             f.set_len(offset + pending.len() as u64)?;
             let mut tail = [0u8; 12];
@@ -370,6 +385,21 @@ mod tests {
         assert_eq!(parse_name("00000000000000000007.log"), None);
         // Twenty digits, but past u64.
         assert_eq!(parse_name("snapshot.99999999999999999999"), None);
+    }
+
+    #[test]
+    fn snapshot_writes_are_held_to_the_configured_rate() {
+        let d = TestDir::new("snap-rate");
+        // 2 MB at 4 MB/s: at least half a second, whatever the disk's speed.
+        let s = SnapshotStore::open(d.path())
+            .unwrap()
+            .with_write_rate(Some(4_000_000));
+        let payload = vec![7u8; 2_000_000];
+        let t = std::time::Instant::now();
+        s.write(1, b"m", &payload).unwrap();
+        let took = t.elapsed();
+        assert!(took >= std::time::Duration::from_millis(450), "{took:?}");
+        assert_eq!(s.load(1).unwrap().payload(), payload);
     }
 
     #[test]

@@ -31,12 +31,51 @@ pub(crate) fn parse_index(digits: &str) -> Option<u64> {
 /// 512 KB 1.15-1.35x on both, 256 KB no better than 512 KB.
 pub(crate) const PACE_BYTES: usize = 512 << 10;
 
+/// Holds a bulk writer to a rate in bytes per second, averaged from its first byte: a log
+/// fsync issued while bulk data is being flushed waits for it, so the fewer bulk bytes per
+/// second, the less each fsync waits. Measured with 1M znodes (a 208 MB snapshot, 8 clients of
+/// a 90/10 get/set load): the p99 of writes sent while a snapshot was being written was about
+/// 2x that of the rest of the run unthrottled, the same as the rest at 100 MB/s.
+pub(crate) struct Throttle {
+    started: std::time::Instant,
+    bytes: u64,
+    bytes_per_sec: u64,
+}
+
+impl Throttle {
+    pub(crate) fn new(bytes_per_sec: u64) -> Throttle {
+        Throttle {
+            started: std::time::Instant::now(),
+            bytes: 0,
+            bytes_per_sec: bytes_per_sec.max(1),
+        }
+    }
+
+    /// Counts `n` bytes written and sleeps until they are due at the rate.
+    fn wrote(&mut self, n: usize) {
+        self.bytes += n as u64;
+        let due = std::time::Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_sec as f64);
+        if let Some(rest) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
 /// Writes `data` at `offset` in PACE_BYTES pieces, each flushed to the disk before the next
-/// is written, so the final fsync has little left to do and nothing waits behind a long flush.
-pub(crate) fn write_paced(f: &File, mut offset: u64, data: &[u8]) -> io::Result<()> {
+/// is written, so the final fsync has little left to do and nothing waits behind a long flush;
+/// with a throttle, no faster than its rate.
+pub(crate) fn write_paced(
+    f: &File,
+    mut offset: u64,
+    data: &[u8],
+    mut throttle: Option<&mut Throttle>,
+) -> io::Result<()> {
     for piece in data.chunks(PACE_BYTES) {
         f.write_all_at(piece, offset)?;
         flush_range(f, offset, piece.len())?;
+        if let Some(t) = throttle.as_deref_mut() {
+            t.wrote(piece.len());
+        }
         offset += piece.len() as u64;
     }
     Ok(())
@@ -79,7 +118,7 @@ pub(crate) fn zero_range(f: &File, start: u64, end: u64, paced: bool) -> io::Res
     while at < end {
         let n = (end - at).min(PACE_BYTES as u64) as usize;
         if paced {
-            write_paced(f, at, &zeros[..n])?;
+            write_paced(f, at, &zeros[..n], None)?;
         } else {
             f.write_all_at(&zeros[..n], at)?;
         }

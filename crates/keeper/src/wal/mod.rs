@@ -22,7 +22,7 @@ mod segment;
 mod writer;
 
 pub use files::{frame, read_framed, remove_gradually, sync_dir, write_atomic};
-pub(crate) use files::{parse_index, with_path, write_paced, PACE_BYTES};
+pub(crate) use files::{parse_index, with_path, write_paced, Throttle, PACE_BYTES};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
