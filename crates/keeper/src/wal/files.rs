@@ -31,6 +31,12 @@ pub(crate) fn parse_index(digits: &str) -> Option<u64> {
 /// 512 KB 1.15-1.35x on both, 256 KB no better than 512 KB.
 pub(crate) const PACE_BYTES: usize = 512 << 10;
 
+/// Piece size of a throttled writer. At 100 MB/s, p99.9 of requests sent during snapshots over
+/// the rest of the run (1M znodes, interleaved runs): 512 KB pieces 2.26x, 1.64x; 128 KB 1.51x,
+/// 1.15x; 64 KB 0.80x, 1.46x. Each log fsync carries at most one piece's flush, so smaller
+/// pieces spread the same bytes over more fsyncs in smaller shares.
+const THROTTLED_PIECE_BYTES: usize = 128 << 10;
+
 /// Holds a bulk writer to a rate in bytes per second, averaged from its first byte: a log
 /// fsync issued while bulk data is being flushed waits for it, so the fewer bulk bytes per
 /// second, the less each fsync waits. Measured with 1M znodes (a 208 MB snapshot, 8 clients of
@@ -63,14 +69,19 @@ impl Throttle {
 
 /// Writes `data` at `offset` in PACE_BYTES pieces, each flushed to the disk before the next
 /// is written, so the final fsync has little left to do and nothing waits behind a long flush;
-/// with a throttle, no faster than its rate.
+/// with a throttle, in THROTTLED_PIECE_BYTES pieces and no faster than its rate.
 pub(crate) fn write_paced(
     f: &File,
     mut offset: u64,
     data: &[u8],
     mut throttle: Option<&mut Throttle>,
 ) -> io::Result<()> {
-    for piece in data.chunks(PACE_BYTES) {
+    let piece_bytes = if throttle.is_some() {
+        THROTTLED_PIECE_BYTES
+    } else {
+        PACE_BYTES
+    };
+    for piece in data.chunks(piece_bytes) {
         f.write_all_at(piece, offset)?;
         flush_range(f, offset, piece.len())?;
         if let Some(t) = throttle.as_deref_mut() {
