@@ -2189,19 +2189,25 @@ mod tests {
         let c = Consensus::start_durable(hook.clone(), storage(dir.path(), 100))
             .await
             .unwrap();
-        propose_concurrently(&c, 63, 0).await;
-        let (z, _) = c.propose(entry(5000)).await.unwrap();
-        // Snapshots are built in the background at a lowered priority; wait for the ones the
-        // policy triggered (returns as soon as they exist; the margin is for a loaded machine).
-        let snap = c
-            .raft
-            .wait(Some(Duration::from_secs(60)))
-            .metrics(
-                |m| m.snapshot.is_some_and(|s| s.index + 100 > z as u64),
-                "snapshot",
-            )
-            .await;
-        assert!(snap.is_ok(), "{snap:?}");
+        // Five rounds of twice snapCount entries, each waiting for a snapshot within
+        // snapCount of its end, so five distinct snapshots are written however slowly the
+        // background thread builds them (on a loaded machine one build can span many
+        // policy triggers). Snapshots are built at a lowered priority; the margin is for a
+        // loaded machine.
+        let mut z = 0;
+        for round in 0..5i64 {
+            propose_concurrently(&c, 13, round * 16 * 13).await;
+            z = c.propose(entry(5000 + round)).await.unwrap().0;
+            let snap = c
+                .raft
+                .wait(Some(Duration::from_secs(60)))
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index + 100 > z as u64),
+                    "snapshot",
+                )
+                .await;
+            assert!(snap.is_ok(), "{snap:?}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let stats = c.storage_stats();
         assert!(stats.snapshots_written >= 5, "{stats:?}");
