@@ -110,6 +110,33 @@ impl Entry {
     }
 }
 
+/// Numbers distinct ACLs by first appearance.
+#[derive(Default)]
+struct AclNumbering<'a> {
+    acls: Vec<&'a [Acl]>,
+    by_value: HashMap<&'a [Acl], i32>,
+    /// Shared copies make the common case a pointer comparison with the previous node.
+    last: Option<(*const Acl, i32)>,
+}
+
+impl<'a> AclNumbering<'a> {
+    fn index_of(&mut self, acl: &'a [Acl]) -> i32 {
+        let ptr = acl.as_ptr();
+        if let Some((p, i)) = self.last {
+            if p == ptr {
+                return i;
+            }
+        }
+        let acls = &mut self.acls;
+        let i = *self.by_value.entry(acl).or_insert_with(|| {
+            acls.push(acl);
+            i32::try_from(acls.len() - 1).unwrap_or(i32::MAX)
+        });
+        self.last = Some((ptr, i));
+        i
+    }
+}
+
 impl DataTree {
     /// magic, version, last zxid, config, sessions (id, timeout, password), the distinct
     /// ACLs, then every node in path order (path, data, index of its ACL, stat). Children and
@@ -133,10 +160,38 @@ impl DataTree {
     pub fn write_snapshot<E>(
         &self,
         chunk_bytes: usize,
+        sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.write_snapshot_in(chunk_bytes, &mut Vec::new(), sink)
+    }
+
+    /// [`DataTree::write_snapshot`], building its pieces in `scratch` (left empty, with its
+    /// capacity, at the end): a caller that keeps the buffer between snapshots lets encoding
+    /// run without allocating, which matters on a thread at idle CPU priority that must not
+    /// hold the allocator's locks while preempted.
+    pub fn write_snapshot_in<E>(
+        &self,
+        chunk_bytes: usize,
+        scratch: &mut Vec<u8>,
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (acls, acl_index) = self.number_acls();
-        let mut w = Writer::new();
+        let mut w = Writer {
+            buf: std::mem::take(scratch),
+        };
+        w.buf.clear();
+        let r = self.encode_pieces(&mut w, chunk_bytes, &mut sink);
+        w.buf.clear();
+        *scratch = w.buf;
+        r
+    }
+
+    fn encode_pieces<E>(
+        &self,
+        w: &mut Writer,
+        chunk_bytes: usize,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut numbering = self.number_acls();
         w.buf.extend_from_slice(SNAPSHOT_MAGIC);
         w.i32(SNAPSHOT_VERSION);
         w.i64(self.last_zxid);
@@ -156,16 +211,16 @@ impl DataTree {
             w.i32(s.timeout_ms);
             w.buffer(&s.passwd);
         }
-        w.i32(i32::try_from(acls.len()).unwrap_or(i32::MAX));
-        for acl in &acls {
+        w.i32(i32::try_from(numbering.acls.len()).unwrap_or(i32::MAX));
+        for acl in &numbering.acls {
             w.vec(acl);
         }
         w.i64(i64::try_from(self.nodes.len()).unwrap_or(i64::MAX));
-        for ((p, n), index) in self.nodes.iter().zip(acl_index) {
+        for (p, n) in self.nodes.iter() {
             w.string(p);
             w.nullable_buffer(&n.data);
-            w.i32(index);
-            n.stat.write(&mut w);
+            w.i32(numbering.index_of(&n.acl));
+            n.stat.write(w);
             if w.buf.len() >= chunk_bytes {
                 sink(&w.buf)?;
                 w.buf.clear();
@@ -174,26 +229,16 @@ impl DataTree {
         sink(&w.buf)
     }
 
-    /// The distinct ACLs in order of first appearance, and each node's index into them.
-    fn number_acls(&self) -> (Vec<&[Acl]>, Vec<i32>) {
-        let mut acls: Vec<&[Acl]> = Vec::new();
-        let mut by_value: HashMap<&[Acl], i32> = HashMap::new();
-        // Shared copies make the common case a pointer comparison with the previous node.
-        let mut last: Option<(*const Acl, i32)> = None;
-        let mut index = Vec::with_capacity(self.nodes.len());
+    /// The distinct ACLs in order of first appearance. The numbering is then asked again for
+    /// each node's index as the nodes are written, rather than kept in a vector of one index
+    /// per node: the encoder runs at idle CPU priority, and a buffer the size of the tree
+    /// freed there would hold the address-space lock while request threads wait for it.
+    fn number_acls(&self) -> AclNumbering<'_> {
+        let mut numbering = AclNumbering::default();
         for n in self.nodes.values() {
-            let ptr = n.acl.as_ptr();
-            let i = match last {
-                Some((p, i)) if p == ptr => i,
-                _ => *by_value.entry(&n.acl).or_insert_with(|| {
-                    acls.push(&n.acl);
-                    i32::try_from(acls.len() - 1).unwrap_or(i32::MAX)
-                }),
-            };
-            last = Some((ptr, i));
-            index.push(i);
+            numbering.index_of(&n.acl);
         }
-        (acls, index)
+        numbering
     }
 
     pub fn decode_snapshot(b: &[u8]) -> Result<DataTree, CodecError> {
