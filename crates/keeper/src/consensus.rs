@@ -41,7 +41,7 @@ use openraft::{
 };
 use tokio::sync::watch;
 
-use crate::background::BackgroundPriority;
+use crate::background::{produce_in_background, BackgroundReport};
 use crate::snapshot_data::SnapshotData;
 use crate::snapshot_store::{LoadedSnapshot, SnapshotStore};
 use crate::wal::{self, Wal, WalOptions};
@@ -77,18 +77,12 @@ pub trait StateMachineHook: Send + Sync + 'static {
 /// Encodes a view captured by [`StateMachineHook::snapshot`], handing the snapshot bytes to
 /// the sink in order, a piece at a time, and stopping at the sink's first error. It can run
 /// again (the same bytes each time): when the disk refuses a snapshot it is encoded to memory.
-pub type SnapshotEncoder =
-    Box<dyn Fn(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + Send>;
-
-/// The whole output of an encoder, in memory.
-fn encode_to_vec(encoder: &SnapshotEncoder) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    encoder(&mut |b: &[u8]| {
-        out.extend_from_slice(b);
-        Ok(())
-    })?;
-    Ok(out)
-}
+/// `scratch` is a buffer it may build its pieces in: the caller keeps it between snapshots so
+/// that encoding allocates nothing.
+pub type SnapshotEncoder = Box<
+    dyn Fn(&mut Vec<u8>, &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>
+        + Send,
+>;
 
 /// Raft node id. Standalone is node 1; in an ensemble it is the N of `server.N`.
 pub type NodeId = u64;
@@ -1253,31 +1247,34 @@ impl SnapshotPersist {
     fn persist(&self, meta: &StoredSnapshotMeta, data: &[u8], started: Instant) -> bool {
         // In pieces: the store buffers what it is handed up to its pacing size, so one piece
         // the size of the snapshot would be copied whole.
-        self.persist_streamed(
-            meta,
-            started,
-            |sink| data.chunks(1 << 20).try_for_each(sink),
-            None,
-        )
+        self.persist_streamed(meta, started, |sink| {
+            data.chunks(1 << 20).try_for_each(sink)?;
+            Ok(None)
+        })
     }
 
     /// [`SnapshotPersist::persist`] with the payload handed to `produce`'s sink a piece at a
-    /// time (an encoder writing straight to the file). `priority`, when the writing thread
-    /// runs at background priority, lets the log line say how long it waited for a CPU.
+    /// time (an encoder writing straight to the file). `produce` returns how a background
+    /// encoder fared, if there was one, for the log line.
     fn persist_streamed(
         &self,
         meta: &StoredSnapshotMeta,
         started: Instant,
-        produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
-        priority: Option<&BackgroundPriority>,
+        produce: impl FnOnce(
+            &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        ) -> io::Result<Option<BackgroundReport>>,
     ) -> bool {
         let Some(last) = meta.last_log_id else {
             return false;
         };
+        let mut report = None;
         let written = self
             .store
-            .write_with(last.index, &encode_snapshot_meta(meta), produce);
-        self.record(last, written, started, priority)
+            .write_with(last.index, &encode_snapshot_meta(meta), |sink| {
+                report = produce(sink)?;
+                Ok(())
+            });
+        self.record(last, written, started, report)
     }
 
     fn record(
@@ -1285,7 +1282,7 @@ impl SnapshotPersist {
         last: LogId<NodeId>,
         written: io::Result<u64>,
         started: Instant,
-        priority: Option<&BackgroundPriority>,
+        encoder: Option<BackgroundReport>,
     ) -> bool {
         match written {
             Ok(bytes) => {
@@ -1299,8 +1296,8 @@ impl SnapshotPersist {
                     zxid = last.index,
                     bytes,
                     ms = started.elapsed().as_millis() as u64,
-                    cpu_wait_ms = priority.map(|p| p.waited().as_millis() as u64),
-                    raised = priority.map(|p| p.raised()),
+                    cpu_wait_ms = encoder.map(|e| e.waited.as_millis() as u64),
+                    raised = encoder.map(|e| e.raised),
                     "snapshot written"
                 );
                 self.apply_retention();
@@ -1763,30 +1760,37 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
             .take()
             .ok_or_else(|| err("the state machine does not support snapshots".to_string()))?;
         let started = Instant::now();
-        // Encoding millions of znodes is CPU work, writing them disk work, and copying the
-        // bytes for the in-memory snapshot a large memcpy: all of it runs on one background
-        // thread at idle CPU priority, raised only if it starves, so on a busy machine it
-        // takes idle time instead of taking time from request handling. A write failure
-        // (disk full) is not returned: openraft 0.9 treats any build_snapshot error as fatal
-        // and stops the node. The snapshot then lives in memory only, and the WAL keeps every
-        // segment it would have allowed to delete.
+        // Encoding millions of znodes is CPU work: it runs on the background worker at idle
+        // CPU priority, raised only if it starves, so on a busy machine it takes idle time
+        // instead of time from request handling. This thread writes the file, at normal
+        // priority (`produce_in_background` says why). A write failure (disk full) is not returned:
+        // openraft 0.9 treats any build_snapshot error as fatal and stops the node. The
+        // snapshot then lives in memory only, and the WAL keeps every segment it would have
+        // allowed to delete.
         let persist = Arc::clone(&self.persist);
         let meta = self.meta.clone();
-        let (data, stored) = in_background(move |priority| {
+        let (data, stored) = on_snapshot_thread(move || {
             // Encoded straight into the file: a snapshot of millions of znodes is never whole
             // in memory, so writing one costs no page faults and no large frees, which would
             // stall the request path.
-            let on_disk = persist.persist_streamed(
-                &meta,
-                started,
-                |sink| {
-                    encoder(&mut |piece| {
-                        priority.check();
-                        sink(piece)
-                    })
-                },
-                Some(priority),
-            );
+            let mut encoder = Some(encoder);
+            let on_disk = persist.persist_streamed(&meta, started, |sink| {
+                let enc = encoder
+                    .take()
+                    .ok_or_else(|| io::Error::other("the snapshot encoder was lost"))?;
+                let p = produce_in_background(
+                    move |scratch, bg_sink| {
+                        let r = enc(scratch, bg_sink);
+                        (enc, r)
+                    },
+                    sink,
+                )?;
+                let (enc, encoded) = p.value;
+                encoder = Some(enc);
+                p.consumed?;
+                encoded?;
+                Ok(Some(p.report))
+            });
             if let (Some(l), true) = (meta.last_log_id, on_disk) {
                 match persist.store.open_payload(l.index) {
                     Ok((file, start)) => {
@@ -1799,7 +1803,15 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
                 }
             }
             // Not on disk (the disk refused it): kept in memory.
-            let data = encode_to_vec(&encoder)?;
+            let enc = encoder.ok_or_else(|| io::Error::other("the snapshot encoder was lost"))?;
+            let mut data = Vec::new();
+            let p =
+                produce_in_background(move |scratch, s| enc(scratch, s), &mut |piece: &[u8]| {
+                    data.extend_from_slice(piece);
+                    Ok(())
+                })?;
+            p.consumed?;
+            p.value?;
             let copy = data.clone();
             Ok::<_, io::Error>((SnapshotData::memory(data), SnapshotBytes::Memory(copy)))
         })
@@ -1817,17 +1829,16 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
     }
 }
 
-/// Runs `work` on a new thread at background priority ([`BackgroundPriority`]) and returns
-/// its result.
-async fn in_background<T: Send + 'static>(
-    work: impl FnOnce(&BackgroundPriority) -> T + Send + 'static,
+/// Runs `work` on a new thread (it waits on the disk, and must not hold a runtime worker)
+/// and returns its result.
+async fn on_snapshot_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("corral-snapshot".into())
         .spawn(move || {
-            let priority = BackgroundPriority::lower_this_thread();
-            let _ = tx.send(work(&priority));
+            let _ = tx.send(work());
         })
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
     rx.await
@@ -1924,7 +1935,7 @@ mod tests {
         }
         fn snapshot(&self) -> Option<SnapshotEncoder> {
             let n = self.applied.lock().unwrap().len();
-            Some(Box::new(move |sink| sink(n.to_string().as_bytes())))
+            Some(Box::new(move |_, sink| sink(n.to_string().as_bytes())))
         }
     }
 
@@ -2056,7 +2067,7 @@ mod tests {
         }
         fn snapshot(&self) -> Option<SnapshotEncoder> {
             let view = self.applied.lock().unwrap().clone();
-            Some(Box::new(move |sink| {
+            Some(Box::new(move |_, sink| {
                 view.iter().try_for_each(|(z, s)| {
                     sink(&z.to_be_bytes())?;
                     sink(&s.to_be_bytes())

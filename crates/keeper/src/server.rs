@@ -446,8 +446,8 @@ impl StateMachineHook for Hook {
     /// for that; the encoding runs later on a blocking thread while applies continue.
     fn snapshot(&self) -> Option<crate::consensus::SnapshotEncoder> {
         let view = self.0.state().tree.clone();
-        Some(Box::new(move |sink| {
-            view.write_snapshot(SNAPSHOT_CHUNK_BYTES, sink)
+        Some(Box::new(move |scratch, sink| {
+            view.write_snapshot_in(SNAPSHOT_CHUNK_BYTES, scratch, sink)
         }))
     }
 
