@@ -6,7 +6,7 @@
 #
 # 1. corral, snapCount huge: populate BENCH_ZNODES znodes (`corral bench --workload populate`),
 #    report the rate and the size of dataDir + dataLogDir.
-# 2. idle baseline: `corral bench --workload mixed --clients 8 --outstanding 1 --duration D
+# 2. idle run: `corral bench --workload mixed --clients 8 --outstanding 1 --duration D
 #    --interval-report 1` with no snapshot possible.
 # 3. SIGTERM, restart on the same data with snapCount=BENCH_SNAPCOUNT; start-to-serving =
 #    process start -> first successful getData of the first and the last populated znode.
@@ -14,11 +14,15 @@
 #    the tree is populated again so step 4 still snapshots a tree of the same size.
 # 4. the same mixed load, now with snapshots due during it. Its requests sent while a snapshot
 #    was being written (bench/snapshot_windows.py: the server log's `snapshot written ... ms=`
-#    lines give the windows) against the idle run: p99.9 (target <= 2x).
+#    lines give the windows) against the idle run just before: p99.9 (target <= 2x). After
+#    the first pair, a restart from the snapshots just written gives start-to-serving from
+#    snapshot + log. Steps 2 and 4 are repeated BENCH_PAIRS times, each run on a restarted
+#    keeper; the headline is the median of the pairs' ratios (this machine drifts 2x within
+#    minutes, so one pair proves little either way).
 # 5. ZooKeeper 3.8 (Debian) with the same znodes (populated by corral bench, which speaks the
 #    protocol): SIGTERM, restart, start-to-serving measured the same way; its snapshot size.
 #
-# Env: BENCH_ZNODES (1000000), BENCH_DURATION (30 s), BENCH_SNAPCOUNT (20000),
+# Env: BENCH_ZNODES (1000000), BENCH_DURATION (30 s), BENCH_SNAPCOUNT (20000), BENCH_PAIRS (3),
 #      BENCH_START_TIMEOUT (300 s), BENCH_SKIP_ZK=1, BENCH_KEEP=1 (keep temp dir + logs),
 #      CORRAL_BIN, ZKBENCH_SRC, ZK_HEAP (2000m: 1M znodes do not fit ZooKeeper's 1000m default
 #      comfortably).
@@ -28,6 +32,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N="${BENCH_ZNODES:-1000000}"
 DUR="${BENCH_DURATION:-30}"
 SNAP="${BENCH_SNAPCOUNT:-20000}"
+PAIRS="${BENCH_PAIRS:-3}"
+[[ "$PAIRS" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_PAIRS must be a positive integer, got: $PAIRS" >&2; exit 2; }
 # Largest value snapCount accepts (a Java int): no snapshot can fall inside the idle run.
 HUGE=2147483647
 START_TIMEOUT="${BENCH_START_TIMEOUT:-300}"
@@ -45,7 +51,7 @@ elif ! (check_prereqs java zk) 2>"$WORK/prereq.err"; then
   log "ZooKeeper part skipped: prerequisites missing (above)"
   WITH_ZK=0
 fi
-log "work dir $WORK; $N znodes, ${DUR}s loads, snapCount $SNAP during the snapshot run"
+log "work dir $WORK; $N znodes, ${DUR}s loads, $PAIRS pairs of idle and snapshot runs (snapCount $SNAP)"
 
 # worst_interval FILE: "p999_us@ops_per_sec" of the interval with the highest p99.9.
 worst_interval() {
@@ -113,74 +119,101 @@ C_BYTES=$(dir_bytes "$CD/data" "$CD/log")
 C_RSS1=$(rss_kb "$CORRAL_PID")
 log "corral data: dataDir+dataLogDir = $C_BYTES bytes ($(human "$C_BYTES")); RSS $C_RSS0 kB empty -> $C_RSS1 kB with $N znodes"
 
-log "idle baseline: mixed load, snapCount=$HUGE (no snapshot)"
-run_mixed "$CS" "$WORK/c-idle.json"
+# One pair = an idle run (snapCount huge) and, right after it, a snapshot run (snapCount SNAP),
+# each on a freshly restarted keeper. The machine drifts by 2x and more within minutes, so the
+# ratio is taken within each pair and the headline is the median over the pairs.
+PAIR_ROWS=""
+IN_RATIOS=()
+IN_OUT_RATIOS=()
+for PAIR in $(seq 1 "$PAIRS"); do
+  if [ "$PAIR" -gt 1 ]; then
+    stop_pid "$CORRAL_PID"
+    corral_config corral "$CPORT" "$HUGE" >/dev/null
+    corral_launch "$CD"
+    probe "$CS" "$WORK/c-probe-idle$PAIR.json"
+  fi
+  log "pair $PAIR/$PAIRS: idle run, snapCount=$HUGE (no snapshot)"
+  run_mixed "$CS" "$WORK/c-idle$PAIR.json"
 
-log "SIGTERM corral, restart on the same data with snapCount=$SNAP"
-T_STOP=$(now_ms)
-stop_pid "$CORRAL_PID"
-log "corral stopped in $(($(now_ms) - T_STOP)) ms"
-corral_config corral "$CPORT" "$SNAP" >/dev/null
-T0=$(now_ms)
-corral_launch "$CD"
-probe "$CS" "$WORK/c-probe.json"
-C_START=$(start_to_serving "$T0" "$WORK/c-probe.json")
-C_DATA_OK=yes
-case "$C_START" in
-  data-missing)
-    C_DATA_OK=no
-    C_ANSWER=$(($(jget "$WORK/c-probe.json" ready_unix_ms) - T0))
-    log "DATA MISSING AFTER RESTART: corral answers ${C_ANSWER} ms after start but $(jget "$WORK/c-probe.json" missing) is gone"
-    log "(expected until the write-ahead log and snapshots land: issue 3). Populating again for the snapshot run."
-    C_START="data-lost(answers@${C_ANSWER}ms)"
-    "$CORRAL" bench --server "$CS" --workload populate --populate-count "$N" --root "$ROOT" \
-      >"$WORK/c-populate2.json" 2>"$WORK/c-populate2.err" || true
-    tail -1 "$WORK/c-populate2.err" >&2
-    ;;
-  no-answer*) die "corral did not serve within ${START_TIMEOUT}s after restart ($(jget "$WORK/c-probe.json" last_error)); log: $CD/server.log" ;;
-  *) log "corral start-to-serving: $C_START ms ($N znodes)" ;;
-esac
+  log "pair $PAIR/$PAIRS: SIGTERM corral, restart on the same data with snapCount=$SNAP"
+  T_STOP=$(now_ms)
+  stop_pid "$CORRAL_PID"
+  [ "$PAIR" -gt 1 ] || log "corral stopped in $(($(now_ms) - T_STOP)) ms"
+  corral_config corral "$CPORT" "$SNAP" >/dev/null
+  T0=$(now_ms)
+  corral_launch "$CD"
+  probe "$CS" "$WORK/c-probe$PAIR.json"
+  if [ "$PAIR" -eq 1 ]; then
+    C_START=$(start_to_serving "$T0" "$WORK/c-probe1.json")
+    C_DATA_OK=yes
+    case "$C_START" in
+      data-missing)
+        C_DATA_OK=no
+        C_ANSWER=$(($(jget "$WORK/c-probe1.json" ready_unix_ms) - T0))
+        log "DATA MISSING AFTER RESTART: corral answers ${C_ANSWER} ms after start but $(jget "$WORK/c-probe1.json" missing) is gone"
+        log "Populating again for the snapshot run."
+        C_START="data-lost(answers@${C_ANSWER}ms)"
+        "$CORRAL" bench --server "$CS" --workload populate --populate-count "$N" --root "$ROOT" \
+          >"$WORK/c-populate2.json" 2>"$WORK/c-populate2.err" || true
+        tail -1 "$WORK/c-populate2.err" >&2
+        ;;
+      no-answer*) die "corral did not serve within ${START_TIMEOUT}s after restart ($(jget "$WORK/c-probe1.json" last_error)); log: $CD/server.log" ;;
+      *) log "corral start-to-serving: $C_START ms ($N znodes)" ;;
+    esac
+    find "$CD/data" "$CD/log" -type f -printf '%P %s\n' | sort >"$WORK/files-before"
+    SNAPLOG_BEFORE=$(grep -ci snapshot "$CD/server.log" || true)
+  fi
 
-find "$CD/data" "$CD/log" -type f -printf '%P %s\n' | sort >"$WORK/files-before"
-SNAPLOG_BEFORE=$(grep -ci snapshot "$CD/server.log" || true)
-log "snapshot run: mixed load, snapCount=$SNAP"
-run_mixed "$CS" "$WORK/c-snap.json" --latency-log "$WORK/c-snap.lat"
-sleep 2 # a snapshot started near the end still finishes and shows up in the file list
-find "$CD/data" "$CD/log" -type f -printf '%P %s\n' | sort >"$WORK/files-after"
-NEW_FILES=$(comm -13 <(cut -d' ' -f1 "$WORK/files-before") <(cut -d' ' -f1 "$WORK/files-after") | wc -l)
-SNAPLOG=$(($(grep -ci snapshot "$CD/server.log" || true) - SNAPLOG_BEFORE))
-WRITES=$(python3 -c "import sys; print(int(float(sys.argv[1] or 0) * 0.1))" "$(jget "$WORK/c-snap.json" ops)")
-log "during the snapshot run: ~$WRITES writes (snapCount $SNAP), $NEW_FILES new files in dataDir/dataLogDir, $SNAPLOG server log lines mentioning snapshot"
-SNAP_SEEN=yes
-if [ "$NEW_FILES" -eq 0 ] && [ "$SNAPLOG" -eq 0 ]; then
-  SNAP_SEEN=no
-  log "NO SNAPSHOT EVIDENCE during the run (no new file, no log line): the ratio below compares two idle runs"
-fi
+  log "pair $PAIR/$PAIRS: snapshot run, snapCount=$SNAP"
+  run_mixed "$CS" "$WORK/c-snap$PAIR.json" --latency-log "$WORK/c-snap$PAIR.lat"
+  # The requests sent while a snapshot was being written are what the target is about (at
+  # snapCount 20000 a snapshot is written about 40 % of the time): compared with the pair's
+  # idle run, and with the rest of the same run (which shares its minute of machine noise).
+  W="$WORK/c-windows$PAIR.json"
+  "$BENCH_DIR/snapshot_windows.py" "$WORK/c-snap$PAIR.lat" "$CD/server.log" >"$W"
+  IDLE_P=$(jget "$WORK/c-idle$PAIR.json" p999_us)
+  IN_P=$(jget "$W" inside_p999_us)
+  OUT_P=$(jget "$W" outside_p999_us)
+  IN_R=$(ratio "$IN_P" "$IDLE_P")
+  IN_OUT_R=$(ratio "$IN_P" "$OUT_P")
+  IN_RATIOS+=("$IN_R")
+  IN_OUT_RATIOS+=("$IN_OUT_R")
+  log "pair $PAIR: requests sent while a snapshot was written: $(jget "$W" inside_ops) of $(jget "$WORK/c-snap$PAIR.json" ops) ($(jget "$W" snapshots) snapshots, $(jget "$W" covered) of the run), p99.9 $IN_P µs; the rest $OUT_P µs; idle run $IDLE_P µs: ${IN_R}x idle, ${IN_OUT_R}x the rest"
+  PAIR_ROWS+="| $PAIR | $(jget "$WORK/c-idle$PAIR.json" ops_per_sec), $IDLE_P | $(jget "$WORK/c-snap$PAIR.json" ops_per_sec), $(jget "$WORK/c-snap$PAIR.json" p999_us) | $IN_P ($(jget "$W" snapshots) snapshots, $(jget "$W" covered) of the run) | $OUT_P | **$IN_R** | $IN_OUT_R | $(worst_interval "$WORK/c-idle$PAIR.json.intervals") / $(worst_interval "$WORK/c-snap$PAIR.json.intervals") |
+"
 
-# A restart as in production: snapshots exist (ZooKeeper is measured from its snapshots too),
-# so start-up restores the newest one and replays only the log after it.
-log "SIGTERM corral, restart with the snapshots just written"
-stop_pid "$CORRAL_PID"
-T0=$(now_ms)
-corral_launch "$CD"
-probe "$CS" "$WORK/c-probe2.json"
-C_START_SNAP=$(start_to_serving "$T0" "$WORK/c-probe2.json")
-log "corral start-to-serving from snapshot + log: $C_START_SNAP ms"
+  if [ "$PAIR" -eq 1 ]; then
+    sleep 2 # a snapshot started near the end still finishes and shows up in the file list
+    find "$CD/data" "$CD/log" -type f -printf '%P %s\n' | sort >"$WORK/files-after"
+    NEW_FILES=$(comm -13 <(cut -d' ' -f1 "$WORK/files-before") <(cut -d' ' -f1 "$WORK/files-after") | wc -l)
+    SNAPLOG=$(($(grep -ci snapshot "$CD/server.log" || true) - SNAPLOG_BEFORE))
+    WRITES=$(python3 -c "import sys; print(int(float(sys.argv[1] or 0) * 0.1))" "$(jget "$WORK/c-snap1.json" ops)")
+    log "during the snapshot run: ~$WRITES writes (snapCount $SNAP), $NEW_FILES new files in dataDir/dataLogDir, $SNAPLOG server log lines mentioning snapshot"
+    SNAP_SEEN=yes
+    if [ "$NEW_FILES" -eq 0 ] && [ "$SNAPLOG" -eq 0 ]; then
+      SNAP_SEEN=no
+      log "NO SNAPSHOT EVIDENCE during the run (no new file, no log line): the ratio below compares two idle runs"
+    fi
+    # A restart as in production: snapshots exist (ZooKeeper is measured from its snapshots
+    # too), so start-up restores the newest one and replays only the log after it.
+    log "SIGTERM corral, restart with the snapshots just written"
+    stop_pid "$CORRAL_PID"
+    T0=$(now_ms)
+    corral_launch "$CD"
+    probe "$CS" "$WORK/c-probe-snap.json"
+    C_START_SNAP=$(start_to_serving "$T0" "$WORK/c-probe-snap.json")
+    log "corral start-to-serving from snapshot + log: $C_START_SNAP ms"
+  fi
+done
 C_SNAP_BYTES=$(find "$CD/data/snapshots" -name 'snapshot.*' -type f -printf '%T@ %s\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2)
-
-IDLE_P999=$(jget "$WORK/c-idle.json" p999_us)
-SNAP_P999=$(jget "$WORK/c-snap.json" p999_us)
-P999_RATIO=$(ratio "$SNAP_P999" "$IDLE_P999")
-# The whole snapshot run mixes the time spent writing snapshots with the time between them
-# (at snapCount 20000 a snapshot is written about a tenth of the time). The requests sent while
-# a snapshot was being written are what the target is about: compared with the idle run, and
-# with the rest of the same run (which shares its minute of machine noise).
-"$BENCH_DIR/snapshot_windows.py" "$WORK/c-snap.lat" "$CD/server.log" >"$WORK/c-windows.json"
-IN_P999=$(jget "$WORK/c-windows.json" inside_p999_us)
-OUT_P999=$(jget "$WORK/c-windows.json" outside_p999_us)
-IN_RATIO=$(ratio "$IN_P999" "$IDLE_P999")
-IN_OUT_RATIO=$(ratio "$IN_P999" "$OUT_P999")
-log "requests sent while a snapshot was written: $(jget "$WORK/c-windows.json" inside_ops) of $(jget "$WORK/c-snap.json" ops) ($(jget "$WORK/c-windows.json" snapshots) snapshots, $(jget "$WORK/c-windows.json" covered) of the run), p99.9 $IN_P999 µs; the rest $OUT_P999 µs; idle run $IDLE_P999 µs"
+# median X...: the middle value of the numeric ones (n/a when there is none).
+median() {
+  printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
+    awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+IN_RATIO=$(median "${IN_RATIOS[@]}")
+IN_OUT_RATIO=$(median "${IN_OUT_RATIOS[@]}")
+log "p99.9 while writing a snapshot / idle, per pair: ${IN_RATIOS[*]} (median $IN_RATIO); / the rest of the run: ${IN_OUT_RATIOS[*]} (median $IN_OUT_RATIO)"
 
 # ---------------------------------------------------------------- ZooKeeper
 Z_POP_RATE=n/a Z_START=n/a Z_SNAP_BYTES=0 Z_BYTES=0 Z_EMPTY_START=n/a
@@ -232,20 +265,18 @@ cat <<EOF
 | corral RSS empty -> populated (kB) | $C_RSS0 -> $C_RSS1 | (JVM heap: see zkbench BASELINE.md) |
 | data on disk after populate (dataDir+dataLogDir) | $(human "$C_BYTES") | $(human "$Z_BYTES") (after restart) |
 | newest snapshot file | $(human "${C_SNAP_BYTES:-0}") | $(human "$Z_SNAP_BYTES") |
-| mixed idle: ops/s, p99.9 µs | $(jget "$WORK/c-idle.json" ops_per_sec), $IDLE_P999 | |
-| mixed with snapCount=$SNAP: ops/s, p99.9 µs | $(jget "$WORK/c-snap.json" ops_per_sec), $SNAP_P999 | |
-| p99.9 of requests sent while a snapshot was being written: µs, share of the run | $IN_P999, $(jget "$WORK/c-windows.json" inside_ops) requests in $(jget "$WORK/c-windows.json" snapshots) snapshots ($(jget "$WORK/c-windows.json" covered) of the run) | |
-| **p99.9 while writing a snapshot / idle run (target <= 2)** | **$IN_RATIO** | |
-| p99.9 while writing a snapshot / the rest of the same run | $IN_OUT_RATIO ($OUT_P999 µs outside) | |
-| p99.9 whole snapshot run / idle run | $P999_RATIO | |
-| worst 1-s interval p99.9: idle / snapshot | $(worst_interval "$WORK/c-idle.json.intervals") / $(worst_interval "$WORK/c-snap.json.intervals") | |
+| **p99.9 while writing a snapshot / the pair's idle run, median of $PAIRS pairs (target <= 2)** | **$IN_RATIO** (${IN_RATIOS[*]}) | |
+| p99.9 while writing a snapshot / the rest of the same run, median | $IN_OUT_RATIO (${IN_OUT_RATIOS[*]}) | |
 | snapshot evidence during the run | $SNAP_SEEN ($NEW_FILES new files, $SNAPLOG log lines) | |
 | start-to-serving, empty data dir (ms) | $C_EMPTY_START | $Z_EMPTY_START |
 | start-to-serving after SIGTERM (ms, process start -> first getData of first+last znode), corral replaying the whole log | $C_START | $Z_START |
 | start-to-serving after SIGTERM, corral from its newest snapshot + log | $C_START_SNAP | $Z_START |
 | data survived restart | $C_DATA_OK | $( [ "$WITH_ZK" = 1 ] && { [ "$(jget "$WORK/z-probe.json" found)" = True ] && echo yes || echo no; } || echo n/a) |
 
-| date | znodes | corral idle p99.9 µs | corral p99.9 while writing snapshots µs | ratio | whole snapshot run p99.9 µs (ratio) | snapshots seen | corral start ms (log / snapshot) | ZK start ms | corral disk | ZK snapshot |
-|---|---|---|---|---|---|---|---|---|---|
-| $(date -u +%Y-%m-%d) | $N | $IDLE_P999 | $IN_P999 | $IN_RATIO | $SNAP_P999 ($P999_RATIO) | $SNAP_SEEN | $C_START / $C_START_SNAP | $Z_START | $(human "$C_BYTES") | $(human "$Z_SNAP_BYTES") |
+| pair | idle: ops/s, p99.9 µs | snapshot run: ops/s, p99.9 µs | p99.9 while writing snapshots µs | p99.9 rest of the run µs | inside / idle | inside / rest | worst 1-s p99.9 idle / snapshot run |
+|---|---|---|---|---|---|---|---|
+$PAIR_ROWS
+| date | znodes | pairs | p99.9 while writing snapshots / idle (median; each) | snapshots seen | corral start ms (log / snapshot) | ZK start ms | corral disk | ZK snapshot |
+|---|---|---|---|---|---|---|---|---|
+| $(date -u +%Y-%m-%d) | $N | $PAIRS | $IN_RATIO (${IN_RATIOS[*]}) | $SNAP_SEEN | $C_START / $C_START_SNAP | $Z_START | $(human "$C_BYTES") | $(human "$Z_SNAP_BYTES") |
 EOF
