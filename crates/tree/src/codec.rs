@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use corral_proto::{Acl, DecodeError, Id, Jute, Reader, Request, Stat, Writer};
 use thiserror::Error;
 
-use crate::{DataTree, Entry, EntryOp, TreeConfig};
+use crate::{DataTree, Entry, EntryOp, Node, TreeConfig};
 
 /// Why bytes could not be turned back into an entry or a tree.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -273,33 +273,91 @@ impl DataTree {
         let n_nodes = r.i64()?;
         let n_nodes = usize::try_from(n_nodes)
             .map_err(|_| CodecError::Inconsistent("negative node count".into()))?;
-        let mut tree = DataTree::restore_start(config, sessions, last_zxid);
-        let mut prev = String::new();
-        for _ in 0..n_nodes {
-            let p = r.string()?;
-            let data = r.nullable_buffer()?;
-            let acl = if version >= SNAPSHOT_VERSION_REPORTED_CVERSION {
-                let i = r.i32()?;
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| acls.get(i))
-                    .cloned()
-                    .ok_or_else(|| CodecError::Inconsistent(format!("{p:?}: no ACL {i}")))?
-            } else {
-                r.vec::<Acl>()?.into()
-            };
-            let mut stat = Stat::read(&mut r)?;
-            if version < SNAPSHOT_VERSION {
-                // reported = 2 * creations - numChildren; exact while creations < 2^30.
-                stat.cversion =
-                    ((i64::from(stat.cversion) + i64::from(stat.num_children)) / 2) as i32;
+        let tree = DataTree::restore_start(config, sessions, last_zxid);
+        // Parsing and checking the records (this thread) and building the maps (another)
+        // each take about half of a large restore, and start-up waits for it: the two run
+        // side by side, the records passed in batches.
+        let (tree, parsed) = std::thread::scope(|scope| {
+            let (tx, rx) =
+                mpsc::sync_channel::<Vec<(String, Arc<Node>)>>(RESTORE_BATCHES_IN_FLIGHT);
+            let builder = scope.spawn(move || {
+                let mut tree = tree;
+                for batch in rx {
+                    for (p, node) in batch {
+                        tree.restore_node(p, node)?;
+                    }
+                }
+                Ok(tree)
+            });
+            let mut batch = Vec::with_capacity(RESTORE_BATCH);
+            let mut prev = String::new();
+            let mut parsed = Ok(());
+            for _ in 0..n_nodes {
+                match parse_node(&mut r, version, &acls, &mut prev) {
+                    Ok(record) => batch.push(record),
+                    Err(e) => {
+                        parsed = Err(e);
+                        break;
+                    }
+                }
+                if batch.len() == RESTORE_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(RESTORE_BATCH));
+                    if tx.send(full).is_err() {
+                        // The builder stopped at an error, which it reports.
+                        break;
+                    }
+                }
             }
-            tree.restore_node(&mut prev, p, data, acl, stat)
-                .map_err(CodecError::Inconsistent)?;
-        }
+            // The records before a parse error are built too: an error the builder finds
+            // among them comes first in the file, and is the one reported.
+            let _ = tx.send(batch);
+            drop(tx);
+            let built = builder
+                .join()
+                .unwrap_or_else(|_| Err("the snapshot builder panicked".to_string()));
+            (built, parsed)
+        });
+        let tree = match (tree, parsed) {
+            (Err(e), _) => return Err(CodecError::Inconsistent(e)),
+            (Ok(_), Err(e)) => return Err(e),
+            (Ok(tree), Ok(())) => tree,
+        };
         r.finish()?;
         tree.restore_finish().map_err(CodecError::Inconsistent)
     }
+}
+
+/// Records handed to the builder at a time, and batches queued for it.
+const RESTORE_BATCH: usize = 4096;
+const RESTORE_BATCHES_IN_FLIGHT: usize = 4;
+
+/// One snapshot node record, checked ([`DataTree::check_restored_node`]) and made a node.
+fn parse_node(
+    r: &mut Reader<'_>,
+    version: i32,
+    acls: &[Arc<[Acl]>],
+    prev: &mut String,
+) -> Result<(String, Arc<Node>), CodecError> {
+    let p = r.string()?;
+    let data = r.nullable_buffer()?;
+    let acl = if version >= SNAPSHOT_VERSION_REPORTED_CVERSION {
+        let i = r.i32()?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| acls.get(i))
+            .cloned()
+            .ok_or_else(|| CodecError::Inconsistent(format!("{p:?}: no ACL {i}")))?
+    } else {
+        r.vec::<Acl>()?.into()
+    };
+    let mut stat = Stat::read(r)?;
+    if version < SNAPSHOT_VERSION {
+        // reported = 2 * creations - numChildren; exact while creations < 2^30.
+        stat.cversion = ((i64::from(stat.cversion) + i64::from(stat.num_children)) / 2) as i32;
+    }
+    DataTree::check_restored_node(prev, &p, &data, &stat).map_err(CodecError::Inconsistent)?;
+    let node = DataTree::restored_node(data, acl, stat);
+    Ok((p, node))
 }
 
 /// A non-negative count whose items need at least `min` bytes each.

@@ -1025,3 +1025,49 @@ fn standalone_reconfig_answers_like_zookeeper() {
     });
     assert_eq!(t.req(reconfig()).err, ErrorCode::Unimplemented);
 }
+
+#[test]
+fn large_snapshots_restore_across_batches_and_name_a_missing_parent() {
+    let mut t = T::new();
+    // More nodes than two of the restore's batches.
+    for i in 0..10_000 {
+        assert_eq!(t.create(&format!("/c{i:05}"), 0).0, ErrorCode::Ok);
+    }
+    let snap = t.tree.encode_snapshot();
+    let back = DataTree::decode_snapshot(&snap).unwrap();
+    assert_eq!(back, t.tree);
+    assert_eq!(back.encode_snapshot(), snap);
+    // The same snapshot with one more node at the end, whose parent does not exist.
+    let n = t.tree.node_count() as i64;
+    let mut count_then_root = n.to_be_bytes().to_vec();
+    count_then_root.extend_from_slice(&1i32.to_be_bytes());
+    count_then_root.push(b'/');
+    let at = snap
+        .windows(count_then_root.len())
+        .position(|w| w == count_then_root)
+        .expect("the node count before the root's record");
+    let mut broken = snap.clone();
+    broken[at..at + 8].copy_from_slice(&(n + 1).to_be_bytes());
+    let mut w = Writer::new();
+    w.string("/zzz/orphan");
+    w.nullable_buffer(&Some(Vec::new()));
+    w.i32(0);
+    Stat::default().write(&mut w);
+    broken.extend_from_slice(&w.buf);
+    let e = DataTree::decode_snapshot(&broken).unwrap_err();
+    assert!(
+        e.to_string().contains("\"/zzz/orphan\" has no parent"),
+        "{e}"
+    );
+    // And one out of order, found while parsing.
+    let mut w = Writer::new();
+    w.string("/c00001/late");
+    w.nullable_buffer(&Some(Vec::new()));
+    w.i32(0);
+    Stat::default().write(&mut w);
+    let mut broken = snap.clone();
+    broken[at..at + 8].copy_from_slice(&(n + 1).to_be_bytes());
+    broken.extend_from_slice(&w.buf);
+    let e = DataTree::decode_snapshot(&broken).unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e}");
+}

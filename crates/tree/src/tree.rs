@@ -207,23 +207,23 @@ impl DataTree {
             children: BTreeSet::new(),
         };
         // Built in, not created: no creations counted, so a fresh keeper shows cversion -1 on
-        // "/" and -2 on "/zookeeper", as a fresh ZooKeeper 3.8 does.
-        t.put_node(
+        // "/" and -2 on "/zookeeper", as a fresh ZooKeeper 3.8 does. Each parent comes first.
+        let _ = t.put_node(
             "/".into(),
             Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
         );
-        t.put_node(
+        let _ = t.put_node(
             "/zookeeper".into(),
             Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
         );
-        t.put_node(
+        let _ = t.put_node(
             "/zookeeper/quota".into(),
             Arc::new(sys(Vec::new(), acl::open_acl_unsafe())),
         );
         let mut config_node = sys(t.config.config_node_data.clone(), acl::read_acl_unsafe());
         // ZooKeeper sets this ACL with setACL(path, acl, -1), which stores -1 as aversion.
         config_node.stat.aversion = -1;
-        t.put_node("/zookeeper/config".into(), Arc::new(config_node));
+        let _ = t.put_node("/zookeeper/config".into(), Arc::new(config_node));
         t
     }
 
@@ -400,7 +400,8 @@ impl DataTree {
                     self.take_node(&p);
                 }
                 Undo::Removed(p, n) => {
-                    self.put_node(p, n);
+                    // Undone in reverse order: its parent is back already.
+                    let _ = self.put_node(p, n);
                 }
                 Undo::Stat(p, s) => {
                     if let Some(n) = self.nodes.get_mut(&p).map(Arc::make_mut) {
@@ -497,7 +498,8 @@ impl DataTree {
             stat: stat.clone(),
             children: BTreeSet::new(),
         };
-        self.put_node(full.clone(), Arc::new(node));
+        // The parent was looked up above.
+        let _ = self.put_node(full.clone(), Arc::new(node));
         ctx.keep_undo(|| Undo::Inserted(full.clone()));
         ctx.triggers.push(Trigger {
             path: full.clone(),
@@ -822,7 +824,9 @@ impl DataTree {
 
     /// Inserts a node, keeping the indexes and the parent's child list right. False when the
     /// parent does not exist (only a snapshot being loaded can ask for that).
-    fn put_node(&mut self, p: String, node: Arc<Node>) -> bool {
+    /// Inserts `node` at `p` under its parent; without a parent, nothing changes and the path
+    /// is handed back.
+    fn put_node(&mut self, p: String, node: Arc<Node>) -> Result<(), String> {
         self.data_size += (p.len() + data_len(&node.data)) as u64;
         match node.kind() {
             NodeKind::Ephemeral(s) => {
@@ -849,10 +853,11 @@ impl DataTree {
                 None => false,
             },
         };
-        if parent_found {
-            self.nodes.insert(p, node);
+        if !parent_found {
+            return Err(p);
         }
-        parent_found
+        self.nodes.insert(p, node);
+        Ok(())
     }
 
     fn take_node(&mut self, p: &str) -> Option<Arc<Node>> {
@@ -920,44 +925,51 @@ impl DataTree {
         t
     }
 
-    /// Adds one snapshot node. Nodes must come in strictly increasing path order, root first;
-    /// `prev` holds the previous path (empty before the root). That order rules out duplicates
-    /// and puts every parent (a prefix of its children's paths) before its children, so each
-    /// node costs one parent lookup and one insert: start-up of a million-node keeper is
-    /// dominated by this.
-    pub(crate) fn restore_node(
-        &mut self,
+    /// Checks one snapshot node on its own, before it is built. Nodes must come in strictly
+    /// increasing path order, root first; `prev` holds the previous path (empty before the
+    /// root) and is advanced. That order rules out duplicates and puts every parent (a
+    /// prefix of its children's paths) before its children, so inserting each node costs one
+    /// parent lookup and one insert ([`DataTree::restore_node`]).
+    pub(crate) fn check_restored_node(
         prev: &mut String,
-        p: String,
-        data: Data,
-        acl: Arc<[Acl]>,
-        stat: Stat,
+        p: &str,
+        data: &Data,
+        stat: &Stat,
     ) -> Result<(), String> {
         if prev.is_empty() {
             if p != "/" {
                 return Err("root is not first".into());
             }
         } else {
-            if p.as_str() <= prev.as_str() {
+            if p <= prev.as_str() {
                 return Err(format!("nodes out of order at {p:?}"));
             }
-            path::validate(&p).map_err(|_| format!("invalid path {p:?}"))?;
+            path::validate(p).map_err(|_| format!("invalid path {p:?}"))?;
         }
-        if stat.data_length != len_i32(data_len(&data)) {
+        if stat.data_length != len_i32(data_len(data)) {
             return Err(format!("{p:?}: data length mismatch"));
         }
         prev.clear();
-        prev.push_str(&p);
-        let node = Node {
+        prev.push_str(p);
+        Ok(())
+    }
+
+    /// The node a checked snapshot record becomes.
+    pub(crate) fn restored_node(data: Data, acl: Arc<[Acl]>, stat: Stat) -> Arc<Node> {
+        Arc::new(Node {
             data,
             acl,
             stat,
             children: BTreeSet::new(),
-        };
-        if !self.put_node(p, Arc::new(node)) {
-            return Err(format!("{prev:?} has no parent"));
-        }
-        Ok(())
+        })
+    }
+
+    /// Adds one snapshot node, checked by [`DataTree::check_restored_node`] in snapshot
+    /// order: its parent is already here. Start-up of a million-node keeper is dominated by
+    /// this.
+    pub(crate) fn restore_node(&mut self, p: String, node: Arc<Node>) -> Result<(), String> {
+        self.put_node(p, node)
+            .map_err(|p| format!("{p:?} has no parent"))
     }
 
     /// Checks what the nodes could not check one by one: a root exists and every
