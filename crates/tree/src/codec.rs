@@ -22,6 +22,8 @@ pub enum CodecError {
     UnknownEntryKind(i32),
     #[error("inconsistent snapshot: {0}")]
     Inconsistent(String),
+    #[error("cannot start a thread to restore the snapshot: {0}")]
+    NoThread(String),
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"CRTS";
@@ -280,15 +282,18 @@ impl DataTree {
         let (tree, parsed) = std::thread::scope(|scope| {
             let (tx, rx) =
                 mpsc::sync_channel::<Vec<(String, Arc<Node>)>>(RESTORE_BATCHES_IN_FLIGHT);
-            let builder = scope.spawn(move || {
-                let mut tree = tree;
-                for batch in rx {
-                    for (p, node) in batch {
-                        tree.restore_node(p, node)?;
+            let builder = std::thread::Builder::new()
+                .name("corral-builder".into())
+                .spawn_scoped(scope, move || {
+                    let mut tree = tree;
+                    for batch in rx {
+                        for (p, node) in batch {
+                            tree.restore_node(p, node)?;
+                        }
                     }
-                }
-                Ok(tree)
-            });
+                    Ok(tree)
+                })
+                .map_err(|e| CodecError::NoThread(e.to_string()))?;
             let mut batch = Vec::with_capacity(RESTORE_BATCH);
             let mut prev = String::new();
             let mut parsed = Ok(());
@@ -315,8 +320,8 @@ impl DataTree {
             let built = builder
                 .join()
                 .unwrap_or_else(|_| Err("the snapshot builder panicked".to_string()));
-            (built, parsed)
-        });
+            Ok::<_, CodecError>((built, parsed))
+        })?;
         let tree = match (tree, parsed) {
             (Err(e), _) => return Err(CodecError::Inconsistent(e)),
             (Ok(_), Err(e)) => return Err(e),
