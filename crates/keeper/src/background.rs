@@ -48,7 +48,7 @@ pub(crate) struct BackgroundPriority<'a> {
 impl<'a> BackgroundPriority<'a> {
     /// Lowers the calling thread (whose clock `clock` is): SCHED_IDLE where the thread can
     /// later be raised out of it again, nice 10 elsewhere.
-    pub(crate) fn lower_this_thread(clock: &'a RunQueueClock) -> BackgroundPriority<'a> {
+    fn lower_this_thread(clock: &'a RunQueueClock) -> BackgroundPriority<'a> {
         let idle_since_wait = match clock.waited() {
             Some(w) if can_leave_idle_policy() && set_idle_policy() => Some(w),
             _ => {
@@ -253,13 +253,13 @@ fn run_worker(jobs: mpsc::Receiver<Job>) {
 /// A thread's total time spent runnable but waiting for a CPU: the second field of its
 /// /proc/thread-self/schedstat, in nanoseconds. The file is opened once, on the thread it
 /// describes (the link resolves at open), and read into a stack buffer: no allocation.
-pub(crate) struct RunQueueClock {
+struct RunQueueClock {
     file: Option<File>,
 }
 
 impl RunQueueClock {
     /// The calling thread's clock.
-    pub(crate) fn for_this_thread() -> RunQueueClock {
+    fn for_this_thread() -> RunQueueClock {
         RunQueueClock {
             file: File::open("/proc/thread-self/schedstat").ok(),
         }

@@ -78,10 +78,12 @@ pub trait StateMachineHook: Send + Sync + 'static {
 /// the sink in order, a piece at a time, and stopping at the sink's first error. It can run
 /// again (the same bytes each time): when the disk refuses a snapshot it is encoded to memory.
 /// `scratch` is a buffer it may build its pieces in: the caller keeps it between snapshots so
-/// that encoding allocates nothing.
-pub type SnapshotEncoder = Box<
+/// that encoding allocates nothing. Shared, so the background worker can run it while the
+/// snapshot thread keeps it for the in-memory fallback.
+pub type SnapshotEncoder = Arc<
     dyn Fn(&mut Vec<u8>, &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>
-        + Send,
+        + Send
+        + Sync,
 >;
 
 /// Raft node id. Standalone is node 1; in an ensemble it is the N of `server.N`.
@@ -1654,7 +1656,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
                 last_membership: self.last_membership.clone(),
                 snapshot_id,
             },
-            encoder: Mutex::new(self.hook.snapshot()),
+            encoder: self.hook.snapshot(),
             current_snapshot: Arc::clone(&self.current_snapshot),
             persist: Arc::clone(&self.persist),
         }
@@ -1742,7 +1744,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
 pub struct HookSnapshotBuilder {
     meta: StoredSnapshotMeta,
     // A Mutex only to make the builder Sync, as openraft requires; it is taken exactly once.
-    encoder: Mutex<Option<SnapshotEncoder>>,
+    encoder: Option<SnapshotEncoder>,
     current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
     persist: Arc<SnapshotPersist>,
 }
@@ -1755,40 +1757,27 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
         };
         let encoder = self
             .encoder
-            .get_mut()
-            .map_err(|_| err("snapshot encoder lock poisoned".to_string()))?
             .take()
             .ok_or_else(|| err("the state machine does not support snapshots".to_string()))?;
         let started = Instant::now();
         // Encoding millions of znodes is CPU work: it runs on the background worker at idle
         // CPU priority, raised only if it starves, so on a busy machine it takes idle time
         // instead of time from request handling. This thread writes the file, at normal
-        // priority (`produce_in_background` says why). A write failure (disk full) is not returned:
-        // openraft 0.9 treats any build_snapshot error as fatal and stops the node. The
-        // snapshot then lives in memory only, and the WAL keeps every segment it would have
-        // allowed to delete.
+        // priority (`produce_in_background` says why). A write failure (disk full) is not
+        // returned: openraft 0.9 treats any build_snapshot error as fatal and stops the node.
+        // The snapshot then lives in memory only, and the WAL keeps every segment it would
+        // have allowed to delete.
         let persist = Arc::clone(&self.persist);
         let meta = self.meta.clone();
         let (data, stored) = on_snapshot_thread(move || {
             // Encoded straight into the file: a snapshot of millions of znodes is never whole
             // in memory, so writing one costs no page faults and no large frees, which would
             // stall the request path.
-            let mut encoder = Some(encoder);
             let on_disk = persist.persist_streamed(&meta, started, |sink| {
-                let enc = encoder
-                    .take()
-                    .ok_or_else(|| io::Error::other("the snapshot encoder was lost"))?;
-                let p = produce_in_background(
-                    move |scratch, bg_sink| {
-                        let r = enc(scratch, bg_sink);
-                        (enc, r)
-                    },
-                    sink,
-                )?;
-                let (enc, encoded) = p.value;
-                encoder = Some(enc);
+                let enc = Arc::clone(&encoder);
+                let p = produce_in_background(move |scratch, s| enc(scratch, s), sink)?;
                 p.consumed?;
-                encoded?;
+                p.value?;
                 Ok(Some(p.report))
             });
             if let (Some(l), true) = (meta.last_log_id, on_disk) {
@@ -1803,13 +1792,14 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
                 }
             }
             // Not on disk (the disk refused it): kept in memory.
-            let enc = encoder.ok_or_else(|| io::Error::other("the snapshot encoder was lost"))?;
             let mut data = Vec::new();
-            let p =
-                produce_in_background(move |scratch, s| enc(scratch, s), &mut |piece: &[u8]| {
+            let p = produce_in_background(
+                move |scratch, s| encoder(scratch, s),
+                &mut |piece: &[u8]| {
                     data.extend_from_slice(piece);
                     Ok(())
-                })?;
+                },
+            )?;
             p.consumed?;
             p.value?;
             let copy = data.clone();
@@ -1935,7 +1925,7 @@ mod tests {
         }
         fn snapshot(&self) -> Option<SnapshotEncoder> {
             let n = self.applied.lock().unwrap().len();
-            Some(Box::new(move |_, sink| sink(n.to_string().as_bytes())))
+            Some(Arc::new(move |_, sink| sink(n.to_string().as_bytes())))
         }
     }
 
@@ -2067,7 +2057,7 @@ mod tests {
         }
         fn snapshot(&self) -> Option<SnapshotEncoder> {
             let view = self.applied.lock().unwrap().clone();
-            Some(Box::new(move |_, sink| {
+            Some(Arc::new(move |_, sink| {
                 view.iter().try_for_each(|(z, s)| {
                     sink(&z.to_be_bytes())?;
                     sink(&s.to_be_bytes())

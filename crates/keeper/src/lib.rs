@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod consensus;
 pub mod four_letter;
+mod restore;
 pub mod server;
 pub mod session;
 pub mod snapshot_data;

@@ -446,13 +446,13 @@ impl StateMachineHook for Hook {
     /// for that; the encoding runs later on a blocking thread while applies continue.
     fn snapshot(&self) -> Option<crate::consensus::SnapshotEncoder> {
         let view = self.0.state().tree.clone();
-        Some(Box::new(move |scratch, sink| {
+        Some(std::sync::Arc::new(move |scratch, sink| {
             view.write_snapshot_in(SNAPSHOT_CHUNK_BYTES, scratch, sink)
         }))
     }
 
     fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
-        let mut tree = DataTree::decode_snapshot(bytes)
+        let mut tree = crate::restore::decode_snapshot(bytes)
             .map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
         // Settings come from this run's configuration, not from the one that wrote the snapshot.
         let config = self.0.state().tree.config().clone();

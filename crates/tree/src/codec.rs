@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use corral_proto::{Acl, DecodeError, Id, Jute, Reader, Request, Stat, Writer};
 use thiserror::Error;
@@ -22,8 +22,6 @@ pub enum CodecError {
     UnknownEntryKind(i32),
     #[error("inconsistent snapshot: {0}")]
     Inconsistent(String),
-    #[error("cannot start a thread to restore the snapshot: {0}")]
-    NoThread(String),
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"CRTS";
@@ -244,6 +242,17 @@ impl DataTree {
     }
 
     pub fn decode_snapshot(b: &[u8]) -> Result<DataTree, CodecError> {
+        let (mut tree, mut records) = DataTree::begin_restore(b)?;
+        for node in records.by_ref() {
+            tree.restore_node(node?)?;
+        }
+        records.finish()?;
+        tree.finish_restore()
+    }
+
+    /// Reads a snapshot's header, sessions and ACL table: the tree without its nodes, and
+    /// the node records still to read. [`DataTree::decode_snapshot`] shows the steps.
+    pub fn begin_restore(b: &[u8]) -> Result<(DataTree, NodeRecords<'_>), CodecError> {
         let mut r = Reader::new(b);
         if r.take(4)? != SNAPSHOT_MAGIC {
             return Err(CodecError::BadHeader);
@@ -276,65 +285,69 @@ impl DataTree {
         let n_nodes = usize::try_from(n_nodes)
             .map_err(|_| CodecError::Inconsistent("negative node count".into()))?;
         let tree = DataTree::restore_start(config, sessions, last_zxid);
-        // Parsing and checking the records (this thread) and building the maps (another)
-        // each take about half of a large restore, and start-up waits for it: the two run
-        // side by side, the records passed in batches.
-        let (tree, parsed) = std::thread::scope(|scope| {
-            let (tx, rx) =
-                mpsc::sync_channel::<Vec<(String, Arc<Node>)>>(RESTORE_BATCHES_IN_FLIGHT);
-            let builder = std::thread::Builder::new()
-                .name("corral-builder".into())
-                .spawn_scoped(scope, move || {
-                    let mut tree = tree;
-                    for batch in rx {
-                        for (p, node) in batch {
-                            tree.restore_node(p, node)?;
-                        }
-                    }
-                    Ok(tree)
-                })
-                .map_err(|e| CodecError::NoThread(e.to_string()))?;
-            let mut batch = Vec::with_capacity(RESTORE_BATCH);
-            let mut prev = String::new();
-            let mut parsed = Ok(());
-            for _ in 0..n_nodes {
-                match parse_node(&mut r, version, &acls, &mut prev) {
-                    Ok(record) => batch.push(record),
-                    Err(e) => {
-                        parsed = Err(e);
-                        break;
-                    }
-                }
-                if batch.len() == RESTORE_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(RESTORE_BATCH));
-                    if tx.send(full).is_err() {
-                        // The builder stopped at an error, which it reports.
-                        break;
-                    }
-                }
-            }
-            // The records before a parse error are built too: an error the builder finds
-            // among them comes first in the file, and is the one reported.
-            let _ = tx.send(batch);
-            drop(tx);
-            let built = builder
-                .join()
-                .unwrap_or_else(|_| Err("the snapshot builder panicked".to_string()));
-            Ok::<_, CodecError>((built, parsed))
-        })?;
-        let tree = match (tree, parsed) {
-            (Err(e), _) => return Err(CodecError::Inconsistent(e)),
-            (Ok(_), Err(e)) => return Err(e),
-            (Ok(tree), Ok(())) => tree,
+        let records = NodeRecords {
+            r,
+            version,
+            acls,
+            left: n_nodes,
+            prev: String::new(),
         };
-        r.finish()?;
-        tree.restore_finish().map_err(CodecError::Inconsistent)
+        Ok((tree, records))
+    }
+
+    /// Adds one node read by [`NodeRecords`], in the order they came: its parent is here.
+    pub fn restore_node(&mut self, node: RestoredNode) -> Result<(), CodecError> {
+        self.insert_restored(node.path, node.node)
+            .map_err(CodecError::Inconsistent)
+    }
+
+    /// Ends a restore once every record is added: checks what the nodes could not check one
+    /// by one (a root, every numChildren).
+    pub fn finish_restore(self) -> Result<DataTree, CodecError> {
+        self.restore_finish().map_err(CodecError::Inconsistent)
     }
 }
 
-/// Records handed to the builder at a time, and batches queued for it.
-const RESTORE_BATCH: usize = 4096;
-const RESTORE_BATCHES_IN_FLIGHT: usize = 4;
+/// The node records of a snapshot, read and checked one at a time
+/// ([`DataTree::begin_restore`]). Reading and adding them are separate steps so that a
+/// caller may do them on two threads; this crate runs none.
+pub struct NodeRecords<'a> {
+    r: Reader<'a>,
+    version: i32,
+    acls: Vec<Arc<[Acl]>>,
+    left: usize,
+    prev: String,
+}
+
+/// One node read from a snapshot, to be added with [`DataTree::restore_node`].
+pub struct RestoredNode {
+    path: String,
+    node: Arc<Node>,
+}
+
+impl Iterator for NodeRecords<'_> {
+    type Item = Result<RestoredNode, CodecError>;
+
+    /// The next record, checked; after an error, none.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let record = parse_node(&mut self.r, self.version, &self.acls, &mut self.prev);
+        if record.is_err() {
+            self.left = 0;
+        }
+        Some(record.map(|(path, node)| RestoredNode { path, node }))
+    }
+}
+
+impl NodeRecords<'_> {
+    /// Checks that the snapshot ends after its last record (call once they are all read).
+    pub fn finish(self) -> Result<(), CodecError> {
+        Ok(self.r.finish()?)
+    }
+}
 
 /// One snapshot node record, checked ([`DataTree::check_restored_node`]) and made a node.
 fn parse_node(

@@ -18,7 +18,7 @@ mod codec;
 pub mod path;
 mod tree;
 
-pub use codec::CodecError;
+pub use codec::{CodecError, NodeRecords, RestoredNode};
 pub use tree::{data_len, DataTree, Node, NodeKind, SessionInfo, CONTAINER_OWNER, MAX_TTL_MS};
 
 use corral_proto::{ErrorCode, EventType, Id, Request, Response};

@@ -1029,7 +1029,7 @@ fn standalone_reconfig_answers_like_zookeeper() {
 #[test]
 fn large_snapshots_restore_across_batches_and_name_a_missing_parent() {
     let mut t = T::new();
-    // More nodes than two of the restore's batches.
+    // Enough nodes for several of the keeper's restore batches (restore.rs).
     for i in 0..10_000 {
         assert_eq!(t.create(&format!("/c{i:05}"), 0).0, ErrorCode::Ok);
     }

@@ -897,7 +897,7 @@ impl DataTree {
         std::mem::replace(&mut n.data, data)
     }
 
-    /// An empty tree to be filled by [`DataTree::restore_node`] from a snapshot.
+    /// An empty tree to be filled by [`DataTree::insert_restored`] from a snapshot.
     pub(crate) fn restore_start(
         config: TreeConfig,
         sessions: Vec<(i64, i32, Vec<u8>)>,
@@ -929,7 +929,7 @@ impl DataTree {
     /// increasing path order, root first; `prev` holds the previous path (empty before the
     /// root) and is advanced. That order rules out duplicates and puts every parent (a
     /// prefix of its children's paths) before its children, so inserting each node costs one
-    /// parent lookup and one insert ([`DataTree::restore_node`]).
+    /// parent lookup and one insert ([`DataTree::insert_restored`]).
     pub(crate) fn check_restored_node(
         prev: &mut String,
         p: &str,
@@ -967,7 +967,7 @@ impl DataTree {
     /// Adds one snapshot node, checked by [`DataTree::check_restored_node`] in snapshot
     /// order: its parent is already here. Start-up of a million-node keeper is dominated by
     /// this.
-    pub(crate) fn restore_node(&mut self, p: String, node: Arc<Node>) -> Result<(), String> {
+    pub(crate) fn insert_restored(&mut self, p: String, node: Arc<Node>) -> Result<(), String> {
         self.put_node(p, node)
             .map_err(|p| format!("{p:?} has no parent"))
     }
