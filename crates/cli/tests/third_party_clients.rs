@@ -407,6 +407,66 @@ fn zkcli_create_get_watch_delete() {
     assert_eq!(raw_get(&addr, &format!("{path}/kid")), None);
 }
 
+/// Persistent recursive watches through the Java client: addWatch's reply must decode (a
+/// reply without its ErrorResponse body made the Java client drop the connection on the next
+/// event), and every later change below the path is delivered on the same connection.
+#[test]
+fn zkcli_add_watch_keeps_the_connection() {
+    let Some(zkcli) = zkcli() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
+    let path = format!("/{}", unique_name("zkcli-addwatch"));
+    raw_create(&addr, &path, b"");
+
+    let mut cmd = Command::new(&zkcli);
+    cmd.arg("-server").arg(&addr);
+    let mut cli = Interactive::spawn("zkCli.sh", cmd).expect("start zkCli.sh");
+    cli.wait_for("WatchedEvent state:SyncConnected type:None path:null", WAIT)
+        .expect("zkCli connects");
+    cli.send(&format!("addWatch -m PERSISTENT_RECURSIVE {path}"))
+        .expect("send addWatch");
+    // A command that answers shows addWatch's reply was taken.
+    cli.send(&format!("ls {path}")).expect("send ls");
+    cli.wait_for_line("[]", WAIT).expect("ls after addWatch");
+
+    // Changes by another session, three of them, each delivered once.
+    raw_create(&addr, &format!("{path}/a"), b"1");
+    raw_set(&addr, &format!("{path}/a"), b"2");
+    raw_set(&addr, &path, b"top");
+    for (event, p) in [
+        ("NodeCreated", format!("{path}/a")),
+        ("NodeDataChanged", format!("{path}/a")),
+        ("NodeDataChanged", path.clone()),
+    ] {
+        cli.wait_for(
+            &format!("WatchedEvent state:SyncConnected type:{event} path:{p}\n"),
+            WAIT,
+        )
+        .unwrap_or_else(|e| panic!("{event} on {p} not delivered: {e}"));
+    }
+    // The connection survived: still the same session, still answering.
+    cli.send(&format!("get {path}")).expect("send get");
+    cli.wait_for_line("top", WAIT)
+        .expect("get after the events");
+    cli.send("quit").expect("send quit");
+    let status = cli.finish(WAIT).expect("zkCli exits");
+    let out = cli.output();
+    assert!(status.success(), "zkCli exit {status}:\n{out}");
+    for bad in [
+        "ConnectionLoss",
+        "Disconnected",
+        "Exception",
+        "KeeperErrorCode",
+    ] {
+        assert!(!out.contains(bad), "zkCli reported {bad}:\n{out}");
+    }
+    assert_eq!(
+        out.matches("type:NodeDataChanged").count(),
+        2,
+        "each change once:\n{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // (b) the C client: cli_mt
 
