@@ -13,7 +13,8 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -26,6 +27,8 @@ use corral_proto::{
     SetWatches2, Stat, WatcherType, WatchesRequest,
 };
 use sha1::Digest as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Both servers need TTL nodes: ZooKeeper maps unknown zoo.cfg keys to the system property
 /// "zookeeper.<key>", so this one line enables them there as well as in corral.
@@ -95,7 +98,12 @@ async fn script_is_deterministic_on_real_zookeeper() {
 // The runner: sessions, normalization, transcript.
 
 struct Runner {
-    addr: String,
+    /// The tap in front of the server; clients connect to its address.
+    tap: Tap,
+    /// Session slot -> the frames its current connection received.
+    taps: HashMap<usize, TapFrames>,
+    /// Session slot -> the opcodes of its requests whose replies are not yet in the transcript.
+    sent: HashMap<usize, VecDeque<OpCode>>,
     root: String,
     /// Session slot N (1-based in the transcript) -> its live connection.
     conns: HashMap<usize, Connection>,
@@ -182,6 +190,7 @@ impl Runner {
                 format!("WhoAmI([{}])", v.join(","))
             }
             Response::Sasl(t) => format!("Sasl({} bytes)", t.len()),
+            Response::ErrorResponse(code) => format!("ErrorResponse({code})"),
             Response::Multi(results) => {
                 let v: Vec<String> = results
                     .iter()
@@ -246,18 +255,29 @@ impl Runner {
 
     /// Sends one request on session `s`, records the normalized reply, then collects events.
     async fn op(&mut self, s: usize, req: Request) -> Option<Reply> {
+        self.op_within(s, req, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Runner::op`] with its own wait for the reply.
+    async fn op_within(&mut self, s: usize, req: Request, within: Duration) -> Option<Reply> {
         self.ops += 1;
         self.note_opcodes(&req);
         let desc = self.describe(&req);
         let write = req.is_write() || matches!(req, Request::Multi(_));
+        self.sent.entry(s).or_default().push_back(req.op_code());
         let result = match self.conns.get(&s) {
             None => Err("no connection".to_string()),
-            Some(c) => match tokio::time::timeout(REQUEST_TIMEOUT, c.request(req)).await {
+            Some(c) => match tokio::time::timeout(within, c.request(req)).await {
                 Err(_) => Err("timeout".to_string()),
                 Ok(Err(e)) => Err(format!("client error: {}", client_error_kind(&e))),
                 Ok(Ok(r)) => Ok(r),
             },
         };
+        if result.is_err() {
+            // No reply came (or none the client could take): later frames answer later
+            // requests.
+            self.sent.entry(s).or_default().pop_back();
+        }
         let text = match &result {
             Err(e) => format!("!! {e}"),
             Ok(r) => {
@@ -286,6 +306,7 @@ impl Runner {
                 continue;
             };
             if !c.is_closed() {
+                self.sent.entry(s).or_default().push_back(OpCode::Exists);
                 let probe = Request::Exists(GetDataRequest {
                     path: "/".into(),
                     watch: false,
@@ -320,6 +341,65 @@ impl Runner {
                     .push(format!("      events s{s}: {}", events.join(" ")));
             }
         }
+        self.raw_lines();
+    }
+
+    /// Puts every frame the tap has seen since the last step into the transcript: replies
+    /// masked by the layout of the request they answer, events as they are, sorted within
+    /// the step like the decoded ones.
+    fn raw_lines(&mut self) {
+        let sessions: HashSet<i64> = self.session_labels.keys().copied().collect();
+        let mut slots: Vec<usize> = self.taps.keys().copied().collect();
+        slots.sort();
+        for s in slots {
+            let frames: Vec<Vec<u8>> = match self.taps.get(&s) {
+                Some(t) => t.lock().expect("tap frames").drain(..).collect(),
+                None => continue,
+            };
+            let sent = self.sent.entry(s).or_default();
+            let mut events = Vec::new();
+            for f in frames {
+                let xid = f
+                    .get(..4)
+                    .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let take = |sent: &mut VecDeque<OpCode>, pick: &dyn Fn(OpCode) -> bool| {
+                    let i = sent.iter().position(|o| pick(*o))?;
+                    sent.remove(i)
+                };
+                let op = match xid {
+                    Some(corral_proto::xid::NOTIFICATION) => {
+                        events.push(show_bytes(&f));
+                        continue;
+                    }
+                    // The client's own keep-alives share this xid; their replies are
+                    // identical to a scripted ping's, so neither is recorded.
+                    Some(corral_proto::xid::PING) => {
+                        take(sent, &|o| o == OpCode::Ping);
+                        continue;
+                    }
+                    Some(corral_proto::xid::AUTH) => take(sent, &|o| o == OpCode::Auth),
+                    Some(corral_proto::xid::SET_WATCHES) => take(sent, &|o| {
+                        matches!(o, OpCode::SetWatches | OpCode::SetWatches2)
+                    }),
+                    _ => take(sent, &|o| {
+                        !matches!(
+                            o,
+                            OpCode::Auth | OpCode::Ping | OpCode::SetWatches | OpCode::SetWatches2
+                        )
+                    }),
+                };
+                let text = match op {
+                    Some(op) => format!("{} {}", op.name(), masked_reply(op, &f, &sessions)),
+                    None => format!("unexpected {}", show_bytes(&f)),
+                };
+                self.lines.push(format!("      raw s{s}: {text}"));
+            }
+            if !events.is_empty() {
+                events.sort();
+                self.lines
+                    .push(format!("      raw events s{s}: {}", events.join(" ")));
+            }
+        }
     }
 
     async fn connect(&mut self, s: usize) {
@@ -328,8 +408,16 @@ impl Runner {
 
     async fn connect_with(&mut self, s: usize, opts: ConnectOptions, resume: bool) {
         let wanted = opts.session_id;
+        let accepted_before = self.tap.conns.lock().expect("tap registry").len();
         let res =
-            tokio::time::timeout(REQUEST_TIMEOUT, Connection::connect(&self.addr, opts)).await;
+            tokio::time::timeout(REQUEST_TIMEOUT, Connection::connect(&self.tap.addr, opts)).await;
+        let frames = self
+            .tap
+            .conns
+            .lock()
+            .expect("tap registry")
+            .get(accepted_before)
+            .cloned();
         let line = match res {
             Err(_) => format!("connect s{s} -> !! timeout"),
             Ok(Err(e)) => format!("connect s{s} -> !! client error: {}", client_error_kind(&e)),
@@ -354,10 +442,20 @@ impl Runner {
             }
         };
         self.push(line);
+        if let Some(frames) = frames {
+            let first = frames.lock().expect("tap frames").pop_front();
+            if let Some(f) = first {
+                self.lines
+                    .push(format!("      raw s{s}: connect {}", masked_connect(&f)));
+            }
+            self.taps.insert(s, frames);
+            self.sent.insert(s, VecDeque::new());
+        }
     }
 
     /// Drops the TCP connection without closing the session.
     fn abort(&mut self, s: usize) {
+        self.taps.remove(&s);
         if let Some(c) = self.conns.remove(&s) {
             self.saved
                 .insert(s, (c.session_id(), c.passwd(), c.last_zxid()));
@@ -388,6 +486,10 @@ impl Runner {
     async fn close(&mut self, s: usize) {
         self.ops += 1;
         self.opcodes.insert(OpCode::CloseSession.code());
+        self.sent
+            .entry(s)
+            .or_default()
+            .push_back(OpCode::CloseSession);
         let line = match self.conns.get(&s) {
             None => "!! no connection".to_string(),
             Some(c) => match tokio::time::timeout(REQUEST_TIMEOUT, c.close()).await {
@@ -399,6 +501,7 @@ impl Runner {
         self.push(format!("close s{s} -> {line}"));
         self.settle(true).await;
         self.conns.remove(&s);
+        self.taps.remove(&s);
     }
 
     /// A sequential node's name as the server returned it, for later steps.
@@ -596,9 +699,13 @@ fn auth(scheme: &str, cred: &str) -> Request {
 // The script.
 
 async fn run_script(addr: &str, tag: &str) -> Vec<String> {
-    let root = format!("/{}", unique_name(&format!("diff-{tag}")));
+    // The same root on every server (each run has a fresh one), so paths in replies are the
+    // same bytes.
+    let root = "/differential".to_string();
     let mut t = Runner {
-        addr: addr.to_string(),
+        tap: Tap::start(addr).await,
+        taps: HashMap::new(),
+        sent: HashMap::new(),
         root: root.clone(),
         conns: HashMap::new(),
         saved: HashMap::new(),
@@ -1242,6 +1349,35 @@ async fn run_script(addr: &str, tag: &str) -> Vec<String> {
     t.op(1, exists(&r("/eph6"), true)).await;
     t.op(3, children2(&root, false)).await;
 
+    // --- check outside a multi, a client's deleteContainer, addWatch refusals -----------------
+    t.op(1, create(&r("/chk"), "", Persistent)).await;
+    t.op(1, check(&r("/chk"), 7)).await; // BadVersion
+    t.op(1, check(&r("/chk-missing"), -1)).await; // NoNode
+    t.op(1, check("relative", -1)).await;
+    t.op(1, container(&r("/ctr-client"))).await;
+    t.op(1, Request::DeleteContainer(path_req(&r("/ctr-client"))))
+        .await; // a client may not
+    t.op(1, Request::DeleteContainer(path_req(&r("/ctr-missing"))))
+        .await;
+    t.op(1, exists(&r("/ctr-client"), false)).await;
+    // ZooKeeper 3.8 sends no reply to a check outside a multi that succeeds (its session
+    // waits in vain, so it gets one of its own), yet spends a zxid on it.
+    t.connect(7).await;
+    t.op_within(7, check(&r("/chk"), 0), Duration::from_secs(2))
+        .await;
+    t.abort(7);
+    t.op(1, create2(&r("/after-chk"), "", Persistent)).await;
+    t.op(3, add_watch("relative", AddWatchMode::Persistent))
+        .await;
+    t.op(
+        3,
+        Request::AddWatch(AddWatchRequest {
+            path: r("/p"),
+            mode: 7,
+        }),
+    )
+    .await;
+
     // --- a steady batch of plain operations ---------------------------------------------------
     t.op(1, create(&r("/bulk"), "", Persistent)).await;
     t.op(3, children(&r("/bulk"), true)).await;
@@ -1338,5 +1474,264 @@ fn show_data(d: &Option<Vec<u8>>) -> String {
     match d {
         Some(d) => format!("{:?}", String::from_utf8_lossy(d)),
         None => "null".to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw bytes: a loopback proxy keeps every frame the server sends, so the transcript compares
+// the bytes of each reply and event, not only what the client decoded. A reply that decodes
+// equal but differs in bytes (an addWatch reply without its error code, a body a field too
+// long) breaks the Java client.
+
+/// Frames the server sent on one connection, in order, not yet put in the transcript.
+type TapFrames = Arc<Mutex<VecDeque<Vec<u8>>>>;
+
+/// A proxy in front of the server under test; one [`TapFrames`] per accepted connection, in
+/// accept order.
+struct Tap {
+    addr: String,
+    conns: Arc<Mutex<Vec<TapFrames>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Tap {
+    async fn start(upstream: &str) -> Tap {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the tap proxy");
+        let addr = listener.local_addr().expect("tap address").to_string();
+        let conns: Arc<Mutex<Vec<TapFrames>>> = Arc::default();
+        let upstream = upstream.to_string();
+        let registry = Arc::clone(&conns);
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let frames = TapFrames::default();
+                registry
+                    .lock()
+                    .expect("tap registry")
+                    .push(Arc::clone(&frames));
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(proxy(client, server, frames));
+            }
+        });
+        Tap {
+            addr,
+            conns,
+            accept,
+        }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn proxy(client: TcpStream, server: TcpStream, frames: TapFrames) {
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut server_rd, mut server_wr) = server.into_split();
+    let upward = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_rd, &mut server_wr).await;
+        let _ = server_wr.shutdown().await;
+    });
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match server_rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Recorded before it is forwarded, so a frame is in the tap by the time the client
+        // has seen it.
+        pending.extend_from_slice(&chunk[..n]);
+        while pending.len() >= 4 {
+            let len = i32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]);
+            let len = usize::try_from(len).unwrap_or(0);
+            if pending.len() < 4 + len {
+                break;
+            }
+            let body = pending[4..4 + len].to_vec();
+            pending.drain(..4 + len);
+            frames.lock().expect("tap frames").push_back(body);
+        }
+        if client_wr.write_all(&chunk[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = client_wr.shutdown().await;
+    upward.abort();
+}
+
+/// What the transcript needs to mask a reply: the opcode it answers.
+fn masked_reply(op: OpCode, body: &[u8], sessions: &HashSet<i64>) -> String {
+    let mut b = body.to_vec();
+    let mut m = Masker {
+        b: &mut b,
+        pos: 0,
+        sessions,
+    };
+    let walked = m.reply(op);
+    let (pos, len) = (m.pos, m.b.len());
+    let mut text = show_bytes(&b);
+    if walked.is_none() {
+        text.push_str(" (shorter than its layout)");
+    } else if pos != len {
+        text.push_str(&format!(" ({} bytes past its layout)", len - pos));
+    }
+    text
+}
+
+/// The connect response with the session id and password masked.
+fn masked_connect(body: &[u8]) -> String {
+    let mut b = body.to_vec();
+    // protocolVersion int, timeOut int, sessionId long, passwd buffer (int length + bytes).
+    if b.len() >= 20 {
+        b[8..16].fill(0);
+        let n = i32::from_be_bytes([b[16], b[17], b[18], b[19]]).max(0) as usize;
+        let end = (20 + n).min(b.len());
+        b[20..end].fill(0);
+    }
+    show_bytes(&b)
+}
+
+fn show_bytes(b: &[u8]) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    if b.len() <= 512 {
+        format!("{}:{}", b.len(), hex(b))
+    } else {
+        let digest = sha1::Sha1::digest(b);
+        format!("{}:{}..sha1={}", b.len(), hex(&b[..64]), hex(&digest))
+    }
+}
+
+/// Walks a reply body by the layout of its opcode (zookeeper.jute), zeroing what legitimately
+/// differs between servers (zxids, times, session ids) and sorting child lists (ZooKeeper
+/// lists children in hash order). `None` when the body ends before its layout does.
+struct Masker<'a> {
+    b: &'a mut Vec<u8>,
+    pos: usize,
+    sessions: &'a HashSet<i64>,
+}
+
+impl Masker<'_> {
+    fn take(&mut self, n: usize) -> Option<std::ops::Range<usize>> {
+        let r = self.pos..self.pos.checked_add(n)?;
+        if r.end > self.b.len() {
+            return None;
+        }
+        self.pos = r.end;
+        Some(r)
+    }
+    fn int(&mut self) -> Option<i32> {
+        let r = self.take(4)?;
+        let b = &self.b[r];
+        Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn mask(&mut self, n: usize) -> Option<()> {
+        let r = self.take(n)?;
+        self.b[r].fill(0);
+        Some(())
+    }
+    /// A string or a buffer: an int length (-1 for null) and the bytes.
+    fn bytes(&mut self) -> Option<std::ops::Range<usize>> {
+        let n = self.int()?;
+        self.take(usize::try_from(n).unwrap_or(0))
+    }
+    fn stat(&mut self) -> Option<()> {
+        self.mask(32)?; // czxid, mzxid, ctime, mtime
+        self.take(12)?; // version, cversion, aversion
+        let owner = self.take(8)?;
+        let o = &self.b[owner.clone()];
+        let id = i64::from_be_bytes([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]);
+        if self.sessions.contains(&id) {
+            self.b[owner].fill(0xee);
+        }
+        self.take(8)?; // dataLength, numChildren
+        self.mask(8) // pzxid
+    }
+    fn sorted_strings(&mut self) -> Option<()> {
+        let start = self.pos;
+        let n = self.int()?;
+        let mut items = Vec::new();
+        for _ in 0..n.max(0) {
+            let from = self.pos;
+            self.bytes()?;
+            items.push(self.b[from..self.pos].to_vec());
+        }
+        items.sort();
+        let mut at = start + 4;
+        for item in items {
+            self.b[at..at + item.len()].copy_from_slice(&item);
+            at += item.len();
+        }
+        Some(())
+    }
+    fn acls(&mut self) -> Option<()> {
+        let n = self.int()?;
+        for _ in 0..n.max(0) {
+            self.int()?;
+            self.bytes()?;
+            self.bytes()?;
+        }
+        Some(())
+    }
+    fn reply(&mut self, op: OpCode) -> Option<()> {
+        self.take(4)?; // xid
+        self.mask(8)?; // zxid
+        if self.int()? != 0 {
+            return Some(());
+        }
+        self.body(op)
+    }
+    fn body(&mut self, op: OpCode) -> Option<()> {
+        use OpCode as O;
+        match op {
+            O::Create | O::Sync => self.bytes().map(drop),
+            O::Create2 | O::CreateContainer | O::CreateTtl => {
+                self.bytes()?;
+                self.stat()
+            }
+            O::Exists | O::SetData | O::SetAcl => self.stat(),
+            // An ErrorResponse: the code again.
+            O::AddWatch => self.int().map(drop),
+            O::GetData | O::Reconfig => {
+                self.bytes()?;
+                self.stat()
+            }
+            O::GetAcl => {
+                self.acls()?;
+                self.stat()
+            }
+            O::GetChildren | O::GetEphemerals => self.sorted_strings(),
+            O::GetChildren2 => {
+                self.sorted_strings()?;
+                self.stat()
+            }
+            O::Multi | O::MultiRead => loop {
+                let op = self.int()?;
+                let done = self.take(1)?;
+                self.int()?; // err
+                if self.b[done.start] != 0 {
+                    return Some(());
+                }
+                match OpCode::from_i32(op) {
+                    Some(O::Check | O::Delete) => {}
+                    // An error result carries its code again.
+                    Some(O::Error) | None => {
+                        self.int()?;
+                    }
+                    Some(O::GetChildren) => self.sorted_strings()?,
+                    Some(O::GetData) => {
+                        self.bytes()?;
+                        self.stat()?
+                    }
+                    Some(o) => self.body(o)?,
+                }
+            },
+            _ => Some(()),
+        }
     }
 }

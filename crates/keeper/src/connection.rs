@@ -363,6 +363,13 @@ impl Connection {
                 close_after,
             } => {
                 match submitted.wait().await {
+                    Ok((zxid, res)) if op == OpCode::Check.code() && res.err == ErrorCode::Ok => {
+                        // ZooKeeper 3.8 applies a check sent outside a multi (spending a
+                        // zxid) and, when it succeeds, fails to serialize its reply and sends
+                        // none; a check that fails is answered with its error. Same here.
+                        warn!(remote = %self.remote, "check outside a multi succeeded; answered with no reply, as ZooKeeper 3.8 does");
+                        self.record(op, xid, zxid, started);
+                    }
                     Ok((zxid, res)) => {
                         self.reply(xid, zxid, res.err, &res.response);
                         self.record(op, xid, zxid, started);
@@ -748,6 +755,7 @@ impl Connection {
             }
             Request::SetWatches(sw) => {
                 self.set_watches(
+                    xid,
                     sw.relative_zxid,
                     &sw.data_watches,
                     &sw.exist_watches,
@@ -755,10 +763,10 @@ impl Connection {
                     &[],
                     &[],
                 );
-                self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
             }
             Request::SetWatches2(sw) => {
                 self.set_watches(
+                    xid,
                     sw.relative_zxid,
                     &sw.data_watches,
                     &sw.exist_watches,
@@ -766,7 +774,6 @@ impl Connection {
                     &sw.persistent_watches,
                     &sw.persistent_recursive_watches,
                 );
-                self.reply(xid, self.last_zxid(), ErrorCode::Ok, &Response::Empty);
             }
             Request::Sync(p) => {
                 // Standalone: every committed entry is already applied here. In an ensemble
@@ -778,23 +785,22 @@ impl Connection {
                 self.reply(xid, self.last_zxid(), err, &Response::Path(p.path));
             }
             Request::AddWatch(aw) => {
+                // ZooKeeper 3.8 registers whatever path it is given (a relative one never
+                // fires) and answers an unknown mode with MarshallingError.
                 let recursive = match corral_proto::AddWatchMode::from_i32(aw.mode) {
-                    Some(corral_proto::AddWatchMode::Persistent) => Some(false),
-                    Some(corral_proto::AddWatchMode::PersistentRecursive) => Some(true),
-                    None => None,
-                };
-                let err = match (recursive, corral_tree::path::validate(&aw.path)) {
-                    (_, Err(e)) => e,
-                    (None, _) => ErrorCode::BadArguments,
-                    (Some(recursive), Ok(())) => {
-                        self.keeper
-                            .state()
-                            .watches
-                            .add_persistent(self.id, &aw.path, recursive);
-                        ErrorCode::Ok
+                    Some(corral_proto::AddWatchMode::Persistent) => false,
+                    Some(corral_proto::AddWatchMode::PersistentRecursive) => true,
+                    None => {
+                        let err = ErrorCode::MarshallingError;
+                        self.reply(xid, self.last_zxid(), err, &Response::Empty);
+                        return;
                     }
                 };
-                self.reply(xid, self.last_zxid(), err, &Response::Empty);
+                let mut st = self.keeper.state();
+                st.watches.add_persistent(self.id, &aw.path, recursive);
+                // Under the lock, like a read's reply: before any event of this watch.
+                let ok = Response::ErrorResponse(ErrorCode::Ok.code());
+                self.reply(xid, st.tree.last_zxid(), ErrorCode::Ok, &ok);
             }
             Request::CheckWatches(w) => {
                 let err = self.watch_removal(&w.path, w.watcher_type, false);
@@ -844,7 +850,7 @@ impl Connection {
     /// Serves a read from the local tree and registers its watch under the same lock, so no
     /// change can slip between the answer and the watch.
     fn read(&self, xid: i32, req: &Request) {
-        let (zxid, err, resp) = {
+        {
             let mut st = self.keeper.state();
             let (err, resp) = st.tree.read(req, self.session_id, &self.identities);
             let watch = match req {
@@ -866,9 +872,11 @@ impl Connection {
             if let Some((table, path)) = watch {
                 st.watches.add(self.id, table, path, Mode::Standard);
             }
-            (st.tree.last_zxid(), err, resp)
-        };
-        self.reply(xid, zxid, err, &resp);
+            // Queued before the lock is released: an apply that fires this watch takes the
+            // same lock, so its event is queued after this reply. The Java client registers
+            // its watcher when the reply arrives and drops an event that comes first.
+            self.reply(xid, st.tree.last_zxid(), err, &resp);
+        }
     }
 
     fn auth(&mut self, auth: corral_proto::AuthPacket) -> Flow {
@@ -877,18 +885,17 @@ impl Connection {
                 Ok(user_password) => {
                     let digest = corral_tree::acl::digest(user_password);
                     if self.keeper.config.super_digest.as_deref() == Some(digest.as_str()) {
-                        self.identities.push(Id {
+                        let superuser = Id {
                             scheme: "super".into(),
                             id: String::new(),
-                        });
+                        };
+                        crate::identity::add(&mut self.identities, superuser);
                     }
                     let id = Id {
                         scheme: "digest".into(),
                         id: digest,
                     };
-                    if !self.identities.contains(&id) {
-                        self.identities.push(id);
-                    }
+                    crate::identity::add(&mut self.identities, id);
                     true
                 }
                 Err(_) => false,
@@ -954,9 +961,12 @@ impl Connection {
 
     /// Re-registers a reconnecting client's watches, firing at once for what changed after
     /// `relative_zxid` (ZooKeeper's DataTree.setWatches semantics). Persistent watches are
-    /// re-added without catch-up, as ZooKeeper does.
+    /// re-added without catch-up, as ZooKeeper does. The catch-up events, then the reply, are
+    /// queued under the lock, so no event of a re-registered watch can overtake them.
+    #[allow(clippy::too_many_arguments)]
     fn set_watches(
         &self,
+        xid: i32,
         relative_zxid: i64,
         data: &[String],
         exist: &[String],
@@ -994,9 +1004,9 @@ impl Connection {
         for p in recursive {
             st.watches.add_persistent(self.id, p, true);
         }
-        drop(st);
         for (event, path) in events {
-            self.send(event_frame(zxid, event, path));
+            self.send(event_frame(event, path));
         }
+        self.reply(xid, zxid, ErrorCode::Ok, &Response::Empty);
     }
 }

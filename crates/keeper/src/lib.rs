@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod consensus;
 pub mod four_letter;
+mod identity;
 mod restore;
 pub mod server;
 pub mod session;

@@ -427,7 +427,7 @@ impl StateMachineHook for Hook {
             if targets.is_empty() {
                 continue;
             }
-            let body = event_frame(zxid, trigger.event, &trigger.path);
+            let body = event_frame(trigger.event, &trigger.path);
             for conn in targets {
                 if let Some(c) = conns.get_mut(&conn) {
                     c.packets_sent += 1;
@@ -464,10 +464,11 @@ impl StateMachineHook for Hook {
     }
 }
 
-/// Builds a notification frame body for one event (used by setWatches catch-up).
-pub fn event_frame(zxid: i64, event: EventType, path: &str) -> Vec<u8> {
+/// Builds a notification frame body for one event. Its header carries zxid -1, as
+/// ZooKeeper 3.8 sends it (3.9 sends the zxid of the change).
+pub fn event_frame(event: EventType, path: &str) -> Vec<u8> {
     notification_body(
-        zxid,
+        -1,
         &WatcherEvent {
             event_type: event.code(),
             state: KeeperState::SyncConnected.code(),

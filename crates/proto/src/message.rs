@@ -307,6 +307,9 @@ pub enum Response {
     Count(i32),
     WhoAmI(Vec<ClientInfo>),
     Sasl(Vec<u8>),
+    /// addWatch: ZooKeeper's ErrorResponse, the error code again (0 on success). Without it
+    /// the Java client cannot decode the reply and drops its connection.
+    ErrorResponse(i32),
 }
 
 impl Response {
@@ -376,6 +379,7 @@ impl Response {
             Response::Count(n) => w.i32(*n),
             Response::WhoAmI(c) => w.vec(c),
             Response::Sasl(t) => w.buffer(t),
+            Response::ErrorResponse(code) => w.i32(*code),
         }
     }
 
@@ -400,6 +404,7 @@ impl Response {
             OpCode::GetAllChildrenNumber => Response::Count(r.i32()?),
             OpCode::WhoAmI => Response::WhoAmI(r.vec()?),
             OpCode::Sasl => Response::Sasl(r.buffer()?),
+            OpCode::AddWatch => Response::ErrorResponse(r.i32()?),
             OpCode::Multi | OpCode::MultiRead => {
                 let mut results = Vec::new();
                 loop {

@@ -300,10 +300,11 @@ impl DataTree {
             }
             Request::Reconfig(_) => (ErrorCode::ReconfigDisabled, Response::Empty),
             Request::Sync(p) => (ErrorCode::Ok, Response::Path(p.path.clone())),
-            Request::DeleteContainer(p) => match self.delete_container(ctx, &p.path) {
-                Ok(_) => (ErrorCode::Ok, Response::Empty),
-                Err(e) => (e, Response::Empty),
-            },
+            // Only the keeper's own cleaner deletes containers (PurgeContainersAndTtl).
+            // ZooKeeper 3.8 reads a client's deleteContainer body as a raw path, so the
+            // length prefix of a Jute string makes every one invalid: BadArguments, a zxid
+            // spent.
+            Request::DeleteContainer(_) => (ErrorCode::BadArguments, Response::Empty),
             Request::SetAcl(r) => match self.set_acl(ctx, &r.path, &r.acl, r.version) {
                 Ok(stat) => (ErrorCode::Ok, Response::Stat(stat)),
                 Err(e) => (e, Response::Empty),
@@ -638,23 +639,6 @@ impl DataTree {
     /// deleteContainer as the ContainerManager issues it. Unlike ZooKeeper (which deletes any
     /// childless non-ephemeral node this way, without ACL checks) only containers and TTL
     /// nodes qualify, since a client can send this opcode too.
-    fn delete_container(&mut self, ctx: &mut Ctx<'_>, p: &str) -> Result<(), ErrorCode> {
-        let parent_path = parent_for_write(p)?;
-        if path::is_special(p) {
-            return Err(ErrorCode::BadArguments);
-        }
-        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
-        if !node.children.is_empty() {
-            return Err(ErrorCode::NotEmpty);
-        }
-        if !matches!(node.kind(), NodeKind::Container | NodeKind::Ttl(_)) {
-            return Err(ErrorCode::BadVersion);
-        }
-        // An existing node's parent exists: nothing more to check.
-        self.remove_leaf(ctx, p, parent_path);
-        Ok(())
-    }
-
     fn kill_session(&mut self, ctx: &mut Ctx<'_>, session_id: i64) -> Vec<String> {
         let Some(info) = self.sessions.get(&session_id) else {
             return Vec::new();
