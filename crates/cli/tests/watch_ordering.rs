@@ -136,10 +136,8 @@ fn header(body: &[u8]) -> Result<(ReplyHeader, Reader<'_>), String> {
 /// Sets a watch on `path` with getData, then waits for it to fire; `rounds` times.
 fn read_loop(addr: &str, path: &str, rounds: u64, tally: &Tally) -> Result<(), String> {
     let (mut c, _) = RawConn::new_session(addr)?;
-    let mut next_xid = 1;
-    for _ in 0..rounds {
-        let my_xid = next_xid;
-        next_xid += 1;
+    for round in 0..rounds {
+        let my_xid = i32::try_from(round % i32::MAX as u64).unwrap_or(0) + 1;
         let get = Request::GetData(GetDataRequest {
             path: path.to_string(),
             watch: true,
