@@ -11,7 +11,11 @@
 # Options:
 #   --server-cmd CMD   server command; "{cfg}" is replaced by the zoo.cfg path,
 #                      without "{cfg}" the path is appended.  Default:
-#                      "${CORRAL_BIN:-target/release/corral} serve --config {cfg}".
+#                      "${CORRAL_BIN:-target/release/corral} serve
+#                      --allow-unenforced-security --config {cfg}" (kazoo's
+#                      harness writes secureClientPort, ssl.* and a SASL
+#                      authProvider into every zoo.cfg; their tests are listed
+#                      as expected failures until TLS and SASL are built).
 #                      Real ZooKeeper: --server-cmd scripts/real-zk-server.sh
 #   --tests PATHS      test files / node ids, space separated (default kazoo/tests)
 #   -k EXPR            pytest -k expression
@@ -34,7 +38,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 workdir=/tmp/corral-kazoo-suite
-server_cmd="$(realpath -m "${CORRAL_BIN:-$repo/target/release/corral}") serve --config {cfg}"
+server_cmd="$(realpath -m "${CORRAL_BIN:-$repo/target/release/corral}") serve --allow-unenforced-security --config {cfg}"
 tests="kazoo/tests"
 kexpr=""
 port_offset=""

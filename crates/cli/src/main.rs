@@ -23,14 +23,27 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A ZooKeeper zoo.cfg.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The client port (overrides clientPort).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where the data goes (overrides dataDir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Start even though the configuration asks for TLS or SASL protection corral does not
+    /// provide yet; each such key is logged as a warning at every start.
+    #[arg(long)]
+    allow_unenforced_security: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the keeper. Without --config: standalone on 127.0.0.1:2181, data in ./corral-data.
-    Serve {
-        /// A ZooKeeper zoo.cfg.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// An interactive shell like zkCli.
     Shell {
         /// host:port of a keeper (or any ZooKeeper server).
@@ -66,7 +79,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Shell { server, command } => {
             let code = runtime.block_on(shell::run(&server, command));
             ExitCode::from(code.clamp(0, 255) as u8)
@@ -75,8 +88,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>) -> ExitCode {
-    let config = match &config_path {
+async fn serve(args: ServeArgs) -> ExitCode {
+    let refuse = |e: &dyn std::fmt::Display| {
+        error!("invalid configuration: {e}");
+        eprintln!("corral: invalid configuration: {e}");
+        ExitCode::from(2)
+    };
+    let mut config = match &args.config {
         None => Config::default(),
         Some(path) => match config::load(path) {
             Ok((config, warnings)) => {
@@ -85,21 +103,30 @@ async fn serve(config_path: Option<PathBuf>) -> ExitCode {
                 }
                 config
             }
-            Err(e) => {
-                error!("invalid configuration: {e}");
-                eprintln!("corral: invalid configuration: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return refuse(&e),
         },
     };
-    let keeper = Keeper::new(config);
-    match keeper.start().await {
-        Ok(addr) => info!("serving ZooKeeper clients on {addr}"),
-        Err(e) => {
-            error!("cannot start: {e}");
-            eprintln!("corral: cannot start: {e}");
-            return ExitCode::FAILURE;
+    if let Some(port) = args.port {
+        config.client_port = port;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    config.allow_unenforced_security |= args.allow_unenforced_security;
+    match config.check_security() {
+        Ok(warnings) => {
+            for w in warnings {
+                warn!("{w}");
+            }
         }
+        Err(e) => return refuse(&e),
+    }
+    let keeper = Keeper::new(config);
+    // Keeper::start logs the banner (addresses, paths, timeouts) once it serves.
+    if let Err(e) = keeper.start().await {
+        error!("cannot start: {e}");
+        eprintln!("corral: cannot start: {e}");
+        return ExitCode::FAILURE;
     }
     wait_for_signal().await;
     info!("shutting down");

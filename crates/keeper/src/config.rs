@@ -76,6 +76,20 @@ pub struct Config {
     pub admin_server_port: u16,
     pub admin_server_address: IpAddr,
     pub config_path: Option<PathBuf>,
+    /// Keys that ask for protection corral does not give yet (TLS, SASL, enforced auth):
+    /// start-up refuses them unless [`Config::allow_unenforced_security`].
+    pub unenforced_security: Vec<UnenforcedKey>,
+    /// `corral.allowUnenforcedSecurity=true`, or `corral serve --allow-unenforced-security`:
+    /// start anyway, with a warning naming each key.
+    pub allow_unenforced_security: bool,
+}
+
+/// A configured key whose protection corral does not provide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnenforcedKey {
+    pub key: String,
+    /// What the key would have protected, for the message.
+    pub protects: &'static str,
 }
 
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
@@ -153,6 +167,16 @@ impl FourLetterWhitelist {
     pub fn is_all(&self) -> bool {
         self.all
     }
+
+    /// The allowed words as the start-up banner shows them: `*`, or a comma-separated list.
+    pub fn describe(&self) -> String {
+        if self.all {
+            return "*".into();
+        }
+        let mut words: BTreeSet<&str> = self.commands.iter().copied().collect();
+        words.insert("srvr");
+        words.into_iter().collect::<Vec<_>>().join(",")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +237,8 @@ impl Default for Config {
             admin_server_port: 8080,
             admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             config_path: None,
+            unenforced_security: Vec::new(),
+            allow_unenforced_security: false,
         }
     }
 }
@@ -230,12 +256,8 @@ const NOT_USED: &[&str] = &[
     "dynamicConfigFile",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
-    "secureClientPort",
-    "secureClientPortAddress",
     "observerMasterPort",
     "clientPortListenBacklog",
-    "sslQuorum",
-    "portUnification",
     "sslQuorumReloadCertFiles",
     "serverCnxnFactory",
     "globalOutstandingLimit",
@@ -259,8 +281,6 @@ const NOT_USED: &[&str] = &[
 
 /// Key prefixes in the same situation (families of TLS, SASL, metrics and throttling settings).
 const NOT_USED_PREFIXES: &[&str] = &[
-    "authProvider.",
-    "ssl.",
     "metricsProvider.",
     "quorum.auth.",
     "multiAddress.",
@@ -272,7 +292,6 @@ const NOT_USED_PREFIXES: &[&str] = &[
     "learner.",
     "leader.",
     "zookeeper.",
-    "kerberos.",
     "netty.",
     "sasl",
 ];
@@ -307,7 +326,27 @@ pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
     };
     let text = std::fs::read_to_string(path).map_err(io)?;
     let (mut config, pending, mut warnings) = parse_lines(&text, path)?;
+    if config.servers.len() > 1 {
+        // Refused before myid is needed: the operator must learn this first.
+        let members: Vec<String> = config
+            .servers
+            .iter()
+            .map(|s| format!("server.{}", s.id))
+            .collect();
+        return Err(ConfigError::Invalid {
+            path: pending.path.clone(),
+            key: members.join(", "),
+            msg: format!(
+                "{} ensemble members are configured, but corral does not replicate yet: each \
+                 member would run alone with its own data, a split brain. Keep only this \
+                 server's server.N line to run it standalone",
+                members.len()
+            ),
+        });
+    }
     if config.is_distributed() {
+        // One member with standaloneEnabled=false: a quorum of one, which is standalone;
+        // its id comes from myid, as ZooKeeper reads it.
         let myid_path = config.data_dir.join("myid");
         let myid = std::fs::read_to_string(&myid_path).map_err(|source| ConfigError::Io {
             path: myid_path.display().to_string(),
@@ -329,11 +368,6 @@ pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
             });
         }
         config.server_id = Some(id);
-        warnings.push(format!(
-            "{} server.N lines: the ensemble is not implemented yet, so this keeper runs as a \
-             standalone server with its own data (server id {id})",
-            config.servers.len()
-        ));
     }
     finish(&mut config, &pending, &mut warnings)?;
     Ok((config, warnings))
@@ -615,6 +649,18 @@ impl Config {
                 self.servers.retain(|s| s.id != id);
                 self.servers.push(entry);
             }
+            "corral.allowUnenforcedSecurity" => {
+                self.allow_unenforced_security = strict_bool(value)?
+            }
+            _ if unenforced_protection(key, value).is_some() => {
+                if let Some(protects) = unenforced_protection(key, value) {
+                    self.unenforced_security.retain(|u| u.key != key);
+                    self.unenforced_security.push(UnenforcedKey {
+                        key: key.to_string(),
+                        protects,
+                    });
+                }
+            }
             _ if NOT_USED.contains(&key)
                 || NOT_USED_PREFIXES.iter().any(|p| key.starts_with(p)) =>
             {
@@ -726,6 +772,84 @@ impl Config {
             }
         }
         Ok(None)
+    }
+}
+
+/// What a security key asks for that corral does not provide yet, if it asks for anything:
+/// TLS, SASL or Kerberos authentication, or refusing unauthenticated clients. The digest and
+/// ip providers corral has built in ask for nothing more.
+fn unenforced_protection(key: &str, value: &str) -> Option<&'static str> {
+    let on = || value.trim().eq_ignore_ascii_case("true");
+    match key {
+        "secureClientPort" | "secureClientPortAddress" => {
+            Some("TLS-encrypted client connections on a secure client port")
+        }
+        "portUnification" if on() => Some("TLS on the client port"),
+        "sslQuorum" if on() => Some("TLS between ensemble members"),
+        "requireClientAuthScheme" | "enforce.auth.schemes" => {
+            Some("refusing clients that have not authenticated")
+        }
+        "enforce.auth.enabled" | "sessionRequireClientSASLAuth" if on() => {
+            Some("refusing clients that have not authenticated")
+        }
+        _ if key.starts_with("ssl.") => Some("TLS (this key configures its certificates)"),
+        _ if key.starts_with("kerberos.") => Some("Kerberos (SASL) authentication"),
+        _ if key.starts_with("quorum.auth.") && on() => {
+            Some("SASL authentication between ensemble members")
+        }
+        _ if key.starts_with("authProvider.") => match value.trim() {
+            "org.apache.zookeeper.server.auth.DigestAuthenticationProvider"
+            | "org.apache.zookeeper.server.auth.IPAuthenticationProvider" => None,
+            _ => Some("client authentication through that provider (SASL, X.509 or custom)"),
+        },
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Stops start-up when a key asks for protection corral does not give, unless the
+    /// operator allowed it; then returns one warning per key, to be logged at every start.
+    pub fn check_security(&self) -> Result<Vec<String>, ConfigError> {
+        let origin = self
+            .config_path
+            .as_deref()
+            .map_or_else(|| "configuration".to_string(), |p| p.display().to_string());
+        if self.allow_unenforced_security {
+            return Ok(self
+                .unenforced_security
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{origin}: {} asks for {}, which corral does not provide; running WITHOUT it (allowed by --allow-unenforced-security / corral.allowUnenforcedSecurity)",
+                        u.key, u.protects
+                    )
+                })
+                .collect());
+        }
+        match self.unenforced_security.first() {
+            None => Ok(Vec::new()),
+            Some(first) => {
+                let others: Vec<&str> = self.unenforced_security[1..]
+                    .iter()
+                    .map(|u| u.key.as_str())
+                    .collect();
+                let also = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also: {})", others.join(", "))
+                };
+                Err(ConfigError::Invalid {
+                    path: origin,
+                    key: first.key.clone(),
+                    msg: format!(
+                        "asks for {}, which corral does not provide yet; refusing to run without it{also}. \
+                         Remove the key, or start with --allow-unenforced-security \
+                         (corral.allowUnenforcedSecurity=true) to run unprotected knowingly",
+                        first.protects
+                    ),
+                })
+            }
+        }
     }
 }
 
@@ -1042,18 +1166,67 @@ server.1=localhost:20001:20002:participant;localhost:20000
         );
         // clientPort given explicitly: address stays ZooKeeper's all-interfaces default.
         assert_eq!(c.client_port_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("serverCnxnFactory") && w.contains("not used by corral")),
+            "no warning for serverCnxnFactory: {warnings:?}"
+        );
+        // TLS and SASL keys are not warnings: start-up refuses them unless allowed.
+        let keys: Vec<&str> = c
+            .unenforced_security
+            .iter()
+            .map(|u| u.key.as_str())
+            .collect();
         for key in [
             "authProvider.1",
             "secureClientPort",
-            "serverCnxnFactory",
             "ssl.keyStore.location",
+            "ssl.trustStore.password",
         ] {
-            assert!(
-                warnings
-                    .iter()
-                    .any(|w| w.contains(key) && w.contains("not used by corral")),
-                "no warning for {key}: {warnings:?}"
-            );
+            assert!(keys.contains(&key), "{key} not flagged: {keys:?}");
+        }
+        let refusal = c.check_security().expect_err("TLS and SASL keys refused");
+        let text = refusal.to_string();
+        assert!(
+            text.contains("authProvider.1") && text.contains("SASL"),
+            "{text}"
+        );
+        assert!(text.contains("--allow-unenforced-security"), "{text}");
+        let allowed = Config {
+            allow_unenforced_security: true,
+            ..c.clone()
+        };
+        let warned = allowed.check_security().expect("allowed");
+        assert_eq!(warned.len(), keys.len());
+        assert!(warned.iter().all(|w| w.contains("WITHOUT")), "{warned:?}");
+        let (by_key, _) = parse_ok(&format!("{KAZOO}corral.allowUnenforcedSecurity=true\n"));
+        assert!(by_key.check_security().is_ok());
+    }
+
+    #[test]
+    fn security_keys_that_ask_for_nothing_more_are_accepted() {
+        let (c, _) = parse_ok(
+            "dataDir=/d\nclientPort=2181\nauthProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider\n\
+             sslQuorum=false\nportUnification=false\nenforce.auth.enabled=false\n",
+        );
+        assert_eq!(c.unenforced_security, vec![]);
+        assert!(c.check_security().is_ok());
+        for (line, key) in [
+            ("requireClientAuthScheme=sasl", "requireClientAuthScheme"),
+            ("enforce.auth.enabled=true", "enforce.auth.enabled"),
+            ("sslQuorum=true", "sslQuorum"),
+            ("portUnification=true", "portUnification"),
+            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
+            (
+                "kerberos.removeHostFromPrincipal=true",
+                "kerberos.removeHostFromPrincipal",
+            ),
+            ("secureClientPortAddress=0.0.0.0", "secureClientPortAddress"),
+        ] {
+            let (c, _) = parse_ok(&format!("dataDir=/d\nclientPort=2181\n{line}\n"));
+            let e = c.check_security().expect_err(line).to_string();
+            assert!(e.contains(key), "{line}: {e}");
         }
     }
 
@@ -1430,6 +1603,22 @@ server.1=localhost:20001:20002:participant;localhost:20000
         let cfg = dir.join("zoo.cfg");
         let text = format!(
             "dataDir={}\nserver.1=127.0.0.1:2888:3888;2181\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n",
+            dir.display()
+        );
+        assert!(std::fs::write(&cfg, text).is_ok());
+        // Two members: refused before myid is even read (each would be its own standalone
+        // keeper, a split brain).
+        match load(&cfg) {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("server.1, server.2"), "{text}");
+                assert!(text.contains("split brain"), "{text}");
+            }
+            other => panic!("expected the ensemble to be refused, got {other:?}"),
+        }
+        // One member with standaloneEnabled=false: its id comes from myid.
+        let text = format!(
+            "dataDir={}\nstandaloneEnabled=false\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n",
             dir.display()
         );
         assert!(std::fs::write(&cfg, text).is_ok());

@@ -399,15 +399,21 @@ impl Consensus {
             shut_down: Arc::new(AtomicBool::new(false)),
             storage,
         };
-        match consensus
-            .raft
-            .initialize(BTreeSet::from([STANDALONE_ID]))
-            .await
-        {
-            Ok(()) => {}
-            // Already initialized: a durable log that holds the membership from an earlier run.
-            // Elect at once instead of waiting out an election timeout.
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+        // Asked first: openraft logs an ERROR when told to initialize a group that already is,
+        // and every clean restart would print one.
+        let init = match consensus.raft.is_initialized().await {
+            // A durable log that holds the membership from an earlier run.
+            Ok(true) => Ok(true),
+            _ => consensus
+                .raft
+                .initialize(BTreeSet::from([STANDALONE_ID]))
+                .await
+                .map(|()| false),
+        };
+        match init {
+            Ok(false) => {}
+            // Already initialized: elect at once instead of waiting out an election timeout.
+            Ok(true) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
                 let _ = consensus.raft.trigger().elect().await;
             }
             Err(e) => {

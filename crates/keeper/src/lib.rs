@@ -14,6 +14,7 @@ mod background;
 pub mod config;
 pub mod connection;
 pub mod consensus;
+mod data_lock;
 pub mod four_letter;
 mod identity;
 mod restore;

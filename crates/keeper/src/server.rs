@@ -115,6 +115,8 @@ pub struct Keeper {
     pub started: Instant,
     pub stats: ServerStats,
     shutdown: Notify,
+    /// Held from the start of [`Keeper::start`] for the keeper's life.
+    data_lock: OnceLock<crate::data_lock::DataDirLock>,
     /// The tree's last applied zxid, published by the apply path so replies that only need
     /// the zxid (pings, watch management) do not take the state lock.
     last_zxid: AtomicI64,
@@ -157,6 +159,7 @@ impl Keeper {
             started: Instant::now(),
             stats: ServerStats::default(),
             shutdown: Notify::new(),
+            data_lock: OnceLock::new(),
             last_zxid: AtomicI64::new(0),
         })
     }
@@ -194,6 +197,10 @@ impl Keeper {
     /// Binds the client port, starts consensus and the background tasks. Returns once the
     /// keeper is serving.
     pub async fn start(self: &Arc<Self>) -> Result<SocketAddr, String> {
+        let mut dirs = vec![self.config.data_dir.as_path()];
+        dirs.extend(self.config.data_log_dir.as_deref());
+        let lock = crate::data_lock::lock(&dirs).map_err(|e| e.to_string())?;
+        let _ = self.data_lock.set(lock);
         let addr = SocketAddr::new(self.config.client_port_address, self.config.client_port);
         let listener = TcpListener::bind(addr)
             .await
@@ -249,8 +256,38 @@ impl Keeper {
         tokio::spawn(Arc::clone(self).session_checker());
         tokio::spawn(Arc::clone(self).container_cleaner());
         tokio::spawn(Arc::clone(self).accept_loop(listener));
-        info!(%local, "corral keeper serving");
+        self.banner(local);
         Ok(local)
+    }
+
+    /// The one start-up line an operator reads to know what this keeper is running with.
+    fn banner(&self, local: SocketAddr) {
+        let c = &self.config;
+        let absolute = |p: &std::path::Path| {
+            p.canonicalize()
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        let data_dir = absolute(&c.data_dir);
+        let data_log_dir = c
+            .data_log_dir
+            .as_deref()
+            .map_or_else(|| data_dir.clone(), absolute);
+        info!(
+            config = c
+                .config_path
+                .as_deref()
+                .map_or_else(|| "(embedded default)".to_string(), absolute),
+            data_dir,
+            data_log_dir,
+            client = %local,
+            tick_ms = c.tick_time_ms,
+            session_timeout_ms = format!("{}-{}", c.min_session_timeout_ms, c.max_session_timeout_ms),
+            snap_count = c.snap_count,
+            four_letter_words = c.four_letter_whitelist.describe(),
+            "corral keeper serving"
+        );
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
