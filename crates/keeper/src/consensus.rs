@@ -1918,6 +1918,7 @@ mod tests {
                 response: Response::Path(format!("/{}", entry.session_id)),
                 triggers: Vec::new(),
                 deleted_ephemerals: Vec::new(),
+                quota_warnings: Vec::new(),
             }
         }
         fn last_applied(&self) -> i64 {
@@ -2050,6 +2051,7 @@ mod tests {
                 response: Response::Path(format!("/{}", entry.session_id)),
                 triggers: Vec::new(),
                 deleted_ephemerals: Vec::new(),
+                quota_warnings: Vec::new(),
             }
         }
         fn last_applied(&self) -> i64 {

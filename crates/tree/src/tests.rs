@@ -915,6 +915,8 @@ fn snapshot_round_trip_and_entry_codec() {
         super_digest: Some("super:x".into()),
         config_node_data: b"c".to_vec(),
         reconfig_enabled: true,
+        // Not part of a snapshot (the keeper sets it from its configuration).
+        enforce_quota: false,
     });
     t.create("/a", 0);
     t.create("/a/e", 1);
