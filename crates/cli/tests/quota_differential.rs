@@ -61,14 +61,28 @@ async fn hard_limits_match_real_zookeeper() {
         "only {refusals} QuotaExceeded lines:\n{}",
         actual.join("\n")
     );
+    // The keeper logs what ZooKeeper logs, in its words.
+    let log = corral.stderr_text();
+    for line in [
+        "Quota exceeded: /h [current count=5, hardCountLimit=4]",
+        "Quota exceeded: /s [current count=2, softCountLimit=1]",
+        "Quota exceeded: /s [current bytes=8, softByteLimit=2]",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_stats_survive_a_restart() {
-    let mut corral = CorralServer::start(SOFT_CFG);
+    // Snapshots every few writes, so the restart restores one and replays the log after it.
+    let mut corral = CorralServer::start(&format!("{SOFT_CFG}\nsnapCount=10"));
     let addr = corral.addr();
     let _ = run(&addr, soft_script()).await;
     let before = dump_only(&addr).await;
+    let snapshots = std::fs::read_dir(corral.data_dir().join("snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(snapshots > 0, "no snapshot taken");
     assert!(
         before.iter().any(|l| l.contains("zookeeper_stats")),
         "no stats node to compare:\n{}",
