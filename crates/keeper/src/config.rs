@@ -67,6 +67,9 @@ pub struct Config {
     /// the limit. Default 100: a 200 MB snapshot (1M znodes) then takes 2 s.
     pub snapshot_max_write_mbps: u64,
     pub reconfig_enabled: bool,
+    /// `zookeeper.enforceQuota` (`enforceQuota` in zoo.cfg): writes over a quota's hard limit
+    /// are refused with QuotaExceeded.
+    pub enforce_quota: bool,
     pub standalone_enabled: bool,
     /// `server.N` lines, sorted by id.
     pub servers: Vec<ServerEntry>,
@@ -230,6 +233,7 @@ impl Default for Config {
             fsync_warning_threshold_ms: 1000,
             snapshot_max_write_mbps: 100,
             reconfig_enabled: false,
+            enforce_quota: false,
             standalone_enabled: true,
             servers: Vec::new(),
             server_id: None,
@@ -715,6 +719,7 @@ impl Config {
                 }
             }
             "zookeeper.extendedTypesEnabled" => self.extended_types_enabled = strict_bool(value)?,
+            "zookeeper.enforceQuota" => self.enforce_quota = strict_bool(value)?,
             "zookeeper.DigestAuthenticationProvider.superDigest" => {
                 let Some((user, digest)) = value.split_once(':') else {
                     return Err(format!("{value:?} is not of the form user:base64digest"));
@@ -1365,8 +1370,9 @@ server.1=localhost:20001:20002:participant;localhost:20000
         let text = "dataDir=/d\nclientPort=1\nextendedTypesEnabled=true\nforceSync=no\nsnapCount=5000\n\
                     DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
                     admin.enableServer=false\nadmin.serverAddress=127.0.0.1\njute.maxbuffer=0x200000\n\
-                    fsync.warningthresholdms=250\nsnapshot.maxWriteMBps=0\n";
+                    fsync.warningthresholdms=250\nsnapshot.maxWriteMBps=0\nenforceQuota=true\n";
         let (c, w) = parse_ok(text);
+        assert!(c.enforce_quota);
         assert_eq!(c.fsync_warning_threshold_ms, 250);
         assert_eq!(c.snapshot_max_write_mbps, 0);
         assert_eq!(
@@ -1523,6 +1529,14 @@ server.1=localhost:20001:20002:participant;localhost:20000
             .apply_system_property("zookeeper.extendedTypesEnabled", "true")
             .is_ok());
         assert!(c.extended_types_enabled);
+        assert!(!c.enforce_quota);
+        assert!(c
+            .apply_system_property("zookeeper.enforceQuota", "true")
+            .is_ok());
+        assert!(c.enforce_quota);
+        assert!(c
+            .apply_system_property("zookeeper.enforceQuota", "maybe")
+            .is_err());
         assert!(c
             .apply_system_property(
                 "zookeeper.DigestAuthenticationProvider.superDigest",

@@ -1924,6 +1924,7 @@ mod tests {
                 response: Response::Path(format!("/{}", entry.session_id)),
                 triggers: Vec::new(),
                 deleted_ephemerals: Vec::new(),
+                quota_warnings: Vec::new(),
             }
         }
         fn last_applied(&self) -> i64 {
@@ -2056,6 +2057,7 @@ mod tests {
                 response: Response::Path(format!("/{}", entry.session_id)),
                 triggers: Vec::new(),
                 deleted_ephemerals: Vec::new(),
+                quota_warnings: Vec::new(),
             }
         }
         fn last_applied(&self) -> i64 {

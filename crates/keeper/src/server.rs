@@ -137,6 +137,7 @@ impl Keeper {
             super_digest: config.super_digest.clone(),
             config_node_data: Vec::new(),
             reconfig_enabled: config.reconfig_enabled,
+            enforce_quota: config.enforce_quota,
         };
         // Session ids: like ZooKeeper, the top byte is the server id and the rest starts from
         // the clock, so ids from different runs do not collide.
@@ -420,6 +421,10 @@ impl StateMachineHook for Hook {
     fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
         let mut st = self.0.state();
         let res = st.tree.apply(zxid, entry);
+        // The tree is pure: what ZooKeeper would log about quotas comes back as values.
+        for w in &res.quota_warnings {
+            warn!("{w}");
+        }
         self.0
             .last_zxid
             .store(st.tree.last_zxid(), Ordering::Release);

@@ -269,6 +269,8 @@ impl DataTree {
             super_digest,
             config_node_data: r.buffer()?,
             reconfig_enabled: r.bool()?,
+            // Not in the snapshot: the keeper sets it from its own configuration.
+            enforce_quota: false,
         };
         let n_sessions = count(&mut r, 16)?;
         let mut sessions = Vec::new();

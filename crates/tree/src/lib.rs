@@ -6,7 +6,8 @@
 //! errors, sequential names, version checks, multi atomicity — and returns it together with
 //! the watch triggers it caused, as values. Reads are answered by [`DataTree::read`].
 //! It also owns the byte encodings of an [`Entry`] (log records) and of the whole tree
-//! (snapshots), and the ACL and path rules ([`acl`], [`path`]).
+//! (snapshots), the ACL and path rules ([`acl`], [`path`]) and ZooKeeper's quota nodes
+//! ([`quota`]): their counts are kept by `apply`, and hard limits refuse writes there.
 //!
 //! Invariant: pure and deterministic. No clock, socket, disk, randomness or global state:
 //! everything `apply` depends on travels in the [`Entry`]. Two trees fed the same entries
@@ -16,9 +17,11 @@
 pub mod acl;
 mod codec;
 pub mod path;
+pub mod quota;
 mod tree;
 
 pub use codec::{CodecError, NodeRecords, RestoredNode};
+pub use quota::QuotaWarning;
 pub use tree::{data_len, DataTree, Node, NodeKind, SessionInfo, CONTAINER_OWNER, MAX_TTL_MS};
 
 use corral_proto::{ErrorCode, EventType, Id, Request, Response};
@@ -69,6 +72,8 @@ pub struct ApplyResult {
     pub triggers: Vec<Trigger>,
     /// For CloseSession: the ephemerals that were deleted (for the obituary).
     pub deleted_ephemerals: Vec<String>,
+    /// Quota limits exceeded and quota nodes found unusable, for the keeper to log.
+    pub quota_warnings: Vec<QuotaWarning>,
 }
 
 /// Knobs that are part of the replicated configuration (identical on every node).
@@ -83,6 +88,9 @@ pub struct TreeConfig {
     /// reconfigEnabled: a standalone ZooKeeper then answers reconfig with Unimplemented
     /// instead of ReconfigDisabled.
     pub reconfig_enabled: bool,
+    /// zookeeper.enforceQuota: a create or setData that would take a subtree over a hard
+    /// limit (countHardLimit, byteHardLimit) is refused with QuotaExceeded.
+    pub enforce_quota: bool,
 }
 
 #[cfg(test)]

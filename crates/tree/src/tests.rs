@@ -916,6 +916,8 @@ fn snapshot_round_trip_and_entry_codec() {
         super_digest: Some("super:x".into()),
         config_node_data: b"c".to_vec(),
         reconfig_enabled: true,
+        // Not part of a snapshot (the keeper sets it from its configuration).
+        enforce_quota: false,
     });
     t.create("/a", 0);
     t.create("/a/e", 1);
@@ -1071,4 +1073,280 @@ fn large_snapshots_restore_across_batches_and_name_a_missing_parent() {
     broken.extend_from_slice(&w.buf);
     let e = DataTree::decode_snapshot(&broken).unwrap_err();
     assert!(e.to_string().contains("out of order"), "{e}");
+}
+
+// ---- quotas (checked against ZooKeeper 3.8 by crates/cli/tests/quota_differential.rs) ----
+
+/// zkCli 3.8's `setquota` data: every field present, -1 for those not given.
+fn limits(count: i64, bytes: i64, count_hard: i64, bytes_hard: i64) -> Vec<u8> {
+    format!("count={count},bytes={bytes}=;byteHardLimit={bytes_hard};countHardLimit={count_hard}")
+        .into_bytes()
+}
+
+impl T {
+    fn ok(&mut self, r: Request) -> ApplyResult {
+        let res = self.req(r.clone());
+        assert_eq!(res.err, ErrorCode::Ok, "{r:?}");
+        res
+    }
+    /// What zkCli's setquota sends for `/x` (one level deep): the quota node, the limits,
+    /// then the stats node.
+    fn setquota(&mut self, p: &str, lim: Vec<u8>) {
+        let q = format!("/zookeeper/quota{p}");
+        self.ok(create_req(&q, b"", anyone(), 0));
+        self.ok(create_req(
+            &format!("{q}/zookeeper_limits"),
+            &lim,
+            anyone(),
+            0,
+        ));
+        self.ok(create_req(
+            &format!("{q}/zookeeper_stats"),
+            b"count=0,bytes=0",
+            anyone(),
+            0,
+        ));
+    }
+    fn stats(&self, p: &str) -> String {
+        let n = self
+            .tree
+            .node(&format!("/zookeeper/quota{p}/zookeeper_stats"))
+            .expect("stats node");
+        String::from_utf8_lossy(n.data.as_deref().unwrap_or(b"null")).into_owned()
+    }
+}
+
+#[test]
+fn quota_stats_count_every_write_below_the_quota() {
+    let mut t = T::new();
+    t.ok(create_req("/q", b"12345", anyone(), 0));
+    t.ok(create_req("/q/a", b"xy", anyone(), 0));
+    t.ok(create_req("/other", b"zzz", anyone(), 0));
+    t.setquota("/q", limits(10, 100, -1, -1));
+    // The stats node counts the existing subtree, itself included, at its creation.
+    assert_eq!(t.stats("/q"), "count=2,bytes=7");
+    let stats_path = "/zookeeper/quota/q/zookeeper_stats";
+    let created = t.stat(stats_path);
+    assert_eq!(created.data_length, 15);
+
+    t.ok(create_req("/q/b", b"abc", anyone(), 0));
+    assert_eq!(t.stats("/q"), "count=3,bytes=10");
+    t.ok(set_req("/q/a", b"longer data", -1));
+    assert_eq!(t.stats("/q"), "count=3,bytes=19");
+    t.ok(delete_req("/q/b", -1));
+    assert_eq!(t.stats("/q"), "count=2,bytes=16");
+    // An ephemeral goes with its session, and counts out.
+    let r = t.req_as(S2, vec![], create_req("/q/e", b"ee", anyone(), 1));
+    assert_eq!(r.err, ErrorCode::Ok);
+    assert_eq!(t.stats("/q"), "count=3,bytes=18");
+    t.entry(
+        0,
+        vec![],
+        EntryOp::CloseSession {
+            session_id: S2,
+            reason: "expired".into(),
+        },
+    );
+    assert_eq!(t.stats("/q"), "count=2,bytes=16");
+    // Outside the quota: nothing.
+    t.ok(set_req("/other", b"", -1));
+    t.ok(create_req("/other/x", b"x", anyone(), 0));
+    assert_eq!(t.stats("/q"), "count=2,bytes=16");
+    // Only the data changes: the Stat is the creation's but for the length.
+    let now = t.stat(stats_path);
+    assert_eq!(
+        now,
+        Stat {
+            data_length: 16,
+            ..created
+        }
+    );
+    // A failed write counts nothing.
+    assert_eq!(t.req(set_req("/q/a", b"x", 9)).err, ErrorCode::BadVersion);
+    assert_eq!(t.stats("/q"), "count=2,bytes=16");
+}
+
+#[test]
+fn quota_stats_follow_the_deepest_quota_and_the_limits_node() {
+    let mut t = T::new();
+    t.ok(create_req("/q", b"", anyone(), 0));
+    t.ok(create_req("/q/in", b"1", anyone(), 0));
+    t.setquota("/q", limits(-1, -1, -1, -1));
+    // A nested quota (zkCli refuses one, raw creates do not).
+    t.ok(create_req("/zookeeper/quota/q/in", b"", anyone(), 0));
+    t.ok(create_req(
+        "/zookeeper/quota/q/in/zookeeper_limits",
+        &limits(5, -1, -1, -1),
+        anyone(),
+        0,
+    ));
+    t.ok(create_req(
+        "/zookeeper/quota/q/in/zookeeper_stats",
+        b"",
+        anyone(),
+        0,
+    ));
+    assert_eq!(t.stats("/q/in"), "count=1,bytes=1");
+    t.ok(create_req("/q/in/x", b"xx", anyone(), 0));
+    assert_eq!(t.stats("/q/in"), "count=2,bytes=3");
+    assert_eq!(t.stats("/q"), "count=2,bytes=1");
+    // The limits node gone, the outer quota counts again.
+    t.ok(delete_req("/zookeeper/quota/q/in/zookeeper_limits", -1));
+    t.ok(create_req("/q/in/y", b"yyy", anyone(), 0));
+    assert_eq!(t.stats("/q"), "count=3,bytes=4");
+    assert_eq!(t.stats("/q/in"), "count=2,bytes=3");
+    // Without a stats node the write passes uncounted, with a warning for the log.
+    t.ok(delete_req("/zookeeper/quota/q/zookeeper_stats", -1));
+    let r = t.ok(create_req("/q/z", b"", anyone(), 0));
+    assert_eq!(
+        r.quota_warnings,
+        vec![QuotaWarning::MissingStats {
+            path: "/zookeeper/quota/q/zookeeper_stats".into()
+        }]
+    );
+    // Stats a client overwrote are added to as they are, unknown keys kept.
+    t.ok(create_req(
+        "/zookeeper/quota/q/zookeeper_stats",
+        b"",
+        anyone(),
+        0,
+    ));
+    assert_eq!(t.stats("/q"), "count=5,bytes=6");
+    t.ok(set_req(
+        "/zookeeper/quota/q/zookeeper_stats",
+        b"count=1,bytes=2=;zz=5;aa=-1",
+        -1,
+    ));
+    t.ok(create_req("/q/w", b"w", anyone(), 0));
+    assert_eq!(t.stats("/q"), "count=2,bytes=3=;aa=-1;zz=5");
+    // Stats that do not read are left alone, with a warning.
+    t.ok(set_req("/zookeeper/quota/q/zookeeper_stats", b"junk", -1));
+    let r = t.ok(create_req("/q/v", b"v", anyone(), 0));
+    assert!(matches!(
+        r.quota_warnings.as_slice(),
+        [QuotaWarning::UnreadableStats { .. }]
+    ));
+    assert_eq!(t.stats("/q"), "junk");
+}
+
+#[test]
+fn quota_soft_limits_warn_and_hard_limits_refuse_when_enforced() {
+    for enforce in [false, true] {
+        let mut t = T::with(TreeConfig {
+            enforce_quota: enforce,
+            ..TreeConfig::default()
+        });
+        t.ok(create_req("/h", b"0123456789", anyone(), 0));
+        t.setquota("/h", limits(-1, -1, 2, 12));
+        assert_eq!(t.stats("/h"), "count=1,bytes=10");
+        t.ok(create_req("/h/a", b"ab", anyone(), 0));
+        let over = t.req(create_req("/h/b", b"", anyone(), 0));
+        let warning = QuotaWarning::Exceeded {
+            prefix: "/h".into(),
+            limit: quota::Limit::Count,
+            current: 3,
+            max: 2,
+            hard: true,
+            refused: enforce,
+        };
+        assert_eq!(over.quota_warnings, vec![warning]);
+        if enforce {
+            assert_eq!(over.err, ErrorCode::QuotaExceeded);
+            assert_eq!(t.stats("/h"), "count=2,bytes=12");
+            // The quota check comes before the version check.
+            let r = t.req(set_req("/h/a", b"abc", 7));
+            assert_eq!(r.err, ErrorCode::QuotaExceeded);
+            // A multi is checked against the tree before it: each op alone fits.
+            t.ok(delete_req("/h/a", -1));
+            let r = t.ok(Request::Multi(vec![
+                create_req("/h/m1", b"1", anyone(), 0),
+                create_req("/h/m2", b"", anyone(), 0),
+            ]));
+            assert_eq!(
+                r.response,
+                Response::Multi(vec![
+                    MultiResult::Create("/h/m1".into()),
+                    MultiResult::Create("/h/m2".into())
+                ])
+            );
+            assert_eq!(t.stats("/h"), "count=3,bytes=11");
+            // A refused op rolls back the ops before it, stats included.
+            let r = t.ok(Request::Multi(vec![
+                delete_req("/h/m1", -1),
+                create_req("/h/m3", b"", anyone(), 0),
+            ]));
+            assert_eq!(
+                r.response,
+                Response::Multi(vec![
+                    MultiResult::Error(ErrorCode::Ok),
+                    MultiResult::Error(ErrorCode::QuotaExceeded)
+                ])
+            );
+            assert_eq!(t.stats("/h"), "count=3,bytes=11");
+            // Limits that do not read fail the request, a multi as a whole.
+            t.ok(set_req(
+                "/zookeeper/quota/h/zookeeper_limits",
+                b"count=x",
+                -1,
+            ));
+            let r = t.req(create_req("/h/x", b"", anyone(), 0));
+            assert_eq!(r.err, ErrorCode::MarshallingError);
+            let r = t.req(Request::Multi(vec![create_req("/h/x", b"", anyone(), 0)]));
+            assert_eq!(
+                (r.err, r.response),
+                (ErrorCode::MarshallingError, Response::Empty)
+            );
+            assert!(t.tree.node("/h/x").is_none());
+        } else {
+            assert_eq!(over.err, ErrorCode::Ok);
+            assert_eq!(t.stats("/h"), "count=3,bytes=12");
+        }
+    }
+    // Soft limits never refuse; ZooKeeper's wording for the log.
+    let mut t = T::with(TreeConfig {
+        enforce_quota: true,
+        ..TreeConfig::default()
+    });
+    t.ok(create_req("/s", b"", anyone(), 0));
+    t.setquota("/s", limits(1, 2, -1, -1));
+    let r = t.ok(create_req("/s/x", b"xyz", anyone(), 0));
+    let logged: Vec<String> = r.quota_warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        logged,
+        [
+            "Quota exceeded: /s [current count=2, softCountLimit=1]",
+            "Quota exceeded: /s [current bytes=3, softByteLimit=2]"
+        ]
+    );
+    assert_eq!(t.stats("/s"), "count=2,bytes=3");
+}
+
+#[test]
+fn quota_stats_survive_a_snapshot_and_count_once_after() {
+    let mut t = T::with(TreeConfig {
+        extended_types_enabled: true,
+        ..TreeConfig::default()
+    });
+    t.ok(create_req("/q", b"abc", anyone(), 0));
+    t.setquota("/q", limits(-1, -1, -1, -1));
+    t.ok(create_req("/q/c", b"c", anyone(), 4));
+    t.req(ttl_req("/q/t", 5, 1000));
+    assert_eq!(t.stats("/q"), "count=3,bytes=4");
+    let snap = t.tree.encode_snapshot();
+    let mut back = DataTree::decode_snapshot(&snap).unwrap();
+    assert_eq!(back, t.tree);
+    // The restored tree knows /q is under quota, and counts a new node once.
+    let e = Entry {
+        session_id: S1,
+        time_ms: 1,
+        identities: vec![],
+        op: EntryOp::Request(create_req("/q/new", b"nn", anyone(), 0)),
+    };
+    let zxid = t.zxid + 1;
+    let a = t.tree.apply(zxid, &e);
+    let b = back.apply(zxid, &e);
+    assert_eq!(a, b);
+    assert_eq!(t.stats("/q"), "count=4,bytes=6");
+    assert_eq!(back, t.tree);
+    assert_eq!(back.encode_snapshot(), t.tree.encode_snapshot());
 }

@@ -4,6 +4,13 @@
 //! order (PrepRequestProcessor), so a failed single request leaves no trace. A multi applies
 //! its ops one by one and, on the first failure, rolls the earlier ones back from an undo
 //! log; no copy of the tree is ever made.
+//!
+//! Quotas are kept as ZooKeeper 3.8 keeps them: a `zookeeper_limits` node under
+//! `/zookeeper/quota/<path>` puts `<path>` under quota; every create, delete and setData in
+//! that subtree adds to the data of its `zookeeper_stats` node (the deepest quota wins, the
+//! stats node's Stat is left alone), and creating a stats node counts the subtree afresh. The
+//! limit checks run where ZooKeeper's PrepRequestProcessor runs them: against the tree as it
+//! was before the request, before the whole multi for an op inside one.
 
 // Persistent maps and sets: cloning the whole tree is O(1) and later changes copy only the
 // paths they touch, so a snapshot can be written from a consistent view while writes go on.
@@ -14,6 +21,7 @@ use corral_proto::{
     perms, Acl, CreateMode, Data, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
 };
 
+use crate::quota::{self, Limit, QuotaWarning, StatsTrack};
 use crate::{acl, path, ApplyResult, Entry, EntryOp, TreeConfig, Trigger};
 
 /// `ephemeralOwner` of a container node (EphemeralType.CONTAINER_EPHEMERAL_OWNER).
@@ -119,6 +127,15 @@ pub struct DataTree {
     data_size: u64,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
+    /// Paths under quota (ZooKeeper's PathTrie, as [`quota::trie_key`]s), each with the number
+    /// of limits nodes naming it: a path stays under quota while one of them exists.
+    quotas: BTreeMap<String, u32>,
+}
+
+/// The quota state a multi's checks read: the tree as it was before the multi (O(1) clones).
+struct QuotaView {
+    quotas: BTreeMap<String, u32>,
+    nodes: BTreeMap<String, Arc<Node>>,
 }
 
 /// One step to reverse when a multi fails part-way.
@@ -139,6 +156,9 @@ struct Ctx<'a> {
     /// fully before it changes anything, so it builds no undo records.
     undo: Option<Vec<Undo>>,
     triggers: Vec<Trigger>,
+    quota_warnings: Vec<QuotaWarning>,
+    /// Inside a multi with quotas about: what its quota checks read.
+    quota_before: Option<QuotaView>,
 }
 
 impl Ctx<'_> {
@@ -196,6 +216,7 @@ impl DataTree {
             data_size: 0,
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
+            quotas: BTreeMap::new(),
         };
         let sys = |data: Vec<u8>, acl: Vec<Acl>| Node {
             stat: Stat {
@@ -242,6 +263,8 @@ impl DataTree {
             ids: &entry.identities,
             undo: None,
             triggers: Vec::new(),
+            quota_warnings: Vec::new(),
+            quota_before: None,
         };
         let mut deleted_ephemerals = Vec::new();
         let (err, response) = match &entry.op {
@@ -287,12 +310,16 @@ impl DataTree {
             response,
             triggers: ctx.triggers,
             deleted_ephemerals,
+            quota_warnings: ctx.quota_warnings,
         }
     }
 
     fn apply_request(&mut self, ctx: &mut Ctx<'_>, req: &Request) -> (ErrorCode, Response) {
         match req {
-            Request::Multi(ops) => (ErrorCode::Ok, Response::Multi(self.multi(ctx, ops))),
+            Request::Multi(ops) => match self.multi(ctx, ops) {
+                Ok(results) => (ErrorCode::Ok, Response::Multi(results)),
+                Err(e) => (e, Response::Empty),
+            },
             // Standalone: membership changes are refused (an ensemble maps them to raft
             // membership changes).
             Request::Reconfig(_) if self.config.reconfig_enabled => {
@@ -361,8 +388,16 @@ impl DataTree {
         }
     }
 
-    fn multi(&mut self, ctx: &mut Ctx<'_>, ops: &[Request]) -> Vec<MultiResult> {
+    /// Err only for what fails the whole request in ZooKeeper (its PrepRequestProcessor's
+    /// MarshallingError: limits data a quota check cannot read).
+    fn multi(&mut self, ctx: &mut Ctx<'_>, ops: &[Request]) -> Result<Vec<MultiResult>, ErrorCode> {
         ctx.undo = Some(Vec::new());
+        if !self.quotas.is_empty() {
+            ctx.quota_before = Some(QuotaView {
+                quotas: self.quotas.clone(),
+                nodes: self.nodes.clone(),
+            });
+        }
         let mut results = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             match self.write_op(ctx, op) {
@@ -381,17 +416,24 @@ impl DataTree {
                 Err(e) => {
                     self.rollback(ctx.undo.take().unwrap_or_default());
                     ctx.triggers.clear();
+                    // The checks' warnings stand (ZooKeeper logs them before it gives up); the
+                    // counting ones were about changes now undone.
+                    ctx.quota_warnings
+                        .retain(|w| matches!(w, QuotaWarning::Exceeded { .. }));
+                    if e == ErrorCode::MarshallingError {
+                        return Err(e);
+                    }
                     let mut results = vec![MultiResult::Error(ErrorCode::Ok); i];
                     results.push(MultiResult::Error(e));
                     results.resize(
                         ops.len(),
                         MultiResult::Error(ErrorCode::RuntimeInconsistency),
                     );
-                    return results;
+                    return Ok(results);
                 }
             }
         }
-        results
+        Ok(results)
     }
 
     fn rollback(&mut self, undo: Vec<Undo>) {
@@ -468,6 +510,7 @@ impl DataTree {
         if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
+        self.check_quota(ctx, &full, data_len(data) as i64, 1)?;
         let parent_path = parent_path.to_string();
         let parent_acl = Arc::clone(&parent.acl);
 
@@ -502,6 +545,12 @@ impl DataTree {
         // The parent was looked up above.
         let _ = self.put_node(full.clone(), Arc::new(node));
         ctx.keep_undo(|| Undo::Inserted(full.clone()));
+        // After the node is in, as ZooKeeper's createNode does it: a new stats node gets the
+        // subtree's counts, then the quota over the new node (perhaps just set up) counts it.
+        if path::name(&full) == quota::STAT_NODE && parent_path.starts_with(quota::QUOTA_ROOT) {
+            self.recount_quota(ctx, &parent_path, &full);
+        }
+        self.count_in_quota(ctx, &full, data_len(data) as i64, 1);
         ctx.triggers.push(Trigger {
             path: full.clone(),
             event: EventType::NodeCreated,
@@ -528,6 +577,168 @@ impl DataTree {
         }
     }
 
+    // ---- quotas ----
+
+    /// ZooKeeper's checkQuota for a create (`count_diff` 1) or setData of `p`, against the
+    /// tree before the request (before the multi). Over a hard limit with enforcement on is
+    /// QuotaExceeded; limits or stats it cannot read are MarshallingError then. Anything over
+    /// a limit is a warning either way.
+    fn check_quota(
+        &self,
+        ctx: &mut Ctx<'_>,
+        p: &str,
+        bytes_diff: i64,
+        count_diff: i64,
+    ) -> Result<(), ErrorCode> {
+        let (quotas, nodes) = match &ctx.quota_before {
+            Some(v) => (&v.quotas, &v.nodes),
+            None => (&self.quotas, &self.nodes),
+        };
+        let Some(prefix) = max_quota_prefix(quotas, p) else {
+            return Ok(());
+        };
+        let enforce = self.config.enforce_quota;
+        let unreadable = if enforce {
+            Err(ErrorCode::MarshallingError)
+        } else {
+            Ok(())
+        };
+        let limits_path = quota::limit_path(&prefix);
+        // Only a limits node named as the trie names it is read (ZooKeeper logs its absence).
+        let Some(limits_node) = nodes.get(&limits_path) else {
+            return Ok(());
+        };
+        let Ok(limits) = read_track(&limits_node.data) else {
+            ctx.quota_warnings.push(QuotaWarning::UnreadableLimits {
+                path: limits_path,
+                data: show(&limits_node.data),
+            });
+            return unreadable;
+        };
+        let check_count =
+            count_diff != 0 && (limits.count() > -1 || limits.count_hard_limit() > -1);
+        let check_bytes = bytes_diff != 0 && (limits.bytes() > -1 || limits.byte_hard_limit() > -1);
+        if !check_count && !check_bytes {
+            return Ok(());
+        }
+        // A missing or unreadable stats node is reported once, by the counting after the
+        // write (`count_in_quota`), unless it refuses the write here.
+        let stats_path = quota::stat_path(&prefix);
+        let Some(stats_node) = nodes.get(&stats_path) else {
+            return Ok(());
+        };
+        let Ok(stats) = read_track(&stats_node.data) else {
+            if enforce {
+                ctx.quota_warnings.push(QuotaWarning::UnreadableStats {
+                    path: stats_path,
+                    data: show(&stats_node.data),
+                });
+            }
+            return unreadable;
+        };
+        let checks = [
+            (
+                check_count,
+                Limit::Count,
+                stats.count().wrapping_add(count_diff),
+                limits.count_hard_limit(),
+                limits.count(),
+            ),
+            (
+                check_bytes,
+                Limit::Bytes,
+                stats.bytes().wrapping_add(bytes_diff),
+                limits.byte_hard_limit(),
+                limits.bytes(),
+            ),
+        ];
+        for (wanted, limit, current, hard_max, soft_max) in checks {
+            // A hard limit, when set, replaces the soft one.
+            let hard = hard_max > -1;
+            let max = if hard { hard_max } else { soft_max };
+            if wanted && current > max {
+                ctx.quota_warnings.push(QuotaWarning::Exceeded {
+                    prefix: prefix.clone(),
+                    limit,
+                    current,
+                    max,
+                    hard,
+                    refused: hard && enforce,
+                });
+                if hard && enforce {
+                    return Err(ErrorCode::QuotaExceeded);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// ZooKeeper's updateQuotaStat: adds to the stats of the deepest quota over `p`. Only the
+    /// data changes (the Stat shows the new length); a missing or unreadable stats node is
+    /// left as it is, with a warning.
+    fn count_in_quota(&mut self, ctx: &mut Ctx<'_>, p: &str, bytes_diff: i64, count_diff: i64) {
+        let Some(prefix) = max_quota_prefix(&self.quotas, p) else {
+            return;
+        };
+        let stats_path = quota::stat_path(&prefix);
+        let Some(node) = self.nodes.get(&stats_path) else {
+            ctx.quota_warnings
+                .push(QuotaWarning::MissingStats { path: stats_path });
+            return;
+        };
+        let Ok(mut stats) = read_track(&node.data) else {
+            ctx.quota_warnings.push(QuotaWarning::UnreadableStats {
+                path: stats_path,
+                data: show(&node.data),
+            });
+            return;
+        };
+        stats.add(count_diff, bytes_diff);
+        self.set_quota_data(ctx, &stats_path, stats);
+    }
+
+    /// A stats node `stats_path` was just created under `quota_parent`: it gets the count and
+    /// bytes of the subtree that parent stands for (ZooKeeper's updateQuotaForPath, which
+    /// looks the subtree up by the bare rest of the path: "" is the root, and a rest that is
+    /// not a node path counts nothing).
+    fn recount_quota(&mut self, ctx: &mut Ctx<'_>, quota_parent: &str, stats_path: &str) {
+        let rest = quota_parent.get(quota::QUOTA_ROOT.len()..).unwrap_or("");
+        let (count, bytes) = self.subtree_counts(if rest.is_empty() { "/" } else { rest });
+        self.set_quota_data(ctx, stats_path, StatsTrack::counts(count, bytes));
+    }
+
+    fn set_quota_data(&mut self, ctx: &mut Ctx<'_>, p: &str, stats: StatsTrack) {
+        let old = self.replace_data(p, Some(stats.to_bytes()));
+        ctx.keep_undo(|| Undo::Data(p.to_string(), old));
+    }
+
+    /// Nodes and data bytes of the subtree at `p`, itself included; (0, 0) when it is absent.
+    fn subtree_counts(&self, p: &str) -> (i64, i64) {
+        let Some(node) = self.nodes.get(p) else {
+            return (0, 0);
+        };
+        let prefix = if p == "/" {
+            p.to_string()
+        } else {
+            format!("{p}/")
+        };
+        let below = self
+            .nodes
+            .range::<_, String>((
+                std::ops::Bound::Included(prefix.clone()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| k.as_str() != p);
+        let mut count = 1i64;
+        let mut bytes = data_len(&node.data) as i64;
+        for (_, n) in below {
+            count += 1;
+            bytes += data_len(&n.data) as i64;
+        }
+        (count, bytes)
+    }
+
     fn delete(&mut self, ctx: &mut Ctx<'_>, p: &str, version: i32) -> Result<(), ErrorCode> {
         let parent_path = parent_for_write(p)?;
         if path::is_special(p) {
@@ -550,6 +761,8 @@ impl DataTree {
     fn remove_leaf(&mut self, ctx: &mut Ctx<'_>, p: &str, parent_path: &str) {
         self.touch_parent(ctx, parent_path, false);
         if let Some(node) = self.take_node(p) {
+            // A limits node taken out has already lifted its quota, as in ZooKeeper.
+            self.count_in_quota(ctx, p, -(data_len(&node.data) as i64), -1);
             ctx.keep_undo(|| Undo::Removed(p.to_string(), node));
         }
         ctx.triggers.push(Trigger {
@@ -574,6 +787,9 @@ impl DataTree {
         if !acl::check(&node.acl, perms::WRITE, ctx.ids) {
             return Err(ErrorCode::NoAuth);
         }
+        // ZooKeeper checks quotas before the version.
+        let bytes_diff = data_len(data) as i64 - data_len(&node.data) as i64;
+        self.check_quota(ctx, p, bytes_diff, 0)?;
         let new_version = check_version(node.stat.version, version)?;
         ctx.keep_undo(|| Undo::Stat(p.to_string(), node.stat.clone()));
         ctx.keep_undo(|| Undo::Data(p.to_string(), node.data.clone()));
@@ -597,6 +813,8 @@ impl DataTree {
         if let Some(slot) = self.nodes.get_mut(p) {
             *slot = Arc::new(updated);
         }
+        // Even with no change in size: ZooKeeper rewrites the stats then too.
+        self.count_in_quota(ctx, p, bytes_diff, 0);
         ctx.triggers.push(Trigger {
             path: p.to_string(),
             event: EventType::NodeDataChanged,
@@ -840,6 +1058,9 @@ impl DataTree {
         if !parent_found {
             return Err(p);
         }
+        if let Some(limited) = limited_by(&p) {
+            *self.quotas.entry(limited).or_insert(0) += 1;
+        }
         self.nodes.insert(p, node);
         Ok(())
     }
@@ -849,6 +1070,14 @@ impl DataTree {
         self.data_size = self
             .data_size
             .saturating_sub((p.len() + data_len(&node.data)) as u64);
+        if let Some(limited) = limited_by(p) {
+            if let Some(n) = self.quotas.get_mut(&limited) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.quotas.remove(&limited);
+                }
+            }
+        }
         match node.kind() {
             NodeKind::Ephemeral(s) => {
                 if let Some(info) = self.sessions.get_mut(&s) {
@@ -895,6 +1124,7 @@ impl DataTree {
             data_size: 0,
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
+            quotas: BTreeMap::new(),
         };
         for (id, timeout_ms, passwd) in sessions {
             t.sessions.insert(
@@ -1012,6 +1242,39 @@ impl DataTree {
             .get(&session_id)
             .map_or(0, |s| s.ephemerals.len())
     }
+}
+
+/// The path a limits node at `p` puts under quota.
+fn limited_by(p: &str) -> Option<String> {
+    if path::name(p) != quota::LIMIT_NODE {
+        return None;
+    }
+    quota::limited_path(path::parent(p)?)
+}
+
+/// ZooKeeper's getMaxPrefixWithQuota: the deepest path under quota that is `p` or one of its
+/// ancestors, compared component by component; never the root.
+fn max_quota_prefix(quotas: &BTreeMap<String, u32>, p: &str) -> Option<String> {
+    if quotas.is_empty() {
+        return None;
+    }
+    let components: Vec<&str> = quota::trie_components(p).collect();
+    (1..=components.len()).rev().find_map(|k| {
+        let key = format!("/{}", components[..k].join("/"));
+        quotas.contains_key(&key).then_some(key)
+    })
+}
+
+/// Quota node data as ZooKeeper reads it; null data does not read (ZooKeeper throws on it).
+fn read_track(d: &Data) -> Result<StatsTrack, quota::Unparseable> {
+    StatsTrack::parse(d.as_deref().ok_or(quota::Unparseable)?)
+}
+
+fn show(d: &Data) -> String {
+    d.as_deref().map_or_else(
+        || "null".into(),
+        |b| String::from_utf8_lossy(b).into_owned(),
+    )
 }
 
 fn child_list(n: &Node) -> Vec<String> {
