@@ -884,11 +884,12 @@ impl Shell {
             Command::GetEphemerals { path } => {
                 let prefix = path.unwrap_or_else(|| "/".into());
                 valid(&prefix).map_err(|f| f.message())?;
+                // The Java client sends the prefix and prints the paths without applying
+                // the chroot; so do we, for the same output.
                 let list = c
-                    .get_ephemerals(&zk.sp(&prefix))
+                    .get_ephemerals(&prefix)
                     .await
                     .map_err(|e| Fail::of(e, &prefix).message())?;
-                let list: Vec<String> = list.iter().map(|p| zk.cp(p)).collect();
                 o.outln(&format!("[{}]", list.join(", ")));
             }
             Command::GetAllChildrenNumber { path } => {
