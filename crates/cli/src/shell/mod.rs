@@ -424,6 +424,47 @@ impl Shell {
         self.zk = Some(zk);
     }
 
+    /// The connection dropped (the server went away, not `close`): resumes the session on
+    /// any server of the connect string, as the Java client does by itself. A session the
+    /// server has expired ends as Java's does (an Expired event, then "Not connected").
+    async fn resume_if_lost(&mut self, o: &mut Out) {
+        let Some(old) = self.zk.as_ref().filter(|z| z.conn.is_closed()).cloned() else {
+            return;
+        };
+        o.flush();
+        self.local_event("Disconnected", "None", None);
+        let Ok((hosts, _)) = parse_connect_string(&self.host) else {
+            return;
+        };
+        let opts = ConnectOptions {
+            session_timeout_ms: self.timeout_ms,
+            read_only: Some(self.read_only),
+            session_id: old.conn.session_id(),
+            passwd: old.conn.passwd(),
+            last_zxid_seen: old.conn.last_zxid(),
+        };
+        for h in &hosts {
+            match Connection::connect(h, opts.clone()).await {
+                Ok(conn) => {
+                    // The server keeps the session's watches; so does our table.
+                    let watches = std::mem::take(&mut *self.watches());
+                    self.start_session(Zk {
+                        conn,
+                        chroot: old.chroot.clone(),
+                    });
+                    *self.watches() = watches;
+                    return;
+                }
+                Err(ClientError::SessionExpired) => {
+                    self.local_event("Expired", "None", None);
+                    self.zk = None;
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     async fn close_session(&mut self) {
         *self.lister.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(zk) = self.zk.take() {
@@ -643,6 +684,7 @@ impl Shell {
                 _ => {}
             }
         }
+        self.resume_if_lost(o).await;
         let Some(zk) = self.connected() else {
             o.outln("Not connected");
             return Ok(Step::Done);
