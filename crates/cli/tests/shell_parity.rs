@@ -210,7 +210,9 @@ fn assert_same_with_reset(
     assert_eq!(zk.code, corral.code, "exit code\n{context}");
 }
 
-/// Every new command, its refusals and usage lines, and the commands around them.
+/// Every new command, its refusals and usage lines, and the commands around them. (The
+/// event of `set /t y` must reach zkCli's event thread while printwatches is off: the dozen
+/// commands before `printwatches on` leave it the time.)
 #[test]
 fn new_commands_print_what_zkcli_prints() {
     let Some(zkcli) = zkcli() else { return };
@@ -222,6 +224,11 @@ create /t x
 create /t/a 1
 create /t/a/b 2
 create -e /t/e eph
+printwatches
+printwatches off
+printwatches
+get -w /t
+set /t y
 getEphemerals
 getEphemerals /t
 getEphemerals /nope
@@ -234,11 +241,6 @@ config -s
 config -c
 version
 version extra
-printwatches
-printwatches off
-printwatches
-get -w /t
-set /t y
 printwatches on
 get -w /t
 stat -w /t/a
@@ -308,6 +310,78 @@ sync /
 "
     );
     assert_same(&zkcli, &["-server", &addr], &script);
+}
+
+/// The commands corral's shell had before, with their options, refusals and edge cases.
+#[test]
+fn older_commands_print_what_zkcli_prints() {
+    let Some(zkcli) = zkcli() else { return };
+    let server = CorralServer::start("");
+    let addr = server.addr();
+    let script = "\
+create /o
+create /o/data 'some data'
+create /o/empty ''
+create /o/null
+get /o/null
+get /o/empty
+get -s /o/data
+create -s /o/seq- a
+create -s /o/seq- b
+ls /o
+ls -s /o
+stat /o/data
+stat /o/nope
+stat -w /o/nope
+create /o/nope
+set -s /o/data new
+set -v 7 /o/data x
+set -v 1 /o/data x
+delete -v 0 /o/data
+delete /o/data 9
+get /o/data
+create -c /o/box
+create -c -e /o/bad
+create -t 5000 /o/ttl
+create -t x /o/ttl2
+create -t 5 -e /o/ttl3
+create -t 0 /o/ttl4
+create /o/acl x world:anyone:r
+getAcl /o/acl
+getAcl -s /o/acl
+set /o/acl y
+create /o/acl2 x world:anyone:rz
+create /o/acl3 x foo
+create /o/ip x ip:127.0.0.1:cdrwa,world:anyone:r
+getAcl /o/ip
+setAcl -s /o/ip world:anyone:cdrwa
+setAcl -v 9 /o/ip world:anyone:cdrwa
+addauth digest user:pass
+whoami
+create /o/dig x auth::cdrwa
+getAcl /o/dig
+addauth
+sync /o
+sync o
+create o
+create /o/a/b
+create -e /o/eph
+create /o/eph/kid
+delete /o
+get /o/
+get /o//x
+get /o/./x
+ls -w /o
+create /o/w
+ls -R /o
+ls -?
+ls -R -s /o
+deleteall /o
+ls /o
+quit
+ls /
+";
+    assert_same(&zkcli, &["-server", &addr], script);
 }
 
 /// `-server h1:p,h2:p/chroot` (a dead first host, a chroot) and a trailing command.

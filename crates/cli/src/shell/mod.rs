@@ -593,6 +593,8 @@ impl Shell {
                 Ok(Step::Done) => break Ok(()),
                 Ok(Step::Quit) => {
                     o.flush();
+                    // zkCli closes the session on quit, which its watcher reports.
+                    self.close_session().await;
                     return true;
                 }
                 Ok(Step::Redo(line)) => {
