@@ -300,6 +300,12 @@ addWatch -m
 get /t extra
 ls
 whoami extra
+reconfig
+reconfig -add server.5=localhost:1234:1235;1236
+reconfig -s -v 100000000 -remove 3
+reconfig -members server.1=localhost:1234:1235;1236 -add x
+reconfig -v zz -remove 3
+reconfig -bogus
 close
 ls /
 history

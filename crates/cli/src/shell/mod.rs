@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use corral_client::proto::{
     AddWatchMode, CreateMode, CreateRequest, CreateTtlRequest, ErrorCode, EventType, MultiResult,
-    Request, Response, WatcherType,
+    ReconfigRequest, Request, Response, WatcherType,
 };
 use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
 use rustyline::error::ReadlineError;
@@ -996,10 +996,33 @@ impl Shell {
                 }
                 Err(f) => return Err(f.message()),
             },
-            Command::Reconfig => return Err(
-                "reconfig is not supported by corral shell (corral has no dynamic ensemble yet)"
-                    .into(),
-            ),
+            Command::Reconfig {
+                joining,
+                leaving,
+                members,
+                version,
+                stat,
+            } => {
+                let req = Request::Reconfig(ReconfigRequest {
+                    joining_servers: joining.unwrap_or_default(),
+                    leaving_servers: leaving.unwrap_or_default(),
+                    new_members: members.unwrap_or_default(),
+                    cur_config_id: version,
+                });
+                match c.call(req).await {
+                    Ok(Response::Data(d, st)) => {
+                        o.outln(&format!(
+                            "Committed new configuration:\n{}",
+                            String::from_utf8_lossy(&d.unwrap_or_default())
+                        ));
+                        if stat {
+                            o.outln(&format_stat(&st));
+                        }
+                    }
+                    Ok(r) => return Err(format!("unexpected reply to reconfig: {r:?}")),
+                    Err(e) => return Err(Fail::Keeper(client_code(&e), None).message()),
+                }
+            }
             Command::Close => {
                 o.flush();
                 self.close_session().await;

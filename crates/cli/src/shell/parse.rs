@@ -421,7 +421,14 @@ pub enum Command {
         path: String,
         which: Option<char>,
     },
-    Reconfig,
+    Reconfig {
+        joining: Option<String>,
+        leaving: Option<String>,
+        members: Option<String>,
+        /// The config version it applies to (-v, hex), -1 for any.
+        version: i64,
+        stat: bool,
+    },
     Close,
     Version,
     /// Handled by the shell before it looks at the connection: connect, history, redo,
@@ -717,7 +724,7 @@ pub fn parse_words(words: &[String]) -> Result<Option<Line>, Refused> {
                 which: ['n', 'b', 'N', 'B'].into_iter().find(|c| p.has(*c)),
             }
         }
-        "reconfig" => Command::Reconfig,
+        "reconfig" => parse_reconfig(words)?,
         "version" => {
             let p = parse_opts(words, &NO_OPTS)?;
             if p.args.len() > 1 {
@@ -737,6 +744,67 @@ pub fn parse_words(words: &[String]) -> Result<Option<Line>, Refused> {
         }
     };
     Ok(Some(Line { cmd, warnings }))
+}
+
+/// reconfig's options have long names behind a single dash (`-add`, `-members`), which the
+/// one-letter parser above does not know; they are read here by the same rules.
+fn parse_reconfig(words: &[String]) -> Result<Command, String> {
+    const VALUED: &[&str] = &["v", "file", "members", "add", "remove"];
+    let mut values: Vec<(&str, String)> = Vec::new();
+    let mut stat = false;
+    let mut it = words.iter().skip(1);
+    while let Some(w) = it.next() {
+        let Some(name) = w.strip_prefix('-').filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if name == "s" {
+            stat = true;
+        } else if let Some(k) = VALUED.iter().find(|k| **k == name) {
+            let v = it.next().ok_or_else(|| {
+                cli_error(
+                    "MissingArgumentException",
+                    format!("Missing argument for option: {k}"),
+                )
+            })?;
+            values.push((k, v.clone()));
+        } else if !is_negative_number(w) {
+            return Err(cli_error(
+                "UnrecognizedOptionException",
+                format!("Unrecognized option: {w}"),
+            ));
+        }
+    }
+    let get = |k: &str| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let (file, members, add, remove) = (get("file"), get("members"), get("add"), get("remove"));
+    if file.is_none() && members.is_none() && add.is_none() && remove.is_none() {
+        return Err(usage("reconfig"));
+    }
+    let version = match get("v") {
+        Some(v) => i64::from_str_radix(&v, 16)
+            .map_err(|_| "-v must be followed by a long (configuration version)".to_string())?,
+        None => -1,
+    };
+    if (file.is_some() || members.is_some()) && (add.is_some() || remove.is_some()) {
+        return Err("Can't use -file or -members together with -add or -remove (mixing incremental and non-incremental modes is not allowed)".into());
+    }
+    if file.is_some() && members.is_some() {
+        return Err(
+            "Can't use -file and -members together (conflicting non-incremental modes)".into(),
+        );
+    }
+    if file.is_some() {
+        return Err(
+            "reconfig -file is not supported by corral shell: give the servers with -members"
+                .into(),
+        );
+    }
+    Ok(Command::Reconfig {
+        joining: add.map(|s| s.to_lowercase()),
+        leaving: remove.map(|s| s.to_lowercase()),
+        members: members.map(|s| s.to_lowercase()),
+        version,
+        stat,
+    })
 }
 
 /// Parses one typed line.
@@ -968,6 +1036,23 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(
+            parse("reconfig -s -v 1a -remove 3,4"),
+            Command::Reconfig {
+                joining: None,
+                leaving: Some("3,4".into()),
+                members: None,
+                version: 0x1a,
+                stat: true
+            }
+        );
+        assert_eq!(refused("reconfig"), usage("reconfig"));
+        assert!(refused("reconfig -members a -add b").starts_with("Can't use -file or -members"));
+        assert_eq!(
+            refused("reconfig -bogus"),
+            "org.apache.commons.cli.UnrecognizedOptionException: Unrecognized option: -bogus"
+        );
+        assert!(refused("reconfig -file f").contains("not supported"));
         assert_eq!(
             parse("redo 3"),
             Command::Shell(vec!["redo".into(), "3".into()])
