@@ -44,14 +44,14 @@ struct ServeArgs {
 enum Command {
     /// Run the keeper. Without --config: standalone on 127.0.0.1:2181, data in ./corral-data.
     Serve(ServeArgs),
-    /// An interactive shell like zkCli.
+    /// zkCli's shell: `corral shell [-server h1:p,h2:p/chroot] [-timeout ms] [-r] [cmd args]`,
+    /// or `-c 'cmd'` for one command with no banner.
+    #[command(disable_help_flag = true)]
     Shell {
-        /// host:port of a keeper (or any ZooKeeper server).
-        #[arg(long, short, default_value = "127.0.0.1:2181")]
-        server: String,
-        /// Run one command and exit (e.g. -c 'ls /').
-        #[arg(short = 'c', long = "command")]
-        command: Option<String>,
+        /// zkCli's arguments, read by the shell itself (its single-dash long options are not
+        /// clap's).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Load driver: one JSON line of throughput and latency percentiles on stdout.
     Bench(bench::BenchArgs),
@@ -80,8 +80,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Shell { server, command } => {
-            let code = runtime.block_on(shell::run(&server, command));
+        Command::Shell { args } => {
+            let code = runtime.block_on(shell::run(args));
             ExitCode::from(code.clamp(0, 255) as u8)
         }
         Command::Bench(args) => runtime.block_on(bench::run(args)),

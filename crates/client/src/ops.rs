@@ -4,7 +4,8 @@
 use corral_proto::{
     Acl, AddWatchMode, AddWatchRequest, AuthPacket, CheckVersionRequest, ClientInfo, CreateMode,
     CreateRequest, CreateTtlRequest, DeleteRequest, ErrorCode, GetDataRequest, MultiResult,
-    PathRequest, Request, Response, SetAclRequest, SetDataRequest, Stat,
+    PathRequest, Request, Response, SetAclRequest, SetDataRequest, Stat, WatcherType,
+    WatchesRequest,
 };
 
 use crate::{ClientError, Connection, Reply};
@@ -305,6 +306,25 @@ impl Connection {
             Response::Paths(p) => Ok(p),
             r => Err(unexpected("getEphemerals", &r)),
         }
+    }
+
+    /// Removes this session's watches of `kind` on `path` on the server (removeWatches,
+    /// 3.5+ servers); a server holding none answers NoWatcher.
+    pub async fn remove_watches(&self, path: &str, kind: WatcherType) -> Result<(), ClientError> {
+        self.call(Request::RemoveWatches(WatchesRequest {
+            path: path.into(),
+            watcher_type: kind.code(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// A delete operation for [`Connection::multi`]; `version` -1 matches any version.
+    pub fn delete_op(path: &str, version: i32) -> Request {
+        Request::Delete(DeleteRequest {
+            path: path.into(),
+            version,
+        })
     }
 
     /// A check-version operation for [`Connection::multi`].

@@ -214,3 +214,46 @@ async fn server_closing_fails_waiting_callers() {
         Err(ClientError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn remove_watches_sends_opcode_18_and_maps_no_watcher() {
+    let addr = serve(6000, |mut s, mut buf| async move {
+        let (x1, req) = next_request(&mut s, &mut buf).await.expect("removeWatches");
+        // The scripted server checks the request itself and answers NoWatcher only when it
+        // is exactly removeWatches(/w, Data): anything else gets Ok, which fails the caller.
+        let right = req
+            == Request::RemoveWatches(corral_client::proto::WatchesRequest {
+                path: "/w".into(),
+                watcher_type: corral_client::proto::WatcherType::Data.code(),
+            });
+        let err = if right {
+            ErrorCode::NoWatcher
+        } else {
+            ErrorCode::Ok
+        };
+        s.write_all(&frame(&reply_body(x1, 5, err, &Response::Empty)))
+            .await
+            .expect("w");
+        let (x2, req) = next_request(&mut s, &mut buf).await.expect("second");
+        assert!(matches!(req, Request::RemoveWatches(_)), "{req:?}");
+        s.write_all(&frame(&reply_body(x2, 6, ErrorCode::Ok, &Response::Empty)))
+            .await
+            .expect("w");
+        let _ = next_request(&mut s, &mut buf).await;
+    })
+    .await;
+    let c = Connection::connect(&addr, ConnectOptions::default())
+        .await
+        .expect("connect");
+    let r = c
+        .remove_watches("/w", corral_client::proto::WatcherType::Data)
+        .await;
+    assert!(
+        matches!(r, Err(ClientError::Server(ErrorCode::NoWatcher))),
+        "{r:?}"
+    );
+    c.remove_watches("/w", corral_client::proto::WatcherType::Any)
+        .await
+        .expect("second removeWatches answered Ok");
+    c.abort();
+}

@@ -1,61 +1,56 @@
-//! ACLs as people type them: `scheme:id:perms[,scheme:id:perms...]`, perms from `cdrwa`.
+//! ACLs as people type them: `scheme:id:perms[,scheme:id:perms...]`, perms from `cdrwa`,
+//! read with zkCli's leniency (bad entries reported and skipped, not refused).
 //! The id may itself contain colons (`digest:user:hash`, IPv6 addresses), so the scheme ends
 //! at the first colon and the permissions start after the last one.
 
 use corral_proto::{perms, Acl, Id};
 
-/// Parses a comma-separated ACL list.
-pub fn parse_acl(text: &str) -> Result<Vec<Acl>, String> {
+/// Parses a comma-separated ACL list as zkCli does: an entry without two colons is skipped,
+/// an unknown permission letter is ignored, and each is reported by a line for stderr.
+pub fn parse_acl(text: &str) -> (Vec<Acl>, Vec<String>) {
     let mut acl = Vec::new();
+    let mut warnings = Vec::new();
     for entry in text.split(',') {
-        let entry = entry.trim();
-        if entry.is_empty() {
-            continue;
-        }
         let (Some(first), Some(last)) = (entry.find(':'), entry.rfind(':')) else {
-            return Err(format!("{entry} does not have the form scheme:id:perm"));
+            warnings.push(format!("{entry} does not have the form scheme:id:perm"));
+            continue;
         };
         if first == last {
-            return Err(format!("{entry} does not have the form scheme:id:perm"));
+            warnings.push(format!("{entry} does not have the form scheme:id:perm"));
+            continue;
         }
-        let scheme = &entry[..first];
-        let id = &entry[first + 1..last];
-        if scheme.is_empty() {
-            return Err(format!("{entry}: the scheme is empty"));
-        }
-        let perms = parse_perms(&entry[last + 1..])?;
+        let (perms, unknown) = parse_perms(&entry[last + 1..]);
+        warnings.extend(
+            unknown
+                .into_iter()
+                .map(|c| format!("Unknown perm type: {c}")),
+        );
         acl.push(Acl {
             perms,
             id: Id {
-                scheme: scheme.to_string(),
-                id: id.to_string(),
+                scheme: entry[..first].to_string(),
+                id: entry[first + 1..last].to_string(),
             },
         });
     }
-    if acl.is_empty() {
-        return Err("the ACL is empty".into());
-    }
-    Ok(acl)
+    (acl, warnings)
 }
 
-/// `cdrwa` letters, in any order, to permission bits.
-pub fn parse_perms(text: &str) -> Result<i32, String> {
+/// `cdrwa` letters (lower case only, as zkCli) to permission bits, and the letters unknown.
+pub fn parse_perms(text: &str) -> (i32, Vec<char>) {
     let mut bits = 0;
+    let mut unknown = Vec::new();
     for c in text.chars() {
-        bits |= match c.to_ascii_lowercase() {
-            'c' => perms::CREATE,
-            'd' => perms::DELETE,
-            'r' => perms::READ,
-            'w' => perms::WRITE,
-            'a' => perms::ADMIN,
-            other => {
-                return Err(format!(
-                    "unknown permission '{other}' (use the letters c, d, r, w, a)"
-                ))
-            }
-        };
+        match c {
+            'c' => bits |= perms::CREATE,
+            'd' => bits |= perms::DELETE,
+            'r' => bits |= perms::READ,
+            'w' => bits |= perms::WRITE,
+            'a' => bits |= perms::ADMIN,
+            other => unknown.push(other),
+        }
     }
-    Ok(bits)
+    (bits, unknown)
 }
 
 /// Permission bits as letters, in zkCli's order (c d r w a).
@@ -84,7 +79,8 @@ mod tests {
 
     #[test]
     fn world_and_digest() {
-        let acl = parse_acl("world:anyone:cdrwa,digest:u:hash:r").expect("valid");
+        let (acl, warnings) = parse_acl("world:anyone:cdrwa,digest:u:hash:r");
+        assert!(warnings.is_empty());
         assert_eq!(acl.len(), 2);
         assert_eq!(
             (
@@ -106,31 +102,26 @@ mod tests {
 
     #[test]
     fn ids_with_colons_and_empty_ids() {
-        let acl = parse_acl("ip:::1:rw").expect("ipv6");
+        let (acl, _) = parse_acl("ip:::1:rw");
         assert_eq!(acl[0].id.id, "::1");
         assert_eq!(acl[0].perms, perms::READ | perms::WRITE);
-        let acl = parse_acl("auth::cdrwa").expect("auth");
+        let (acl, _) = parse_acl("auth::cdrwa");
         assert_eq!(
             (acl[0].id.scheme.as_str(), acl[0].id.id.as_str()),
             ("auth", "")
         );
-        let acl = parse_acl("digest:u:h=:").expect("no perms");
-        assert_eq!(acl[0].perms, 0);
-        assert_eq!(
-            parse_acl(" world:anyone:r , ip:10.0.0.1:a ")
-                .expect("spaces")
-                .len(),
-            2
-        );
     }
 
     #[test]
-    fn rejects_malformed() {
-        assert!(parse_acl("").is_err());
-        assert!(parse_acl("world").is_err());
-        assert!(parse_acl("world:anyone").is_err());
-        assert!(parse_acl(":anyone:r").is_err());
-        assert!(parse_acl("world:anyone:rx").is_err());
+    fn malformed_entries_are_reported_and_skipped() {
+        let (acl, w) = parse_acl("foo");
+        assert!(acl.is_empty());
+        assert_eq!(w, vec!["foo does not have the form scheme:id:perm"]);
+        let (acl, w) = parse_acl("world:anyone:rx");
+        assert_eq!(acl[0].perms, perms::READ);
+        assert_eq!(w, vec!["Unknown perm type: x"]);
+        let (acl, w) = parse_acl("world:anyone:R");
+        assert_eq!((acl[0].perms, w.len()), (0, 1));
     }
 
     #[test]
@@ -138,11 +129,10 @@ mod tests {
         assert_eq!(format_perms(perms::ALL), "cdrwa");
         assert_eq!(format_perms(perms::READ | perms::ADMIN), "ra");
         assert_eq!(format_perms(0), "");
-        assert_eq!(parse_perms("ADWRC").expect("upper case"), perms::ALL);
         for bits in 0..=perms::ALL {
-            assert_eq!(parse_perms(&format_perms(bits)).expect("round trip"), bits);
+            assert_eq!(parse_perms(&format_perms(bits)).0, bits);
         }
-        let a = &parse_acl("world:anyone:cdrwa").expect("valid")[0];
-        assert_eq!(format_acl_entry(a), "'world,'anyone\n: cdrwa");
+        let (acl, _) = parse_acl("world:anyone:cdrwa");
+        assert_eq!(format_acl_entry(&acl[0]), "'world,'anyone\n: cdrwa");
     }
 }

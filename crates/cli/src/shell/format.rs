@@ -5,8 +5,6 @@
 use corral_client::ClientError;
 use corral_proto::{ErrorCode, Stat};
 
-use corral_client::WatchedEvent;
-
 pub fn format_stat(s: &Stat) -> String {
     format!(
         "cZxid = 0x{:x}\nctime = {}\nmZxid = 0x{:x}\nmtime = {}\npZxid = 0x{:x}\ncversion = {}\n\
@@ -29,51 +27,85 @@ pub fn format_stat(s: &Stat) -> String {
 /// the shell and the four-letter words.
 pub use corral_keeper::four_letter::java_date;
 
-/// The line zkCli prints for a failed command on `path`.
-pub fn error_line(e: &ClientError, path: &str) -> String {
-    match e {
-        ClientError::Server(code) => match code {
-            ErrorCode::NoNode => format!("Node does not exist: {path}"),
-            ErrorCode::NodeExists => format!("Node already exists: {path}"),
-            ErrorCode::NotEmpty => format!("Node not empty: {path}"),
-            ErrorCode::NoChildrenForEphemerals => {
-                format!("Ephemerals cannot have children: {path}")
-            }
-            ErrorCode::NoAuth => format!("Insufficient permission : {path}"),
-            ErrorCode::BadVersion => format!("version No is not valid : {path}"),
-            ErrorCode::InvalidAcl => format!("Acl is not valid : {path}"),
-            ErrorCode::BadArguments => format!("Argument error : {path}"),
-            ErrorCode::NotReadOnly => format!("Not a read-only call: {path}"),
-            other if path.is_empty() => format!("KeeperErrorCode = {}", other.name()),
-            other => format!("KeeperErrorCode = {} for {path}", other.name()),
-        },
-        ClientError::SessionExpired => "Session expired".to_string(),
-        ClientError::Closed => format!(
-            "Connection lost{}",
-            if path.is_empty() {
-                String::new()
-            } else {
-                format!(" ({path})")
-            }
-        ),
-        other => other.to_string(),
+/// Java's message for an error code (KeeperException.getCodeMessage).
+pub fn code_message(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::Ok => "ok".into(),
+        ErrorCode::ApiError => "APIError".into(),
+        ErrorCode::InvalidAcl => "InvalidACL".into(),
+        ErrorCode::NotEmpty => "Directory not empty".into(),
+        ErrorCode::SessionExpired => "Session expired".into(),
+        ErrorCode::InvalidCallback => "Invalid callback".into(),
+        ErrorCode::SessionMoved => "Session moved".into(),
+        ErrorCode::NotReadOnly => "Not a read-only call".into(),
+        ErrorCode::EphemeralOnLocalSession => "Ephemeral node on local session".into(),
+        ErrorCode::NoWatcher => "No such watcher".into(),
+        ErrorCode::ReconfigDisabled => "Reconfig is disabled".into(),
+        ErrorCode::SessionClosedRequireSaslAuth => {
+            "Session closed because client failed to authenticate".into()
+        }
+        ErrorCode::QuotaExceeded => "Quota has exceeded".into(),
+        ErrorCode::ThrottledOp => "Op throttled due to high load".into(),
+        ErrorCode::UnknownSession | ErrorCode::RequestTimeout => {
+            format!("Unknown error {}", code.code())
+        }
+        other => other.name().into(),
     }
 }
 
-/// A watch notification as zkCli shows it.
-pub fn format_event(ev: &WatchedEvent) -> String {
+/// The error code a failed call stands for, as the Java client reports it.
+pub fn client_code(e: &ClientError) -> ErrorCode {
+    match e {
+        ClientError::Server(c) => *c,
+        ClientError::SessionExpired => ErrorCode::SessionExpired,
+        ClientError::Decode(_) | ClientError::Frame(_) | ClientError::UnexpectedResponse(_) => {
+            ErrorCode::MarshallingError
+        }
+        _ => ErrorCode::ConnectionLoss,
+    }
+}
+
+/// KeeperException.getMessage(): "KeeperErrorCode = NoNode for /a".
+pub fn keeper_message(code: ErrorCode, path: Option<&str>) -> String {
+    match path {
+        Some(p) => format!("KeeperErrorCode = {} for {p}", code_message(code)),
+        None => format!("KeeperErrorCode = {}", code_message(code)),
+    }
+}
+
+/// The line zkCli prints for a failed call on `path` (its CliWrapperException wording).
+pub fn wrapper_message(code: ErrorCode, path: Option<&str>) -> String {
+    let p = path.unwrap_or("null");
+    match code {
+        ErrorCode::NoNode => format!("Node does not exist: {p}"),
+        ErrorCode::NoChildrenForEphemerals => format!("Ephemerals cannot have children: {p}"),
+        ErrorCode::NodeExists => format!("Node already exists: {p}"),
+        ErrorCode::NotEmpty => format!("Node not empty: {p}"),
+        ErrorCode::NotReadOnly => format!("Not a read-only call: {p}"),
+        ErrorCode::InvalidAcl => format!("Acl is not valid : {p}"),
+        ErrorCode::NoAuth => format!("Insufficient permission : {p}"),
+        ErrorCode::BadArguments => format!("Arguments are not valid : {p}"),
+        ErrorCode::BadVersion => format!("version No is not valid : {p}"),
+        ErrorCode::ReconfigInProgress => {
+            "Another reconfiguration is in progress -- concurrent reconfigs not supported (yet)"
+                .into()
+        }
+        ErrorCode::QuotaExceeded => format!("Quota has exceeded : {p}"),
+        other => keeper_message(other, path),
+    }
+}
+
+/// A watch notification as zkCli prints it (the path of a state change is "null").
+pub fn format_event(state: &str, event_type: &str, path: Option<&str>) -> String {
     format!(
-        "\nWATCHER::\n\nWatchedEvent state:{} type:{} path:{}",
-        ev.state.name(),
-        ev.event_type.name(),
-        ev.path
+        "\nWATCHER::\n\nWatchedEvent state:{state} type:{event_type} path:{}",
+        path.unwrap_or("null")
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_proto::{EventType, KeeperState};
 
     #[test]
     fn stat_block() {
@@ -97,26 +129,29 @@ mod tests {
     #[test]
     fn errors_and_events() {
         assert_eq!(
-            error_line(&ClientError::Server(ErrorCode::NoNode), "/x"),
+            wrapper_message(ErrorCode::NoNode, Some("/x")),
             "Node does not exist: /x"
         );
         assert_eq!(
-            error_line(&ClientError::Server(ErrorCode::NodeExists), "/x"),
-            "Node already exists: /x"
+            wrapper_message(ErrorCode::InvalidAcl, None),
+            "Acl is not valid : null"
         );
         assert_eq!(
-            error_line(&ClientError::Server(ErrorCode::Unimplemented), "/x"),
-            "KeeperErrorCode = Unimplemented for /x"
+            wrapper_message(ErrorCode::NoWatcher, Some("/w")),
+            "KeeperErrorCode = No such watcher for /w"
         );
-        let ev = WatchedEvent {
-            event_type: EventType::NodeDataChanged,
-            state: KeeperState::SyncConnected,
-            path: "/x".into(),
-            zxid: 5,
-        };
         assert_eq!(
-            format_event(&ev),
+            keeper_message(ErrorCode::NoAuth, Some("/r")),
+            "KeeperErrorCode = NoAuth for /r"
+        );
+        assert_eq!(client_code(&ClientError::Closed), ErrorCode::ConnectionLoss);
+        assert_eq!(
+            format_event("SyncConnected", "NodeDataChanged", Some("/x")),
             "\nWATCHER::\n\nWatchedEvent state:SyncConnected type:NodeDataChanged path:/x"
+        );
+        assert_eq!(
+            format_event("Closed", "None", None),
+            "\nWATCHER::\n\nWatchedEvent state:Closed type:None path:null"
         );
     }
 }
