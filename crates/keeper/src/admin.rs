@@ -155,6 +155,24 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
             "zk_corral_keeper_stalled_ms_total".to_string(),
             st.sessions.stalled_total.as_millis().to_string(),
         ),
+        (
+            "zk_corral_connections_rejected_total".to_string(),
+            stats
+                .rejected_connections
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
+        (
+            "zk_corral_handshake_timeouts_total".to_string(),
+            stats.handshake_timeouts.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_corral_slow_connections_closed_total".to_string(),
+            stats
+                .slow_connections_closed
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
     ];
     metrics.push(("zk_snap_count".into(), keeper.config.snap_count.to_string()));
     if let Some(s) = &storage {

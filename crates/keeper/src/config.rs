@@ -82,6 +82,13 @@ pub struct Config {
     /// Keys that ask for protection corral does not give yet (TLS, SASL, enforced auth):
     /// start-up refuses them unless [`Config::allow_unenforced_security`].
     pub unenforced_security: Vec<UnenforcedKey>,
+    /// `globalOutstandingLimit`: above this many requests taken in and not answered, a
+    /// connection that already has requests outstanding is not read (ZooKeeper's default
+    /// 1000).
+    pub global_outstanding_limit: u32,
+    /// `nio.sessionlessCnxnTimeout` (ms): a connection must complete its handshake (or its
+    /// four-letter word) within this, or it is closed (ZooKeeper's default 10 s).
+    pub handshake_timeout_ms: u32,
     /// `corral.allowUnenforcedSecurity=true`, or `corral serve --allow-unenforced-security`:
     /// start anyway, with a warning naming each key.
     pub allow_unenforced_security: bool,
@@ -242,6 +249,8 @@ impl Default for Config {
             admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             config_path: None,
             unenforced_security: Vec::new(),
+            global_outstanding_limit: 1000,
+            handshake_timeout_ms: 10_000,
             allow_unenforced_security: false,
         }
     }
@@ -264,7 +273,6 @@ const NOT_USED: &[&str] = &[
     "clientPortListenBacklog",
     "sslQuorumReloadCertFiles",
     "serverCnxnFactory",
-    "globalOutstandingLimit",
     "preAllocSize",
     "maxCnxns",
     "snapSizeLimitInKb",
@@ -719,6 +727,20 @@ impl Config {
                 }
             }
             "zookeeper.extendedTypesEnabled" => self.extended_types_enabled = strict_bool(value)?,
+            "zookeeper.globalOutstandingLimit" | "globalOutstandingLimit" => {
+                let n = java_decode_int(value)?;
+                // ZooKeeper falls back to its default for a value below 1.
+                self.global_outstanding_limit = if n < 1 { 1000 } else { n as u32 };
+            }
+            "zookeeper.nio.sessionlessCnxnTimeout" => {
+                let n = java_decode_int(value)?;
+                if n <= 0 {
+                    return Err(format!(
+                        "{value:?} must be a positive number of milliseconds"
+                    ));
+                }
+                self.handshake_timeout_ms = n as u32;
+            }
             "zookeeper.enforceQuota" => self.enforce_quota = strict_bool(value)?,
             "zookeeper.DigestAuthenticationProvider.superDigest" => {
                 let Some((user, digest)) = value.split_once(':') else {
@@ -812,6 +834,11 @@ fn unenforced_protection(key: &str, value: &str) -> Option<&'static str> {
 }
 
 impl Config {
+    /// How long a connection may take to complete its handshake.
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.handshake_timeout_ms))
+    }
+
     /// Stops start-up when a key asks for protection corral does not give, unless the
     /// operator allowed it; then returns one warning per key, to be logged at every start.
     pub fn check_security(&self) -> Result<Vec<String>, ConfigError> {

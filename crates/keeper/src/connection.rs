@@ -18,33 +18,63 @@ use corral_proto::{
     RequestHeader, Response, WatcherType,
 };
 use corral_tree::{Entry, EntryOp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::server::{event_frame, now_ms, ConnInfo, Keeper, Outbound};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::outbound::{OutQueue, WriterEnd};
+use crate::server::{event_frame, now_ms, ConnInfo, Keeper};
 use crate::watch::{ConnId, Mode, Table};
 
 /// Why a connection ends (logged once).
 type Close = String;
 
 pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
+    // Counted from accept, before a byte is read, so that sockets that never send anything
+    // cannot pile up past maxClientCnxns (ZooKeeper counts at accept too).
+    let _slot = match std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
+        None => None,
+        Some(limit) => match IpSlot::take(&keeper, remote.ip(), limit.get()) {
+            Some(slot) => Some(slot),
+            None => {
+                keeper.note_rejected_connection(remote, limit.get());
+                return;
+            }
+        },
+    };
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // Everything before a session exists (the first bytes, a four-letter word, the handshake)
+    // must happen within this bound; then the connection is dropped.
+    let handshake_deadline = tokio::time::Instant::now() + keeper.config.handshake_timeout();
 
     // The first four bytes of a connection are either a four-letter word or a frame length.
-    if let Err(e) = read_at_least(&mut rd, &mut buf, 4).await {
-        debug!(%remote, "connection closed before sending anything: {e}");
-        return;
+    let first_bytes =
+        tokio::time::timeout_at(handshake_deadline, read_at_least(&mut rd, &mut buf, 4));
+    match first_bytes.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            debug!(%remote, "connection closed before sending anything: {e}");
+            return;
+        }
+        Err(_) => {
+            keeper.note_handshake_timeout(remote);
+            return;
+        }
     }
     let first = [buf[0], buf[1], buf[2], buf[3]];
     if let Some(cmd) = crate::four_letter::recognize(first) {
         let mut extra = None;
         if crate::four_letter::needs_trace_mask(cmd) {
-            if read_at_least(&mut rd, &mut buf, 12).await.is_err() {
+            let mask =
+                tokio::time::timeout_at(handshake_deadline, read_at_least(&mut rd, &mut buf, 12));
+            if !matches!(mask.await, Ok(Ok(()))) {
                 return;
             }
             let mut b = [0u8; 8];
@@ -55,25 +85,31 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
         return;
     }
 
-    let _slot = match std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
-        None => None,
-        Some(limit) => match IpSlot::take(&keeper, remote.ip(), limit.get()) {
-            Some(slot) => Some(slot),
-            None => {
-                warn!(%remote, "too many connections from {} - max is {}", remote.ip(), limit);
-                return;
-            }
-        },
-    };
-
     let conn_id = keeper.next_conn_id();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, rx, Arc::clone(&keeper)));
+    let (out, queue_reader) = OutQueue::new(keeper.queue_limits());
+    let writer = {
+        let keeper = Arc::clone(&keeper);
+        tokio::spawn(async move {
+            let stats = Arc::clone(&keeper);
+            let end = crate::outbound::write_loop(wr, queue_reader, remote, move || {
+                // Every frame leaves through here, so this is where packets_sent is
+                // counted: replies, notifications and the connect response alike, as
+                // ZooKeeper counts them.
+                stats.stats.packets_sent.fetch_add(1, Relaxed);
+            })
+            .await;
+            if matches!(end, WriterEnd::Overflowed | WriterEnd::Stalled) {
+                keeper.stats.slow_connections_closed.fetch_add(1, Relaxed);
+            }
+        })
+    };
     let mut conn = Connection {
         keeper: Arc::clone(&keeper),
         id: conn_id,
         remote,
-        tx,
+        out,
+        in_flight: Arc::default(),
+        handshake_deadline,
         session_id: 0,
         identities: vec![Id {
             scheme: "ip".into(),
@@ -162,54 +198,14 @@ async fn four_letter_word(
     let _ = wr.shutdown().await;
 }
 
-/// Every frame leaves through here, so this is where the server's packets_sent is counted:
-/// replies, watch notifications and the connect response alike, as ZooKeeper counts them.
-async fn write_loop(
-    wr: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-    keeper: Arc<Keeper>,
-) {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(msg) = rx.recv().await {
-        let mut pending = Some(msg);
-        // Drain whatever is queued before flushing: one syscall for a burst of replies.
-        while let Some(msg) = pending.take() {
-            match msg {
-                Outbound::Frame(body) => {
-                    if wr
-                        .write_all(&(body.len() as i32).to_be_bytes())
-                        .await
-                        .is_err()
-                        || wr.write_all(&body).await.is_err()
-                    {
-                        return;
-                    }
-                    keeper
-                        .stats
-                        .packets_sent
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Outbound::Close(why) => {
-                    debug!("closing the connection: {why}");
-                    let _ = wr.flush().await;
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-            }
-            pending = rx.try_recv().ok();
-        }
-        if wr.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.flush().await;
-}
-
 struct Connection {
     keeper: Arc<Keeper>,
     id: ConnId,
     remote: SocketAddr,
-    tx: mpsc::UnboundedSender<Outbound>,
+    out: Arc<OutQueue>,
+    /// Requests taken in and not yet answered (shared by the reader and the responder).
+    in_flight: Arc<AtomicUsize>,
+    handshake_deadline: tokio::time::Instant,
     session_id: i64,
     identities: Vec<Id>,
     /// Requests on their way to the responder, in arrival order (reader side only).
@@ -263,28 +259,34 @@ impl Connection {
         let max = self.keeper.config.jute_max_buffer;
         let mut handshake_done = false;
         loop {
+            if handshake_done {
+                // Back-pressure: nothing more is taken in while the client is not reading
+                // its replies, or while the keeper as a whole has too much outstanding.
+                self.out.wait_for_space().await;
+                if self.out.is_closed() {
+                    return "closed by server".into();
+                }
+                self.keeper.wait_for_outstanding_room(&self.in_flight).await;
+            }
             let body = match buf.next_frame(max) {
                 Ok(Some(body)) => body,
                 Ok(None) => {
                     let mut chunk = [0u8; 16 * 1024];
-                    let timeout = if handshake_done {
-                        None
+                    let read = if handshake_done {
+                        tokio::select! {
+                            r = rd.read(&mut chunk) => r,
+                            _ = self.out.closed() => return "closed by server".into(),
+                        }
                     } else {
-                        // A connection that never completes its handshake is dropped
-                        // rather than held forever.
-                        Some(Duration::from_millis(
-                            self.keeper.config.max_session_timeout_ms as u64,
-                        ))
-                    };
-                    let read = match timeout {
-                        Some(t) => match tokio::time::timeout(t, rd.read(&mut chunk)).await {
+                        // A connection that never completes its handshake is dropped rather
+                        // than held forever.
+                        match tokio::time::timeout_at(self.handshake_deadline, rd.read(&mut chunk))
+                            .await
+                        {
                             Ok(r) => r,
-                            Err(_) => return "no handshake in time".into(),
-                        },
-                        None => {
-                            tokio::select! {
-                                r = rd.read(&mut chunk) => r,
-                                _ = self.tx.closed() => return "closed by server".into(),
+                            Err(_) => {
+                                self.keeper.note_handshake_timeout(self.remote);
+                                return "no handshake in time".into();
                             }
                         }
                     };
@@ -325,7 +327,9 @@ impl Connection {
             keeper: Arc::clone(&self.keeper),
             id: self.id,
             remote: self.remote,
-            tx: self.tx.clone(),
+            out: Arc::clone(&self.out),
+            in_flight: Arc::clone(&self.in_flight),
+            handshake_deadline: self.handshake_deadline,
             session_id: self.session_id,
             identities: self.identities.clone(),
             pipe: None,
@@ -337,15 +341,16 @@ impl Connection {
     }
 
     async fn respond(mut self, mut rx: mpsc::Receiver<Deferred>) {
-        use std::sync::atomic::Ordering::Relaxed;
         while let Some(d) = rx.recv().await {
+            // Nothing is answered while the client is not reading what it was sent.
+            self.out.wait_for_space().await;
             let go_on = self.answer(d).await;
-            self.keeper.stats.outstanding.fetch_sub(1, Relaxed);
+            self.keeper.request_done(&self.in_flight);
             if !go_on {
                 // Whatever is still queued will not be answered: stop counting it.
                 rx.close();
                 while rx.try_recv().is_ok() {
-                    self.keeper.stats.outstanding.fetch_sub(1, Relaxed);
+                    self.keeper.request_done(&self.in_flight);
                 }
                 return;
             }
@@ -450,11 +455,13 @@ impl Connection {
     }
 
     fn send(&self, body: Vec<u8>) {
-        let _ = self.tx.send(Outbound::Frame(body));
+        // A reply never overflows a queue its own connection waits on (the reader and the
+        // responder wait for room first), so only events can overflow it.
+        let _ = self.out.push(body);
     }
 
     fn send_close(&self, why: &'static str) {
-        let _ = self.tx.send(Outbound::Close(why));
+        self.out.close(why);
     }
 
     async fn handshake(&mut self, body: &[u8]) -> Flow {
@@ -548,8 +555,7 @@ impl Connection {
         if let Some(old) = st.session_conn.insert(session_id, self.id) {
             if old != self.id {
                 if let Some(c) = st.conns.get(&old) {
-                    let _ =
-                        c.tx.send(Outbound::Close("session moved to a new connection"));
+                    c.out.close("session moved to a new connection");
                 }
             }
         }
@@ -560,7 +566,7 @@ impl Connection {
         st.conns.insert(
             self.id,
             ConnInfo {
-                tx: self.tx.clone(),
+                out: Arc::clone(&self.out),
                 remote: self.remote,
                 session_id,
                 timeout_ms: timeout,
@@ -726,10 +732,10 @@ impl Connection {
         let Some(pipe) = &self.pipe else {
             return Flow::Close("no responder".into());
         };
-        let outstanding = &self.keeper.stats.outstanding;
-        outstanding.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.keeper.stats.outstanding.fetch_add(1, Relaxed);
+        self.in_flight.fetch_add(1, Relaxed);
         if pipe.send(deferred).await.is_err() {
-            outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.keeper.request_done(&self.in_flight);
             return Flow::Close("the responder stopped".into());
         }
         match closing {

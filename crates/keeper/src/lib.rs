@@ -17,6 +17,7 @@ pub mod consensus;
 mod data_lock;
 pub mod four_letter;
 mod identity;
+pub mod outbound;
 mod restore;
 pub mod server;
 pub mod session;

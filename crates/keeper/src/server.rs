@@ -3,18 +3,19 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEvent};
 use corral_tree::{ApplyResult, DataTree, Entry, EntryOp, TreeConfig};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::consensus::{Consensus, StateMachineHook, StorageConfig};
+use crate::outbound::{Pushed, QueueLimits};
 use crate::session::{SessionTracker, CHECK_INTERVAL, STALL_THRESHOLD};
 use crate::watch::{ConnId, WatchRegistry};
 
@@ -24,19 +25,10 @@ pub const CONTAINER_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// buffer is ever allocated, large enough that each write call is worth making.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-/// What a connection's writer task is asked to do.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A complete frame body (the writer adds the length prefix).
-    Frame(Vec<u8>),
-    /// Close the connection after everything queued before it has been written.
-    Close(&'static str),
-}
-
 /// Per-connection bookkeeping visible to the admin commands.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    pub tx: mpsc::UnboundedSender<Outbound>,
+    pub out: Arc<crate::outbound::OutQueue>,
     pub remote: SocketAddr,
     pub session_id: i64,
     pub timeout_ms: i32,
@@ -79,6 +71,16 @@ pub struct ServerStats {
     pub latency_min_ms: AtomicU64,
     /// Requests taken in by connections and not yet answered.
     pub outstanding: AtomicU64,
+    /// Connections refused at accept: their address was at maxClientCnxns.
+    pub rejected_connections: AtomicU64,
+    /// Connections that did not complete a handshake within the bound.
+    pub handshake_timeouts: AtomicU64,
+    /// Connections closed because their client did not read what it was sent.
+    pub slow_connections_closed: AtomicU64,
+    /// When a refusal or timeout was last logged (ms since the keeper started), so a flood
+    /// logs one line per interval, not one per connection.
+    last_admission_log_ms: AtomicU64,
+    admission_events_unlogged: AtomicU64,
 }
 
 impl ServerStats {
@@ -115,6 +117,8 @@ pub struct Keeper {
     pub started: Instant,
     pub stats: ServerStats,
     shutdown: Notify,
+    /// Woken when the outstanding requests fall below `globalOutstandingLimit`.
+    outstanding_room: Notify,
     /// Held from the start of [`Keeper::start`] for the keeper's life.
     data_lock: OnceLock<crate::data_lock::DataDirLock>,
     /// The tree's last applied zxid, published by the apply path so replies that only need
@@ -160,6 +164,7 @@ impl Keeper {
             started: Instant::now(),
             stats: ServerStats::default(),
             shutdown: Notify::new(),
+            outstanding_room: Notify::new(),
             data_lock: OnceLock::new(),
             last_zxid: AtomicI64::new(0),
         })
@@ -292,6 +297,8 @@ impl Keeper {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut failures = 0u64;
+        let mut last_logged: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = self.shutdown.notified() => return,
@@ -301,8 +308,14 @@ impl Keeper {
                         tokio::spawn(async move { crate::connection::serve(keeper, stream, remote).await });
                     }
                     Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!("accept failed: {e}");
+                        // EMFILE and friends: back off instead of spinning, and say so once
+                        // per interval; the connections already open go on being served.
+                        failures += 1;
+                        if last_logged.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                            warn!("accept failed: {e} ({failures} failures since the last such line); backing off");
+                            failures = 0;
+                            last_logged = Some(Instant::now());
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
@@ -403,6 +416,80 @@ impl Keeper {
         }
     }
 
+    /// The bounds of one connection's outbound queue.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits::for_max_frame(
+            self.config.jute_max_buffer,
+            Duration::from_millis(u64::from(self.config.max_session_timeout_ms)),
+        )
+    }
+
+    /// Waits while the keeper holds `globalOutstandingLimit` requests or more and this
+    /// connection has some of them: a connection with nothing outstanding may always send
+    /// one (ZooKeeper's throttle), so no client starves behind one that does not read.
+    pub async fn wait_for_outstanding_room(&self, mine: &AtomicUsize) {
+        let limit = u64::from(self.config.global_outstanding_limit);
+        loop {
+            if self.stats.outstanding.load(Ordering::Acquire) < limit
+                || mine.load(Ordering::Acquire) == 0
+            {
+                return;
+            }
+            // Woken when a request is answered below the limit; the timeout covers this
+            // connection's own count reaching zero.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(10), self.outstanding_room.notified())
+                    .await;
+        }
+    }
+
+    /// One request of a connection answered (or dropped unanswered).
+    pub fn request_done(&self, mine: &AtomicUsize) {
+        mine.fetch_sub(1, Ordering::AcqRel);
+        let before = self.stats.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if before >= u64::from(self.config.global_outstanding_limit) {
+            self.outstanding_room.notify_waiters();
+        }
+    }
+
+    pub fn note_rejected_connection(&self, remote: SocketAddr, limit: u32) {
+        self.stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.log_admission(|n| {
+            warn!(%remote, "too many connections from {} - max is {limit} ({n} refused since the last such line)", remote.ip())
+        });
+    }
+
+    pub fn note_handshake_timeout(&self, remote: SocketAddr) {
+        self.stats
+            .handshake_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+        let bound = self.config.handshake_timeout().as_millis();
+        self.log_admission(|n| {
+            warn!(%remote, "no handshake within {bound} ms; closing the connection ({n} such since the last such line)")
+        });
+    }
+
+    /// Runs `log` at most once per interval, with the number of events it stands for.
+    fn log_admission(&self, log: impl FnOnce(u64)) {
+        const INTERVAL_MS: u64 = 10_000;
+        let now = self.started.elapsed().as_millis() as u64;
+        let s = &self.stats;
+        let unlogged = s.admission_events_unlogged.fetch_add(1, Ordering::AcqRel) + 1;
+        let last = s.last_admission_log_ms.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= INTERVAL_MS;
+        if due
+            && s.last_admission_log_ms
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            s.admission_events_unlogged
+                .fetch_sub(unlogged, Ordering::AcqRel);
+            log(unlogged);
+        }
+    }
+
     /// True while the log cannot take client writes (disk full); reads go on.
     pub fn writes_blocked(&self) -> bool {
         self.consensus.get().is_some_and(|c| c.writes_blocked())
@@ -456,7 +543,7 @@ impl StateMachineHook for Hook {
                 if expired {
                     if let Some(conn) = st.session_conn.remove(session_id) {
                         if let Some(c) = st.conns.get(&conn) {
-                            let _ = c.tx.send(Outbound::Close("session expired"));
+                            c.out.close("session expired");
                         }
                     }
                 }
@@ -473,7 +560,15 @@ impl StateMachineHook for Hook {
             for conn in targets {
                 if let Some(c) = conns.get_mut(&conn) {
                     c.packets_sent += 1;
-                    let _ = c.tx.send(Outbound::Frame(body.clone()));
+                    if c.out.push(body.clone()) == Pushed::Overflowed {
+                        // The writer closes it; its watches go with the connection.
+                        warn!(
+                            remote = %c.remote,
+                            session = format!("0x{:x}", c.session_id),
+                            queued_bytes = c.out.queued_bytes(),
+                            "watch events are piling up unread; closing the connection"
+                        );
+                    }
                 }
             }
         }

@@ -502,6 +502,31 @@ impl RawConn {
         })
     }
 
+    /// Connects from a chosen loopback address (127.0.0.2, ...), so a test can play several
+    /// client hosts against per-address limits.
+    pub fn connect_from(source: std::net::IpAddr, addr: &str) -> std::io::Result<RawConn> {
+        let target: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(source, 0))?;
+            socket.connect(target).await
+        })?;
+        let stream = stream.into_std()?;
+        // A blocking socket from here on, as RawConn expects.
+        stream.set_nonblocking(false)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()
