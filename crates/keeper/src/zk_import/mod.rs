@@ -1,0 +1,228 @@
+//! Import of ZooKeeper's on-disk state (`dataDir/version-2` snapshots and
+//! `dataLogDir/version-2` transaction logs, ZooKeeper 3.4 to 3.9) into corral's: the newest
+//! complete snapshot is loaded and the logged transactions after it replayed the way
+//! ZooKeeper's own start-up does ([`replay`]), then the result is written as the snapshot of
+//! a fresh one-voter group whose last log index is ZooKeeper's last zxid ([`write`]), so
+//! zxid = log index keeps holding and clients that reconnect with their lastZxidSeen, session
+//! id and password keep their sessions.
+//!
+//! Owns: reading ZooKeeper's formats ([`files`]), the replay, the conversion. Must not:
+//! write anything in ZooKeeper's directories (they are left as they were, so the operator
+//! can go back), or leave half-written corral data (the snapshot, written last through a
+//! temporary file, is the commit point).
+
+mod files;
+mod replay;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::consensus::StorageConfig;
+pub use write::zk_session_password;
+
+/// Why an import stopped. File errors name the file and, where one applies, the offset.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("{}: {what} at byte offset {offset}", file.display())]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error("{}: unsupported: {what}", file.display())]
+    Unsupported { file: PathBuf, what: String },
+    #[error("{}: {what}", file.display())]
+    Inconsistent { file: PathBuf, what: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no ZooKeeper snapshot.* or log.* files in {}", .0.display())]
+    NothingToImport(PathBuf),
+    #[error(
+        "{} already holds corral data (snapshots or write-ahead log); import only into an \
+         empty data directory", .0.display()
+    )]
+    DestinationInUse(PathBuf),
+    #[error("the imported tree is not consistent: {0}")]
+    Tree(String),
+    #[error("cannot write corral's data: {0}")]
+    Write(String),
+}
+
+impl ImportError {
+    fn io(path: &Path, source: std::io::Error) -> ImportError {
+        ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What an import read and wrote.
+#[derive(Debug, Clone)]
+pub struct ImportSummary {
+    /// The ZooKeeper snapshot loaded (None: the logs alone were replayed).
+    pub snapshot: Option<PathBuf>,
+    pub logs: Vec<PathBuf>,
+    pub txns_replayed: u64,
+    pub znodes: usize,
+    pub sessions: usize,
+    pub ephemerals: usize,
+    /// ZooKeeper's last zxid: the last log index of the corral snapshot written.
+    pub last_zxid: i64,
+    /// Bytes of the corral snapshot written.
+    pub snapshot_bytes: u64,
+    pub elapsed_ms: u64,
+}
+
+/// ZooKeeper's `version-2` under `dir`, or `dir` itself when it is one.
+pub fn version2_dir(dir: &Path) -> PathBuf {
+    if dir.file_name().is_some_and(|n| n == "version-2") {
+        dir.to_path_buf()
+    } else {
+        dir.join("version-2")
+    }
+}
+
+/// Whether ZooKeeper left snapshots or logs in `data_dir` (or `data_log_dir`).
+pub fn has_zk_data(data_dir: &Path, data_log_dir: Option<&Path>) -> bool {
+    let snaps = version2_dir(data_dir);
+    let logs = version2_dir(data_log_dir.unwrap_or(data_dir));
+    files::ZkFiles::scan(&snaps, &logs).is_ok_and(|f| !f.is_empty())
+}
+
+/// Whether corral already has data (a snapshot or a log segment) where `storage` points.
+pub fn has_corral_data(storage: &StorageConfig) -> bool {
+    let any = |dir: PathBuf, is_data: &dyn Fn(&str) -> bool| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_str().is_some_and(is_data))
+        })
+    };
+    any(storage.snapshot_dir(), &|n: &str| {
+        n.starts_with("snapshot.") && !n.ends_with(".tmp")
+    }) || any(storage.wal_dir(), &|n: &str| n.ends_with(".log"))
+}
+
+/// Imports ZooKeeper's state from `zk_data_dir` (its dataDir, or the `version-2` in it) and
+/// `zk_log_dir` (its dataLogDir, when separate) into corral's empty storage `dest`.
+pub fn import(
+    zk_data_dir: &Path,
+    zk_log_dir: Option<&Path>,
+    dest: &StorageConfig,
+) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    if has_corral_data(dest) {
+        return Err(ImportError::DestinationInUse(dest.data_dir.clone()));
+    }
+    let snap_dir = version2_dir(zk_data_dir);
+    let log_dir = version2_dir(zk_log_dir.unwrap_or(zk_data_dir));
+    let found = files::ZkFiles::scan(&snap_dir, &log_dir)?;
+    if found.is_empty() {
+        return Err(ImportError::NothingToImport(snap_dir));
+    }
+
+    // The newest complete snapshot, as ZooKeeper picks it: one a crash left incomplete is
+    // passed over; any other damage stops the import.
+    let mut tree = None;
+    let mut snapshot = None;
+    for (zxid, path) in &found.snapshots {
+        let bytes = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
+        files::check_uncompressed(path, &bytes)?;
+        if !files::snapshot_looks_complete(&bytes) {
+            tracing::warn!(
+                file = %path.display(),
+                "ZooKeeper snapshot is incomplete (ZooKeeper stopped while writing it); \
+                 using the one before, as ZooKeeper does"
+            );
+            continue;
+        }
+        let parsed = files::parse_snapshot(path, &bytes)?;
+        tree = Some(replay::ZkTree::from_snapshot(path, parsed, *zxid)?);
+        snapshot = Some(path.clone());
+        break;
+    }
+    let mut tree = tree.unwrap_or_else(replay::ZkTree::empty);
+    let snap_zxid = tree.last_zxid;
+
+    // The logs from the last one starting at or before the snapshot's zxid.
+    let first = found
+        .logs
+        .iter()
+        .filter(|(z, _)| *z <= snap_zxid)
+        .map(|(z, _)| *z)
+        .max()
+        .unwrap_or(0);
+    let mut logs = Vec::new();
+    for (_, path) in found.logs.iter().filter(|(z, _)| *z >= first) {
+        let bytes = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
+        let mut reader = files::LogReader::open(path, &bytes)?;
+        loop {
+            match reader.next_txn()? {
+                Ok((hdr, txn)) => {
+                    if hdr.zxid <= snap_zxid {
+                        continue;
+                    }
+                    if hdr.zxid <= tree.last_zxid && tree.replayed > 0 {
+                        tracing::warn!(
+                            file = %path.display(),
+                            "transaction {:#x} follows {:#x}: out of order (replayed anyway, as ZooKeeper does)",
+                            hdr.zxid, tree.last_zxid
+                        );
+                    }
+                    tree.replay(&hdr, &txn);
+                }
+                Err(files::LogEnd::Clean) => break,
+                Err(files::LogEnd::Torn { offset }) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        offset,
+                        "ZooKeeper log ends in a partly written record (ZooKeeper stopped \
+                         while writing it; it was never acknowledged); reading stops there, \
+                         as ZooKeeper's does"
+                    );
+                    break;
+                }
+            }
+        }
+        logs.push(path.clone());
+    }
+
+    // ZooKeeper kills, at load, sessions that own ephemerals but have no timeout recorded.
+    for orphan in tree.orphan_owners() {
+        tracing::warn!(
+            "session {orphan:#x} owns ephemerals but is not among ZooKeeper's sessions; its \
+             ephemerals are deleted, as ZooKeeper does at start"
+        );
+        let zxid = tree.last_zxid;
+        tree.kill_session(orphan, zxid, None);
+    }
+    if tree.last_zxid <= 0 {
+        return Err(ImportError::NothingToImport(snap_dir));
+    }
+
+    let corral = write::to_data_tree(&tree)?;
+    let summary = ImportSummary {
+        snapshot,
+        logs,
+        txns_replayed: tree.replayed,
+        znodes: corral.node_count(),
+        sessions: corral.sessions().count(),
+        ephemerals: corral.ephemeral_count(),
+        last_zxid: corral.last_zxid(),
+        snapshot_bytes: 0,
+        elapsed_ms: 0,
+    };
+    drop(tree);
+    let snapshot_bytes = write::write_corral_state(&corral, dest)?;
+    Ok(ImportSummary {
+        snapshot_bytes,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        ..summary
+    })
+}
