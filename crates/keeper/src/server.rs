@@ -281,7 +281,7 @@ impl Keeper {
                     znodes = s.znodes,
                     sessions = s.sessions,
                     ephemerals = s.ephemerals,
-                    last_zxid = format!("0x{:x}", s.last_zxid),
+                    last_zxid = %format!("0x{:x}", s.last_zxid),
                     snapshot = %s.snapshot.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()),
                     logs = s.logs.len(),
                     txns_replayed = s.txns_replayed,

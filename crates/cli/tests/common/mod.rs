@@ -405,6 +405,12 @@ impl RealZk {
     }
 
     pub fn try_start(extra_cfg: &str) -> Result<RealZk, String> {
+        Self::try_start_with_jvm(extra_cfg, &[])
+    }
+
+    /// [`RealZk::try_start`] with extra JVM arguments (system properties ZooKeeper reads only
+    /// from the JVM, such as `-Djute.maxbuffer=N`).
+    pub fn try_start_with_jvm(extra_cfg: &str, jvm_args: &[&str]) -> Result<RealZk, String> {
         let dir = fresh_temp_dir("zk").map_err(|e| format!("temp dir: {e}"))?;
         let port = free_port();
         let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
@@ -427,6 +433,7 @@ impl RealZk {
             .arg("-Djava.awt.headless=true")
             .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
             .arg("-Dzookeeper.admin.enableServer=false")
+            .args(jvm_args)
             .arg("-cp")
             .arg(cp)
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
