@@ -117,7 +117,6 @@ fn import_zk(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            error!("import failed: {e}");
             eprintln!("corral: import failed: {e}");
             ExitCode::FAILURE
         }

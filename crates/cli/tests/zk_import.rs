@@ -475,7 +475,8 @@ fn fill_zookeeper(n: usize, keep: &Path) -> Option<ZkState> {
     p.all_ok(reqs, 150);
 
     // The bulk: persistent nodes in directories of 500, a tenth under the quota.
-    let bulk = n;
+    // A 40th of them is deleted again below.
+    let bulk = n + n / 39;
     let mut reqs = Vec::new();
     for d in 0..bulk.div_ceil(500) {
         reqs.push(open_create(&format!("/imp/p/d{d}"), b"dir", PERSISTENT));
@@ -724,6 +725,112 @@ fn verify(label: &str, corral: &CorralServer, zk: &ZkState) {
     drop(pinger.stop());
 }
 
+/// `corral import-zk --from <from> --to <to>`: success and stdout, or failure and stderr.
+fn import_zk(from: &Path, to: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("import-zk")
+        .arg("--from")
+        .arg(from)
+        .arg("--to")
+        .arg(to)
+        .output()
+        .expect("run corral import-zk");
+    let text = if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    (
+        out.status.success(),
+        String::from_utf8_lossy(text).into_owned(),
+    )
+}
+
+fn v2(d: &Path) -> PathBuf {
+    d.join("version-2")
+}
+
+/// The file of `d`'s version-2 named `prefix<hex zxid>` with the highest zxid.
+fn newest(d: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(v2(d))
+        .expect("version-2")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .max_by_key(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            i64::from_str_radix(name.rsplit('.').next().unwrap_or_default(), 16).unwrap_or(0)
+        })
+        .expect("a file")
+}
+
+/// A damaged or unsupported ZooKeeper file stops the import naming the file (and the
+/// offset), and no corral data is left behind.
+fn damaged_files_are_refused(zk: &ZkState, work: &Path) {
+    type Damage = Box<dyn Fn(&Path) -> (PathBuf, &'static str)>;
+    let cases: Vec<(&str, Damage)> = vec![
+        (
+            "a flipped byte in the newest log's first record",
+            Box::new(|d: &Path| {
+                let f = newest(d, "log.");
+                let mut b = std::fs::read(&f).expect("log");
+                // File header (16 bytes), checksum and length (12): the record's body.
+                b[16 + 12 + 3] ^= 0x40;
+                std::fs::write(&f, b).expect("write log");
+                (f, "byte offset 16")
+            }),
+        ),
+        (
+            "a flipped byte in the newest snapshot",
+            Box::new(|d: &Path| {
+                let f = newest(d, "snapshot.");
+                let mut b = std::fs::read(&f).expect("snapshot");
+                let at = b.len() / 2;
+                b[at] ^= 0x01;
+                std::fs::write(&f, b).expect("write snapshot");
+                (f, "byte offset")
+            }),
+        ),
+        (
+            "a gzip-compressed snapshot",
+            Box::new(|d: &Path| {
+                let f = v2(d).join("snapshot.7fffffffffff.gz");
+                std::fs::write(&f, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).expect("write");
+                (f, "gzip")
+            }),
+        ),
+    ];
+    for (what, damage) in cases {
+        let from = work.join("damaged");
+        let _ = std::fs::remove_dir_all(&from);
+        copy_dir(&zk.data, &from);
+        let (file, says) = damage(&from);
+        let to = work.join("damaged-import");
+        let _ = std::fs::remove_dir_all(&to);
+        let (ok, text) = import_zk(&from, &to);
+        assert!(!ok, "{what}: the import must fail");
+        assert!(
+            text.contains(&file.display().to_string()) && text.contains(says),
+            "{what}: the error must name {} and say {says:?}: {text}",
+            file.display()
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(to.join("snapshots"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            leftovers.is_empty(),
+            "{what}: corral data left behind: {leftovers:?}"
+        );
+        eprintln!("{what}: refused: {}", text.trim());
+    }
+}
+
 fn corral_cfg() -> String {
     format!("extendedTypesEnabled=true\njute.maxbuffer={MAX_BUFFER}\nmaxSessionTimeout=60000")
 }
@@ -736,6 +843,7 @@ fn a_real_zookeepers_data_dir_is_imported_with_its_sessions() {
         return;
     };
     let zk_files = fingerprint(&zk.data);
+    damaged_files_are_refused(&zk, &work);
 
     // 1. `corral import-zk` into an empty directory, then `corral serve` on it.
     let dir = fresh_temp_dir("corral-imported").expect("temp dir");
