@@ -48,6 +48,11 @@ pub enum ImportError {
          empty data directory", .0.display()
     )]
     DestinationInUse(PathBuf),
+    #[error(
+        "{}: transactions {from:#x} to {to:#x} are missing before this log's next one (a log \
+         file deleted or damaged?)", file.display()
+    )]
+    Gap { file: PathBuf, from: i64, to: i64 },
     #[error("the imported tree is not consistent: {0}")]
     Tree(String),
     #[error("cannot write corral's data: {0}")]
@@ -168,6 +173,20 @@ pub fn import(
                     if hdr.zxid <= snap_zxid {
                         continue;
                     }
+                    // zxid = epoch << 32 | counter, and every transaction takes the next
+                    // counter: a jump inside an epoch means transactions are missing (a log
+                    // deleted, or damage ZooKeeper would read past without a word).
+                    let expected = tree.last_zxid.wrapping_add(1);
+                    if (snapshot.is_some() || tree.replayed > 0)
+                        && hdr.zxid > expected
+                        && hdr.zxid >> 32 == tree.last_zxid >> 32
+                    {
+                        return Err(ImportError::Gap {
+                            file: path.clone(),
+                            from: expected,
+                            to: hdr.zxid - 1,
+                        });
+                    }
                     if hdr.zxid <= tree.last_zxid && tree.replayed > 0 {
                         tracing::warn!(
                             file = %path.display(),
@@ -225,4 +244,159 @@ pub fn import(
         elapsed_ms: started.elapsed().as_millis() as u64,
         ..summary
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::tests::TestDir;
+    use corral_proto::{open_acl_unsafe, Writer};
+
+    fn stat(w: &mut Writer, zxid: i64) {
+        for v in [zxid, zxid, 0, 0] {
+            w.i64(v);
+        }
+        for v in [0, 0, 0] {
+            w.i32(v);
+        }
+        w.i64(0);
+        w.i64(zxid);
+    }
+
+    /// A ZooKeeper snapshot of a fresh tree with one session (0x42, 5000 ms).
+    fn snapshot() -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(b"ZKSN");
+        w.i32(2);
+        w.i64(-1);
+        w.i32(1);
+        w.i64(0x42);
+        w.i32(5000);
+        w.i32(0);
+        for p in ["", "/zookeeper", "/zookeeper/quota"] {
+            w.string(p);
+            w.buffer(b"");
+            w.i64(-1);
+            stat(&mut w, 0);
+        }
+        w.string("/");
+        let sum = files::adler32(&w.buf);
+        w.i64(i64::from(sum));
+        w.string("/");
+        w.buf
+    }
+
+    fn create(path: &str, parent_cversion: i32) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.string(path);
+        w.buffer(path.as_bytes());
+        w.vec(&open_acl_unsafe());
+        w.bool(false);
+        w.i32(parent_cversion);
+        w.buf
+    }
+
+    /// A log of (zxid, type, body) records, preallocated zeros after them.
+    fn log(txns: &[(i64, i32, Vec<u8>)]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(b"ZKLG");
+        w.i32(2);
+        w.i64(0);
+        for (zxid, kind, body) in txns {
+            let mut r = Writer::new();
+            r.i64(0x42);
+            r.i32(1);
+            r.i64(*zxid);
+            r.i64(1000);
+            r.i32(*kind);
+            r.buf.extend_from_slice(body);
+            w.i64(i64::from(files::adler32(&r.buf)));
+            w.buffer(&r.buf);
+            w.buf.push(b'B');
+        }
+        w.buf.extend_from_slice(&[0; 64]);
+        w.buf
+    }
+
+    fn zk_dir(files: &[(&str, Vec<u8>)]) -> TestDir {
+        let d = TestDir::new("zk-import");
+        let v2 = d.path().join("version-2");
+        std::fs::create_dir_all(&v2).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(v2.join(name), bytes).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn imports_a_snapshot_and_the_log_after_it() {
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            (
+                "log.1",
+                log(&[
+                    (1, files::op::CREATE, create("/a", 1)),
+                    (2, files::op::CREATE, create("/a/b", 1)),
+                ]),
+            ),
+        ]);
+        let dest = TestDir::new("zk-import-dest");
+        let storage = StorageConfig::new(dest.path());
+        let s = import(zk.path(), None, &storage).unwrap();
+        assert_eq!(
+            (s.znodes, s.sessions, s.txns_replayed, s.last_zxid),
+            (5, 1, 2, 2)
+        );
+        assert!(has_corral_data(&storage));
+        // ZooKeeper's files are only read, and a second import is refused.
+        assert_eq!(
+            std::fs::read_dir(zk.path().join("version-2"))
+                .unwrap()
+                .count(),
+            2
+        );
+        assert!(matches!(
+            import(zk.path(), None, &storage),
+            Err(ImportError::DestinationInUse(_))
+        ));
+    }
+
+    #[test]
+    fn a_gap_in_the_logs_stops_the_import() {
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            ("log.1", log(&[(1, files::op::CREATE, create("/a", 1))])),
+            ("log.3", log(&[(3, files::op::CREATE, create("/b", 2))])),
+        ]);
+        let dest = TestDir::new("zk-import-dest");
+        let storage = StorageConfig::new(dest.path());
+        let e = import(zk.path(), None, &storage).unwrap_err();
+        assert!(
+            matches!(&e, ImportError::Gap { from: 2, to: 2, file } if file.ends_with("log.3")),
+            "{e}"
+        );
+        assert!(!has_corral_data(&storage));
+    }
+
+    #[test]
+    fn torn_tails_and_incomplete_snapshots_are_passed_over_as_zookeeper_does() {
+        let mut torn = log(&[
+            (1, files::op::CREATE, create("/a", 1)),
+            (2, files::op::CREATE, create("/b", 2)),
+        ]);
+        // Cut the second record short.
+        let cut = torn.len() - 64 - 10;
+        torn.truncate(cut);
+        let mut incomplete = snapshot();
+        incomplete.truncate(incomplete.len() - 5);
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            ("snapshot.1", incomplete),
+            ("log.1", torn),
+        ]);
+        let dest = TestDir::new("zk-import-dest");
+        let s = import(zk.path(), None, &StorageConfig::new(dest.path())).unwrap();
+        assert!(s.snapshot.unwrap().ends_with("snapshot.0"));
+        assert_eq!((s.txns_replayed, s.last_zxid, s.znodes), (1, 1, 4));
+    }
 }
