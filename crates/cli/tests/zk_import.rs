@@ -955,3 +955,246 @@ fn a_real_zookeepers_data_dir_is_imported_with_its_sessions() {
     }
     let _ = std::io::stderr().flush();
 }
+
+/// A client process whose stdout lines (READY, STATE, EVENT) go to a file.
+struct ClientProcess {
+    name: String,
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl ClientProcess {
+    fn spawn(name: &str, mut cmd: std::process::Command, dir: &Path) -> ClientProcess {
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        cmd.stdout(std::fs::File::create(&out).expect("client stdout file"))
+            .stderr(std::fs::File::create(&err).expect("client stderr file"))
+            .stdin(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the {name} client: {e}"));
+        ClientProcess {
+            name: name.to_string(),
+            child,
+            out,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits up to `within` for a line after the first `skip` that `pred` accepts; the line.
+    fn wait_line(&mut self, skip: usize, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.lines().into_iter().skip(skip).find(|l| pred(l)) {
+                return l;
+            }
+            if Instant::now() > deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                let err =
+                    std::fs::read_to_string(self.out.with_extension("err")).unwrap_or_default();
+                let tail: Vec<&str> = err.lines().rev().take(30).collect();
+                panic!(
+                    "the {} client did not print the line awaited within {within:?}; stdout:\n{}\nstderr (last lines, newest first):\n{}",
+                    self.name,
+                    self.lines().join("\n"),
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Why kazoo or the Java compiler cannot be used here, if they cannot.
+fn clients_unavailable() -> Option<String> {
+    let python_ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import kazoo"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_ok {
+        return Some(
+            "/usr/bin/python3 with kazoo not found (apt-get install python3-kazoo)".into(),
+        );
+    }
+    let javac_ok = std::process::Command::new("javac")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !javac_ok {
+        return Some("javac not found".into());
+    }
+    None
+}
+
+/// Item 2 of issue 10's "Done when": kazoo and Java clients with ephemerals and watches on
+/// ZooKeeper 3.8; ZooKeeper stopped, corral started on the same dataDir and port; every
+/// client reconnects to its session, no ephemeral is lost, the watches fire for a change
+/// made after the switch, and no client sees its session expire.
+#[test]
+fn clients_keep_sessions_ephemerals_and_watches_across_an_in_place_switch() {
+    if let Some(why) = RealZk::unavailable().or_else(clients_unavailable) {
+        if std::env::var_os("CI").is_some() {
+            panic!("real ZooKeeper, kazoo and javac are required when CI is set: {why}");
+        }
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let work = fresh_temp_dir("zk-migration").expect("temp dir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migration_clients");
+    let javac = std::process::Command::new("javac")
+        .arg("-cp")
+        .arg("/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar")
+        .arg("-d")
+        .arg(&work)
+        .arg(src.join("MigrationClient.java"))
+        .output()
+        .expect("run javac");
+    assert!(
+        javac.status.success(),
+        "javac: {}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+
+    let mut zk = RealZk::try_start_with_jvm("extendedTypesEnabled=true", &[])
+        .unwrap_or_else(|e| panic!("cannot start real ZooKeeper: {e}"));
+    let addr = zk.addr();
+    let mut setup = Pipe::authed(&addr);
+    setup.all_ok(
+        vec![
+            open_create("/mig", b"", PERSISTENT),
+            open_create("/mig/watched", b"before", PERSISTENT),
+        ],
+        2,
+    );
+    drop(setup);
+
+    let mut clients = Vec::new();
+    for i in 0..2 {
+        let mut cmd = std::process::Command::new("/usr/bin/python3");
+        cmd.arg(src.join("migration_client.py"))
+            .arg(&addr)
+            .arg(format!("kazoo{i}"));
+        clients.push(ClientProcess::spawn(&format!("kazoo{i}"), cmd, &work));
+        let mut cmd = std::process::Command::new("java");
+        cmd.arg("-cp")
+            .arg(format!(
+                "{}:/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-nop.jar",
+                work.display()
+            ))
+            .arg("MigrationClient")
+            .arg(&addr)
+            .arg(format!("java{i}"));
+        clients.push(ClientProcess::spawn(&format!("java{i}"), cmd, &work));
+    }
+    let mut sessions = Vec::new();
+    for c in clients.iter_mut() {
+        let ready = c.wait_line(0, Duration::from_secs(30), |l| l.starts_with("READY "));
+        sessions.push(ready.trim_start_matches("READY ").to_string());
+    }
+    eprintln!("on ZooKeeper: sessions {sessions:?}");
+
+    // The switch: ZooKeeper stopped (SIGTERM), corral on its dir, dataDir and port.
+    let status = zk
+        .terminate(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("ZooKeeper stopped: {status}");
+    let t = Instant::now();
+    let corral = CorralServer::try_start_on(zk.dir.clone(), zk.port, &corral_cfg())
+        .unwrap_or_else(|e| panic!("cannot start corral in ZooKeeper's place: {e}"));
+    eprintln!(
+        "corral serving in ZooKeeper's place after {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        corral.stderr_text().contains("imported ZooKeeper's data"),
+        "corral must import ZooKeeper's data:\n{}",
+        corral.stderr_text()
+    );
+
+    // Every client is back on its own session.
+    for (c, session) in clients.iter_mut().zip(&sessions) {
+        let want = if c.name.starts_with("kazoo") {
+            format!("STATE CONNECTED {session}")
+        } else {
+            format!("STATE SyncConnected {session}")
+        };
+        // The first CONNECTED/SyncConnected was on ZooKeeper: wait for the second.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.lines().iter().filter(|l| **l == want).count() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not reconnect to {session}: {:#?}",
+                c.name,
+                c.lines()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // No ephemeral lost.
+    let mut reader = Pipe::authed(&corral.addr());
+    let replies = reader.batch(&[Request::GetChildren(GetDataRequest {
+        path: "/mig".into(),
+        watch: false,
+    })]);
+    let mut r = Reader::new(&replies[0].1);
+    let mut children = r.vec::<String>().expect("children");
+    children.sort();
+    assert_eq!(
+        children,
+        vec!["java0", "java1", "kazoo0", "kazoo1", "watched"],
+        "ephemerals after the switch"
+    );
+
+    // A change after the switch fires every client's watches (events from before the
+    // switch, such as the other clients' ephemerals appearing, do not count).
+    let seen: Vec<usize> = clients.iter().map(|c| c.lines().len()).collect();
+    reader.all_ok(
+        vec![
+            Request::SetData(SetDataRequest {
+                path: "/mig/watched".into(),
+                data: Some(b"after".to_vec()),
+                version: -1,
+            }),
+            open_create("/mig/new", b"", PERSISTENT),
+        ],
+        2,
+    );
+    for (c, skip) in clients.iter_mut().zip(seen) {
+        for want in ["/mig/watched", "/mig"] {
+            let line = c.wait_line(skip, Duration::from_secs(20), |l| {
+                l.starts_with("EVENT ") && l.ends_with(&format!(" {want}"))
+            });
+            eprintln!("{}: {line}", c.name);
+        }
+    }
+    for c in &clients {
+        let lines = c.lines();
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("LOST") || l.contains("Expired") || l.contains("ERROR")),
+            "{} saw its session end: {lines:#?}",
+            c.name
+        );
+    }
+    drop(clients);
+    drop(corral);
+    drop(zk);
+    if std::env::var_os("CORRAL_KEEP_TEST_DIRS").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}

@@ -315,8 +315,13 @@ impl CorralServer {
     }
 
     pub fn try_start_in(dir: PathBuf, extra_cfg: &str) -> Result<CorralServer, String> {
+        Self::try_start_on(dir, free_port(), extra_cfg)
+    }
+
+    /// Like [`CorralServer::try_start_in`] on a given port: taking over from a server that
+    /// was stopped there (an in-place switch from ZooKeeper keeps its dir and port).
+    pub fn try_start_on(dir: PathBuf, port: u16, extra_cfg: &str) -> Result<CorralServer, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let port = free_port();
         let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
         ServerProcess::spawn("corral", dir, port, corral_serve_cmd(&cfg))
             .map(|proc| CorralServer { proc })
