@@ -345,7 +345,7 @@ struct ZkState {
 }
 
 /// Fills a real ZooKeeper, records it, kills it. None when ZooKeeper is not installed.
-fn fill_zookeeper(n: usize, keep: &Path) -> Option<ZkState> {
+fn fill_zookeeper(n: usize, keep: &Path, jvm_extra: &[&str]) -> Option<ZkState> {
     let snap_count = (n / 4).clamp(200, 25_000);
     let cfg = format!(
         "snapCount={snap_count}\nextendedTypesEnabled=true\npreAllocSize=4096\n\
@@ -359,7 +359,9 @@ fn fill_zookeeper(n: usize, keep: &Path) -> Option<ZkState> {
         eprintln!("SKIP: real ZooKeeper not available: {why}");
         return None;
     }
-    let mut zk = RealZk::try_start_with_jvm(&cfg, &["-Xmx1g", &jute])
+    let mut jvm = vec!["-Xmx1g", jute.as_str()];
+    jvm.extend_from_slice(jvm_extra);
+    let mut zk = RealZk::try_start_with_jvm(&cfg, &jvm)
         .unwrap_or_else(|e| panic!("cannot start real ZooKeeper: {e}"));
     let addr = zk.addr();
     let started = Instant::now();
@@ -795,11 +797,14 @@ fn damaged_files_are_refused(zk: &ZkState, work: &Path) {
             }),
         ),
         (
-            "a gzip-compressed snapshot",
+            "a damaged gzip-compressed snapshot",
             Box::new(|d: &Path| {
                 let f = v2(d).join("snapshot.7fffffffffff.gz");
-                std::fs::write(&f, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).expect("write");
-                (f, "gzip")
+                let mut b = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+                // Deflate block type 3 does not exist.
+                b.extend_from_slice(&[0xff; 20]);
+                std::fs::write(&f, b).expect("write");
+                (f, "gzip data: invalid deflate block type at byte offset 10")
             }),
         ),
     ];
@@ -831,6 +836,40 @@ fn damaged_files_are_refused(zk: &ZkState, work: &Path) {
     }
 }
 
+/// ZooKeeper writing gzip- or snappy-compressed snapshots
+/// (`zookeeper.snapshot.compression.method`): imported all the same.
+#[test]
+fn compressed_snapshots_are_imported() {
+    for method in ["gz", "snappy"] {
+        let work = fresh_temp_dir("zk-import-compressed").expect("temp dir");
+        let prop = format!("-Dzookeeper.snapshot.compression.method={method}");
+        let Some(zk) = fill_zookeeper(800, &work, &[&prop]) else {
+            return;
+        };
+        let suffix = format!(".{method}");
+        let compressed = std::fs::read_dir(zk.data.join("version-2"))
+            .expect("version-2")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("snapshot.") && n.ends_with(&suffix))
+            .count();
+        assert!(
+            compressed >= 3,
+            "{method}: ZooKeeper wrote {compressed} {method} snapshots"
+        );
+        let dir = fresh_temp_dir("corral-imported").expect("temp dir");
+        let (ok, text) = import_zk(&zk.data, &dir.join("data"));
+        assert!(ok, "{method}: import-zk failed: {text}");
+        assert!(text.contains(&suffix), "{method}: {text}");
+        eprintln!("{method}: {}", text.trim());
+        let corral = CorralServer::start_in(dir, &corral_cfg());
+        verify(method, &corral, &zk);
+        drop(corral);
+        if std::env::var_os("CORRAL_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+    }
+}
+
 fn corral_cfg() -> String {
     format!("extendedTypesEnabled=true\njute.maxbuffer={MAX_BUFFER}\nmaxSessionTimeout=60000")
 }
@@ -839,7 +878,7 @@ fn corral_cfg() -> String {
 fn a_real_zookeepers_data_dir_is_imported_with_its_sessions() {
     let n = znode_count();
     let work = fresh_temp_dir("zk-import").expect("temp dir");
-    let Some(zk) = fill_zookeeper(n, &work) else {
+    let Some(zk) = fill_zookeeper(n, &work, &[]) else {
         return;
     };
     let zk_files = fingerprint(&zk.data);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use corral_proto::{Acl, DecodeError, Reader};
 
-use super::ImportError;
+use super::{compress, ImportError};
 
 const SNAP_MAGIC: &[u8; 4] = b"ZKSN";
 const LOG_MAGIC: &[u8; 4] = b"ZKLG";
@@ -109,6 +109,8 @@ pub(crate) fn adler32(bytes: &[u8]) -> u32 {
 /// A jute reader over one file's bytes whose errors say file and offset.
 pub(crate) struct FileReader<'a> {
     pub file: &'a Path,
+    /// The bytes are a compressed file's content: offsets are in that, not in the file.
+    pub decompressed: bool,
     /// Offset of `r`'s first byte in the file.
     base: usize,
     pub r: Reader<'a>,
@@ -118,6 +120,7 @@ impl<'a> FileReader<'a> {
     pub fn new(file: &'a Path, bytes: &'a [u8], base: usize) -> Self {
         FileReader {
             file,
+            decompressed: false,
             base,
             r: Reader::new(bytes),
         }
@@ -129,10 +132,14 @@ impl<'a> FileReader<'a> {
     }
 
     pub fn corrupt(&self, offset: usize, what: impl Into<String>) -> ImportError {
+        let mut what = what.into();
+        if self.decompressed {
+            what.push_str(" (offset in the decompressed data)");
+        }
         ImportError::Corrupt {
             file: self.file.to_path_buf(),
             offset: offset as u64,
-            what: what.into(),
+            what,
         }
     }
 
@@ -202,39 +209,51 @@ pub(crate) fn snapshot_looks_complete(bytes: &[u8]) -> bool {
     bytes.len() >= 10 && bytes[bytes.len() - 5..] == [0, 0, 0, 1, b'/']
 }
 
-/// Refuses compressed snapshots, naming the file and what to do.
-pub(crate) fn check_uncompressed(file: &Path, bytes: &[u8]) -> Result<(), ImportError> {
+/// A snapshot's bytes as ZooKeeper serialised them: decompressed when it was written with
+/// `zookeeper.snapshot.compression.method` (gz or snappy). A file cut short (ZooKeeper
+/// stopped while writing it) is `Ok(None)`, like an uncompressed one without its seal.
+pub(crate) fn snapshot_content(
+    file: &Path,
+    bytes: Vec<u8>,
+) -> Result<Option<(Vec<u8>, bool)>, ImportError> {
     let name = file
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let unsupported = |how: &str, fix: &str| ImportError::Unsupported {
-        file: file.to_path_buf(),
-        what: format!(
-            "the snapshot is {how}-compressed (zookeeper.snapshot.compression.method), which \
-             corral cannot read; {fix}"
-        ),
+    let method = compress::method(name, &bytes);
+    let out = match method {
+        compress::Method::None => return Ok(Some((bytes, false))),
+        compress::Method::Gzip => compress::gzip(&bytes),
+        compress::Method::Snappy => compress::snappy_stream(&bytes),
     };
-    if name.ends_with(".gz") || bytes.starts_with(&[0x1f, 0x8b]) {
-        return Err(unsupported(
-            "gzip",
-            "decompress it next to the original (`zcat snapshot.X.gz > snapshot.X`) and import again",
-        ));
+    match out {
+        Ok(content) => Ok(Some((content, true))),
+        Err(b) if b.truncated => Ok(None),
+        Err(b) => Err(ImportError::Corrupt {
+            file: file.to_path_buf(),
+            offset: b.offset as u64,
+            what: format!(
+                "{} data: {}",
+                if method == compress::Method::Gzip {
+                    "gzip"
+                } else {
+                    "snappy"
+                },
+                b.what
+            ),
+        }),
     }
-    if name.ends_with(".snappy") || bytes.starts_with(b"\x82SNAPPY\0") {
-        return Err(unsupported(
-            "snappy",
-            "restart ZooKeeper once without zookeeper.snapshot.compression.method so it \
-             writes an uncompressed snapshot, then import",
-        ));
-    }
-    Ok(())
 }
 
-/// Parses a whole (uncompressed) snapshot and checks its checksum(s).
-pub(crate) fn parse_snapshot(file: &Path, bytes: &[u8]) -> Result<Snapshot, ImportError> {
-    check_uncompressed(file, bytes)?;
+/// Parses a whole snapshot (decompressed: `decompressed` says so, and error offsets are
+/// then in the decompressed data) and checks its checksum(s).
+pub(crate) fn parse_snapshot(
+    file: &Path,
+    bytes: &[u8],
+    decompressed: bool,
+) -> Result<Snapshot, ImportError> {
     let mut f = FileReader::new(file, bytes, 0);
+    f.decompressed = decompressed;
     let magic = f.read("file header", |r| r.take(4))?;
     if magic != SNAP_MAGIC {
         return Err(f.corrupt(0, "not a ZooKeeper snapshot (magic is not ZKSN)"));

@@ -11,6 +11,7 @@
 //! can go back), or leave half-written corral data (the snapshot, written last through a
 //! temporary file, is the commit point).
 
+mod compress;
 mod files;
 mod replay;
 mod write;
@@ -137,17 +138,19 @@ pub fn import(
     let mut tree = None;
     let mut snapshot = None;
     for (zxid, path) in &found.snapshots {
-        let bytes = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
-        files::check_uncompressed(path, &bytes)?;
-        if !files::snapshot_looks_complete(&bytes) {
+        let raw = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
+        let content = files::snapshot_content(path, raw)?;
+        let Some((bytes, decompressed)) =
+            content.filter(|(b, _)| files::snapshot_looks_complete(b))
+        else {
             tracing::warn!(
                 file = %path.display(),
                 "ZooKeeper snapshot is incomplete (ZooKeeper stopped while writing it); \
                  using the one before, as ZooKeeper does"
             );
             continue;
-        }
-        let parsed = files::parse_snapshot(path, &bytes)?;
+        };
+        let parsed = files::parse_snapshot(path, &bytes, decompressed)?;
         tree = Some(replay::ZkTree::from_snapshot(path, parsed, *zxid)?);
         snapshot = Some(path.clone());
         break;
