@@ -364,6 +364,80 @@ mod tests {
         ));
     }
 
+    /// zxids of a later epoch (ZooKeeper's high 32 bits) make log indexes past 2^32; a
+    /// keeper started on such a dataDir imports it by itself (the logs in a separate
+    /// dataLogDir), serves at ZooKeeper's last zxid and writes after it, and starts again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_keeper_starts_on_an_imported_later_epoch_and_writes_after_it() {
+        use crate::config::Config;
+        use crate::server::Keeper;
+        use corral_tree::{Entry, EntryOp};
+
+        let base = 0x3_0000_0000i64;
+        let data = TestDir::new("zk-import-serve");
+        let logs = TestDir::new("zk-import-serve-logs");
+        let put = |dir: &Path, name: String, bytes: Vec<u8>| {
+            std::fs::create_dir_all(dir.join("version-2")).unwrap();
+            std::fs::write(dir.join("version-2").join(name), bytes).unwrap();
+        };
+        put(data.path(), format!("snapshot.{:x}", base), snapshot());
+        put(
+            logs.path(),
+            format!("log.{:x}", base + 1),
+            log(&[
+                (base + 1, files::op::CREATE, create("/a", 1)),
+                (base + 2, files::op::CREATE, create("/b", 2)),
+            ]),
+        );
+        let config = Config {
+            data_dir: data.path().to_path_buf(),
+            data_log_dir: Some(logs.path().to_path_buf()),
+            client_port: 0,
+            ..Config::default()
+        };
+        for round in 0..2 {
+            let keeper = Keeper::new(config.clone());
+            keeper.start().await.unwrap();
+            assert!(keeper.last_zxid() >= base + 2, "round {round}");
+            {
+                let st = keeper.state();
+                assert!(st.tree.node("/a").is_some() && st.tree.node("/b").is_some());
+                // The snapshot's session, closed in the first round.
+                assert_eq!(st.tree.session(0x42).is_some(), round == 0);
+            }
+            let (zxid, _) = keeper
+                .propose(Entry {
+                    session_id: 0,
+                    time_ms: 0,
+                    identities: Vec::new(),
+                    op: EntryOp::CloseSession {
+                        session_id: 0x42 + round,
+                        reason: "test".into(),
+                    },
+                })
+                .await
+                .unwrap();
+            assert!(zxid > base + 2, "round {round}: zxid {zxid:#x}");
+            keeper.shutdown();
+            if let Some(c) = keeper.consensus() {
+                c.shutdown().await;
+            }
+        }
+        // ZooKeeper's files are as they were.
+        assert_eq!(
+            std::fs::read_dir(data.path().join("version-2"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_dir(logs.path().join("version-2"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
     #[test]
     fn a_gap_in_the_logs_stops_the_import() {
         let zk = zk_dir(&[
