@@ -260,9 +260,14 @@ impl Keeper {
     async fn import_zookeeper_data(&self, storage: &StorageConfig) -> Result<(), String> {
         let data_dir = self.config.data_dir.clone();
         let log_dir = self.config.data_log_dir.clone();
-        if zk_import::has_corral_data(storage)
-            || !zk_import::has_zk_data(&data_dir, log_dir.as_deref())
-        {
+        if zk_import::has_corral_data(storage) {
+            return zk_import::check_zk_not_written_since_import(
+                storage,
+                &data_dir,
+                log_dir.as_deref(),
+            );
+        }
+        if !zk_import::has_zk_data(&data_dir, log_dir.as_deref()) {
             return Ok(());
         }
         info!(

@@ -115,6 +115,53 @@ pub fn has_corral_data(storage: &StorageConfig) -> bool {
     }) || any(storage.wal_dir(), &|n: &str| n.ends_with(".log"))
 }
 
+/// The file in corral's dataDir recording what was imported: ZooKeeper's last zxid.
+const MARKER: &str = "zk-imported";
+
+/// After an import, refuses a start on a dataDir where ZooKeeper has written since (it was
+/// started again on it: a log or snapshot past the zxid imported). corral would otherwise
+/// serve its own older copy and ZooKeeper's later writes would be lost without a word.
+pub fn check_zk_not_written_since_import(
+    storage: &StorageConfig,
+    data_dir: &Path,
+    data_log_dir: Option<&Path>,
+) -> Result<(), String> {
+    let marker = storage.data_dir.join(MARKER);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    let Some(imported) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("last_zxid=0x"))
+        .and_then(|h| i64::from_str_radix(h.trim(), 16).ok())
+    else {
+        return Err(format!("{}: no last_zxid line", marker.display()));
+    };
+    let found = files::ZkFiles::scan(
+        &version2_dir(data_dir),
+        &version2_dir(data_log_dir.unwrap_or(data_dir)),
+    )
+    .map_err(|e| e.to_string())?;
+    let later = found
+        .logs
+        .iter()
+        .chain(&found.snapshots)
+        .filter(|(z, _)| *z > imported)
+        .map(|(_, p)| p.display().to_string())
+        .collect::<Vec<_>>();
+    if later.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "ZooKeeper has written to this data dir since corral imported it at zxid {imported:#x} \
+         ({}); corral's data would miss those writes. To import them, move corral's data \
+         ({} and its write-ahead log) aside and start again; to keep corral's, move \
+         ZooKeeper's version-2 aside",
+        later.join(", "),
+        storage.data_dir.display()
+    ))
+}
+
 /// Imports ZooKeeper's state from `zk_data_dir` (its dataDir, or the `version-2` in it) and
 /// `zk_log_dir` (its dataLogDir, when separate) into corral's empty storage `dest`.
 pub fn import(
@@ -241,6 +288,21 @@ pub fn import(
         elapsed_ms: 0,
     };
     drop(tree);
+    // Before the snapshot, which commits the import: a marker without one is overwritten by
+    // the next attempt.
+    std::fs::create_dir_all(&dest.data_dir).map_err(|e| ImportError::io(&dest.data_dir, e))?;
+    let marker = dest.data_dir.join(MARKER);
+    crate::wal::write_atomic(
+        &marker,
+        format!(
+            "imported from ZooKeeper's {}\nlast_zxid=0x{:x}\n",
+            snap_dir.display(),
+            summary.last_zxid
+        )
+        .as_bytes(),
+        true,
+    )
+    .map_err(|e| ImportError::io(&marker, e))?;
     let snapshot_bytes = write::write_corral_state(&corral, dest)?;
     Ok(ImportSummary {
         snapshot_bytes,
@@ -435,6 +497,19 @@ mod tests {
                 .unwrap()
                 .count(),
             1
+        );
+
+        // ZooKeeper started again on the dir and wrote: corral refuses to serve its older copy.
+        put(
+            logs.path(),
+            format!("log.{:x}", base + 3),
+            log(&[(base + 3, files::op::CREATE, create("/c", 3))]),
+        );
+        let keeper = Keeper::new(config.clone());
+        let e = keeper.start().await.unwrap_err();
+        assert!(
+            e.contains("ZooKeeper has written") && e.contains("log.300000003"),
+            "{e}"
         );
     }
 
