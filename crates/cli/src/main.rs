@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use corral_keeper::config::{self, Config};
 use corral_keeper::server::Keeper;
+use corral_keeper::zk_import;
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
@@ -55,6 +56,19 @@ enum Command {
     },
     /// Load driver: one JSON line of throughput and latency percentiles on stdout.
     Bench(bench::BenchArgs),
+    /// Import a ZooKeeper data directory (its version-2 snapshots and logs) into an empty
+    /// corral data directory. ZooKeeper's files are only read.
+    ImportZk {
+        /// ZooKeeper's dataDir (or the version-2 directory in it).
+        #[arg(long)]
+        from: PathBuf,
+        /// ZooKeeper's dataLogDir, when it is not the dataDir.
+        #[arg(long)]
+        from_log: Option<PathBuf>,
+        /// corral's dataDir to create (its WAL goes there too).
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +99,40 @@ fn main() -> ExitCode {
             ExitCode::from(code.clamp(0, 255) as u8)
         }
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::ImportZk { from, from_log, to } => import_zk(&from, from_log.as_deref(), &to),
+    }
+}
+
+fn import_zk(
+    from: &std::path::Path,
+    from_log: Option<&std::path::Path>,
+    to: &std::path::Path,
+) -> ExitCode {
+    let storage = corral_keeper::consensus::StorageConfig::new(to);
+    match zk_import::import(from, from_log, &storage) {
+        Ok(s) => {
+            println!(
+                "imported {} znodes, {} sessions ({} ephemerals) at zxid 0x{:x} from {} ({} \
+                 transactions replayed from {} logs) into {} ({} bytes, {} ms)",
+                s.znodes,
+                s.sessions,
+                s.ephemerals,
+                s.last_zxid,
+                s.snapshot
+                    .as_ref()
+                    .map_or_else(|| "no snapshot".to_string(), |p| p.display().to_string()),
+                s.txns_replayed,
+                s.logs.len(),
+                to.display(),
+                s.snapshot_bytes,
+                s.elapsed_ms
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corral: import failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

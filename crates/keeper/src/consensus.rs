@@ -853,6 +853,50 @@ fn decode_snapshot_meta(b: &[u8]) -> Result<StoredSnapshotMeta, String> {
     })
 }
 
+/// Lays down the state of a one-voter group whose whole history up to `last_index` is one
+/// snapshot (its payload streamed by `produce`) and an empty log, so that the next start
+/// restores it and appends from `last_index + 1`. Used to import another server's data
+/// (`crate::zk_import`): the snapshot is the commit point, written last, so an import
+/// interrupted before it leaves no snapshot and starts over.
+///
+/// The snapshot's last log id and the vote carry term 1 by this node; the membership is
+/// the one `initialize` would have made (this node the only voter, at index 0).
+pub(crate) fn write_initial_state(
+    cfg: &StorageConfig,
+    last_index: u64,
+    produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+) -> Result<u64, String> {
+    let raft_dir = cfg.raft_dir();
+    std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
+    let last = LogId::new(CommittedLeaderId::new(1, STANDALONE_ID), last_index);
+    let mut vote = Vote::new(1, STANDALONE_ID);
+    vote.commit();
+    let membership = Membership::new(
+        vec![BTreeSet::from([STANDALONE_ID])],
+        BTreeMap::from([(STANDALONE_ID, BasicNode::default())]),
+    );
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: StoredMembership::new(
+            Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
+            membership,
+        ),
+        snapshot_id: format!("import-{last_index}"),
+    };
+    for (name, bytes) in [
+        ("vote", encode_vote(&vote)),
+        ("committed", encode_committed(&Some(last))),
+    ] {
+        let path = raft_dir.join(name);
+        wal::write_atomic(&path, &wal::frame(&bytes), true)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(|e| e.to_string())?;
+    store
+        .write_with(last_index, &encode_snapshot_meta(&meta), produce)
+        .map_err(|e| e.to_string())
+}
+
 fn storage_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_logs(AnyError::error(e.to_string())).into()
 }

@@ -18,6 +18,7 @@ use crate::consensus::{Consensus, StateMachineHook, StorageConfig};
 use crate::outbound::{Pushed, QueueLimits};
 use crate::session::{SessionTracker, CHECK_INTERVAL, STALL_THRESHOLD};
 use crate::watch::{ConnId, WatchRegistry};
+use crate::zk_import;
 
 /// ZooKeeper's default `znode.container.checkIntervalMs`.
 pub const CONTAINER_CHECK_INTERVAL: Duration = Duration::from_secs(60);
@@ -227,6 +228,7 @@ impl Keeper {
         if !storage.force_sync {
             warn!("forceSync=no: the log is not fsynced; a power loss or OS crash can lose acknowledged writes");
         }
+        self.import_zookeeper_data(&storage).await?;
         let recovering = Instant::now();
         // Returns once the snapshot is restored and every logged entry re-applied, so the
         // keeper (and ruok) answers only when it can serve what it acknowledged before.
@@ -294,6 +296,59 @@ impl Keeper {
             four_letter_words = c.four_letter_whitelist.describe(),
             "corral keeper serving"
         );
+    }
+
+    /// A dataDir that holds ZooKeeper's `version-2` and no corral data is imported first
+    /// (an operator switching by replacing the binary). ZooKeeper's files are only read.
+    async fn import_zookeeper_data(&self, storage: &StorageConfig) -> Result<(), String> {
+        let data_dir = self.config.data_dir.clone();
+        let log_dir = self.config.data_log_dir.clone();
+        if zk_import::has_corral_data(storage) {
+            return zk_import::check_zk_not_written_since_import(
+                storage,
+                &data_dir,
+                log_dir.as_deref(),
+            );
+        }
+        if !zk_import::has_zk_data(&data_dir, log_dir.as_deref()) {
+            return Ok(());
+        }
+        info!(
+            data_dir = %data_dir.display(),
+            "the data dir holds ZooKeeper's data (version-2) and no corral data: importing it"
+        );
+        let st = storage.clone();
+        let imported = tokio::task::spawn_blocking(move || {
+            zk_import::import(&data_dir, log_dir.as_deref(), &st)
+        })
+        .await
+        .map_err(|e| format!("the import of ZooKeeper's data panicked: {e}"))?;
+        match imported {
+            Ok(s) => {
+                info!(
+                    znodes = s.znodes,
+                    sessions = s.sessions,
+                    ephemerals = s.ephemerals,
+                    last_zxid = %format!("0x{:x}", s.last_zxid),
+                    snapshot = %s.snapshot.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()),
+                    logs = s.logs.len(),
+                    txns_replayed = s.txns_replayed,
+                    ms = s.elapsed_ms,
+                    "imported ZooKeeper's data; its files in version-2 are left as they were, so \
+                     ZooKeeper can be started again on this data dir (without what corral \
+                     writes from now on)"
+                );
+                Ok(())
+            }
+            Err(zk_import::ImportError::NothingToImport(dir)) => {
+                warn!(
+                    dir = %dir.display(),
+                    "ZooKeeper's files hold no transactions; starting with an empty tree"
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot import ZooKeeper's data: {e}")),
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {

@@ -250,6 +250,29 @@ impl DataTree {
         tree.finish_restore()
     }
 
+    /// A tree built from parts read elsewhere (another server's data, being imported),
+    /// with the checks a snapshot restore makes: nodes in strictly increasing path order,
+    /// root first, every parent before its children, data lengths right. `stat.num_children`
+    /// is recomputed from the nodes given. Ephemerals are attached to their owner's session
+    /// when it is among `sessions`.
+    pub fn from_parts(
+        config: TreeConfig,
+        sessions: Vec<(i64, i32, Vec<u8>)>,
+        last_zxid: i64,
+        nodes: impl IntoIterator<Item = (String, Option<Vec<u8>>, Arc<[Acl]>, Stat)>,
+    ) -> Result<DataTree, CodecError> {
+        let mut tree = DataTree::restore_start(config, sessions, last_zxid);
+        let mut prev = String::new();
+        for (p, data, acl, mut stat) in nodes {
+            stat.num_children = 0;
+            DataTree::check_restored_node(&mut prev, &p, &data, &stat)
+                .map_err(CodecError::Inconsistent)?;
+            tree.insert_restored(p, DataTree::restored_node(data, acl, stat))
+                .map_err(CodecError::Inconsistent)?;
+        }
+        tree.finish_restore()
+    }
+
     /// Reads a snapshot's header, sessions and ACL table: the tree without its nodes, and
     /// the node records still to read. [`DataTree::decode_snapshot`] shows the steps.
     pub fn begin_restore(b: &[u8]) -> Result<(DataTree, NodeRecords<'_>), CodecError> {

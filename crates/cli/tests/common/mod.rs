@@ -315,8 +315,13 @@ impl CorralServer {
     }
 
     pub fn try_start_in(dir: PathBuf, extra_cfg: &str) -> Result<CorralServer, String> {
+        Self::try_start_on(dir, free_port(), extra_cfg)
+    }
+
+    /// Like [`CorralServer::try_start_in`] on a given port: taking over from a server that
+    /// was stopped there (an in-place switch from ZooKeeper keeps its dir and port).
+    pub fn try_start_on(dir: PathBuf, port: u16, extra_cfg: &str) -> Result<CorralServer, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let port = free_port();
         let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
         ServerProcess::spawn("corral", dir, port, corral_serve_cmd(&cfg))
             .map(|proc| CorralServer { proc })
@@ -405,6 +410,12 @@ impl RealZk {
     }
 
     pub fn try_start(extra_cfg: &str) -> Result<RealZk, String> {
+        Self::try_start_with_jvm(extra_cfg, &[])
+    }
+
+    /// [`RealZk::try_start`] with extra JVM arguments (system properties ZooKeeper reads only
+    /// from the JVM, such as `-Djute.maxbuffer=N`).
+    pub fn try_start_with_jvm(extra_cfg: &str, jvm_args: &[&str]) -> Result<RealZk, String> {
         let dir = fresh_temp_dir("zk").map_err(|e| format!("temp dir: {e}"))?;
         let port = free_port();
         let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
@@ -427,6 +438,7 @@ impl RealZk {
             .arg("-Djava.awt.headless=true")
             .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
             .arg("-Dzookeeper.admin.enableServer=false")
+            .args(jvm_args)
             .arg("-cp")
             .arg(cp)
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")

@@ -1,0 +1,554 @@
+//! Import of ZooKeeper's on-disk state (`dataDir/version-2` snapshots and
+//! `dataLogDir/version-2` transaction logs, ZooKeeper 3.4 to 3.9) into corral's: the newest
+//! complete snapshot is loaded and the logged transactions after it replayed the way
+//! ZooKeeper's own start-up does ([`replay`]), then the result is written as the snapshot of
+//! a fresh one-voter group whose last log index is ZooKeeper's last zxid ([`write`]), so
+//! zxid = log index keeps holding and clients that reconnect with their lastZxidSeen, session
+//! id and password keep their sessions.
+//!
+//! Owns: reading ZooKeeper's formats ([`files`]), the replay, the conversion. Must not:
+//! write anything in ZooKeeper's directories (they are left as they were, so the operator
+//! can go back), or leave half-written corral data (the snapshot, written last through a
+//! temporary file, is the commit point).
+
+mod compress;
+mod files;
+mod replay;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::consensus::StorageConfig;
+pub use write::zk_session_password;
+
+/// Why an import stopped. File errors name the file and, where one applies, the offset.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("{}: {what} at byte offset {offset}", file.display())]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error("{}: unsupported: {what}", file.display())]
+    Unsupported { file: PathBuf, what: String },
+    #[error("{}: {what}", file.display())]
+    Inconsistent { file: PathBuf, what: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no ZooKeeper snapshot.* or log.* files in {}", .0.display())]
+    NothingToImport(PathBuf),
+    #[error(
+        "{} already holds corral data (snapshots or write-ahead log); import only into an \
+         empty data directory", .0.display()
+    )]
+    DestinationInUse(PathBuf),
+    #[error(
+        "{}: transactions {from:#x} to {to:#x} are missing before this log's next one (a log \
+         file deleted or damaged?)", file.display()
+    )]
+    Gap { file: PathBuf, from: i64, to: i64 },
+    #[error("the imported tree is not consistent: {0}")]
+    Tree(String),
+    #[error("cannot write corral's data: {0}")]
+    Write(String),
+}
+
+impl ImportError {
+    fn io(path: &Path, source: std::io::Error) -> ImportError {
+        ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What an import read and wrote.
+#[derive(Debug, Clone)]
+pub struct ImportSummary {
+    /// The ZooKeeper snapshot loaded (None: the logs alone were replayed).
+    pub snapshot: Option<PathBuf>,
+    pub logs: Vec<PathBuf>,
+    pub txns_replayed: u64,
+    pub znodes: usize,
+    pub sessions: usize,
+    pub ephemerals: usize,
+    /// ZooKeeper's last zxid: the last log index of the corral snapshot written.
+    pub last_zxid: i64,
+    /// Bytes of the corral snapshot written.
+    pub snapshot_bytes: u64,
+    pub elapsed_ms: u64,
+}
+
+/// ZooKeeper's `version-2` under `dir`, or `dir` itself when it is one.
+pub fn version2_dir(dir: &Path) -> PathBuf {
+    if dir.file_name().is_some_and(|n| n == "version-2") {
+        dir.to_path_buf()
+    } else {
+        dir.join("version-2")
+    }
+}
+
+/// Whether ZooKeeper left snapshots or logs in `data_dir` (or `data_log_dir`).
+pub fn has_zk_data(data_dir: &Path, data_log_dir: Option<&Path>) -> bool {
+    let snaps = version2_dir(data_dir);
+    let logs = version2_dir(data_log_dir.unwrap_or(data_dir));
+    files::ZkFiles::scan(&snaps, &logs).is_ok_and(|f| !f.is_empty())
+}
+
+/// Whether corral already has data (a snapshot or a log segment) where `storage` points.
+pub fn has_corral_data(storage: &StorageConfig) -> bool {
+    let any = |dir: PathBuf, is_data: &dyn Fn(&str) -> bool| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_str().is_some_and(is_data))
+        })
+    };
+    any(storage.snapshot_dir(), &|n: &str| {
+        n.starts_with("snapshot.") && !n.ends_with(".tmp")
+    }) || any(storage.wal_dir(), &|n: &str| n.ends_with(".log"))
+}
+
+/// The file in corral's dataDir recording what was imported: ZooKeeper's last zxid.
+const MARKER: &str = "zk-imported";
+
+/// After an import, refuses a start on a dataDir where ZooKeeper has written since (it was
+/// started again on it: a log or snapshot past the zxid imported). corral would otherwise
+/// serve its own older copy and ZooKeeper's later writes would be lost without a word.
+pub fn check_zk_not_written_since_import(
+    storage: &StorageConfig,
+    data_dir: &Path,
+    data_log_dir: Option<&Path>,
+) -> Result<(), String> {
+    let marker = storage.data_dir.join(MARKER);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    let Some(imported) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("last_zxid=0x"))
+        .and_then(|h| i64::from_str_radix(h.trim(), 16).ok())
+    else {
+        return Err(format!("{}: no last_zxid line", marker.display()));
+    };
+    let found = files::ZkFiles::scan(
+        &version2_dir(data_dir),
+        &version2_dir(data_log_dir.unwrap_or(data_dir)),
+    )
+    .map_err(|e| e.to_string())?;
+    let later = found
+        .logs
+        .iter()
+        .chain(&found.snapshots)
+        .filter(|(z, _)| *z > imported)
+        .map(|(_, p)| p.display().to_string())
+        .collect::<Vec<_>>();
+    if later.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "ZooKeeper has written to this data dir since corral imported it at zxid {imported:#x} \
+         ({}); corral's data would miss those writes. To import them, move corral's data \
+         ({} and its write-ahead log) aside and start again; to keep corral's, move \
+         ZooKeeper's version-2 aside",
+        later.join(", "),
+        storage.data_dir.display()
+    ))
+}
+
+/// Imports ZooKeeper's state from `zk_data_dir` (its dataDir, or the `version-2` in it) and
+/// `zk_log_dir` (its dataLogDir, when separate) into corral's empty storage `dest`.
+pub fn import(
+    zk_data_dir: &Path,
+    zk_log_dir: Option<&Path>,
+    dest: &StorageConfig,
+) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    if has_corral_data(dest) {
+        return Err(ImportError::DestinationInUse(dest.data_dir.clone()));
+    }
+    let snap_dir = version2_dir(zk_data_dir);
+    let log_dir = version2_dir(zk_log_dir.unwrap_or(zk_data_dir));
+    let found = files::ZkFiles::scan(&snap_dir, &log_dir)?;
+    if found.is_empty() {
+        return Err(ImportError::NothingToImport(snap_dir));
+    }
+
+    // The newest complete snapshot, as ZooKeeper picks it: one a crash left incomplete is
+    // passed over; any other damage stops the import.
+    let mut tree = None;
+    let mut snapshot = None;
+    for (zxid, path) in &found.snapshots {
+        let raw = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
+        let content = files::snapshot_content(path, raw)?;
+        let Some((bytes, decompressed)) =
+            content.filter(|(b, _)| files::snapshot_looks_complete(b))
+        else {
+            tracing::warn!(
+                file = %path.display(),
+                "ZooKeeper snapshot is incomplete (ZooKeeper stopped while writing it); \
+                 using the one before, as ZooKeeper does"
+            );
+            continue;
+        };
+        let parsed = files::parse_snapshot(path, &bytes, decompressed)?;
+        tree = Some(replay::ZkTree::from_snapshot(path, parsed, *zxid)?);
+        snapshot = Some(path.clone());
+        break;
+    }
+    let mut tree = tree.unwrap_or_else(replay::ZkTree::empty);
+    let snap_zxid = tree.last_zxid;
+
+    // The logs from the last one starting at or before the snapshot's zxid.
+    let first = found
+        .logs
+        .iter()
+        .filter(|(z, _)| *z <= snap_zxid)
+        .map(|(z, _)| *z)
+        .max()
+        .unwrap_or(0);
+    let mut logs = Vec::new();
+    for (_, path) in found.logs.iter().filter(|(z, _)| *z >= first) {
+        let bytes = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
+        let mut reader = files::LogReader::open(path, &bytes)?;
+        loop {
+            match reader.next_txn()? {
+                Ok((hdr, txn)) => {
+                    if hdr.zxid <= snap_zxid {
+                        continue;
+                    }
+                    // zxid = epoch << 32 | counter, and every transaction takes the next
+                    // counter: a jump inside an epoch means transactions are missing (a log
+                    // deleted, or damage ZooKeeper would read past without a word).
+                    let expected = tree.last_zxid.wrapping_add(1);
+                    if (snapshot.is_some() || tree.replayed > 0)
+                        && hdr.zxid > expected
+                        && hdr.zxid >> 32 == tree.last_zxid >> 32
+                    {
+                        return Err(ImportError::Gap {
+                            file: path.clone(),
+                            from: expected,
+                            to: hdr.zxid - 1,
+                        });
+                    }
+                    if hdr.zxid <= tree.last_zxid && tree.replayed > 0 {
+                        tracing::warn!(
+                            file = %path.display(),
+                            "transaction {:#x} follows {:#x}: out of order (replayed anyway, as ZooKeeper does)",
+                            hdr.zxid, tree.last_zxid
+                        );
+                    }
+                    tree.replay(&hdr, &txn);
+                }
+                Err(files::LogEnd::Clean) => break,
+                Err(files::LogEnd::Torn { offset }) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        offset,
+                        "ZooKeeper log ends in a partly written record (ZooKeeper stopped \
+                         while writing it; it was never acknowledged); reading stops there, \
+                         as ZooKeeper's does"
+                    );
+                    break;
+                }
+            }
+        }
+        logs.push(path.clone());
+    }
+
+    // ZooKeeper kills, at load, sessions that own ephemerals but have no timeout recorded.
+    for orphan in tree.orphan_owners() {
+        tracing::warn!(
+            "session {orphan:#x} owns ephemerals but is not among ZooKeeper's sessions; its \
+             ephemerals are deleted, as ZooKeeper does at start"
+        );
+        let zxid = tree.last_zxid;
+        tree.kill_session(orphan, zxid, None);
+    }
+    if tree.last_zxid <= 0 {
+        return Err(ImportError::NothingToImport(snap_dir));
+    }
+
+    let corral = write::to_data_tree(&tree)?;
+    let summary = ImportSummary {
+        snapshot,
+        logs,
+        txns_replayed: tree.replayed,
+        znodes: corral.node_count(),
+        sessions: corral.sessions().count(),
+        ephemerals: corral.ephemeral_count(),
+        last_zxid: corral.last_zxid(),
+        snapshot_bytes: 0,
+        elapsed_ms: 0,
+    };
+    drop(tree);
+    // Before the snapshot, which commits the import: a marker without one is overwritten by
+    // the next attempt.
+    std::fs::create_dir_all(&dest.data_dir).map_err(|e| ImportError::io(&dest.data_dir, e))?;
+    let marker = dest.data_dir.join(MARKER);
+    crate::wal::write_atomic(
+        &marker,
+        format!(
+            "imported from ZooKeeper's {}\nlast_zxid=0x{:x}\n",
+            snap_dir.display(),
+            summary.last_zxid
+        )
+        .as_bytes(),
+        true,
+    )
+    .map_err(|e| ImportError::io(&marker, e))?;
+    let snapshot_bytes = write::write_corral_state(&corral, dest)?;
+    Ok(ImportSummary {
+        snapshot_bytes,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        ..summary
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::tests::TestDir;
+    use corral_proto::{open_acl_unsafe, Writer};
+
+    fn stat(w: &mut Writer, zxid: i64) {
+        for v in [zxid, zxid, 0, 0] {
+            w.i64(v);
+        }
+        for v in [0, 0, 0] {
+            w.i32(v);
+        }
+        w.i64(0);
+        w.i64(zxid);
+    }
+
+    /// A ZooKeeper snapshot of a fresh tree with one session (0x42, 5000 ms).
+    fn snapshot() -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(b"ZKSN");
+        w.i32(2);
+        w.i64(-1);
+        w.i32(1);
+        w.i64(0x42);
+        w.i32(5000);
+        w.i32(0);
+        for p in ["", "/zookeeper", "/zookeeper/quota"] {
+            w.string(p);
+            w.buffer(b"");
+            w.i64(-1);
+            stat(&mut w, 0);
+        }
+        w.string("/");
+        let sum = files::adler32(&w.buf);
+        w.i64(i64::from(sum));
+        w.string("/");
+        w.buf
+    }
+
+    fn create(path: &str, parent_cversion: i32) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.string(path);
+        w.buffer(path.as_bytes());
+        w.vec(&open_acl_unsafe());
+        w.bool(false);
+        w.i32(parent_cversion);
+        w.buf
+    }
+
+    /// A log of (zxid, type, body) records, preallocated zeros after them.
+    fn log(txns: &[(i64, i32, Vec<u8>)]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(b"ZKLG");
+        w.i32(2);
+        w.i64(0);
+        for (zxid, kind, body) in txns {
+            let mut r = Writer::new();
+            r.i64(0x42);
+            r.i32(1);
+            r.i64(*zxid);
+            r.i64(1000);
+            r.i32(*kind);
+            r.buf.extend_from_slice(body);
+            w.i64(i64::from(files::adler32(&r.buf)));
+            w.buffer(&r.buf);
+            w.buf.push(b'B');
+        }
+        w.buf.extend_from_slice(&[0; 64]);
+        w.buf
+    }
+
+    fn zk_dir(files: &[(&str, Vec<u8>)]) -> TestDir {
+        let d = TestDir::new("zk-import");
+        let v2 = d.path().join("version-2");
+        std::fs::create_dir_all(&v2).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(v2.join(name), bytes).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn imports_a_snapshot_and_the_log_after_it() {
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            (
+                "log.1",
+                log(&[
+                    (1, files::op::CREATE, create("/a", 1)),
+                    (2, files::op::CREATE, create("/a/b", 1)),
+                ]),
+            ),
+        ]);
+        let dest = TestDir::new("zk-import-dest");
+        let storage = StorageConfig::new(dest.path());
+        let s = import(zk.path(), None, &storage).unwrap();
+        assert_eq!(
+            (s.znodes, s.sessions, s.txns_replayed, s.last_zxid),
+            (5, 1, 2, 2)
+        );
+        assert!(has_corral_data(&storage));
+        // ZooKeeper's files are only read, and a second import is refused.
+        assert_eq!(
+            std::fs::read_dir(zk.path().join("version-2"))
+                .unwrap()
+                .count(),
+            2
+        );
+        assert!(matches!(
+            import(zk.path(), None, &storage),
+            Err(ImportError::DestinationInUse(_))
+        ));
+    }
+
+    /// zxids of a later epoch (ZooKeeper's high 32 bits) make log indexes past 2^32; a
+    /// keeper started on such a dataDir imports it by itself (the logs in a separate
+    /// dataLogDir), serves at ZooKeeper's last zxid and writes after it, and starts again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_keeper_starts_on_an_imported_later_epoch_and_writes_after_it() {
+        use crate::config::Config;
+        use crate::server::Keeper;
+        use corral_tree::{Entry, EntryOp};
+
+        let base = 0x3_0000_0000i64;
+        let data = TestDir::new("zk-import-serve");
+        let logs = TestDir::new("zk-import-serve-logs");
+        let put = |dir: &Path, name: String, bytes: Vec<u8>| {
+            std::fs::create_dir_all(dir.join("version-2")).unwrap();
+            std::fs::write(dir.join("version-2").join(name), bytes).unwrap();
+        };
+        put(data.path(), format!("snapshot.{:x}", base), snapshot());
+        put(
+            logs.path(),
+            format!("log.{:x}", base + 1),
+            log(&[
+                (base + 1, files::op::CREATE, create("/a", 1)),
+                (base + 2, files::op::CREATE, create("/b", 2)),
+            ]),
+        );
+        let config = Config {
+            data_dir: data.path().to_path_buf(),
+            data_log_dir: Some(logs.path().to_path_buf()),
+            client_port: 0,
+            ..Config::default()
+        };
+        for round in 0..2 {
+            let keeper = Keeper::new(config.clone());
+            keeper.start().await.unwrap();
+            assert!(keeper.last_zxid() >= base + 2, "round {round}");
+            {
+                let st = keeper.state();
+                assert!(st.tree.node("/a").is_some() && st.tree.node("/b").is_some());
+                // The snapshot's session, closed in the first round.
+                assert_eq!(st.tree.session(0x42).is_some(), round == 0);
+            }
+            let (zxid, _) = keeper
+                .propose(Entry {
+                    session_id: 0,
+                    time_ms: 0,
+                    identities: Vec::new(),
+                    op: EntryOp::CloseSession {
+                        session_id: 0x42 + round,
+                        reason: "test".into(),
+                    },
+                })
+                .await
+                .unwrap();
+            assert!(zxid > base + 2, "round {round}: zxid {zxid:#x}");
+            keeper.shutdown();
+            if let Some(c) = keeper.consensus() {
+                c.shutdown().await;
+            }
+        }
+        // ZooKeeper's files are as they were.
+        assert_eq!(
+            std::fs::read_dir(data.path().join("version-2"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_dir(logs.path().join("version-2"))
+                .unwrap()
+                .count(),
+            1
+        );
+
+        // ZooKeeper started again on the dir and wrote: corral refuses to serve its older copy.
+        put(
+            logs.path(),
+            format!("log.{:x}", base + 3),
+            log(&[(base + 3, files::op::CREATE, create("/c", 3))]),
+        );
+        let keeper = Keeper::new(config.clone());
+        let e = keeper.start().await.unwrap_err();
+        assert!(
+            e.contains("ZooKeeper has written") && e.contains("log.300000003"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_logs_stops_the_import() {
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            ("log.1", log(&[(1, files::op::CREATE, create("/a", 1))])),
+            ("log.3", log(&[(3, files::op::CREATE, create("/b", 2))])),
+        ]);
+        let dest = TestDir::new("zk-import-dest");
+        let storage = StorageConfig::new(dest.path());
+        let e = import(zk.path(), None, &storage).unwrap_err();
+        assert!(
+            matches!(&e, ImportError::Gap { from: 2, to: 2, file } if file.ends_with("log.3")),
+            "{e}"
+        );
+        assert!(!has_corral_data(&storage));
+    }
+
+    #[test]
+    fn torn_tails_and_incomplete_snapshots_are_passed_over_as_zookeeper_does() {
+        let mut torn = log(&[
+            (1, files::op::CREATE, create("/a", 1)),
+            (2, files::op::CREATE, create("/b", 2)),
+        ]);
+        // Cut the second record short.
+        let cut = torn.len() - 64 - 10;
+        torn.truncate(cut);
+        let mut incomplete = snapshot();
+        incomplete.truncate(incomplete.len() - 5);
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            ("snapshot.1", incomplete),
+            ("log.1", torn),
+        ]);
+        let dest = TestDir::new("zk-import-dest");
+        let s = import(zk.path(), None, &StorageConfig::new(dest.path())).unwrap();
+        assert!(s.snapshot.unwrap().ends_with("snapshot.0"));
+        assert_eq!((s.txns_replayed, s.last_zxid, s.znodes), (1, 1, 4));
+    }
+}
