@@ -262,6 +262,10 @@ pub fn import(
         logs.push(path.clone());
     }
 
+    if let Some(snap) = &snapshot {
+        tree.resolve_pending_acls(snap)?;
+    }
+
     // ZooKeeper kills, at load, sessions that own ephemerals but have no timeout recorded.
     for orphan in tree.orphan_owners() {
         tracing::warn!(

@@ -40,6 +40,15 @@ pub(crate) struct ZkTree {
     quota_paths: BTreeSet<String>,
     /// One shared copy of each distinct ACL, as ZooKeeper's ACL cache keeps them.
     acls: HashMap<Vec<Acl>, Arc<[Acl]>>,
+    /// ZooKeeper's ACL cache numbering: the id of each list, and the last id given. A
+    /// replayed create or setACL numbers a list it has not seen as ZooKeeper did when it
+    /// logged it, which is how a fuzzy snapshot's node that refers to a list added to the
+    /// cache after the cache was written gets its ACL back.
+    acl_ids: HashMap<Vec<Acl>, i64>,
+    acl_by_id: HashMap<i64, Arc<[Acl]>>,
+    acl_index: i64,
+    /// Snapshot nodes whose ACL id was not in the snapshot's cache (yet).
+    pending_acl: HashMap<String, i64>,
     /// The ephemerals of each owning session.
     ephemerals: HashMap<i64, BTreeSet<String>>,
     /// Transactions replayed.
@@ -74,6 +83,10 @@ impl ZkTree {
             last_zxid: 0,
             quota_paths: BTreeSet::new(),
             acls: HashMap::new(),
+            acl_ids: HashMap::new(),
+            acl_by_id: HashMap::new(),
+            acl_index: 0,
+            pending_acl: HashMap::new(),
             ephemerals: HashMap::new(),
             replayed: 0,
         };
@@ -112,6 +125,42 @@ impl ZkTree {
         a
     }
 
+    /// ZooKeeper's convertAcls: the list's id, a new one if it was never seen.
+    fn convert_acls(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
+        let shared = self.intern(acl.to_vec());
+        if !self.acl_ids.contains_key(acl) {
+            self.acl_index += 1;
+            self.acl_ids.insert(acl.to_vec(), self.acl_index);
+            self.acl_by_id.insert(self.acl_index, Arc::clone(&shared));
+        }
+        shared
+    }
+
+    /// Gives the snapshot's nodes whose ACL id was missing from its cache the list the
+    /// replay numbered with that id. One still unknown is an error, naming the node.
+    pub fn resolve_pending_acls(&mut self, file: &Path) -> Result<(), ImportError> {
+        let mut pending: Vec<(String, i64)> = self.pending_acl.drain().collect();
+        pending.sort();
+        for (path, id) in pending {
+            let Some(node) = self.nodes.get_mut(&path) else {
+                continue;
+            };
+            match self.acl_by_id.get(&id) {
+                Some(acl) => node.acl = Arc::clone(acl),
+                None => {
+                    return Err(ImportError::Inconsistent {
+                        file: file.to_path_buf(),
+                        what: format!(
+                            "{path:?} refers to ACL {id}, which neither the snapshot's ACL \
+                             cache nor the transactions after it define"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Loads a parsed snapshot whose name says `zxid`, as ZooKeeper's DataTree.deserialize
     /// does, quota stats included.
     pub fn from_snapshot(file: &Path, snap: Snapshot, zxid: i64) -> Result<ZkTree, ImportError> {
@@ -121,9 +170,14 @@ impl ZkTree {
         t.sessions = snap.sessions.into_iter().collect();
         let mut cache: HashMap<i64, Arc<[Acl]>> = HashMap::new();
         for (id, acl) in snap.acls {
-            let a = t.intern(acl);
+            let a = t.intern(acl.clone());
+            t.acl_index = t.acl_index.max(id);
+            t.acl_ids.insert(acl, id);
+            t.acl_by_id.insert(id, Arc::clone(&a));
             cache.insert(id, a);
         }
+        // Stands in for a list the replay defines (see `resolve_pending_acls`).
+        let unresolved: Arc<[Acl]> = Vec::new().into();
         let open = t.intern(open_acl_unsafe());
         let bad = |what: String| ImportError::Inconsistent {
             file: file.to_path_buf(),
@@ -137,10 +191,16 @@ impl ZkTree {
             };
             let acl = match n.acl_ref {
                 -1 => Arc::clone(&open),
-                id => cache
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| bad(format!("{path:?} refers to ACL {id}, not in the cache")))?,
+                id => match cache.get(&id) {
+                    Some(acl) => Arc::clone(acl),
+                    None => {
+                        // A node created while the snapshot was written, with a list added
+                        // to the cache after the cache was: ZooKeeper keeps the id, and the
+                        // replayed create numbers the list again.
+                        t.pending_acl.insert(path.clone(), id);
+                        Arc::clone(&unresolved)
+                    }
+                },
             };
             match parent_of(&path) {
                 None if path == "/" => {}
@@ -322,11 +382,12 @@ impl ZkTree {
                 version,
             } => self.set_data(path, data, *version, hdr),
             Txn::SetAcl { path, acl, version } => {
-                let acl = self.intern(acl.clone());
+                let acl = self.convert_acls(acl);
                 match self.nodes.get_mut(path.as_str()) {
                     Some(n) => {
                         n.stat.aversion = *version;
                         n.acl = acl;
+                        self.pending_acl.remove(path.as_str());
                         true
                     }
                     None => false,
@@ -361,10 +422,15 @@ impl ZkTree {
         let Some(parent_path) = parent_of(path) else {
             return false;
         };
-        let acl = self.intern(acl.to_vec());
-        if !self.nodes.contains_key(parent_path) || self.nodes.contains_key(path) {
+        if !self.nodes.contains_key(parent_path) {
             return false;
         }
+        // Numbered before the existence check, as ZooKeeper's createNode does.
+        let acl = self.convert_acls(acl);
+        if self.nodes.contains_key(path) {
+            return false;
+        }
+        self.pending_acl.remove(path);
         if let Some(parent) = self.nodes.get_mut(parent_path) {
             let cv = if parent_cversion == -1 {
                 parent.stat.cversion.wrapping_add(1)
@@ -574,6 +640,59 @@ mod tests {
             ephemeral,
             parent_cversion,
         }
+    }
+
+    /// A node created while the snapshot was written may refer to an ACL list added to the
+    /// cache after the cache was written: the replayed create numbers the list again, as
+    /// ZooKeeper's does, and the node gets it. An id nothing defines stops the import.
+    #[test]
+    fn a_snapshot_node_whose_acl_the_log_defines_gets_it() {
+        use crate::zk_import::files::SnapNode;
+        let digest = vec![Acl {
+            perms: 31,
+            id: corral_proto::Id {
+                scheme: "digest".into(),
+                id: "u:h".into(),
+            },
+        }];
+        let node = |path: &str, acl_ref: i64| SnapNode {
+            path: path.into(),
+            data: Some(Vec::new()),
+            acl_ref,
+            stat: StatPersisted::default(),
+        };
+        let snapshot = |refs: i64| Snapshot {
+            sessions: Vec::new(),
+            acls: vec![(1, open_acl_unsafe())],
+            nodes: vec![
+                node("", -1),
+                node("/zookeeper", -1),
+                node("/a", 1),
+                node("/a/new", refs),
+            ],
+        };
+        let file = Path::new("snapshot.5");
+        let mut t = ZkTree::from_snapshot(file, snapshot(2), 5).expect("loads");
+        // The create logged after the snapshot's start, already in the snapshot.
+        t.replay(
+            &hdr(op::CREATE, 6, 0),
+            &Txn::Create {
+                path: "/a/new".into(),
+                data: Some(Vec::new()),
+                acl: digest.clone(),
+                ephemeral: false,
+                parent_cversion: 1,
+            },
+        );
+        t.resolve_pending_acls(file).expect("resolved");
+        assert_eq!(&*t.nodes["/a/new"].acl, &digest[..]);
+        assert_eq!(&*t.nodes["/a"].acl, &open_acl_unsafe()[..]);
+
+        let mut t = ZkTree::from_snapshot(file, snapshot(9), 5).expect("loads");
+        let e = t
+            .resolve_pending_acls(file)
+            .expect_err("id 9 is defined nowhere");
+        assert!(e.to_string().contains("ACL 9"), "{e}");
     }
 
     /// A fuzzy snapshot may already hold what the log replays: ZooKeeper's rules keep the
