@@ -401,7 +401,7 @@ fn dump(out: &mut String, snap: &AdminSnapshot) {
     );
 }
 
-/// "<what> Sets (<sets>)/(<members>):" then each set, earliest first.
+/// `"<what> Sets (<sets>)/(<members>):"` then each set, earliest first.
 fn expiry_sets<T>(
     out: &mut String,
     what: &str,

@@ -12,7 +12,7 @@
 //! and the directory fsynced, so a crash leaves either the whole file or none of it.
 //!
 //! One retired snapshot is kept as `snapshot.spare` and overwritten by the next snapshot
-//! instead of a new file being allocated: see [`SPARE`].
+//! instead of a new file being allocated: see `SPARE`.
 //!
 //! Owns: the files in the snapshots directory, their integrity check and retention. Must not:
 //! interpret meta or payload, or decide when to snapshot (openraft's policy does).
@@ -293,7 +293,7 @@ impl SnapshotStore {
     }
 
     /// [`SnapshotStore::write`] with the payload streamed: `produce` hands it to the sink in
-    /// pieces, each written out and paced ([`write_paced`]) as it comes, so a large payload
+    /// pieces, each written out and paced (`write_paced`) as it comes, so a large payload
     /// is never whole in memory. Length and checksum are filled in at the end.
     pub fn write_with(
         &self,

@@ -1,7 +1,7 @@
 //! The write-ahead log: numbered records in preallocated segment files, appended with group
 //! commit, readable by index, truncated on raft conflicts and purged below snapshots.
 //!
-//! Layout: `<dir>/<first index, 20 digits>.log` segments (format in [`segment`]) and at most
+//! Layout: `<dir>/<first index, 20 digits>.log` segments (format in `segment`) and at most
 //! one `<dir>/prealloc.tmp`, the zero-filled file that becomes the next segment.
 //!
 //! Threads: one writer thread owns every file mutation (appends, rolls to a new segment,

@@ -1,12 +1,12 @@
 //! Import of ZooKeeper's on-disk state (`dataDir/version-2` snapshots and
 //! `dataLogDir/version-2` transaction logs, ZooKeeper 3.4 to 3.9) into corral's: the newest
 //! complete snapshot is loaded and the logged transactions after it replayed the way
-//! ZooKeeper's own start-up does ([`replay`]), then the result is written as the snapshot of
-//! a fresh one-voter group whose last log index is ZooKeeper's last zxid ([`write`]), so
+//! ZooKeeper's own start-up does (`replay`), then the result is written as the snapshot of
+//! a fresh one-voter group whose last log index is ZooKeeper's last zxid (`write`), so
 //! zxid = log index keeps holding and clients that reconnect with their lastZxidSeen, session
 //! id and password keep their sessions.
 //!
-//! Owns: reading ZooKeeper's formats ([`files`]), the replay, the conversion. Must not:
+//! Owns: reading ZooKeeper's formats (`files`), the replay, the conversion. Must not:
 //! write anything in ZooKeeper's directories (they are left as they were, so the operator
 //! can go back), or leave half-written corral data (the snapshot, written last through a
 //! temporary file, is the commit point).

@@ -1,0 +1,614 @@
+//! Consensus: an openraft group whose log carries [`Entry`] values.
+//!
+//! Owns the raft node: the openraft type configuration, the log store ([`DurableLogStore`] on
+//! the [`crate::wal`] write-ahead log, with snapshots in [`crate::snapshot_store`]), the
+//! encoding of raft entries, votes and snapshot metadata on disk, start-up recovery, the state
+//! machine adapter ([`HookStateMachine`]) that hands every committed client entry to the
+//! keeper's [`StateMachineHook`], the snapshot plumbing, and the network (none yet: standalone
+//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses:
+//! `propose` an entry, learn its zxid (= raft log index) and its result.
+//!
+//! Must not: apply anything itself (the hook owns the tree), know about sessions, connections or
+//! watches, or special-case standalone beyond having no peers: standalone and an ensemble take
+//! the same path through openraft, so the durable log and the TCP network slot in without
+//! changing [`Consensus`]'s callers.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use corral_tree::{ApplyResult, Entry};
+use openraft::error::{
+    ClientWriteError, Fatal, InitializeError, InstallSnapshotError, RPCError, RaftError,
+    Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, BasicNode, CommittedLeaderId, EntryPayload, LogId, LogState, Membership,
+    RaftLogReader, RaftMetrics, RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder, ServerState,
+    Snapshot, SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use tokio::sync::watch;
+
+use crate::background::{produce_in_background, BackgroundReport};
+use crate::snapshot_data::SnapshotData;
+use crate::snapshot_store::{LoadedSnapshot, SnapshotStore};
+use crate::wal::{self, Wal, WalOptions};
+
+/// What the keeper supplies to the state machine side of consensus. Called for every
+/// committed entry, exactly once, in log order, on every node.
+pub trait StateMachineHook: Send + Sync + 'static {
+    /// Apply `entry` committed at log index `zxid`.
+    fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult;
+    /// The log index of the last applied entry (0 when none).
+    fn last_applied(&self) -> i64;
+
+    /// Captures a consistent view of the state as of the last applied entry and returns the
+    /// function that encodes it (`DataTree::write_snapshot`).
+    ///
+    /// It is called between two applies, so the capture must be cheap (structural sharing, a
+    /// clone of a persistent map, ...); the returned encoder runs later on a blocking thread
+    /// while applies continue, which is what keeps request latency flat while millions of
+    /// znodes are written out. `None` means this hook cannot snapshot (the default); that is
+    /// fine only while snapshots are never triggered, because openraft treats a failed snapshot
+    /// build as a storage error and stops the node.
+    fn snapshot(&self) -> Option<SnapshotEncoder> {
+        None
+    }
+
+    /// Replaces the whole state with a snapshot whose last entry is at log index `zxid`.
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+        let _ = (zxid, bytes);
+        Err("this state machine cannot restore snapshots".to_string())
+    }
+}
+
+/// Encodes a view captured by [`StateMachineHook::snapshot`], handing the snapshot bytes to
+/// the sink in order, a piece at a time, and stopping at the sink's first error. It can run
+/// again (the same bytes each time): when the disk refuses a snapshot it is encoded to memory.
+/// `scratch` is a buffer it may build its pieces in: the caller keeps it between snapshots so
+/// that encoding allocates nothing. Shared, so the background worker can run it while the
+/// snapshot thread keeps it for the in-memory fallback.
+pub type SnapshotEncoder = Arc<
+    dyn Fn(&mut Vec<u8>, &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>
+        + Send
+        + Sync,
+>;
+
+/// Raft node id. Standalone is node 1; in an ensemble it is the N of `server.N`.
+pub type NodeId = u64;
+
+/// The standalone node's id, as ZooKeeper's standalone server is `myid` 1.
+const STANDALONE_ID: NodeId = 1;
+
+/// How long start-up may take to reach leadership before we report failure. A one-voter group
+/// elects itself at once on initialize; the margin covers a loaded machine.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of corral's log.
+    pub TypeConfig:
+        D = Entry,
+        // `None` for openraft's own blank and membership entries, which have no client result;
+        // a placeholder `ApplyResult` could be mistaken for a real reply.
+        R = Option<ApplyResult>,
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = SnapshotData,
+);
+
+/// One record of the raft log: a client [`Entry`], a blank (leader start) or a membership.
+pub type LogEntry = openraft::Entry<TypeConfig>;
+
+type Raft = openraft::Raft<TypeConfig>;
+type StoredSnapshotMeta = SnapshotMeta<NodeId, BasicNode>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    /// Consensus has been shut down.
+    #[error("consensus is shut down")]
+    Shutdown,
+    /// The raft node failed (storage error, panic, bad configuration); it does not recover.
+    #[error("consensus failed: {0}")]
+    Fatal(String),
+}
+
+/// The consensus handle. Cheap to clone; every clone drives the same raft node.
+#[derive(Clone)]
+pub struct Consensus {
+    raft: Raft,
+    node_id: NodeId,
+    metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    // Set when shutdown begins, so `is_leader` turns false at once rather than when the
+    // stopping core publishes its last metrics.
+    shut_down: Arc<AtomicBool>,
+    // The durable log and snapshots.
+    storage: Arc<StorageHandle>,
+}
+
+/// Where and how the durable log and snapshots live (from zoo.cfg: dataDir, dataLogDir,
+/// forceSync, snapCount, autopurge.snapRetainCount, autopurge.purgeInterval).
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Snapshots go to `<data_dir>/snapshots`, the vote and committed index to `<data_dir>/raft`.
+    pub data_dir: PathBuf,
+    /// The WAL goes to `<data_log_dir or data_dir>/wal`.
+    pub data_log_dir: Option<PathBuf>,
+    /// `false` (forceSync=no) skips fdatasync on the log: faster, but an OS crash or power loss
+    /// may lose acknowledged writes.
+    pub force_sync: bool,
+    /// A snapshot is taken every this many log entries.
+    pub snap_count: u64,
+    /// Snapshots kept (at least 3); the log is kept from the oldest of them on.
+    pub snap_retain_count: u32,
+    /// Every this many hours, also purge old snapshots and log segments; 0 = only when a
+    /// snapshot is taken.
+    pub purge_interval_hours: u32,
+    /// Size each WAL segment is preallocated to.
+    pub segment_bytes: u64,
+    /// A log fsync slower than this is logged and counted (`fsync.warningthresholdms`).
+    pub fsync_warning: Duration,
+    /// Snapshots are written at no more than this many bytes per second
+    /// (`snapshot.maxWriteMBps`); None: unthrottled.
+    pub snapshot_write_rate: Option<u64>,
+}
+
+impl StorageConfig {
+    /// ZooKeeper's defaults for everything but the directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            data_log_dir: None,
+            force_sync: true,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
+            segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
+            fsync_warning: Duration::from_secs(1),
+            snapshot_write_rate: None,
+        }
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_log_dir
+            .as_ref()
+            .unwrap_or(&self.data_dir)
+            .join("wal")
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+
+    pub fn raft_dir(&self) -> PathBuf {
+        self.data_dir.join("raft")
+    }
+}
+
+/// Storage figures for metrics and `mntr`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    pub fsyncs: u64,
+    pub fsync_p50_us: u64,
+    pub fsync_p99_us: u64,
+    pub fsync_p999_us: u64,
+    pub fsync_max_us: u64,
+    pub fsync_threshold_exceeded: u64,
+    /// Log entries written and the group-commit batches they went in.
+    pub log_records: u64,
+    pub log_batches: u64,
+    /// Bytes of WAL segment files (preallocated size).
+    pub log_bytes: u64,
+    /// Bytes of the snapshot files kept.
+    pub snapshot_bytes: u64,
+    pub last_snapshot_ms: u64,
+    pub snapshots_written: u64,
+    pub snapshot_failures: u64,
+    /// Last log index (zxid) of the newest snapshot written or loaded, 0 if none.
+    pub last_snapshot_zxid: i64,
+    pub writes_blocked: bool,
+}
+
+/// A submitted entry whose result is still to come (see [`Consensus::submit`]).
+pub struct Submitted(
+    <<TypeConfig as openraft::RaftTypeConfig>::Responder as openraft::raft::responder::Responder<
+        TypeConfig,
+    >>::Receiver,
+);
+
+impl Submitted {
+    /// Waits until the entry is committed and applied here; its zxid and apply result.
+    pub async fn wait(self) -> Result<(i64, ApplyResult), ConsensusError> {
+        match self.0.await {
+            // The responder was dropped: raft stopped before answering.
+            Err(_) => Err(ConsensusError::Shutdown),
+            Ok(Ok(resp)) => {
+                let zxid = zxid_of(resp.log_id.index).map_err(ConsensusError::Fatal)?;
+                match resp.data {
+                    Some(result) => Ok((zxid, result)),
+                    None => Err(ConsensusError::Fatal(format!(
+                        "no apply result for the client entry at {zxid}"
+                    ))),
+                }
+            }
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ConsensusError::NotLeader {
+                leader: f.leader_id,
+            }),
+            Ok(Err(e @ ClientWriteError::ChangeMembershipError(_))) => {
+                Err(ConsensusError::Fatal(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Snapshot counters, updated by snapshot builders.
+#[derive(Default)]
+struct SnapCounters {
+    last_ms: u64,
+    written: u64,
+    failures: u64,
+    last_index: u64,
+}
+
+/// What a durable consensus keeps to report on and close its storage.
+struct StorageHandle {
+    wal: Arc<Wal>,
+    log: DurableLogStore,
+    persist: Arc<SnapshotPersist>,
+    purger: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Consensus {
+    /// Opens (or creates) the durable log and snapshots, restores, replays, becomes leader;
+    /// returns only once every committed entry is applied (so the keeper serves only after
+    /// recovery).
+    ///
+    /// The hook must be fresh (nothing applied): it receives `restore` with the newest valid
+    /// snapshot, then every later committed entry through `apply`. Refuses to start, with a
+    /// message naming file and offset, when the log is damaged anywhere but its unacknowledged
+    /// tail. Only one process may open a data directory at a time; call
+    /// [`Consensus::shutdown`] before opening it again.
+    pub async fn start_durable(
+        hook: Arc<dyn StateMachineHook>,
+        storage: StorageConfig,
+    ) -> Result<Consensus, ConsensusError> {
+        // Pipelined while the group has one voter (group commit); the log store switches to
+        // after-fsync acknowledgements as soon as a membership has more.
+        Consensus::start_durable_with(hook, storage, AckMode::Pipelined).await
+    }
+
+    /// [`Consensus::start_durable`] with an explicit [`AckMode`].
+    pub async fn start_durable_with(
+        hook: Arc<dyn StateMachineHook>,
+        storage: StorageConfig,
+        ack: AckMode,
+    ) -> Result<Consensus, ConsensusError> {
+        require_fresh(hook.as_ref())?;
+        if !storage.force_sync {
+            tracing::warn!(
+                "forceSync=no: the write-ahead log is not fsynced; an OS crash or power loss \
+                 may lose acknowledged writes"
+            );
+        }
+        let probe = hook.snapshot().is_some();
+        let policy = if probe {
+            SnapshotPolicy::LogsSinceLast(storage.snap_count.max(1))
+        } else {
+            tracing::warn!(
+                "the state machine cannot snapshot: snapshots are off and the write-ahead log \
+                 grows without bound"
+            );
+            SnapshotPolicy::Never
+        };
+        let config = Arc::new(standalone_config(policy, storage.snap_count.max(1))?);
+
+        // Disk-heavy recovery (reading every segment, restoring the snapshot) runs off the
+        // async workers.
+        let st = storage.clone();
+        let h = Arc::clone(&hook);
+        let pipelined = ack == AckMode::Pipelined;
+        let recovered = tokio::task::spawn_blocking(move || recover(&st, h, pipelined))
+            .await
+            .map_err(|e| ConsensusError::Fatal(format!("recovery panicked: {e}")))??;
+        let Recovered {
+            log,
+            wal,
+            persist,
+            snapshot,
+        } = recovered;
+
+        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist));
+        if pipelined {
+            sm.durable_gate = Some(wal.durability());
+        }
+        if let Some(snap) = snapshot {
+            sm.last_applied = snap.meta.last_log_id;
+            sm.last_membership = snap.meta.last_membership.clone();
+            *lock_snapshot(&sm.current_snapshot)
+                .map_err(|e| ConsensusError::Fatal(e.to_string()))? = Some(snap);
+        }
+
+        let purger = (storage.purge_interval_hours > 0).then(|| {
+            let p = Arc::clone(&persist);
+            let every = Duration::from_secs(u64::from(storage.purge_interval_hours) * 3600);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let p = Arc::clone(&p);
+                    let _ = tokio::task::spawn_blocking(move || p.apply_retention()).await;
+                }
+            })
+        });
+        let handle = Arc::new(StorageHandle {
+            wal: Arc::clone(&wal),
+            log: log.clone(),
+            persist,
+            purger,
+        });
+        let raft = match Raft::new(STANDALONE_ID, config, NoNetwork, log, sm).await {
+            Ok(r) => r,
+            Err(e) => {
+                handle.close();
+                return Err(ConsensusError::Fatal(format!("cannot start raft: {e}")));
+            }
+        };
+        let consensus = Consensus::lead(raft, handle).await?;
+        if probe {
+            spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
+        }
+
+        // Entries after the saved committed index are committed again by this leader's first
+        // entry; wait for them, so nothing acknowledged before the restart is missing when
+        // clients connect.
+        let last = consensus.metrics.borrow().last_log_index;
+        if let Err(e) = consensus
+            .raft
+            .wait(Some(RECOVERY_WAIT))
+            .applied_index_at_least(last, "recovery replay")
+            .await
+        {
+            consensus.shutdown().await;
+            return Err(ConsensusError::Fatal(format!(
+                "recovery did not finish applying the log: {e}"
+            )));
+        }
+        Ok(consensus)
+    }
+
+    /// Initializes the one-voter group if it is new and waits until this node leads.
+    async fn lead(raft: Raft, storage: Arc<StorageHandle>) -> Result<Consensus, ConsensusError> {
+        let consensus = Consensus {
+            metrics: raft.metrics(),
+            raft,
+            node_id: STANDALONE_ID,
+            shut_down: Arc::new(AtomicBool::new(false)),
+            storage,
+        };
+        // Asked first: openraft logs an ERROR when told to initialize a group that already is,
+        // and every clean restart would print one.
+        let init = match consensus.raft.is_initialized().await {
+            // A durable log that holds the membership from an earlier run.
+            Ok(true) => Ok(true),
+            _ => consensus
+                .raft
+                .initialize(BTreeSet::from([STANDALONE_ID]))
+                .await
+                .map(|()| false),
+        };
+        match init {
+            Ok(false) => {}
+            // Already initialized: elect at once instead of waiting out an election timeout.
+            Ok(true) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                let _ = consensus.raft.trigger().elect().await;
+            }
+            Err(e) => {
+                consensus.shutdown().await;
+                return Err(ConsensusError::Fatal(format!(
+                    "cannot initialize the group: {e}"
+                )));
+            }
+        }
+        if let Err(e) = consensus
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .state(ServerState::Leader, "standalone start")
+            .await
+        {
+            consensus.shutdown().await;
+            return Err(ConsensusError::Fatal(format!("did not become leader: {e}")));
+        }
+        Ok(consensus)
+    }
+
+    /// True while the disk has no room for the next log segment: the keeper must refuse client
+    /// writes (and keep the connection) until it clears.
+    pub fn writes_blocked(&self) -> bool {
+        self.storage.wal.health().writes_blocked()
+    }
+
+    /// Storage figures.
+    pub fn storage_stats(&self) -> StorageStats {
+        let s = &self.storage;
+        let w = s.wal.stats();
+        let c = lock_counters(&s.persist.counters);
+        StorageStats {
+            fsyncs: w.fsyncs,
+            fsync_p50_us: w.fsync_p50_us,
+            fsync_p99_us: w.fsync_p99_us,
+            fsync_p999_us: w.fsync_p999_us,
+            fsync_max_us: w.fsync_max_us,
+            fsync_threshold_exceeded: w.fsync_threshold_exceeded,
+            log_records: w.appended_records,
+            log_batches: w.batches,
+            log_bytes: w.log_bytes,
+            snapshot_bytes: s.persist.store.total_bytes(),
+            last_snapshot_ms: c.last_ms,
+            snapshots_written: c.written,
+            snapshot_failures: c.failures,
+            last_snapshot_zxid: i64::try_from(c.last_index).unwrap_or(i64::MAX),
+            writes_blocked: s.wal.health().writes_blocked(),
+        }
+    }
+
+    /// Appends `entry`, waits until it is committed and applied locally, returns the log index
+    /// (zxid) and the hook's ApplyResult for it.
+    ///
+    /// Any number of callers may wait at once. openraft 0.9 appends one client entry at a time
+    /// and applies in batches; on the durable log, [`AckMode::Pipelined`] is what lets entries
+    /// queued behind an fsync share the next one.
+    pub async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), ConsensusError> {
+        self.submit(entry).await?.wait().await
+    }
+
+    /// Hands `entry` to raft behind every entry submitted before it — the order of `submit`
+    /// calls is the log order — and returns at once with a handle to await its result. A
+    /// connection submits its writes one after another without waiting for each to commit, so
+    /// many of its writes share one group-commit fsync while their order is kept.
+    pub async fn submit(&self, entry: Entry) -> Result<Submitted, ConsensusError> {
+        match self.raft.client_write_ff(entry).await {
+            Ok(rx) => Ok(Submitted(rx)),
+            Err(Fatal::Stopped) => Err(ConsensusError::Shutdown),
+            Err(e) => Err(ConsensusError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Whether this node currently leads the group (and so may expire sessions).
+    pub fn is_leader(&self) -> bool {
+        if self.shut_down.load(Ordering::Acquire) {
+            return false;
+        }
+        let m = self.metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// Stops the raft node and waits for its tasks to end. Later proposals fail with
+    /// [`ConsensusError::Shutdown`]. Calling it again is harmless.
+    pub async fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft core ended abnormally on shutdown: {e}");
+        }
+        // Joins the WAL threads: blocking work.
+        let s = Arc::clone(&self.storage);
+        let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    }
+}
+
+impl StorageHandle {
+    /// Saves the committed index and stops the WAL. Idempotent.
+    fn close(&self) {
+        if let Some(p) = &self.purger {
+            p.abort();
+        }
+        self.log.flush_committed();
+        self.wal.close();
+    }
+}
+
+/// openraft checks the snapshot policy only as it applies entries, and skips it while a
+/// build runs: a snapshot that fell due during a build waits for the next write, and after
+/// the last write of a burst it never comes (seen: 400 entries past a snapCount of 100, idle).
+/// This asks for it when a build ends and the log has grown snapCount past it meanwhile. Ends
+/// with the raft core, whose metrics channel then closes.
+fn spawn_snapshot_catch_up(raft: Raft, snap_count: u64) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        let mut last_snapshot = metrics.borrow().snapshot.map(|s| s.index);
+        while metrics.changed().await.is_ok() {
+            let (snapshot, applied) = {
+                let m = metrics.borrow_and_update();
+                (
+                    m.snapshot.map(|s| s.index),
+                    m.last_applied.map_or(0, |l| l.index),
+                )
+            };
+            if snapshot == last_snapshot {
+                continue;
+            }
+            last_snapshot = snapshot;
+            if applied.saturating_sub(snapshot.unwrap_or(0)) >= snap_count {
+                let _ = raft.trigger().snapshot().await;
+            }
+        }
+    });
+}
+
+/// Refuses a hook that has applied entries already: recovery restores a snapshot and replays
+/// the log from there, so earlier state would be applied twice or see zxids go backwards.
+fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
+    let applied = hook.last_applied();
+    if applied != 0 {
+        return Err(ConsensusError::Fatal(format!(
+            "the state machine has applied up to zxid {applied} before recovery; it must start \
+             empty"
+        )));
+    }
+    Ok(())
+}
+
+/// How long replaying the log after the saved committed index may take at start-up.
+const RECOVERY_WAIT: Duration = Duration::from_secs(600);
+
+/// openraft configuration for a one-voter group.
+fn standalone_config(
+    snapshot_policy: SnapshotPolicy,
+    keep_after_snapshot: u64,
+) -> Result<openraft::Config, ConsensusError> {
+    let config = openraft::Config {
+        cluster_name: "corral".to_string(),
+        // A lone voter elects itself immediately on initialize; these timeouts only matter when
+        // a restarted node waits for an election (durable log), so keep that wait short.
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        // Replication batch size towards followers; large so a lagging follower catches up in
+        // few round trips (it has no effect on a lone voter).
+        max_payload_entries: 4096,
+        // Every snapCount entries, or never if the hook cannot snapshot.
+        snapshot_policy,
+        // Entries already in a snapshot that raft still serves from the log, so a lagging
+        // follower catches up without a snapshot transfer. Disk files are kept longer still:
+        // from the oldest retained snapshot on (see `SnapshotPersist::apply_retention`).
+        max_in_snapshot_log_to_keep: keep_after_snapshot,
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map_err(|e| ConsensusError::Fatal(format!("bad raft configuration: {e}")))
+}
+
+/// A raft log index as a zxid. Indexes never reach 2^63 in practice; refuse rather than wrap.
+fn zxid_of(index: u64) -> Result<i64, String> {
+    i64::try_from(index).map_err(|_| format!("log index {index} does not fit a zxid"))
+}
+
+mod codec;
+mod log_store;
+mod network;
+mod persist;
+mod state_machine;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use codec::write_initial_state;
+use codec::*;
+pub use log_store::*;
+pub use network::*;
+use persist::*;
+pub use state_machine::*;

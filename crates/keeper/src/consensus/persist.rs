@@ -1,0 +1,313 @@
+//! Snapshot persistence (writing built snapshots, retention) and start-up recovery (the
+//! newest valid snapshot, then the log after it). Must not decide when to snapshot.
+
+use super::*;
+
+/// Writes built snapshots to disk and keeps the retention rules.
+pub(super) struct SnapshotPersist {
+    pub(super) store: SnapshotStore,
+    pub(super) wal: Arc<Wal>,
+    pub(super) retain: usize,
+    pub(super) counters: Mutex<SnapCounters>,
+}
+
+pub(super) fn lock_counters(m: &Mutex<SnapCounters>) -> MutexGuard<'_, SnapCounters> {
+    // Plain counters: whatever a panicking holder left is still a usable number.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SnapshotPersist {
+    /// Writes one snapshot; on failure (disk full, ...) logs and keeps the log it would have
+    /// allowed to delete, so nothing is lost and the next snapshot tries again.
+    pub(super) fn persist(&self, meta: &StoredSnapshotMeta, data: &[u8], started: Instant) -> bool {
+        // In pieces: the store buffers what it is handed up to its pacing size, so one piece
+        // the size of the snapshot would be copied whole.
+        self.persist_streamed(meta, started, |sink| {
+            data.chunks(1 << 20).try_for_each(sink)?;
+            Ok(None)
+        })
+    }
+
+    /// [`SnapshotPersist::persist`] with the payload handed to `produce`'s sink a piece at a
+    /// time (an encoder writing straight to the file). `produce` returns how a background
+    /// encoder fared, if there was one, for the log line.
+    pub(super) fn persist_streamed(
+        &self,
+        meta: &StoredSnapshotMeta,
+        started: Instant,
+        produce: impl FnOnce(
+            &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        ) -> io::Result<Option<BackgroundReport>>,
+    ) -> bool {
+        let Some(last) = meta.last_log_id else {
+            return false;
+        };
+        let mut report = None;
+        let written = self
+            .store
+            .write_with(last.index, &encode_snapshot_meta(meta), |sink| {
+                report = produce(sink)?;
+                Ok(())
+            });
+        self.record(last, written, started, report)
+    }
+
+    pub(super) fn record(
+        &self,
+        last: LogId<NodeId>,
+        written: io::Result<u64>,
+        started: Instant,
+        encoder: Option<BackgroundReport>,
+    ) -> bool {
+        match written {
+            Ok(bytes) => {
+                {
+                    let mut c = lock_counters(&self.counters);
+                    c.written += 1;
+                    c.last_ms = started.elapsed().as_millis() as u64;
+                    c.last_index = last.index;
+                }
+                tracing::info!(
+                    zxid = last.index,
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    cpu_wait_ms = encoder.map(|e| e.waited.as_millis() as u64),
+                    raised = encoder.map(|e| e.raised),
+                    "snapshot written"
+                );
+                self.apply_retention();
+                true
+            }
+            Err(e) => {
+                lock_counters(&self.counters).failures += 1;
+                tracing::error!(
+                    "cannot write the snapshot at zxid {}: {e}; the log it covers is kept and \
+                     the next snapshot tries again",
+                    last.index
+                );
+                false
+            }
+        }
+    }
+
+    /// Deletes snapshots beyond the retain count and lets the WAL delete segments below the
+    /// oldest one kept: recovery can then fall back to any retained snapshot plus the log.
+    pub(super) fn apply_retention(&self) {
+        match self.store.retain(self.retain) {
+            Ok(Some(oldest)) => self.wal.set_retain_floor(oldest),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot purge old snapshots: {e}"),
+        }
+    }
+}
+
+/// What [`recover`] hands back to `start_durable`.
+pub(super) struct Recovered {
+    pub(super) log: DurableLogStore,
+    pub(super) wal: Arc<Wal>,
+    pub(super) persist: Arc<SnapshotPersist>,
+    pub(super) snapshot: Option<StoredSnapshot>,
+}
+
+/// Loads the newest valid snapshot into the hook and opens the log after it.
+pub(super) fn recover(
+    cfg: &StorageConfig,
+    hook: Arc<dyn StateMachineHook>,
+    pipelined: bool,
+) -> Result<Recovered, ConsensusError> {
+    let raft_dir = cfg.raft_dir();
+    std::fs::create_dir_all(&raft_dir)
+        .map_err(|e| fatal(format!("{}: {e}", raft_dir.display())))?;
+    let store = SnapshotStore::open(cfg.snapshot_dir())
+        .map_err(fatal)?
+        .with_write_rate(cfg.snapshot_write_rate);
+
+    let mut newest: Option<(StoredSnapshotMeta, LoadedSnapshot)> = None;
+    for index in store.list().map_err(fatal)? {
+        let loaded = store.load(index).and_then(|l| {
+            decode_snapshot_meta(&l.meta)
+                .map(|m| (l, m))
+                .map_err(|e| format!("{}: metadata: {e}", store.path_of(index).display()))
+        });
+        match loaded {
+            Ok((l, meta)) if meta.last_log_id.map(|x| x.index) == Some(index) => {
+                newest = Some((meta, l));
+                break;
+            }
+            Ok((l, _)) => {
+                tracing::warn!(file = %l.path.display(), "snapshot metadata does not match its file name; skipping it");
+                store.set_aside(index);
+            }
+            Err(e) => {
+                tracing::warn!("skipping a damaged snapshot, trying an older one: {e}");
+                store.set_aside(index);
+            }
+        }
+    }
+    let snap_last = newest.as_ref().and_then(|(m, _)| m.last_log_id);
+    // The ack mode follows membership: a group that has ever had several voters acknowledges
+    // appends only after their fsync.
+    let mut group_of_several = newest
+        .as_ref()
+        .is_some_and(|(m, _)| several_voters(m.last_membership.membership()));
+    // Decoding a large snapshot and scanning the log are independent and both take a while on
+    // a big keeper: decode on a second thread while this one scans, and join before anything
+    // is applied.
+    let restoring = match newest.take() {
+        None => None,
+        Some((meta, loaded)) => {
+            let hook = Arc::clone(&hook);
+            let thread = std::thread::Builder::new()
+                .name("corral-restore".into())
+                .spawn(move || {
+                    let restored =
+                        zxid_of(meta.last_log_id.map_or(0, |l| l.index)).and_then(|zxid| {
+                            let payload = loaded.payload();
+                            hook.restore(zxid, payload).map_err(|e| {
+                                format!("cannot restore the snapshot at zxid {zxid}: {e}")
+                            })?;
+                            tracing::info!(zxid, bytes = payload.len(), "restored snapshot");
+                            Ok(())
+                        });
+                    // Restored and on disk: the bytes are not kept in memory.
+                    let stored = StoredSnapshot {
+                        meta,
+                        data: SnapshotBytes::Disk(loaded.index),
+                    };
+                    (restored, stored)
+                })
+                .map_err(|e| fatal(format!("cannot start the restore thread: {e}")))?;
+            Some(thread)
+        }
+    };
+
+    // Scan the log: log ids of its first and last entries, and the tail after the snapshot
+    // into the cache (so replay reads memory, not disk).
+    let mut first: Option<LogId<NodeId>> = None;
+    let mut last: Option<LogId<NodeId>> = None;
+    let mut mem = DurableMem::default();
+    let skip_upto = snap_last.map_or(0, |l| l.index);
+    let wal_opts = WalOptions {
+        dir: cfg.wal_dir(),
+        segment_bytes: cfg.segment_bytes.max(4096),
+        force_sync: cfg.force_sync,
+        fsync_warning: cfg.fsync_warning,
+        #[cfg(test)]
+        prealloc_fault: None,
+    };
+    let wal = Wal::open(wal_opts, |index, body| {
+        let e = decode_log_entry(index, body)?;
+        if let EntryPayload::Membership(m) = &e.payload {
+            group_of_several |= several_voters(m);
+        }
+        if first.is_none() {
+            first = Some(e.log_id);
+        }
+        last = Some(e.log_id);
+        if index > skip_upto {
+            mem.insert(e, body.len());
+            // Everything read at start is on disk: any of it may be evicted.
+            mem.evict(|| Some(index));
+        }
+        Ok(())
+    })
+    .map_err(fatal)?;
+    let wal = Arc::new(wal);
+    let mut snapshot = None;
+    if let Some(thread) = restoring {
+        let (restored, s) = thread
+            .join()
+            .map_err(|_| fatal("the snapshot restore thread panicked".to_string()))?;
+        restored.map_err(fatal)?;
+        snapshot = Some(s);
+    }
+
+    // Where the log starts relative to the snapshot decides what raft sees as purged.
+    let gap = |f: u64, s: u64| {
+        fatal(format!(
+            "the write-ahead log in {} starts at log index {f}, but the newest valid snapshot \
+             in {} ends at {s}: entries {}..{} are missing. Restore this node from another \
+             replica or a backup of its snapshots",
+            cfg.wal_dir().display(),
+            cfg.snapshot_dir().display(),
+            s + 1,
+            f - 1
+        ))
+    };
+    let last_purged = match first {
+        None => snap_last,
+        // openraft's first entry (the initial membership) has index 0.
+        Some(f) if f.index == 0 => None,
+        Some(f) => match snap_last {
+            Some(s) if f.index == s.index + 1 => Some(s),
+            // Entries already in the snapshot: the first present one serves as the purge mark.
+            Some(s) if f.index <= s.index => Some(f),
+            s => return Err(gap(f.index, s.map_or(0, |s| s.index))),
+        },
+    };
+    if let Some(p) = last_purged {
+        drop(mem.drop_upto(p.index));
+        wal.purge(p.index);
+    }
+    mem.last_purged = last_purged;
+    mem.last_log = last.max(last_purged);
+    if let Some(oldest) = store.list().map_err(fatal)?.last() {
+        wal.set_retain_floor(*oldest);
+    }
+
+    let vote_path = raft_dir.join("vote");
+    mem.vote = wal::read_framed(&vote_path)
+        .map_err(|e| {
+            fatal(format!(
+                "cannot read the raft vote: {e}; restore this node from another replica"
+            ))
+        })?
+        .map(|b| decode_vote(&b))
+        .transpose()
+        .map_err(|e| fatal(format!("{}: {e}", vote_path.display())))?;
+    let committed_path = raft_dir.join("committed");
+    let committed = match wal::read_framed(&committed_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.map(|b| decode_committed(&b)).transpose())
+    {
+        Ok(c) => c.flatten(),
+        Err(e) => {
+            tracing::warn!("ignoring the saved committed index: {e}");
+            None
+        }
+    };
+    // With forceSync=no the log may have lost a tail that the hint still names.
+    mem.committed = committed.filter(|c| mem.last_log.is_some_and(|l| c.index <= l.index));
+    mem.committed_saved = mem.committed;
+    tracing::info!(
+        snapshot = ?snap_last.map(|l| l.index),
+        first = ?first.map(|l| l.index),
+        last = ?mem.last_log.map(|l| l.index),
+        committed = ?mem.committed.map(|l| l.index),
+        "opened the write-ahead log"
+    );
+
+    let persist = Arc::new(SnapshotPersist {
+        store,
+        wal: Arc::clone(&wal),
+        retain: cfg.snap_retain_count.max(3) as usize,
+        counters: Mutex::new(SnapCounters {
+            last_index: snap_last.map_or(0, |l| l.index),
+            ..SnapCounters::default()
+        }),
+    });
+    let log = DurableLogStore {
+        inner: Arc::new(DurableInner {
+            wal: Arc::clone(&wal),
+            raft_dir,
+            mem: Mutex::new(mem),
+            pipelined: AtomicBool::new(pipelined && !group_of_several),
+        }),
+    };
+    Ok(Recovered {
+        log,
+        wal,
+        persist,
+        snapshot,
+    })
+}

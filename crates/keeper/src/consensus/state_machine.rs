@@ -1,0 +1,305 @@
+//! openraft's state machine: hands committed entries to the keeper's [`StateMachineHook`] and
+//! builds, stores and installs snapshots through it. Must not touch the tree itself.
+
+use super::*;
+
+/// The latest snapshot, built here or received from a leader.
+pub(super) struct StoredSnapshot {
+    pub(super) meta: StoredSnapshotMeta,
+    pub(super) data: SnapshotBytes,
+}
+
+pub(super) enum SnapshotBytes {
+    /// Not on disk: writing it failed (disk full, ...).
+    Memory(Vec<u8>),
+    /// The snapshot file with this index.
+    Disk(u64),
+}
+
+/// openraft's state machine: records the applied position and membership, and passes client
+/// entries to the hook. openraft's worker task owns it, so applies are strictly sequential.
+pub struct HookStateMachine {
+    pub(super) hook: Arc<dyn StateMachineHook>,
+    pub(super) last_applied: Option<LogId<NodeId>>,
+    pub(super) last_membership: StoredMembership<NodeId, BasicNode>,
+    // Shared with snapshot builders, which finish in their own tasks.
+    pub(super) current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    pub(super) snapshot_seq: u64,
+    // Writes snapshots to disk.
+    pub(super) persist: Arc<SnapshotPersist>,
+    // With `AckMode::Pipelined`: apply waits until the WAL has made the entries durable.
+    pub(super) durable_gate: Option<watch::Receiver<wal::Durability>>,
+}
+
+impl HookStateMachine {
+    pub(super) fn new(hook: Arc<dyn StateMachineHook>, persist: Arc<SnapshotPersist>) -> Self {
+        HookStateMachine {
+            hook,
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            current_snapshot: Arc::new(Mutex::new(None)),
+            snapshot_seq: 0,
+            persist,
+            durable_gate: None,
+        }
+    }
+}
+
+// StorageError is large, but it is what every storage trait method returns anyway.
+#[allow(clippy::result_large_err)]
+pub(super) fn lock_snapshot(
+    slot: &Mutex<Option<StoredSnapshot>>,
+) -> Result<MutexGuard<'_, Option<StoredSnapshot>>, StorageError<NodeId>> {
+    slot.lock().map_err(|_| {
+        StorageIOError::read_snapshot(None, AnyError::error("snapshot slot lock poisoned")).into()
+    })
+}
+
+impl RaftStateMachine<TypeConfig> for HookStateMachine {
+    type SnapshotBuilder = HookSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<Vec<Option<ApplyResult>>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = LogEntry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<LogEntry> = entries.into_iter().collect();
+        if let (Some(gate), Some(last)) = (self.durable_gate.as_mut(), entries.last()) {
+            let (index, log_id) = (last.log_id.index, last.log_id);
+            let d = gate
+                .wait_for(|d| d.failed || d.upto >= Some(index))
+                .await
+                .map(|d| *d)
+                .unwrap_or(wal::Durability {
+                    upto: None,
+                    failed: true,
+                });
+            if d.failed {
+                return Err(StorageIOError::apply(
+                    log_id,
+                    AnyError::error("the write-ahead log failed before this entry was durable"),
+                )
+                .into());
+            }
+        }
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let log_id = entry.log_id;
+            match entry.payload {
+                EntryPayload::Normal(ref e) => {
+                    let zxid = zxid_of(log_id.index)
+                        .map_err(|m| StorageIOError::apply(log_id, AnyError::error(m)))?;
+                    results.push(Some(self.hook.apply(zxid, e)));
+                }
+                EntryPayload::Blank => results.push(None),
+                EntryPayload::Membership(ref m) => {
+                    self.last_membership = StoredMembership::new(Some(log_id), m.clone());
+                    results.push(None);
+                }
+            }
+            self.last_applied = Some(log_id);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Runs between applies, so the view, last_applied and membership all agree.
+        self.snapshot_seq += 1;
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.snapshot_seq),
+            None => format!("--{}", self.snapshot_seq),
+        };
+        HookSnapshotBuilder {
+            meta: SnapshotMeta {
+                last_log_id: self.last_applied,
+                last_membership: self.last_membership.clone(),
+                snapshot_id,
+            },
+            encoder: self.hook.snapshot(),
+            current_snapshot: Arc::clone(&self.current_snapshot),
+            persist: Arc::clone(&self.persist),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+        Ok(Box::new(SnapshotData::memory(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &StoredSnapshotMeta,
+        snapshot: Box<SnapshotData>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let read_err =
+            |m: String| StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(m));
+        let data = Arc::new(
+            snapshot
+                .into_bytes()
+                .await
+                .map_err(|e| read_err(format!("cannot read the received snapshot: {e}")))?,
+        );
+        let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index)).map_err(read_err)?;
+        // A snapshot from the leader replaces log we may not have: it must be on disk before
+        // raft purges that log, or a restart would find neither.
+        let (p, m, d) = (Arc::clone(&self.persist), meta.clone(), Arc::clone(&data));
+        let ok = tokio::task::spawn_blocking(move || p.persist(&m, &d, Instant::now()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                AnyError::error("cannot write the installed snapshot to disk"),
+            )
+            .into());
+        }
+        let on_disk = meta.last_log_id.map(|l| l.index);
+        self.hook.restore(zxid, &data).map_err(read_err)?;
+        self.last_applied = meta.last_log_id;
+        self.last_membership = meta.last_membership.clone();
+        let data = match on_disk {
+            Some(index) => SnapshotBytes::Disk(index),
+            None => SnapshotBytes::Memory(Arc::unwrap_or_clone(data)),
+        };
+        *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = lock_snapshot(&self.current_snapshot)?;
+        let Some(s) = current.as_ref() else {
+            return Ok(None);
+        };
+        let data = match &s.data {
+            SnapshotBytes::Memory(bytes) => SnapshotData::memory(bytes.clone()),
+            SnapshotBytes::Disk(index) => {
+                let err = |m: String| -> StorageError<NodeId> {
+                    StorageIOError::read_snapshot(Some(s.meta.signature()), AnyError::error(m))
+                        .into()
+                };
+                let (file, start) = self
+                    .persist
+                    .store
+                    .open_payload(*index)
+                    .map_err(|e| err(e.to_string()))?;
+                SnapshotData::file(file, start)
+            }
+        };
+        Ok(Some(Snapshot {
+            meta: s.meta.clone(),
+            snapshot: Box::new(data),
+        }))
+    }
+}
+
+/// Builds one snapshot from a view captured by [`StateMachineHook::snapshot`]; openraft runs
+/// it in its own task, concurrently with further applies.
+pub struct HookSnapshotBuilder {
+    pub(super) meta: StoredSnapshotMeta,
+    // A Mutex only to make the builder Sync, as openraft requires; it is taken exactly once.
+    pub(super) encoder: Option<SnapshotEncoder>,
+    pub(super) current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    pub(super) persist: Arc<SnapshotPersist>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let signature = self.meta.signature();
+        let err = |m: String| -> StorageError<NodeId> {
+            StorageIOError::write_snapshot(Some(signature.clone()), AnyError::error(m)).into()
+        };
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| err("the state machine does not support snapshots".to_string()))?;
+        let started = Instant::now();
+        // Encoding millions of znodes is CPU work: it runs on the background worker at idle
+        // CPU priority, raised only if it starves, so on a busy machine it takes idle time
+        // instead of time from request handling. This thread writes the file, at normal
+        // priority (`produce_in_background` says why). A write failure (disk full) is not
+        // returned: openraft 0.9 treats any build_snapshot error as fatal and stops the node.
+        // The snapshot then lives in memory only, and the WAL keeps every segment it would
+        // have allowed to delete.
+        let persist = Arc::clone(&self.persist);
+        let meta = self.meta.clone();
+        let (data, stored) = on_snapshot_thread(move || {
+            // Encoded straight into the file: a snapshot of millions of znodes is never whole
+            // in memory, so writing one costs no page faults and no large frees, which would
+            // stall the request path.
+            let on_disk = persist.persist_streamed(&meta, started, |sink| {
+                let enc = Arc::clone(&encoder);
+                let p = produce_in_background(move |scratch, s| enc(scratch, s), sink)?;
+                p.consumed?;
+                p.value?;
+                Ok(Some(p.report))
+            });
+            if let (Some(l), true) = (meta.last_log_id, on_disk) {
+                match persist.store.open_payload(l.index) {
+                    Ok((file, start)) => {
+                        return Ok((
+                            SnapshotData::file(file, start),
+                            SnapshotBytes::Disk(l.index),
+                        ))
+                    }
+                    Err(e) => tracing::warn!("cannot reopen the snapshot just written: {e}"),
+                }
+            }
+            // Not on disk (the disk refused it): kept in memory.
+            let mut data = Vec::new();
+            let p = produce_in_background(
+                move |scratch, s| encoder(scratch, s),
+                &mut |piece: &[u8]| {
+                    data.extend_from_slice(piece);
+                    Ok(())
+                },
+            )?;
+            p.consumed?;
+            p.value?;
+            let copy = data.clone();
+            Ok::<_, io::Error>((SnapshotData::memory(data), SnapshotBytes::Memory(copy)))
+        })
+        .await
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| err(format!("snapshot encoding failed: {e}")))?;
+        *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
+            meta: self.meta.clone(),
+            data: stored,
+        });
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(data),
+        })
+    }
+}
+
+/// Runs `work` on a new thread (it waits on the disk, and must not hold a runtime worker)
+/// and returns its result.
+pub(super) async fn on_snapshot_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("corral-snapshot".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
+    rx.await
+        .map_err(|_| "the snapshot thread panicked".to_string())
+}

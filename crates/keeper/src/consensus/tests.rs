@@ -1,0 +1,566 @@
+//! Consensus tests: durability, recovery and snapshots through the real WAL.
+
+use super::*;
+use corral_proto::{ErrorCode, Response};
+use corral_tree::EntryOp;
+use std::sync::atomic::AtomicI64;
+
+/// Records (zxid, session id) of every apply; the session id identifies the proposal.
+#[derive(Default)]
+struct Recorder {
+    applied: Mutex<Vec<(i64, i64)>>,
+    last: AtomicI64,
+}
+
+impl StateMachineHook for Recorder {
+    fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
+        self.applied.lock().unwrap().push((zxid, entry.session_id));
+        self.last.store(zxid, Ordering::SeqCst);
+        ApplyResult {
+            err: ErrorCode::Ok,
+            response: Response::Path(format!("/{}", entry.session_id)),
+            triggers: Vec::new(),
+            deleted_ephemerals: Vec::new(),
+            quota_warnings: Vec::new(),
+        }
+    }
+    fn last_applied(&self) -> i64 {
+        self.last.load(Ordering::SeqCst)
+    }
+    fn snapshot(&self) -> Option<SnapshotEncoder> {
+        let n = self.applied.lock().unwrap().len();
+        Some(Arc::new(move |_, sink| sink(n.to_string().as_bytes())))
+    }
+}
+
+fn entry(n: i64) -> Entry {
+    Entry {
+        session_id: n,
+        time_ms: 0,
+        identities: Vec::new(),
+        op: EntryOp::CloseSession {
+            session_id: n,
+            reason: String::new(),
+        },
+    }
+}
+
+/// The cache's byte count stays the sum of what it holds, whichever side of a purge is
+/// the smaller one.
+#[test]
+fn purging_the_cache_keeps_its_byte_count() {
+    let mut m = DurableMem::default();
+    for i in 1..=100u64 {
+        let e = LogEntry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(entry(i as i64)),
+        };
+        m.insert(e, i as usize);
+    }
+    let held = |m: &DurableMem| m.cache.values().map(|(_, s)| s).sum::<usize>();
+    for upto in [10, 90, 100] {
+        let dropped = m.drop_upto(upto);
+        assert!(dropped.0.keys().all(|&k| k <= upto));
+        assert_eq!(m.cache_bytes, held(&m), "after purging up to {upto}");
+    }
+    assert_eq!(m.cache_bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_proposals_apply_once_in_order() {
+    let dir = crate::wal::tests::TestDir::new("consensus-concurrent");
+    let hook = Arc::new(Recorder::default());
+    let started = std::time::Instant::now();
+    let c = Consensus::start_durable(hook.clone(), unsynced(dir.path()))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "startup took {:?}",
+        started.elapsed()
+    );
+    assert!(c.is_leader());
+
+    let tasks: Vec<_> = (1..=1000i64)
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(async move { (n, c.propose(entry(n)).await.unwrap()) })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for t in tasks {
+        let (n, (zxid, res)) = t.await.unwrap();
+        // Each caller gets the result of its own entry.
+        assert_eq!(res.response, Response::Path(format!("/{n}")));
+        replies.push((zxid, n));
+    }
+    replies.sort();
+    let zxids: Vec<i64> = replies.iter().map(|r| r.0).collect();
+    assert!(zxids.windows(2).all(|w| w[0] < w[1]), "zxids not distinct");
+    assert!(zxids[0] > 0);
+
+    // The hook saw exactly the proposed entries, once each, in zxid order, with the same
+    // zxid the proposer was told.
+    let applied = hook.applied.lock().unwrap().clone();
+    assert_eq!(applied, replies);
+    let mut sessions: Vec<i64> = applied.iter().map(|a| a.1).collect();
+    sessions.sort();
+    assert_eq!(sessions, (1..=1000).collect::<Vec<_>>());
+
+    // A later proposal gets a larger zxid.
+    let (z, _) = c.propose(entry(1001)).await.unwrap();
+    assert!(z > *zxids.last().unwrap());
+
+    // The snapshot builder works through the hook.
+    c.raft.trigger().snapshot().await.unwrap();
+    let snap = c
+        .raft
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index == z as u64),
+            "snapshot",
+        )
+        .await;
+    assert!(snap.is_ok(), "{snap:?}");
+
+    c.shutdown().await;
+    assert!(!c.is_leader());
+    assert!(matches!(
+        c.propose(entry(1002)).await,
+        Err(ConsensusError::Shutdown)
+    ));
+    // Idempotent.
+    c.shutdown().await;
+}
+
+/// A hook whose state is the list of (zxid, session id) applied; it snapshots and restores
+/// that list, so a restart can be compared entry by entry.
+#[derive(Default)]
+struct ListHook {
+    applied: Mutex<Vec<(i64, i64)>>,
+    restored_at: Mutex<Option<i64>>,
+}
+
+impl StateMachineHook for ListHook {
+    fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
+        let mut a = self.applied.lock().unwrap();
+        assert!(
+            a.last().is_none_or(|l| l.0 < zxid),
+            "zxid {zxid} out of order"
+        );
+        a.push((zxid, entry.session_id));
+        ApplyResult {
+            err: ErrorCode::Ok,
+            response: Response::Path(format!("/{}", entry.session_id)),
+            triggers: Vec::new(),
+            deleted_ephemerals: Vec::new(),
+            quota_warnings: Vec::new(),
+        }
+    }
+    fn last_applied(&self) -> i64 {
+        self.applied.lock().unwrap().last().map_or(0, |l| l.0)
+    }
+    fn snapshot(&self) -> Option<SnapshotEncoder> {
+        let view = self.applied.lock().unwrap().clone();
+        Some(Arc::new(move |_, sink| {
+            view.iter().try_for_each(|(z, s)| {
+                sink(&z.to_be_bytes())?;
+                sink(&s.to_be_bytes())
+            })
+        }))
+    }
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+        let list: Vec<(i64, i64)> = bytes
+            .chunks(16)
+            .map(|c| {
+                (
+                    i64::from_be_bytes(c[..8].try_into().unwrap()),
+                    i64::from_be_bytes(c[8..].try_into().unwrap()),
+                )
+            })
+            .collect();
+        *self.applied.lock().unwrap() = list;
+        *self.restored_at.lock().unwrap() = Some(zxid);
+        Ok(())
+    }
+}
+
+fn storage(dir: &std::path::Path, snap_count: u64) -> StorageConfig {
+    StorageConfig {
+        segment_bytes: 64 * 1024,
+        snap_count,
+        ..StorageConfig::new(dir)
+    }
+}
+
+/// For tests that are not about durability: no fdatasync, snapshots only when triggered.
+fn unsynced(dir: &std::path::Path) -> StorageConfig {
+    StorageConfig {
+        force_sync: false,
+        ..storage(dir, 1_000_000)
+    }
+}
+
+/// 16 tasks each proposing `per_task` entries one after the other.
+async fn propose_concurrently(c: &Consensus, per_task: i64, offset: i64) -> Vec<(i64, i64)> {
+    let tasks: Vec<_> = (0..16i64)
+        .map(|t| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for k in 0..per_task {
+                    let n = offset + t * per_task + k + 1;
+                    let (zxid, res) = c.propose(entry(n)).await.unwrap();
+                    assert_eq!(res.response, Response::Path(format!("/{n}")));
+                    out.push((zxid, n));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+fn term(c: &Consensus) -> u64 {
+    c.metrics.borrow().current_term
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn durable_restart_reapplies_every_entry_once_in_order() {
+    let dir = crate::wal::tests::TestDir::new("consensus-durable");
+    let hook = Arc::new(ListHook::default());
+    // No snapshots: the restart replays the whole log.
+    let c = Consensus::start_durable(hook.clone(), storage(dir.path(), 1_000_000))
+        .await
+        .unwrap();
+    assert!(c.is_leader());
+    assert!(!c.writes_blocked());
+    let proposed = propose_concurrently(&c, 63, 0).await;
+    let (z, _) = c.propose(entry(5000)).await.unwrap();
+    let before = hook.applied.lock().unwrap().clone();
+    assert_eq!(before.len(), 16 * 63 + 1);
+    assert_eq!(&before[..before.len() - 1], &proposed[..]);
+    let stats = c.storage_stats();
+    println!(
+        "durable group commit: {} log records in {} fsyncs ({:.1}/fsync), p50 {}us p99 {}us max {}us",
+        stats.log_records,
+        stats.fsyncs,
+        stats.log_records as f64 / stats.fsyncs.max(1) as f64,
+        stats.fsync_p50_us,
+        stats.fsync_p99_us,
+        stats.fsync_max_us
+    );
+    assert!(stats.fsyncs < stats.log_records / 2, "{stats:?}");
+    let term_before = term(&c);
+    c.shutdown().await;
+    drop(c);
+
+    // The layout the keeper's tests rely on.
+    let p = dir.path();
+    assert!(p.join("wal/00000000000000000000.log").is_file());
+    assert!(p.join("raft/vote").is_file());
+    assert!(p.join("raft/committed").is_file());
+
+    let hook2 = Arc::new(ListHook::default());
+    let started = std::time::Instant::now();
+    let c = Consensus::start_durable(hook2.clone(), storage(dir.path(), 1_000_000))
+        .await
+        .unwrap();
+    println!(
+        "restart with {} entries took {:?}",
+        before.len(),
+        started.elapsed()
+    );
+    assert!(hook2.restored_at.lock().unwrap().is_none());
+    assert_eq!(*hook2.applied.lock().unwrap(), before);
+    assert!(term(&c) >= term_before);
+    let (z2, _) = c.propose(entry(5001)).await.unwrap();
+    assert!(z2 > z);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn durable_restart_from_snapshot_plus_log() {
+    let dir = crate::wal::tests::TestDir::new("consensus-snap");
+    let hook = Arc::new(ListHook::default());
+    let storage = |p: &std::path::Path, n| StorageConfig {
+        segment_bytes: 4096,
+        ..storage(p, n)
+    };
+    let c = Consensus::start_durable(hook.clone(), storage(dir.path(), 100))
+        .await
+        .unwrap();
+    // Five rounds of twice snapCount entries, each waiting for a snapshot within
+    // snapCount of its end, so five distinct snapshots are written however slowly the
+    // background thread builds them (on a loaded machine one build can span many
+    // policy triggers). Snapshots are built at a lowered priority; the margin is for a
+    // loaded machine.
+    let mut z = 0;
+    for round in 0..5i64 {
+        propose_concurrently(&c, 13, round * 16 * 13).await;
+        z = c.propose(entry(5000 + round)).await.unwrap().0;
+        let snap = c
+            .raft
+            .wait(Some(Duration::from_secs(60)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index + 100 > z as u64),
+                "snapshot",
+            )
+            .await;
+        assert!(snap.is_ok(), "{snap:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = c.storage_stats();
+    assert!(stats.snapshots_written >= 5, "{stats:?}");
+    assert!(
+        stats.last_snapshot_zxid > 0 && stats.snapshot_bytes > 0,
+        "{stats:?}"
+    );
+    let before = hook.applied.lock().unwrap().clone();
+    c.shutdown().await;
+    drop(c);
+
+    // Retention: 3 snapshots, and the log only from the oldest of them on.
+    let snaps = SnapshotStore::open(dir.path().join("snapshots"))
+        .unwrap()
+        .list()
+        .unwrap();
+    assert_eq!(snaps.len(), 3, "{snaps:?}");
+    let segs: Vec<String> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    assert!(
+        !segs.contains(&"00000000000000000000.log".to_string()),
+        "{segs:?}"
+    );
+
+    let hook2 = Arc::new(ListHook::default());
+    let c = Consensus::start_durable(hook2.clone(), storage(dir.path(), 100))
+        .await
+        .unwrap();
+    let restored = hook2
+        .restored_at
+        .lock()
+        .unwrap()
+        .expect("restored from a snapshot");
+    assert_eq!(restored as u64, snaps[0]);
+    assert_eq!(*hook2.applied.lock().unwrap(), before);
+    // The restored snapshot is not held in memory: raft gets the file, which reads as
+    // exactly the payload.
+    let current = c
+        .raft
+        .get_snapshot()
+        .await
+        .unwrap()
+        .expect("a current snapshot");
+    assert!(matches!(*current.snapshot, SnapshotData::File { .. }));
+    let on_disk = SnapshotStore::open(dir.path().join("snapshots"))
+        .unwrap()
+        .load(snaps[0])
+        .unwrap();
+    assert_eq!(
+        current.snapshot.into_bytes().await.unwrap(),
+        on_disk.payload()
+    );
+    let (z2, _) = c.propose(entry(5001)).await.unwrap();
+    assert!(z2 > z);
+    c.shutdown().await;
+
+    // A damaged newest snapshot: recovery falls back to the previous one plus the log.
+    let newest = dir.path().join(format!(
+        "snapshots/{}",
+        crate::snapshot_store::snapshot_name(
+            SnapshotStore::open(dir.path().join("snapshots"))
+                .unwrap()
+                .list()
+                .unwrap()[0],
+        )
+    ));
+    let mut b = std::fs::read(&newest).unwrap();
+    let n = b.len();
+    b[n - 3] ^= 0xff;
+    std::fs::write(&newest, &b).unwrap();
+    let hook3 = Arc::new(ListHook::default());
+    let c = Consensus::start_durable(hook3.clone(), storage(dir.path(), 100))
+        .await
+        .unwrap();
+    let mut expected = before.clone();
+    expected.push((z2, 5001));
+    assert_eq!(*hook3.applied.lock().unwrap(), expected);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_start_refuses_mid_log_corruption_and_cuts_a_torn_tail() {
+    let dir = crate::wal::tests::TestDir::new("consensus-corrupt");
+    let hook = Arc::new(ListHook::default());
+    let c = Consensus::start_durable(hook.clone(), storage(dir.path(), 1_000_000))
+        .await
+        .unwrap();
+    for n in 1..=20 {
+        c.propose(entry(n)).await.unwrap();
+    }
+    let before = hook.applied.lock().unwrap().clone();
+    c.shutdown().await;
+    drop(c);
+    let seg = dir.path().join("wal/00000000000000000000.log");
+    let clean = std::fs::read(&seg).unwrap();
+
+    // Garbage right after the last record: a torn append that was never acknowledged.
+    let mut end = 0;
+    loop {
+        let len = u32::from_be_bytes(clean[end..end + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        end += 8 + len;
+    }
+    let mut torn = clean.clone();
+    torn[end..end + 12].copy_from_slice(&[0, 0, 0, 40, 1, 2, 3, 4, 9, 9, 9, 9]);
+    std::fs::write(&seg, &torn).unwrap();
+    let hook2 = Arc::new(ListHook::default());
+    let c = Consensus::start_durable(hook2.clone(), storage(dir.path(), 1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(*hook2.applied.lock().unwrap(), before);
+    c.shutdown().await;
+    drop(c);
+
+    // A flipped bit in the first record's payload, valid records after it: refused.
+    let mut bad = std::fs::read(&seg).unwrap();
+    bad[30] ^= 0x10;
+    std::fs::write(&seg, &bad).unwrap();
+    let err = Consensus::start_durable(
+        Arc::new(ListHook::default()),
+        storage(dir.path(), 1_000_000),
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("00000000000000000000.log") && err.contains("byte offset 0"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ack_after_sync_mode_is_durable_too() {
+    // raft's literal contract (needed by an ensemble): one fsync per leader append, since
+    // openraft 0.9 awaits each flush before the next client write.
+    let dir = crate::wal::tests::TestDir::new("consensus-strict");
+    let hook = Arc::new(ListHook::default());
+    let c = Consensus::start_durable_with(
+        hook.clone(),
+        storage(dir.path(), 1_000_000),
+        AckMode::AfterSync,
+    )
+    .await
+    .unwrap();
+    propose_concurrently(&c, 20, 0).await;
+    let stats = c.storage_stats();
+    println!(
+        "after-sync mode: {} log records in {} fsyncs ({:.1}/fsync)",
+        stats.log_records,
+        stats.fsyncs,
+        stats.log_records as f64 / stats.fsyncs.max(1) as f64
+    );
+    let before = hook.applied.lock().unwrap().clone();
+    c.shutdown().await;
+    let hook2 = Arc::new(ListHook::default());
+    let c = Consensus::start_durable_with(
+        hook2.clone(),
+        storage(dir.path(), 1_000_000),
+        AckMode::AfterSync,
+    )
+    .await
+    .unwrap();
+    assert_eq!(*hook2.applied.lock().unwrap(), before);
+    c.shutdown().await;
+}
+
+/// Entries evicted from the cache are read back from the WAL, in one run with cached ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_reads_join_the_cache_and_the_wal() {
+    let dir = crate::wal::tests::TestDir::new("consensus-read");
+    let hook = Arc::new(ListHook::default());
+    let c = Consensus::start_durable(hook, unsynced(dir.path()))
+        .await
+        .unwrap();
+    for n in 1..=30 {
+        c.propose(entry(n)).await.unwrap();
+    }
+    let mut log = c.storage.log.clone();
+    let all = log.try_get_log_entries(..).await.unwrap();
+    let last = c.metrics.borrow().last_log_index.unwrap();
+    assert_eq!(all.len() as u64, last + 1);
+    {
+        let mut m = log.mem().unwrap();
+        for i in (0..5).chain(10..20) {
+            let (_, size) = m.cache.remove(&i).unwrap();
+            m.cache_bytes -= size;
+        }
+    }
+    // LogEntry's Debug omits client payloads; compare with ==.
+    assert!(log.try_get_log_entries(..).await.unwrap() == all);
+    assert!(log.try_get_log_entries(3..=12).await.unwrap()[..] == all[3..=12]);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn refuses_a_hook_with_history() {
+    let dir = crate::wal::tests::TestDir::new("consensus-history");
+    let hook = Arc::new(Recorder::default());
+    hook.last.store(5, Ordering::SeqCst);
+    let r = Consensus::start_durable(hook, unsynced(dir.path())).await;
+    assert!(
+        matches!(&r, Err(ConsensusError::Fatal(m)) if m.contains("applied up to zxid 5")),
+        "{:?}",
+        r.err()
+    );
+    // Refused before touching the data directory.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// The acknowledge-on-queue mode is for one voter only: a membership with more than one
+/// voter, appended or found in the log at start-up, ends it for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_voters_end_the_acknowledge_before_fsync_mode() {
+    let dir = crate::wal::tests::TestDir::new("consensus-ack-mode");
+    let c = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
+        .await
+        .unwrap();
+    c.propose(entry(1)).await.unwrap();
+    let log = c.storage.log.clone();
+    assert!(
+        log.inner.acks_on_queue(),
+        "one voter: acknowledged on queueing"
+    );
+    let membership = |voters: &[NodeId]| {
+        let m = Membership::new(
+            vec![voters.iter().copied().collect::<BTreeSet<_>>()],
+            voters
+                .iter()
+                .map(|v| (*v, BasicNode::default()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        LogEntry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 99),
+            payload: EntryPayload::Membership(m),
+        }
+    };
+    log.inner.note_membership(&membership(&[1]));
+    assert!(log.inner.acks_on_queue());
+    log.inner.note_membership(&membership(&[1, 2, 3]));
+    assert!(!log.inner.acks_on_queue(), "three voters: after fsync only");
+    log.inner.note_membership(&membership(&[1]));
+    assert!(!log.inner.acks_on_queue(), "never back");
+    c.shutdown().await;
+}
