@@ -178,10 +178,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
     wait_for_signal().await;
     info!("shutting down");
-    keeper.shutdown();
-    if let Some(c) = keeper.consensus() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c.shutdown()).await;
-    }
+    keeper.shutdown(std::time::Duration::from_secs(5)).await;
     ExitCode::SUCCESS
 }
 

@@ -57,6 +57,12 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
     // The first four bytes of a connection are either a four-letter word or a frame length.
     let first_bytes =
         tokio::time::timeout_at(handshake_deadline, read_at_least(&mut rd, &mut buf, 4));
+    let first_bytes = async {
+        tokio::select! {
+            r = first_bytes => r,
+            _ = keeper.shutting_down() => Ok(Err(std::io::Error::other("the keeper is shutting down"))),
+        }
+    };
     match first_bytes.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -276,13 +282,18 @@ impl Connection {
                         tokio::select! {
                             r = rd.read(&mut chunk) => r,
                             _ = self.out.closed() => return "closed by server".into(),
+                            _ = self.keeper.shutting_down() => return "the keeper is shutting down".into(),
                         }
                     } else {
                         // A connection that never completes its handshake is dropped rather
                         // than held forever.
-                        match tokio::time::timeout_at(self.handshake_deadline, rd.read(&mut chunk))
-                            .await
-                        {
+                        let bounded =
+                            tokio::time::timeout_at(self.handshake_deadline, rd.read(&mut chunk));
+                        let read = tokio::select! {
+                            r = bounded => r,
+                            _ = self.keeper.shutting_down() => return "the keeper is shutting down".into(),
+                        };
+                        match read {
                             Ok(r) => r,
                             Err(_) => {
                                 self.keeper.note_handshake_timeout(self.remote);

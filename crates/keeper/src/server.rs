@@ -11,6 +11,8 @@ use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEv
 use corral_tree::{ApplyResult, DataTree, Entry, EntryOp, TreeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -117,11 +119,15 @@ pub struct Keeper {
     next_session_id: AtomicI64,
     pub started: Instant,
     pub stats: ServerStats,
-    shutdown: Notify,
+    /// Cancelled once, by [`Keeper::shutdown`]; every task the keeper runs watches it.
+    shutdown: CancellationToken,
+    /// Every task the keeper runs (listener, connections, checkers), so shutdown can wait
+    /// for them.
+    tasks: TaskTracker,
     /// Woken when the outstanding requests fall below `globalOutstandingLimit`.
     outstanding_room: Notify,
-    /// Held from the start of [`Keeper::start`] for the keeper's life.
-    data_lock: OnceLock<crate::data_lock::DataDirLock>,
+    /// Held from the start of [`Keeper::start`] until shutdown completes.
+    data_lock: Mutex<Option<crate::data_lock::DataDirLock>>,
     /// The tree's last applied zxid, published by the apply path so replies that only need
     /// the zxid (pings, watch management) do not take the state lock.
     last_zxid: AtomicI64,
@@ -164,9 +170,10 @@ impl Keeper {
             next_session_id: AtomicI64::new(base),
             started: Instant::now(),
             stats: ServerStats::default(),
-            shutdown: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             outstanding_room: Notify::new(),
-            data_lock: OnceLock::new(),
+            data_lock: Mutex::new(None),
             last_zxid: AtomicI64::new(0),
         })
     }
@@ -207,7 +214,7 @@ impl Keeper {
         let mut dirs = vec![self.config.data_dir.as_path()];
         dirs.extend(self.config.data_log_dir.as_deref());
         let lock = crate::data_lock::lock(&dirs).map_err(|e| e.to_string())?;
-        let _ = self.data_lock.set(lock);
+        *self.data_lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
         let addr = SocketAddr::new(self.config.client_port_address, self.config.client_port);
         let listener = TcpListener::bind(addr)
             .await
@@ -261,9 +268,9 @@ impl Keeper {
                     .track(id, Duration::from_millis(timeout.max(0) as u64), now);
             }
         }
-        tokio::spawn(Arc::clone(self).session_checker());
-        tokio::spawn(Arc::clone(self).container_cleaner());
-        tokio::spawn(Arc::clone(self).accept_loop(listener));
+        self.tasks.spawn(Arc::clone(self).session_checker());
+        self.tasks.spawn(Arc::clone(self).container_cleaner());
+        self.tasks.spawn(Arc::clone(self).accept_loop(listener));
         self.banner(local);
         Ok(local)
     }
@@ -356,11 +363,11 @@ impl Keeper {
         let mut last_logged: Option<Instant> = None;
         loop {
             tokio::select! {
-                _ = self.shutdown.notified() => return,
+                _ = self.shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, remote)) => {
                         let keeper = Arc::clone(&self);
-                        tokio::spawn(async move { crate::connection::serve(keeper, stream, remote).await });
+                        self.tasks.spawn(async move { crate::connection::serve(keeper, stream, remote).await });
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning, and say so once
@@ -383,7 +390,7 @@ impl Keeper {
         let mut expected = Instant::now() + CHECK_INTERVAL;
         loop {
             tokio::select! {
-                _ = self.shutdown.notified() => return,
+                _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(expected.into()) => {}
             }
             let now = Instant::now();
@@ -422,7 +429,7 @@ impl Keeper {
                 );
                 info!(session = format!("0x{id:x}"), "{reason}");
                 let keeper = Arc::clone(&self);
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     let entry = Entry {
                         session_id: 0,
                         time_ms: now_ms(),
@@ -448,7 +455,7 @@ impl Keeper {
     async fn container_cleaner(self: Arc<Self>) {
         loop {
             tokio::select! {
-                _ = self.shutdown.notified() => return,
+                _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(CONTAINER_CHECK_INTERVAL) => {}
             }
             if !self.consensus.get().is_some_and(|c| c.is_leader()) {
@@ -550,8 +557,38 @@ impl Keeper {
         self.consensus.get().is_some_and(|c| c.writes_blocked())
     }
 
-    pub fn shutdown(&self) {
-        self.shutdown.notify_waiters();
+    /// Stops the keeper: no new connections, every connection closed after what it already
+    /// took in is answered, every task finished (up to `grace`), then consensus stopped (the
+    /// log flushed) and the data directory unlocked. Idempotent.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                tasks = self.tasks.len(),
+                "keeper tasks still running {} ms after shutdown began; stopping anyway",
+                grace.as_millis()
+            );
+        }
+        if let Some(c) = self.consensus.get() {
+            if tokio::time::timeout(grace, c.shutdown()).await.is_err() {
+                warn!("consensus did not stop within {} ms", grace.as_millis());
+            }
+        }
+        drop(
+            self.data_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+    }
+
+    /// Resolves when shutdown has begun (for the connection tasks).
+    pub fn shutting_down(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
     }
 }
 
