@@ -484,10 +484,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(zxid > base + 2, "round {round}: zxid {zxid:#x}");
-            keeper.shutdown();
-            if let Some(c) = keeper.consensus() {
-                c.shutdown().await;
-            }
+            keeper.shutdown(std::time::Duration::from_secs(5)).await;
         }
         // ZooKeeper's files are as they were.
         assert_eq!(
