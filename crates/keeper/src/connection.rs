@@ -87,7 +87,7 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
             b.copy_from_slice(&buf[4..12]);
             extra = Some(b);
         }
-        four_letter_word(&keeper, cmd, extra, wr, remote).await;
+        four_letter_word(&keeper, cmd, extra, wr, remote, handshake_deadline).await;
         return;
     }
 
@@ -193,6 +193,7 @@ async fn four_letter_word(
     extra: Option<[u8; 8]>,
     mut wr: OwnedWriteHalf,
     remote: SocketAddr,
+    deadline: tokio::time::Instant,
 ) {
     let text = if keeper.config.four_letter_whitelist.allows(cmd) {
         crate::admin::four_letter_reply(keeper, cmd, extra)
@@ -200,8 +201,15 @@ async fn four_letter_word(
         crate::four_letter::not_whitelisted(cmd)
     };
     debug!(%remote, cmd, "four-letter word");
-    let _ = wr.write_all(text.as_bytes()).await;
-    let _ = wr.shutdown().await;
+    // Within the handshake bound too: a large reply (dump, cons, wchp) to a client that never
+    // reads must not hold the socket and its maxClientCnxns slot for ever.
+    let sent = tokio::time::timeout_at(deadline, async {
+        wr.write_all(text.as_bytes()).await?;
+        wr.shutdown().await
+    });
+    if sent.await.is_err() {
+        keeper.note_handshake_timeout(remote);
+    }
 }
 
 struct Connection {
@@ -466,9 +474,9 @@ impl Connection {
     }
 
     fn send(&self, body: Vec<u8>) {
-        // A reply never overflows a queue its own connection waits on (the reader and the
-        // responder wait for room first), so only events can overflow it.
-        let _ = self.out.push(body);
+        // The reader and the responder wait for room before anything that answers a request
+        // is produced, so a reply is always admitted; only events can overflow the queue.
+        let _ = self.out.push_reply(body);
     }
 
     fn send_close(&self, why: &'static str) {
@@ -867,32 +875,35 @@ impl Connection {
     /// Serves a read from the local tree and registers its watch under the same lock, so no
     /// change can slip between the answer and the watch.
     fn read(&self, xid: i32, req: &Request) {
-        {
-            let mut st = self.keeper.state();
-            let (err, resp) = st.tree.read(req, self.session_id, &self.identities);
-            let watch = match req {
-                Request::Exists(r)
-                    if r.watch && matches!(err, ErrorCode::Ok | ErrorCode::NoNode) =>
-                {
-                    Some((Table::Data, &r.path))
-                }
-                Request::GetData(r) if r.watch && err == ErrorCode::Ok => {
-                    Some((Table::Data, &r.path))
-                }
-                Request::GetChildren(r) | Request::GetChildren2(r)
-                    if r.watch && err == ErrorCode::Ok =>
-                {
-                    Some((Table::Child, &r.path))
-                }
-                _ => None,
-            };
-            if let Some((table, path)) = watch {
-                st.watches.add(self.id, table, path, Mode::Standard);
+        let mut st = self.keeper.state();
+        let (err, resp) = st.tree.read(req, self.session_id, &self.identities);
+        let zxid = st.tree.last_zxid();
+        let watch = match req {
+            Request::Exists(r) if r.watch && matches!(err, ErrorCode::Ok | ErrorCode::NoNode) => {
+                Some((Table::Data, &r.path))
             }
-            // Queued before the lock is released: an apply that fires this watch takes the
-            // same lock, so its event is queued after this reply. The Java client registers
-            // its watcher when the reply arrives and drops an event that comes first.
-            self.reply(xid, st.tree.last_zxid(), err, &resp);
+            Request::GetData(r) if r.watch && err == ErrorCode::Ok => Some((Table::Data, &r.path)),
+            Request::GetChildren(r) | Request::GetChildren2(r)
+                if r.watch && err == ErrorCode::Ok =>
+            {
+                Some((Table::Child, &r.path))
+            }
+            _ => None,
+        };
+        match watch {
+            Some((table, path)) => {
+                st.watches.add(self.id, table, path, Mode::Standard);
+                // Queued before the lock is released: an apply that fires this watch takes
+                // the same lock, so its event is queued after this reply. The Java client
+                // registers its watcher when the reply arrives and drops an event that
+                // comes first.
+                self.reply(xid, zxid, err, &resp);
+            }
+            None => {
+                // No watch, so no event can overtake it: encode the reply outside the lock.
+                drop(st);
+                self.reply(xid, zxid, err, &resp);
+            }
         }
     }
 

@@ -19,11 +19,12 @@ pub(crate) fn add(ids: &mut Vec<Id>, id: Id) {
     ids.sort_by_key(|i| bucket(i, buckets));
 }
 
-/// The map's table size holding `n` entries: 16, doubled whenever more than three quarters
-/// full. (A resize can also reorder a bucket's entries; no connection holds that many.)
+/// The map's table size holding `n` entries: 16, doubled once the count reaches three
+/// quarters of it (12 entries make 32 buckets). (A resize can also reorder a bucket's
+/// entries; no connection holds that many identities.)
 fn table_size(n: usize) -> u32 {
     let mut size = 16u32;
-    while n > (size as usize) * 3 / 4 {
+    while n >= (size as usize) * 3 / 4 {
         size *= 2;
     }
     size

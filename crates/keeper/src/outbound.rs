@@ -116,14 +116,28 @@ impl OutQueue {
         (Arc::new(OutQueue { tx, state }), reader)
     }
 
+    /// Queues a watch event. Events come from applying committed entries and cannot wait,
+    /// so past the hard limit the connection is closed instead.
     pub fn push(&self, body: Vec<u8>) -> Pushed {
+        self.enqueue(body, true)
+    }
+
+    /// Queues a reply (or the events a request itself produces, like setWatches' catch-up).
+    /// Its producer waited for room first ([`OutQueue::wait_for_space`]), so a single large
+    /// reply (a big getChildren, a multiRead of large nodes) is admitted whatever its size,
+    /// as ZooKeeper sends it.
+    pub fn push_reply(&self, body: Vec<u8>) -> Pushed {
+        self.enqueue(body, false)
+    }
+
+    fn enqueue(&self, body: Vec<u8>, bounded: bool) -> Pushed {
         let st = &self.state;
         if self.is_closed() {
             return Pushed::Dropped;
         }
         let n = body.len() + 4;
         let total = st.queued.fetch_add(n, Ordering::AcqRel) + n;
-        if total > st.limits.hard {
+        if bounded && total > st.limits.hard {
             st.queued.fetch_sub(n, Ordering::AcqRel);
             if st.overflowed.swap(true, Ordering::AcqRel) {
                 return Pushed::Dropped;
@@ -183,6 +197,10 @@ impl QueueState {
     }
 }
 
+/// The most the writer sends between two flushes; each batch must make it out within the
+/// stall limit.
+const BATCH_BYTES: usize = 256 * 1024;
+
 /// Why the writer stopped, when it was not asked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriterEnd {
@@ -217,7 +235,10 @@ pub async fn write_loop(
         };
         let mut pending = Some(first);
         let mut closing = None;
-        // Drain whatever is queued before flushing: one syscall for a burst of replies.
+        // Drain what is queued before flushing (one syscall for a burst of replies), at most
+        // BATCH_BYTES at a time: the stall limit times one batch, so a client that keeps
+        // reading, however slowly, is never taken for one that stopped.
+        let mut batch = 0usize;
         let wrote = async {
             while let Some(msg) = pending.take() {
                 match msg {
@@ -227,11 +248,15 @@ pub async fn write_loop(
                         wr.write_all(&body).await?;
                         queue.written(n);
                         sent();
+                        batch += n;
                     }
                     Outbound::Close(why) => {
                         closing = Some(why);
                         break;
                     }
+                }
+                if batch >= BATCH_BYTES {
+                    break;
                 }
                 pending = rx.try_recv().ok();
             }
@@ -317,6 +342,15 @@ mod tests {
             .expect("joined");
         assert_eq!(end, WriterEnd::Done);
         drop(client);
+    }
+
+    #[test]
+    fn a_reply_larger_than_the_hard_limit_is_still_sent() {
+        let (q, _reader) = OutQueue::new(limits());
+        assert_eq!(q.push_reply(vec![0; 1000]), Pushed::Queued);
+        assert!(!q.is_closed());
+        // An event behind it is what overflows.
+        assert_eq!(q.push(vec![0; 1]), Pushed::Overflowed);
     }
 
     #[tokio::test]

@@ -80,10 +80,38 @@ pub struct ServerStats {
     pub handshake_timeouts: AtomicU64,
     /// Connections closed because their client did not read what it was sent.
     pub slow_connections_closed: AtomicU64,
-    /// When a refusal or timeout was last logged (ms since the keeper started), so a flood
-    /// logs one line per interval, not one per connection.
-    last_admission_log_ms: AtomicU64,
-    admission_events_unlogged: AtomicU64,
+    /// A flood of refusals, handshake timeouts or quota warnings logs one line per interval
+    /// for each kind, not one per event.
+    rejections_log: LogEvery,
+    handshake_timeouts_log: LogEvery,
+    /// One throttle per kind of quota warning (its text with the figures left out), as
+    /// ZooKeeper's rate logger repeats only a message that changed.
+    quota_warnings_log: Mutex<HashMap<String, Arc<LogEvery>>>,
+}
+
+/// At most one log line per interval for one kind of event, saying how many it stands for.
+#[derive(Default)]
+pub(crate) struct LogEvery {
+    last_ms: AtomicU64,
+    pending: AtomicU64,
+}
+
+impl LogEvery {
+    const INTERVAL_MS: u64 = 10_000;
+
+    /// Counts one event at `now_ms` (> 0); `Some(n)` when a line is due, `n` being the
+    /// events since the last line (this one included).
+    pub(crate) fn event(&self, now_ms: u64) -> Option<u64> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let last = self.last_ms.load(Ordering::Acquire);
+        if last != 0 && now_ms.saturating_sub(last) < Self::INTERVAL_MS {
+            return None;
+        }
+        self.last_ms
+            .compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        Some(self.pending.swap(0, Ordering::AcqRel))
+    }
 }
 
 impl ServerStats {
@@ -518,38 +546,45 @@ impl Keeper {
         self.stats
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
-        self.log_admission(|n| {
-            warn!(%remote, "too many connections from {} - max is {limit} ({n} refused since the last such line)", remote.ip())
-        });
+        if let Some(n) = self.stats.rejections_log.event(self.uptime_ms()) {
+            warn!(%remote, "too many connections from {} - max is {limit} ({n} refused since the last such line)", remote.ip());
+        }
     }
 
     pub fn note_handshake_timeout(&self, remote: SocketAddr) {
         self.stats
             .handshake_timeouts
             .fetch_add(1, Ordering::Relaxed);
-        let bound = self.config.handshake_timeout().as_millis();
-        self.log_admission(|n| {
-            warn!(%remote, "no handshake within {bound} ms; closing the connection ({n} such since the last such line)")
-        });
+        if let Some(n) = self.stats.handshake_timeouts_log.event(self.uptime_ms()) {
+            let bound = self.config.handshake_timeout().as_millis();
+            warn!(%remote, "no handshake within {bound} ms; closing the connection ({n} such since the last such line)");
+        }
     }
 
-    /// Runs `log` at most once per interval, with the number of events it stands for.
-    fn log_admission(&self, log: impl FnOnce(u64)) {
-        const INTERVAL_MS: u64 = 10_000;
-        let now = self.started.elapsed().as_millis() as u64;
-        let s = &self.stats;
-        let unlogged = s.admission_events_unlogged.fetch_add(1, Ordering::AcqRel) + 1;
-        let last = s.last_admission_log_ms.load(Ordering::Acquire);
-        let due = last == 0 || now.saturating_sub(last) >= INTERVAL_MS;
-        if due
-            && s.last_admission_log_ms
-                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            s.admission_events_unlogged
-                .fetch_sub(unlogged, Ordering::AcqRel);
-            log(unlogged);
+    /// What ZooKeeper would log about quotas, at most one line per interval: soft limits
+    /// exist to be exceeded, and a line per write would flood the log.
+    fn log_quota_warnings(&self, warnings: &[corral_tree::QuotaWarning]) {
+        for w in warnings {
+            let text = w.to_string();
+            let kind: String = text.chars().filter(|c| !c.is_ascii_digit()).collect();
+            let throttle = {
+                let mut map = self
+                    .stats
+                    .quota_warnings_log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                Arc::clone(map.entry(kind).or_default())
+            };
+            match throttle.event(self.uptime_ms()) {
+                Some(1) => warn!("{text}"),
+                Some(n) => warn!("{text} ({n} such warnings since the last one logged)"),
+                None => {}
+            }
         }
+    }
+
+    fn uptime_ms(&self) -> u64 {
+        (self.started.elapsed().as_millis() as u64).max(1)
     }
 
     /// True while the log cannot take client writes (disk full); reads go on.
@@ -600,10 +635,6 @@ impl StateMachineHook for Hook {
     fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
         let mut st = self.0.state();
         let res = st.tree.apply(zxid, entry);
-        // The tree is pure: what ZooKeeper would log about quotas comes back as values.
-        for w in &res.quota_warnings {
-            warn!("{w}");
-        }
         self.0
             .last_zxid
             .store(st.tree.last_zxid(), Ordering::Release);
@@ -663,6 +694,11 @@ impl StateMachineHook for Hook {
                     }
                 }
             }
+        }
+        drop(st);
+        // Logged outside the lock; entries replayed at start-up said theirs when first applied.
+        if self.0.consensus.get().is_some() {
+            self.0.log_quota_warnings(&res.quota_warnings);
         }
         res
     }

@@ -854,9 +854,7 @@ impl DataTree {
         Ok(())
     }
 
-    /// deleteContainer as the ContainerManager issues it. Unlike ZooKeeper (which deletes any
-    /// childless non-ephemeral node this way, without ACL checks) only containers and TTL
-    /// nodes qualify, since a client can send this opcode too.
+    /// Ends a session: its ephemerals deleted (each a leaf), its record dropped.
     fn kill_session(&mut self, ctx: &mut Ctx<'_>, session_id: i64) -> Vec<String> {
         let Some(info) = self.sessions.get(&session_id) else {
             return Vec::new();

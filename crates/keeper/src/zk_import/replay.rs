@@ -593,8 +593,9 @@ fn stats_add(text: &str, count_diff: i64, bytes_diff: i64) -> Option<String> {
             stats.insert(k.to_string(), v);
         }
     }
-    let count = stats.remove("count").unwrap_or(-1) + count_diff;
-    let bytes = stats.remove("bytes").unwrap_or(-1) + bytes_diff;
+    // Java's long arithmetic: a client-written stats node near the limits wraps, never panics.
+    let count = stats.remove("count").unwrap_or(-1).wrapping_add(count_diff);
+    let bytes = stats.remove("bytes").unwrap_or(-1).wrapping_add(bytes_diff);
     let mut out = format!("count={count},bytes={bytes}");
     if !stats.is_empty() {
         out.push('=');
