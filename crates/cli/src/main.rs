@@ -109,7 +109,7 @@ fn import_zk(
     to: &std::path::Path,
 ) -> ExitCode {
     let storage = corral_keeper::consensus::StorageConfig::new(to);
-    match zk_import::import(from, from_log, &storage) {
+    match zk_import::import_offline(from, from_log, &storage) {
         Ok(s) => {
             println!(
                 "imported {} znodes, {} sessions ({} ephemerals) at zxid 0x{:x} from {} ({} \

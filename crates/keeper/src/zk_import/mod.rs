@@ -49,6 +49,9 @@ pub enum ImportError {
          empty data directory", .0.display()
     )]
     DestinationInUse(PathBuf),
+    /// Another keeper (or import) holds the destination.
+    #[error(transparent)]
+    DestinationLocked(#[from] crate::data_lock::DataDirLockError),
     #[error(
         "{}: transactions {from:#x} to {to:#x} are missing before this log's next one (a log \
          file deleted or damaged?)", file.display()
@@ -160,6 +163,19 @@ pub fn check_zk_not_written_since_import(
         later.join(", "),
         storage.data_dir.display()
     ))
+}
+
+/// [`import`] for `corral import-zk`: the destination's directories locked first, as a
+/// keeper locks them, so an import and a keeper starting on the same directory cannot race.
+pub fn import_offline(
+    zk_data_dir: &Path,
+    zk_log_dir: Option<&Path>,
+    dest: &StorageConfig,
+) -> Result<ImportSummary, ImportError> {
+    let mut dirs = vec![dest.data_dir.as_path()];
+    dirs.extend(dest.data_log_dir.as_deref());
+    let _lock = crate::data_lock::lock(&dirs)?;
+    import(zk_data_dir, zk_log_dir, dest)
 }
 
 /// Imports ZooKeeper's state from `zk_data_dir` (its dataDir, or the `version-2` in it) and
