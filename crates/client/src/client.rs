@@ -568,6 +568,13 @@ async fn drive(inner: Arc<Inner>) {
         }
         if let Some((old, lost_watches)) = pending_recovery.take() {
             let ephemerals = recover_ephemerals(&inner, &conn, handshake_at).await;
+            if conn.is_closed() {
+                // The new connection died during recovery: resume the new session on the
+                // next one and recover again there (creating is idempotent for our nodes).
+                pending_recovery = Some((old, lost_watches));
+                deadline = Some(conn.last_heard() + timeout * 4 / 3);
+                continue;
+            }
             let report = RecoveryReport {
                 old_session_id: old,
                 new_session_id: conn.session_id(),
