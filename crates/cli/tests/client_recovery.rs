@@ -225,6 +225,16 @@ async fn forced_expiry(server: &str, zombie: bool) {
     // cannot notice and resume it).
     proxy.freeze();
     let frozen_at = Instant::now();
+    // A call made while the old session is suspended must not run in the new session.
+    let late_call = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHORT_TIMEOUT * 3 / 4).await;
+            client
+                .create("/late", b"", &open_acl_unsafe(), CreateMode::Persistent)
+                .await
+        })
+    };
     let keeper = if zombie {
         let keeper = Connection::connect(
             server,
@@ -279,6 +289,17 @@ async fn forced_expiry(server: &str, zombie: bool) {
     eprintln!(
         "expiry (zombie={zombie}): Expired {expired_after:?} after the freeze; node owned by \
          the new session {back:?} after Connected was published"
+    );
+
+    match late_call.await.expect("late call task") {
+        Err(ClientError::SessionExpired) => {}
+        other => panic!("a call waiting across the expiry: {other:?}"),
+    }
+    assert_eq!(
+        obs.exists(&format!("{root}/late"), false)
+            .await
+            .expect("exists"),
+        None
     );
 
     let report = tokio::time::timeout(Duration::from_secs(1), reports.recv())

@@ -865,13 +865,21 @@ impl Client {
     }
 
     /// A connection serving the session: waits while Suspended or Connecting, up to the
-    /// session timeout.
+    /// session timeout. A call made in one session never runs in the next: if the session
+    /// the caller saw expires while it waits, it fails with SessionExpired (the caller's
+    /// view of the world, e.g. that it is the leader, belongs to the dead session).
     async fn conn(&self) -> Result<Connection, ClientError> {
         let mut rx = self.inner.link.subscribe();
-        let wait = self.session_timeout();
+        let (wait, seen) = {
+            let m = self.inner.lock();
+            (m.timeout, m.session_id)
+        };
         let got = tokio::time::timeout(wait, async {
             loop {
                 match &*rx.borrow_and_update() {
+                    Link::Up(c) if seen != 0 && c.session_id() != seen => {
+                        return Err(ClientError::SessionExpired)
+                    }
                     Link::Up(c) if !c.is_closed() => return Ok(c.clone()),
                     Link::Gone(t) => return Err(t.error()),
                     _ => {}
