@@ -450,6 +450,146 @@ async fn server_restart(server: &mut dyn Restartable) {
     client.close().await.expect("close");
 }
 
+/// The server in use becomes unreachable (its proxy frozen): the client moves to the other
+/// address in its list and resumes the same session, with its ephemeral and its watch.
+async fn server_move(server: &str) {
+    let a = Proxy::start(server.to_string()).await;
+    let b = Proxy::start(server.to_string()).await;
+    let root = format!("/{}", unique_name("move"));
+    let obs = observer(server).await;
+    for (p, d) in [(root.clone(), ""), (format!("{root}/w"), "v0")] {
+        obs.create(&p, d.as_bytes(), &open_acl_unsafe(), CreateMode::Persistent)
+            .await
+            .expect("create test nodes");
+    }
+    let client = ClientBuilder::new(&format!("{},{}{root}", a.addr, b.addr))
+        .session_timeout(Duration::from_secs(4))
+        .connect()
+        .await
+        .expect("connect");
+    let sid = client.session_id();
+    let _node = client.ephemeral_node("/eph", b"").await.expect("ephemeral");
+    let (_, _, watch) = client.get_data_w("/w").await.expect("watch");
+    let using = client.status().server.expect("a server while connected");
+    let (frozen, other) = if using == a.addr { (&a, &b) } else { (&b, &a) };
+    assert_eq!(using, frozen.addr);
+    let mut events = client.session_events();
+    frozen.freeze();
+    let t0 = Instant::now();
+    let evs = events_until_connected(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(
+        states(&evs),
+        vec![SessionState::Suspended, SessionState::Connected],
+        "{evs:?}"
+    );
+    assert_eq!(evs[1].session_id, sid, "same session on the other server");
+    assert_eq!(evs[1].server.as_deref(), Some(other.addr.as_str()));
+    eprintln!(
+        "server move: Suspended {:?}, resumed on the other server {:?} after the freeze",
+        evs[0].at - t0,
+        evs[1].at - t0
+    );
+    let stat = obs
+        .exists(&format!("{root}/eph"), false)
+        .await
+        .expect("exists")
+        .expect("the ephemeral is still there");
+    assert_eq!(stat.ephemeral_owner, sid);
+    obs.set_data(&format!("{root}/w"), b"v1", -1)
+        .await
+        .expect("change the watched node");
+    let fired = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch fires after the move")
+        .expect("fires, not fails");
+    assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    client.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_move_keeps_session_corral() {
+    let server = CorralServer::start(SERVER_CFG);
+    server_move(&server.addr()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_move_keeps_session_real_zk() {
+    let Some(zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    server_move(&zk.addr()).await;
+}
+
+/// 200 clients of one server that is killed and restarted: every session is resumed, and the
+/// reconnects are spread over time by the jittered backoff (the histogram is printed).
+async fn many_clients_restart(server: &mut dyn Restartable, name: &str) {
+    const N: usize = 200;
+    let addr = server.addr();
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        let c = ClientBuilder::new(&addr)
+            .session_timeout(Duration::from_secs(20))
+            .connect()
+            .await
+            .expect("connect");
+        let rx = c.session_events();
+        clients.push((c, rx));
+    }
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| server.kill_and_restart()).expect("restart the server");
+    let back = t0.elapsed();
+    eprintln!("{name}: serving again {back:?} after the kill");
+    let mut waits = Vec::with_capacity(N);
+    for (c, mut rx) in clients {
+        let sid = c.session_id();
+        let evs = events_until_connected(&mut rx, Duration::from_secs(30)).await;
+        let last = evs.last().expect("a Connected event");
+        assert_eq!(last.session_id, sid, "session resumed: {evs:?}");
+        waits.push((last.at - t0, c));
+    }
+    let mut times: Vec<Duration> = waits.iter().map(|(d, _)| *d).collect();
+    times.sort();
+    let first = times[0];
+    let last = times[N - 1];
+    let bucket = Duration::from_millis(100);
+    let mut hist: std::collections::BTreeMap<u128, usize> = Default::default();
+    for t in &times {
+        *hist.entry(t.as_millis() / bucket.as_millis()).or_default() += 1;
+    }
+    let lines: Vec<String> = hist
+        .iter()
+        .map(|(b, n)| format!("{:>5}-{:<5} ms {n:>4}", b * 100, (b + 1) * 100))
+        .collect();
+    eprintln!(
+        "{name}: {N} sessions resumed; server serving again {back:?} after the kill; \
+         reconnects from {first:?} to {last:?}:\n{}",
+        lines.join("\n")
+    );
+    // Jittered backoff: the reconnects must not all land in one instant.
+    assert!(
+        last - first >= Duration::from_millis(50),
+        "all {N} reconnects within {:?}",
+        last - first
+    );
+    for (_, c) in waits {
+        c.close().await.expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_resume_after_restart_corral() {
+    let mut server = CorralServer::start(SERVER_CFG);
+    many_clients_restart(&mut server, "corral").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_resume_after_restart_real_zk() {
+    let Some(mut zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    many_clients_restart(&mut zk, "zookeeper").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_expiry_corral() {
     let server = CorralServer::start(SERVER_CFG);

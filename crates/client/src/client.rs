@@ -501,8 +501,12 @@ async fn drive(inner: Arc<Inner>) {
         next = next.wrapping_add(1);
         attempt = attempt.saturating_add(1);
         // One attempt may take its share of the timeout, as ZooKeeper's connectTimeout does,
-        // but never past the expiry deadline.
-        let mut limit = (timeout / inner.servers.len() as u32).max(Duration::from_millis(500));
+        // but at most a third of it (a server that accepts and never answers — ZooKeeper 3.8
+        // does that to connections it gets while starting — must leave time for more tries)
+        // and never past the expiry deadline.
+        let mut limit = (timeout / inner.servers.len() as u32)
+            .min(timeout / 3)
+            .max(Duration::from_millis(500));
         if let Some(d) = deadline {
             limit = limit.min(d.saturating_duration_since(Instant::now()));
         }
@@ -835,6 +839,11 @@ impl Client {
     /// The current state.
     pub fn state(&self) -> SessionState {
         self.inner.lock().current.state
+    }
+
+    /// The latest transition: the current state, its session and the server involved.
+    pub fn status(&self) -> SessionEvent {
+        self.inner.lock().current.clone()
     }
 
     /// The current session's id (0 while there is none).
