@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{unique_name, CorralServer, RealZk};
-use corral_client::proto::{CreateMode, EventType};
+use corral_client::proto::{CreateMode, ErrorCode, EventType};
 use corral_client::{
-    open_acl_unsafe, Client, ClientBuilder, ClientError, ConnectOptions, Connection,
-    EphemeralOutcome, SessionEvent, SessionState,
+    creator_all_acl, open_acl_unsafe, Client, ClientBuilder, ClientError, ConnectOptions,
+    Connection, EphemeralOutcome, SessionEvent, SessionState,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -464,10 +464,21 @@ async fn server_move(server: &str) {
     }
     let client = ClientBuilder::new(&format!("{},{}{root}", a.addr, b.addr))
         .session_timeout(Duration::from_secs(4))
+        .auth("digest", b"mover:secret")
         .connect()
         .await
         .expect("connect");
     let sid = client.session_id();
+    // Readable only with the identity the client authenticated as: the server keeps auth per
+    // connection, so reading it after the move proves the auth was re-sent.
+    client
+        .create("/secret", b"s", &creator_all_acl(), CreateMode::Persistent)
+        .await
+        .expect("create a node only our identity may read");
+    match obs.get_data(&format!("{root}/secret"), false).await {
+        Err(ClientError::Server(ErrorCode::NoAuth)) => {}
+        other => panic!("an unauthenticated read of /secret: {other:?}"),
+    }
     let _node = client.ephemeral_node("/eph", b"").await.expect("ephemeral");
     let (_, _, watch) = client.get_data_w("/w").await.expect("watch");
     let using = client.status().server.expect("a server while connected");
@@ -503,7 +514,14 @@ async fn server_move(server: &str) {
         .expect("the watch fires after the move")
         .expect("fires, not fails");
     assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    let (secret, _) = client
+        .get_data("/secret")
+        .await
+        .expect("read /secret on the new connection (auth re-sent)");
+    assert_eq!(secret, b"s");
     client.close().await.expect("close");
+    assert_eq!(client.state(), SessionState::Closed);
+    assert!(matches!(client.exists("/").await, Err(ClientError::Closed)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

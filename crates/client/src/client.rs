@@ -220,7 +220,10 @@ impl ClientBuilder {
                 },
             }),
         });
-        let mut link_rx = inner.link.subscribe();
+        // Events, not the link: the link may already have gone up and down again by the
+        // time this task looks, and a connect that did succeed must say so.
+        let mut events = inner.events.subscribe();
+        let recovery = inner.recovery;
         let driver = tokio::spawn(drive(inner.clone()));
         let client = Client {
             inner,
@@ -229,13 +232,15 @@ impl ClientBuilder {
         let wait = self.connect_timeout.unwrap_or(self.session_timeout);
         let up = tokio::time::timeout(wait, async {
             loop {
-                match &*link_rx.borrow_and_update() {
-                    Link::Up(_) => return Ok(()),
-                    Link::Gone(t) => return Err(t.error()),
-                    Link::Down => {}
-                }
-                if link_rx.changed().await.is_err() {
-                    return Err(ClientError::Closed);
+                match events.recv().await.map(|e| e.state) {
+                    Ok(SessionState::Connected) => return Ok(()),
+                    Ok(SessionState::AuthFailed) => return Err(ClientError::AuthFailed),
+                    Ok(SessionState::Closed) => return Err(ClientError::Closed),
+                    Ok(SessionState::Expired) if !recovery => {
+                        return Err(ClientError::SessionExpired)
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Closed),
                 }
             }
         })

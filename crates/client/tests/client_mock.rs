@@ -226,3 +226,56 @@ async fn silent_servers_expire_the_session_on_the_client_clock() {
         Err(ClientError::SessionExpired)
     ));
 }
+
+/// Credentials the server rejects when they are re-sent on a new connection: AuthFailed is
+/// reported, the client stops reconnecting, and calls fail with AuthFailed.
+#[tokio::test]
+async fn auth_rejected_on_reconnect_is_terminal() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut s, mut buf, _) = accept_session(&listener, 6000).await;
+        let (xid, req) = next_request(&mut s, &mut buf).await.expect("auth");
+        assert!(matches!(req, Request::Auth(_)), "{req:?}");
+        reply(&mut s, xid, 0, ErrorCode::Ok, &Response::Empty).await;
+        // Drop the connection once the test listens to the session events.
+        let _ = go_rx.await;
+        drop(s);
+        let (mut s, mut buf, _) = accept_session(&listener, 6000).await;
+        let (xid, req) = next_request(&mut s, &mut buf).await.expect("auth again");
+        assert!(matches!(req, Request::Auth(_)), "{req:?}");
+        reply(&mut s, xid, 0, ErrorCode::AuthFailed, &Response::Empty).await;
+        // No third connection may come: count any within a second.
+        drop(s);
+        tokio::time::timeout(Duration::from_secs(1), listener.accept())
+            .await
+            .is_ok()
+    });
+    let client = ClientBuilder::new(&addr)
+        .auth("digest", b"u:p")
+        .session_timeout(Duration::from_secs(6))
+        .connect()
+        .await
+        .expect("connect");
+    let mut events = client.session_events();
+    let _ = go.send(());
+    let mut seen = Vec::new();
+    while seen.last() != Some(&SessionState::AuthFailed) {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("event stream");
+        seen.push(ev.state);
+    }
+    assert_eq!(
+        seen,
+        vec![SessionState::Suspended, SessionState::AuthFailed]
+    );
+    assert!(matches!(
+        client.exists("/").await,
+        Err(ClientError::AuthFailed)
+    ));
+    let reconnected = server.await.expect("server script");
+    assert!(!reconnected, "the client reconnected after AuthFailed");
+}
