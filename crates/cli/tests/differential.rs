@@ -517,7 +517,7 @@ fn client_error_kind(e: &corral_client::ClientError) -> &'static str {
     use corral_client::ClientError as E;
     match e {
         // Whether a dropped connection shows as EOF or as a reset is a race, not behaviour.
-        E::Io(_) | E::Closed => "connection lost",
+        E::Io(_) | E::Closed | E::ConnectionLoss => "connection lost",
         E::Decode(_) => "decode",
         E::Frame(_) => "frame",
         E::Protocol(_) => "protocol",
@@ -525,6 +525,9 @@ fn client_error_kind(e: &corral_client::ClientError) -> &'static str {
         E::Timeout => "timeout",
         E::Server(_) => "server",
         E::UnexpectedResponse(_) => "unexpected response",
+        E::AuthFailed => "auth failed",
+        E::BadConnectString(..) => "bad connect string",
+        E::BadPath(_) => "bad path",
     }
 }
 

@@ -61,17 +61,24 @@ impl Default for ConnectOptions {
 /// (a failed request has no body); otherwise it is [`Response::Empty`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The request's xid, echoed by the server.
     pub xid: i32,
+    /// The zxid the server reported with the reply (its last committed change).
     pub zxid: i64,
+    /// The outcome; anything but Ok means the request failed.
     pub err: ErrorCode,
+    /// The decoded body (Empty when `err` is not Ok).
     pub response: Response,
 }
 
 /// A watch notification (xid -1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedEvent {
+    /// What happened to the node.
     pub event_type: EventType,
+    /// The session state the server reported with it (SyncConnected normally).
     pub state: KeeperState,
+    /// The node's path as the server names it (a [`crate::Client`] strips its chroot).
     pub path: String,
     /// The zxid in the notification's header (the change that fired it; -1 from old servers).
     pub zxid: i64,
@@ -92,6 +99,9 @@ struct Shared {
     queue: Mutex<Queue>,
     last_zxid: AtomicI64,
     next_xid: AtomicI32,
+    /// When bytes last arrived from the server: the start of ZooKeeper's client-side expiry
+    /// clock (a session cannot outlive 4/3 of its timeout without news from a server).
+    last_heard: Mutex<Instant>,
     /// Tells both tasks to stop.
     shutdown: watch::Sender<bool>,
 }
@@ -197,6 +207,7 @@ impl Connection {
             last_zxid: AtomicI64::new(last_zxid),
             // xids of ordinary requests start at 1 and stay positive; negatives are reserved.
             next_xid: AtomicI32::new(1),
+            last_heard: Mutex::new(Instant::now()),
             shutdown,
         });
         let timeout = Duration::from_millis(resp.timeout.max(1) as u64);
@@ -223,18 +234,22 @@ impl Connection {
         }
     }
 
+    /// The session's id from the handshake.
     pub fn session_id(&self) -> i64 {
         self.handshake.session_id
     }
 
+    /// The session's password from the handshake (needed to resume it).
     pub fn passwd(&self) -> Vec<u8> {
         self.handshake.passwd.clone()
     }
 
+    /// The session timeout the server granted.
     pub fn negotiated_timeout_ms(&self) -> i32 {
         self.handshake.timeout
     }
 
+    /// The whole handshake reply.
     pub fn connect_response(&self) -> &ConnectResponse {
         &self.handshake
     }
@@ -242,6 +257,15 @@ impl Connection {
     /// The highest zxid seen in a reply (what a reconnect should send as lastZxidSeen).
     pub fn last_zxid(&self) -> i64 {
         self.shared.last_zxid.load(Ordering::SeqCst)
+    }
+
+    /// When bytes last arrived from the server on this connection (the handshake counts).
+    pub fn last_heard(&self) -> Instant {
+        *self
+            .shared
+            .last_heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the connection has ended (closed, aborted, lost).
@@ -443,7 +467,10 @@ async fn read_loop(
                 Err(_) => return Lost::Timeout,
                 Ok(Err(e)) => return Lost::Io(e.kind(), e.to_string()),
                 Ok(Ok(0)) => return Lost::Closed,
-                Ok(Ok(n)) => buf.extend(&chunk[..n]),
+                Ok(Ok(n)) => {
+                    *shared.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    buf.extend(&chunk[..n]);
+                }
             }
         }
     }

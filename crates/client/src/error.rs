@@ -5,12 +5,16 @@
 use corral_proto::frame::FrameError;
 use corral_proto::{DecodeError, ErrorCode};
 
+/// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The socket failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A server frame did not decode as the reply it should be.
     #[error("cannot decode a server frame: {0}")]
     Decode(#[from] DecodeError),
+    /// A server frame was malformed (e.g. a negative or oversized length).
     #[error("bad frame from server: {0}")]
     Frame(#[from] FrameError),
     /// The server broke the protocol (e.g. a reply out of order); the connection is closed.
@@ -31,6 +35,19 @@ pub enum ClientError {
     /// The server answered with a body of a kind this request cannot have.
     #[error("unexpected response: {0}")]
     UnexpectedResponse(String),
+    /// No server could be reached in time ([`crate::Client`]): the request was not sent, or
+    /// its connection was lost before the reply (then it may or may not have been applied).
+    #[error("connection loss")]
+    ConnectionLoss,
+    /// The server rejected the client's credentials; the client will not reconnect.
+    #[error("authentication failed")]
+    AuthFailed,
+    /// The connect string is not `host:port[,host:port...][/chroot]`.
+    #[error("bad connect string {0:?}: {1}")]
+    BadConnectString(String, String),
+    /// The path is not an absolute ZooKeeper path.
+    #[error("bad path {0:?}")]
+    BadPath(String),
 }
 
 impl ClientError {

@@ -1,19 +1,34 @@
 //! corral-client: the async (tokio) ZooKeeper client of corral.
 //!
-//! Owns: the client side of ZooKeeper's wire protocol over one TCP connection — the
-//! handshake, pipelined requests with their replies matched in order, watch notifications,
-//! keep-alive pings and an orderly or abrupt close ([`Connection`]), plus typed convenience
-//! calls on top (create, getData, setData, ...). Later it also owns the session state machine
-//! that moves between servers and recovers from expiry by itself (new session, ephemerals
-//! re-created, watches re-registered); that is not here yet.
+//! Owns: the client side of ZooKeeper's wire protocol. Two layers:
+//! - [`Client`]: one session over a list of servers with an optional chroot
+//!   ("h1:2181,h2:2181/app"). It reports its state as a stream ([`SessionState`]), resumes the
+//!   session on another server when a connection is lost (auth and watches re-sent), declares
+//!   it expired on its own clock when no server answers, and — recovery being on by default —
+//!   replaces an expired session with a new one in which its [`EphemeralNode`]s are re-created
+//!   (a [`RecoveryReport`] says what was done). This is what applications should use.
+//! - [`Connection`]: one session over one TCP connection — the handshake, pipelined requests
+//!   with their replies matched in order, watch notifications, keep-alive pings and an orderly
+//!   or abrupt close — plus typed calls on top (create, getData, setData, ...). `corral shell`
+//!   and `corral bench` use it directly.
+//!
+//! Not here yet: persistent watches as streams, node/tree caches, and the lock and leader
+//! election recipes.
 //!
 //! Must not: contain server logic or encode anything itself. Every byte on the wire is
 //! produced and parsed by `corral-proto`, the one codec the server and the tests also use.
 
+#![warn(missing_docs)]
+
+mod client;
 mod connection;
 mod error;
 mod ops;
 
+pub use client::{
+    Client, ClientBuilder, EphemeralNode, EphemeralOutcome, EphemeralRecovery, RecoveryReport,
+    SessionEvent, SessionState, Watch, WatchKind,
+};
 pub use connection::{ConnectOptions, Connection, Reply, WatchedEvent};
 pub use corral_proto::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};
 pub use error::ClientError;

@@ -172,6 +172,7 @@ impl Connection {
         }
     }
 
+    /// A node's children (names, not paths); with `watch`, leaves a child watch.
     pub async fn get_children(&self, path: &str, watch: bool) -> Result<Vec<String>, ClientError> {
         match self
             .call(Request::GetChildren(GetDataRequest {
@@ -203,6 +204,7 @@ impl Connection {
         }
     }
 
+    /// A node's ACL and Stat.
     pub async fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ClientError> {
         match self
             .call(Request::GetAcl(PathRequest { path: path.into() }))

@@ -369,6 +369,8 @@ impl std::ops::DerefMut for CorralServer {
 /// Real Apache ZooKeeper 3.8 from the Debian packages `zookeeper` (jars in /usr/share/java).
 pub struct RealZk {
     pub proc: ServerProcess,
+    /// The extra JVM arguments it was started with, for [`RealZk::restart`].
+    jvm_args: Vec<String>,
 }
 
 const JAVA_DIR: &str = "/usr/share/java";
@@ -419,33 +421,52 @@ impl RealZk {
         let dir = fresh_temp_dir("zk").map_err(|e| format!("temp dir: {e}"))?;
         let port = free_port();
         let cfg = write_zoo_cfg(&dir, port, extra_cfg)?;
-        // zookeeper.jar's manifest Class-Path brings netty, jute, slf4j-api, jetty, ...; it
-        // lacks an slf4j binding (slf4j-simple logs to stderr) and netty-codec/-resolver,
-        // which the Netty connection factory needs should a config select it.
-        let cp = [
-            "zookeeper.jar",
-            "netty-codec.jar",
-            "netty-resolver.jar",
-            "slf4j-simple.jar",
-        ]
-        .iter()
-        .map(|j| format!("{JAVA_DIR}/{j}"))
-        .collect::<Vec<_>>()
-        .join(":");
-        let mut cmd = Command::new(java());
-        cmd.arg("-Xmx256m")
-            .arg("-Dfile.encoding=UTF-8")
-            .arg("-Djava.awt.headless=true")
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
-            .arg("-Dzookeeper.admin.enableServer=false")
-            .args(jvm_args)
-            .arg("-cp")
-            .arg(cp)
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg)
-            .current_dir(&dir);
-        ServerProcess::spawn("zookeeper", dir, port, cmd).map(|proc| RealZk { proc })
+        let jvm_args: Vec<String> = jvm_args.iter().map(|a| a.to_string()).collect();
+        let cmd = zk_cmd(&dir, &cfg, &jvm_args);
+        ServerProcess::spawn("zookeeper", dir, port, cmd).map(|proc| RealZk { proc, jvm_args })
     }
+
+    /// Starts ZooKeeper again on the same zoo.cfg (same port, same dataDir) after the previous
+    /// run exited, and waits until it serves sessions.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let cmd = zk_cmd(
+            &self.proc.dir,
+            &self.proc.dir.join("zoo.cfg"),
+            &self.jvm_args,
+        );
+        self.proc.relaunch(cmd)?;
+        self.proc.wait_ready()
+    }
+}
+
+/// The java command line of a standalone ZooKeeper on `cfg`, run in `dir`.
+fn zk_cmd(dir: &Path, cfg: &Path, jvm_args: &[String]) -> Command {
+    // zookeeper.jar's manifest Class-Path brings netty, jute, slf4j-api, jetty, ...; it
+    // lacks an slf4j binding (slf4j-simple logs to stderr) and netty-codec/-resolver,
+    // which the Netty connection factory needs should a config select it.
+    let cp = [
+        "zookeeper.jar",
+        "netty-codec.jar",
+        "netty-resolver.jar",
+        "slf4j-simple.jar",
+    ]
+    .iter()
+    .map(|j| format!("{JAVA_DIR}/{j}"))
+    .collect::<Vec<_>>()
+    .join(":");
+    let mut cmd = Command::new(java());
+    cmd.arg("-Xmx256m")
+        .arg("-Dfile.encoding=UTF-8")
+        .arg("-Djava.awt.headless=true")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
+        .arg("-Dzookeeper.admin.enableServer=false")
+        .args(jvm_args)
+        .arg("-cp")
+        .arg(cp)
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(cfg)
+        .current_dir(dir);
+    cmd
 }
 
 fn java() -> String {

@@ -1,0 +1,701 @@
+//! corral-client's `Client` surviving what kills sessions, against corral and against real
+//! ZooKeeper 3.8 alike:
+//! - a forced expiry (the client's traffic frozen by a loopback proxy past the session
+//!   timeout): the state stream in order, a new session, the `EphemeralNode` back within 1 s,
+//!   the lost watch reported;
+//! - the same with the old session kept alive from elsewhere (the Kafka /brokers/ids/N case:
+//!   the node still exists, owned by the dead session): the node is taken over;
+//! - a server restart (killed, restarted on the same data dir and port): the session, its
+//!   ephemeral and its watch survive, and the watch fires for a change made after.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{unique_name, CorralServer, RealZk};
+use corral_client::proto::{CreateMode, ErrorCode, EventType};
+use corral_client::{
+    creator_all_acl, open_acl_unsafe, Client, ClientBuilder, ClientError, ConnectOptions,
+    Connection, EphemeralOutcome, SessionEvent, SessionState,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+/// Session timeout asked for in the expiry tests; both servers allow it with
+/// minSessionTimeout=1000.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(2000);
+const SERVER_CFG: &str = "minSessionTimeout=1000";
+
+/// A TCP proxy on 127.0.0.1 that can freeze all traffic through it (both directions, new
+/// connections included): bytes read while frozen are held until thawed, as a partition
+/// that heals would deliver them.
+struct Proxy {
+    addr: String,
+    frozen: Arc<watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let frozen = Arc::new(watch::channel(false).0);
+        let f = frozen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let target = target.clone();
+                let f = f.clone();
+                tokio::spawn(async move {
+                    if *f.borrow() {
+                        // A connection attempted during the partition never reaches the
+                        // server (its SYN was lost): the client gave up on it meanwhile,
+                        // and delivering its handshake late would steal the session from
+                        // whoever holds it then.
+                        thawed(&mut f.subscribe()).await;
+                        drop(client);
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(pump(cr, sw, f.subscribe()));
+                    tokio::spawn(pump(sr, cw, f.subscribe()));
+                });
+            }
+        });
+        Proxy { addr, frozen, task }
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn thawed(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|frozen| !*frozen).await;
+}
+
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        thawed(&mut frozen).await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        thawed(&mut frozen).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    thawed(&mut frozen).await;
+    let _ = to.shutdown().await;
+}
+
+/// The next session event within `within`, or a panic naming what was awaited.
+async fn next_event(rx: &mut broadcast::Receiver<SessionEvent>, within: Duration) -> SessionEvent {
+    match tokio::time::timeout(within, rx.recv()).await {
+        Ok(Ok(ev)) => ev,
+        Ok(Err(e)) => panic!("session event stream failed: {e}"),
+        Err(_) => panic!("no session event within {within:?}"),
+    }
+}
+
+/// Session events until (and including) the first Connected, or a panic after `within`.
+async fn events_until_connected(
+    rx: &mut broadcast::Receiver<SessionEvent>,
+    within: Duration,
+) -> Vec<SessionEvent> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(e)) => panic!("session event stream failed: {e}; so far {seen:?}"),
+            Err(_) => panic!("not Connected again within {within:?}; events: {seen:?}"),
+        };
+        let done = ev.state == SessionState::Connected;
+        seen.push(ev);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn states(evs: &[SessionEvent]) -> Vec<SessionState> {
+    evs.iter().map(|e| e.state).collect()
+}
+
+/// A plain connection straight to the server, to look at what the client did.
+async fn observer(addr: &str) -> Connection {
+    Connection::connect(addr, ConnectOptions::default())
+        .await
+        .expect("observer connection")
+}
+
+/// Polls until `path` exists with `owner` as its ephemeral owner; how long it took after
+/// `since`, or None if not within `within`.
+async fn owned_within(
+    obs: &Connection,
+    path: &str,
+    owner: i64,
+    since: Instant,
+    within: Duration,
+) -> Option<Duration> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(stat)) = obs.exists(path, false).await {
+            if stat.ephemeral_owner == owner {
+                return Some(since.elapsed());
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The forced-expiry scenario against the server at `server`. With `zombie`, the old session
+/// is kept alive from a direct connection while the client's traffic is frozen, so the old
+/// node still exists when the client's new session comes up.
+async fn forced_expiry(server: &str, zombie: bool) {
+    let proxy = Proxy::start(server.to_string()).await;
+    let root = format!("/{}", unique_name("recovery"));
+    let obs = observer(server).await;
+    obs.create(&root, b"", &open_acl_unsafe(), CreateMode::Persistent)
+        .await
+        .expect("create the test root");
+    obs.create(
+        &format!("{root}/watched"),
+        b"v0",
+        &open_acl_unsafe(),
+        CreateMode::Persistent,
+    )
+    .await
+    .expect("create the watched node");
+
+    // The client sees only the chroot.
+    let client = ClientBuilder::new(&format!("{}{root}", proxy.addr))
+        .session_timeout(SHORT_TIMEOUT)
+        .connect()
+        .await
+        .expect("client connects through the proxy");
+    assert_eq!(client.state(), SessionState::Connected);
+    let old = client.session_id();
+    let timeout = client.session_timeout();
+    let node = client
+        .ephemeral_node("/broker", b"id=1")
+        .await
+        .expect("create the ephemeral node");
+    let full = format!("{root}/broker");
+    let stat = obs
+        .exists(&full, false)
+        .await
+        .expect("exists")
+        .expect("the node is there under the chroot");
+    assert_eq!(stat.ephemeral_owner, old);
+    let (_, _, watch) = client
+        .get_data_w("/watched")
+        .await
+        .expect("leave a data watch");
+    let mut events = client.session_events();
+    let mut reports = client.recovery_reports();
+
+    // Keep the old session alive from a direct connection (after the freeze, so the client
+    // cannot notice and resume it).
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    // A call made while the old session is suspended must not run in the new session.
+    let late_call = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHORT_TIMEOUT * 3 / 4).await;
+            client
+                .create("/late", b"", &open_acl_unsafe(), CreateMode::Persistent)
+                .await
+        })
+    };
+    let keeper = if zombie {
+        let keeper = Connection::connect(
+            server,
+            ConnectOptions {
+                session_timeout_ms: SHORT_TIMEOUT.as_millis() as i32,
+                session_id: old,
+                passwd: client.session_password(),
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .expect("resume the old session from the keeper");
+        assert_eq!(keeper.session_id(), old);
+        Some(keeper)
+    } else {
+        None
+    };
+
+    let suspended = next_event(&mut events, timeout * 2).await;
+    assert_eq!(suspended.state, SessionState::Suspended, "{suspended:?}");
+    let expired = next_event(&mut events, timeout * 2).await;
+    assert_eq!(expired.state, SessionState::Expired, "{expired:?}");
+    assert_eq!(expired.session_id, old);
+    let expired_after = expired.at - frozen_at;
+    // No server answered: the client's own clock (4/3 of the timeout after the last news)
+    // declared it; the last news came at most a third of the timeout before the freeze.
+    assert!(
+        expired_after >= timeout && expired_after <= timeout * 4 / 3 + Duration::from_millis(500),
+        "Expired {expired_after:?} after the freeze, timeout {timeout:?}"
+    );
+    // The watch set in the dead session resolves with the expiry.
+    match tokio::time::timeout(Duration::from_secs(1), watch).await {
+        Ok(Err(ClientError::SessionExpired)) => {}
+        other => panic!("watch after expiry: {other:?}"),
+    }
+    proxy.thaw();
+
+    let rest = events_until_connected(&mut events, timeout * 3).await;
+    assert_eq!(
+        states(&rest),
+        vec![SessionState::Connecting, SessionState::Connected],
+        "{rest:?}"
+    );
+    let connected = &rest[1];
+    let new = connected.session_id;
+    assert_ne!(new, old, "a new session after the expiry");
+    assert_eq!(client.session_id(), new);
+    let back = owned_within(&obs, &full, new, connected.at, Duration::from_secs(1)).await;
+    let back = back.unwrap_or_else(|| {
+        panic!("{full} not owned by the new session 0x{new:x} within 1 s of it")
+    });
+    eprintln!(
+        "expiry (zombie={zombie}): Expired {expired_after:?} after the freeze; node owned by \
+         the new session {back:?} after Connected was published"
+    );
+
+    match late_call.await.expect("late call task") {
+        Err(ClientError::SessionExpired) => {}
+        other => panic!("a call waiting across the expiry: {other:?}"),
+    }
+    assert_eq!(
+        obs.exists(&format!("{root}/late"), false)
+            .await
+            .expect("exists"),
+        None
+    );
+
+    let report = tokio::time::timeout(Duration::from_secs(1), reports.recv())
+        .await
+        .expect("a recovery report")
+        .expect("report stream");
+    assert_eq!(report.old_session_id, old);
+    assert_eq!(report.new_session_id, new);
+    assert_eq!(report.ephemerals.len(), 1, "{report:?}");
+    assert_eq!(report.ephemerals[0].path, "/broker");
+    eprintln!(
+        "recovery: {:?} {:?} after the new session's handshake",
+        report.ephemerals[0].outcome, report.ephemerals[0].after
+    );
+    if zombie {
+        assert_eq!(
+            report.ephemerals[0].outcome,
+            EphemeralOutcome::ReplacedStale { old_owner: old },
+            "{report:?}"
+        );
+    } else {
+        assert!(
+            matches!(
+                report.ephemerals[0].outcome,
+                EphemeralOutcome::Created | EphemeralOutcome::ReplacedStale { .. }
+            ),
+            "{report:?}"
+        );
+    }
+    assert_eq!(
+        report.lost_watches,
+        vec![("/watched".to_string(), corral_client::WatchKind::Data)]
+    );
+
+    if let Some(keeper) = keeper {
+        // The old session ending now must not take the node with it: it is the new one's.
+        keeper.close().await.expect("close the old session");
+        let stat = obs
+            .exists(&full, false)
+            .await
+            .expect("exists")
+            .expect("node survives the old session's end");
+        assert_eq!(stat.ephemeral_owner, new);
+    }
+    // The client works in its new session.
+    let (data, _) = client
+        .get_data("/broker")
+        .await
+        .expect("read via the client");
+    assert_eq!(data, b"id=1");
+    node.remove().await.expect("remove the node");
+    assert_eq!(obs.exists(&full, false).await.expect("exists"), None);
+    client.close().await.expect("close");
+}
+
+/// A server that can be killed and restarted on the same port and data.
+trait Restartable {
+    fn addr(&self) -> String;
+    fn kill_and_restart(&mut self) -> Result<(), String>;
+}
+
+impl Restartable for CorralServer {
+    fn addr(&self) -> String {
+        self.proc.addr()
+    }
+    fn kill_and_restart(&mut self) -> Result<(), String> {
+        self.kill9()?;
+        self.restart()
+    }
+}
+
+impl Restartable for RealZk {
+    fn addr(&self) -> String {
+        self.proc.addr()
+    }
+    fn kill_and_restart(&mut self) -> Result<(), String> {
+        self.kill9()?;
+        self.restart()
+    }
+}
+
+async fn server_restart(server: &mut dyn Restartable) {
+    let addr = server.addr();
+    let root = format!("/{}", unique_name("restart"));
+    {
+        let obs = observer(&addr).await;
+        obs.create(&root, b"", &open_acl_unsafe(), CreateMode::Persistent)
+            .await
+            .expect("create the test root");
+        obs.create(
+            &format!("{root}/watched"),
+            b"v0",
+            &open_acl_unsafe(),
+            CreateMode::Persistent,
+        )
+        .await
+        .expect("create the watched node");
+        obs.close().await.expect("close the observer");
+    }
+    let client = ClientBuilder::new(&format!("{addr}{root}"))
+        .session_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .expect("client connects");
+    let sid = client.session_id();
+    let _node = client
+        .ephemeral_node("/eph", b"")
+        .await
+        .expect("create the ephemeral");
+    let (data, _, watch) = client
+        .get_data_w("/watched")
+        .await
+        .expect("leave a data watch");
+    assert_eq!(data, b"v0");
+    let mut events = client.session_events();
+
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| server.kill_and_restart()).expect("restart the server");
+    let restarted = t0.elapsed();
+    let evs = events_until_connected(&mut events, Duration::from_secs(20)).await;
+    assert_eq!(
+        states(&evs),
+        vec![SessionState::Suspended, SessionState::Connected],
+        "{evs:?}"
+    );
+    assert_eq!(evs[1].session_id, sid, "the same session resumed");
+    eprintln!(
+        "restart: server back after {restarted:?}; session resumed {:?} after the kill",
+        evs[1].at - t0
+    );
+
+    let obs = observer(&addr).await;
+    let stat = obs
+        .exists(&format!("{root}/eph"), false)
+        .await
+        .expect("exists")
+        .expect("the ephemeral survived the restart");
+    assert_eq!(stat.ephemeral_owner, sid);
+    obs.set_data(&format!("{root}/watched"), b"v1", -1)
+        .await
+        .expect("change the watched node");
+    let fired = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch fires within 5 s of the change")
+        .expect("the watch fires, not fails");
+    assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    assert_eq!(fired.path, "/watched");
+    client.close().await.expect("close");
+}
+
+/// The server in use becomes unreachable (its proxy frozen): the client moves to the other
+/// address in its list and resumes the same session, with its ephemeral and its watch.
+async fn server_move(server: &str) {
+    let a = Proxy::start(server.to_string()).await;
+    let b = Proxy::start(server.to_string()).await;
+    let root = format!("/{}", unique_name("move"));
+    let obs = observer(server).await;
+    for (p, d) in [(root.clone(), ""), (format!("{root}/w"), "v0")] {
+        obs.create(&p, d.as_bytes(), &open_acl_unsafe(), CreateMode::Persistent)
+            .await
+            .expect("create test nodes");
+    }
+    let client = ClientBuilder::new(&format!("{},{}{root}", a.addr, b.addr))
+        .session_timeout(Duration::from_secs(4))
+        .auth("digest", b"mover:secret")
+        .connect()
+        .await
+        .expect("connect");
+    let sid = client.session_id();
+    // Readable only with the identity the client authenticated as: the server keeps auth per
+    // connection, so reading it after the move proves the auth was re-sent.
+    client
+        .create("/secret", b"s", &creator_all_acl(), CreateMode::Persistent)
+        .await
+        .expect("create a node only our identity may read");
+    match obs.get_data(&format!("{root}/secret"), false).await {
+        Err(ClientError::Server(ErrorCode::NoAuth)) => {}
+        other => panic!("an unauthenticated read of /secret: {other:?}"),
+    }
+    let _node = client.ephemeral_node("/eph", b"").await.expect("ephemeral");
+    let (_, _, watch) = client.get_data_w("/w").await.expect("watch");
+    let using = client.status().server.expect("a server while connected");
+    let (frozen, other) = if using == a.addr { (&a, &b) } else { (&b, &a) };
+    assert_eq!(using, frozen.addr);
+    let mut events = client.session_events();
+    frozen.freeze();
+    let t0 = Instant::now();
+    let evs = events_until_connected(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(
+        states(&evs),
+        vec![SessionState::Suspended, SessionState::Connected],
+        "{evs:?}"
+    );
+    assert_eq!(evs[1].session_id, sid, "same session on the other server");
+    assert_eq!(evs[1].server.as_deref(), Some(other.addr.as_str()));
+    eprintln!(
+        "server move: Suspended {:?}, resumed on the other server {:?} after the freeze",
+        evs[0].at - t0,
+        evs[1].at - t0
+    );
+    let stat = obs
+        .exists(&format!("{root}/eph"), false)
+        .await
+        .expect("exists")
+        .expect("the ephemeral is still there");
+    assert_eq!(stat.ephemeral_owner, sid);
+    obs.set_data(&format!("{root}/w"), b"v1", -1)
+        .await
+        .expect("change the watched node");
+    let fired = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch fires after the move")
+        .expect("fires, not fails");
+    assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    let (secret, _) = client
+        .get_data("/secret")
+        .await
+        .expect("read /secret on the new connection (auth re-sent)");
+    assert_eq!(secret, b"s");
+    client.close().await.expect("close");
+    assert_eq!(client.state(), SessionState::Closed);
+    assert!(matches!(client.exists("/").await, Err(ClientError::Closed)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_move_keeps_session_corral() {
+    let server = CorralServer::start(SERVER_CFG);
+    server_move(&server.addr()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_move_keeps_session_real_zk() {
+    let Some(zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    server_move(&zk.addr()).await;
+}
+
+/// 200 clients of one server that is killed and restarted: every session is resumed, and the
+/// reconnects are spread over time by the jittered backoff (the histogram is printed).
+async fn many_clients_restart(server: &mut dyn Restartable, name: &str) {
+    const N: usize = 200;
+    let addr = server.addr();
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        let c = ClientBuilder::new(&addr)
+            .session_timeout(Duration::from_secs(20))
+            .connect()
+            .await
+            .expect("connect");
+        let rx = c.session_events();
+        clients.push((c, rx));
+    }
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| server.kill_and_restart()).expect("restart the server");
+    let back = t0.elapsed();
+    eprintln!("{name}: serving again {back:?} after the kill");
+    let mut waits = Vec::with_capacity(N);
+    for (c, mut rx) in clients {
+        let sid = c.session_id();
+        let evs = events_until_connected(&mut rx, Duration::from_secs(30)).await;
+        let last = evs.last().expect("a Connected event");
+        assert_eq!(last.session_id, sid, "session resumed: {evs:?}");
+        waits.push((last.at - t0, c));
+    }
+    let mut times: Vec<Duration> = waits.iter().map(|(d, _)| *d).collect();
+    times.sort();
+    let first = times[0];
+    let last = times[N - 1];
+    let bucket = Duration::from_millis(100);
+    let mut hist: std::collections::BTreeMap<u128, usize> = Default::default();
+    for t in &times {
+        *hist.entry(t.as_millis() / bucket.as_millis()).or_default() += 1;
+    }
+    let lines: Vec<String> = hist
+        .iter()
+        .map(|(b, n)| format!("{:>5}-{:<5} ms {n:>4}", b * 100, (b + 1) * 100))
+        .collect();
+    eprintln!(
+        "{name}: {N} sessions resumed; server serving again {back:?} after the kill; \
+         reconnects from {first:?} to {last:?}:\n{}",
+        lines.join("\n")
+    );
+    // Jittered backoff: the reconnects must not all land in one instant.
+    assert!(
+        last - first >= Duration::from_millis(50),
+        "all {N} reconnects within {:?}",
+        last - first
+    );
+    for (_, c) in waits {
+        c.close().await.expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_resume_after_restart_corral() {
+    let mut server = CorralServer::start(SERVER_CFG);
+    many_clients_restart(&mut server, "corral").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_resume_after_restart_real_zk() {
+    let Some(mut zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    many_clients_restart(&mut zk, "zookeeper").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_expiry_corral() {
+    let server = CorralServer::start(SERVER_CFG);
+    forced_expiry(&server.addr(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_expiry_old_node_still_owned_corral() {
+    let server = CorralServer::start(SERVER_CFG);
+    forced_expiry(&server.addr(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_keeps_session_and_watches_corral() {
+    let mut server = CorralServer::start(SERVER_CFG);
+    server_restart(&mut server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_expiry_real_zk() {
+    let Some(zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    forced_expiry(&zk.addr(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_expiry_old_node_still_owned_real_zk() {
+    let Some(zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    forced_expiry(&zk.addr(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_keeps_session_and_watches_real_zk() {
+    let Some(mut zk) = RealZk::start(SERVER_CFG) else {
+        return;
+    };
+    server_restart(&mut zk).await;
+}
+
+/// Recovery off: Expired is terminal and calls fail with SessionExpired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_without_recovery_is_terminal_corral() {
+    let server = CorralServer::start(SERVER_CFG);
+    let proxy = Proxy::start(server.addr()).await;
+    let client = ClientBuilder::new(&proxy.addr)
+        .session_timeout(SHORT_TIMEOUT)
+        .recovery(false)
+        .connect()
+        .await
+        .expect("connect");
+    let mut events = client.session_events();
+    proxy.freeze();
+    let t = client.session_timeout();
+    assert_eq!(
+        next_event(&mut events, t * 2).await.state,
+        SessionState::Suspended
+    );
+    assert_eq!(
+        next_event(&mut events, t * 2).await.state,
+        SessionState::Expired
+    );
+    proxy.thaw();
+    match client.exists("/").await {
+        Err(ClientError::SessionExpired) => {}
+        other => panic!("call after a terminal expiry: {other:?}"),
+    }
+    // Nothing follows: no new session.
+    assert!(
+        tokio::time::timeout(t, events.recv()).await.is_err(),
+        "no event after a terminal Expired"
+    );
+    assert_eq!(client.state(), SessionState::Expired);
+}
+
+/// A dead server first in the list: the client moves on to the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_list_skips_a_dead_server_corral() {
+    let server = CorralServer::start(SERVER_CFG);
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    for _ in 0..4 {
+        let client = Client::connect(&format!("{dead},{}", server.addr()))
+            .await
+            .expect("connect through a list with a dead server");
+        let ev = client.exists("/").await.expect("exists /");
+        assert!(ev.is_some());
+        client.close().await.expect("close");
+    }
+}
