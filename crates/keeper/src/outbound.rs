@@ -175,6 +175,10 @@ impl OutQueue {
 
     /// Waits until the queue is at or below its soft limit, or the connection is closed.
     pub async fn wait_for_space(&self) {
+        // The common case, checked without registering a waiter (which takes Notify's lock).
+        if self.queued_bytes() <= self.state.limits.soft || self.is_closed() {
+            return;
+        }
         loop {
             let notified = self.state.space.notified();
             tokio::pin!(notified);

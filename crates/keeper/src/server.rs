@@ -537,7 +537,9 @@ impl Keeper {
     pub fn request_done(&self, mine: &AtomicUsize) {
         mine.fetch_sub(1, Ordering::AcqRel);
         let before = self.stats.outstanding.fetch_sub(1, Ordering::AcqRel);
-        if before >= u64::from(self.config.global_outstanding_limit) {
+        // Only the decrement that crosses below the limit wakes the waiting readers: waking
+        // them on every answer above it had every throttled connection re-check per request.
+        if before == u64::from(self.config.global_outstanding_limit) {
             self.outstanding_room.notify_waiters();
         }
     }
