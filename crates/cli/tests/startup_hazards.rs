@@ -18,18 +18,23 @@ use common::{four_letter, free_port, fresh_temp_dir, wait_child, CorralServer, R
 /// How long a refused start may take to exit.
 const REFUSED_WITHIN: Duration = Duration::from_secs(10);
 
-/// Runs `corral serve ARGS` expecting it to exit by itself; (status, stderr).
-fn serve_expecting_exit(args: &[&str], dir: &Path) -> (ExitStatus, String) {
-    let err = dir.join("refused.err");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+/// `corral serve ARGS` in `dir`, its stderr to `err`.
+fn spawn_serve(args: &[&str], dir: &Path, err: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_corral"))
         .arg("serve")
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).expect("create stderr file"))
+        .stderr(std::fs::File::create(err).expect("create stderr file"))
         .spawn()
-        .expect("spawn corral");
+        .expect("spawn corral")
+}
+
+/// Runs `corral serve ARGS` expecting it to exit by itself; (status, stderr).
+fn serve_expecting_exit(args: &[&str], dir: &Path) -> (ExitStatus, String) {
+    let err = dir.join("refused.err");
+    let mut child = spawn_serve(args, dir, &err);
     let status = match wait_child(&mut child, REFUSED_WITHIN) {
         Some(s) => s,
         None => {
@@ -244,15 +249,7 @@ impl Launched {
             }
         };
         let err = dir.join(format!("serve-{port}.err"));
-        let child = Command::new(env!("CARGO_BIN_EXE_corral"))
-            .arg("serve")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&err).expect("create stderr file"))
-            .spawn()
-            .expect("spawn corral");
+        let child = spawn_serve(args, dir, &err);
         let mut launched = Launched { child, err, port };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let addr = format!("127.0.0.1:{port}");

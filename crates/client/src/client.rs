@@ -1143,44 +1143,27 @@ impl Client {
             .collect())
     }
 
-    fn chroot_op(&self, op: Request) -> Result<Request, ClientError> {
-        let i = &self.inner;
-        Ok(match op {
-            Request::Create(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::Create(r)
+    fn chroot_op(&self, mut op: Request) -> Result<Request, ClientError> {
+        let multi_op = matches!(
+            op,
+            Request::Create(_)
+                | Request::Create2(_)
+                | Request::CreateContainer(_)
+                | Request::CreateTtl(_)
+                | Request::Delete(_)
+                | Request::SetData(_)
+                | Request::Check(_)
+        );
+        match op.path_mut() {
+            Some(path) if multi_op => {
+                *path = self.inner.server_path(path)?;
+                Ok(op)
             }
-            Request::Create2(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::Create2(r)
-            }
-            Request::CreateContainer(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::CreateContainer(r)
-            }
-            Request::CreateTtl(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::CreateTtl(r)
-            }
-            Request::Delete(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::Delete(r)
-            }
-            Request::SetData(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::SetData(r)
-            }
-            Request::Check(mut r) => {
-                r.path = i.server_path(&r.path)?;
-                Request::Check(r)
-            }
-            other => {
-                return Err(ClientError::UnexpectedResponse(format!(
-                    "not a multi operation: {:?}",
-                    other.op_code()
-                )))
-            }
-        })
+            _ => Err(ClientError::UnexpectedResponse(format!(
+                "not a multi operation: {:?}",
+                op.op_code()
+            ))),
+        }
     }
 
     /// Creates (or takes over) the ephemeral node `path` with open ACL and returns a handle

@@ -2,44 +2,18 @@
 //! under rare timing: replies that overtake others, unknown xids, expired handshakes.
 //! Needs no external server.
 
-use corral_client::proto::frame::{frame, split_frame, DEFAULT_MAX_FRAME};
+mod support;
+
+use corral_client::proto::frame::frame;
 use corral_client::proto::message::{notification_body, reply_body};
 use corral_client::proto::{
-    xid, ConnectResponse, ErrorCode, EventType, GetDataRequest, Jute, KeeperState, Reader, Request,
-    RequestHeader, Response, Stat, WatcherEvent,
+    xid, ConnectResponse, ErrorCode, EventType, GetDataRequest, Jute, KeeperState, Request,
+    Response, Stat, WatcherEvent,
 };
 use corral_client::{ClientError, ConnectOptions, Connection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{next_request, read_frame};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    loop {
-        if let Ok(Some((body, used))) = split_frame(buf, DEFAULT_MAX_FRAME) {
-            let body = body.to_vec();
-            buf.drain(..used);
-            return Some(body);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Reads the next request that is not a ping: (xid, request).
-async fn next_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(i32, Request)> {
-    loop {
-        let body = read_frame(s, buf).await?;
-        let mut r = Reader::new(&body);
-        let h = RequestHeader::read(&mut r).ok()?;
-        let req = Request::decode(h.op, &body[r.position()..]).ok()?;
-        if req != Request::Ping {
-            return Some((h.xid, req));
-        }
-    }
-}
 
 /// A listener whose first connection is handed to `script` after the handshake
 /// (answered with `timeout`).

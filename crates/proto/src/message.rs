@@ -119,6 +119,28 @@ impl Request {
         })
     }
 
+    /// The path a request names, mutable (a client's chroot rewrites it).
+    pub fn path_mut(&mut self) -> Option<&mut String> {
+        use Request::*;
+        Some(match self {
+            Create(r) | Create2(r) | CreateContainer(r) => &mut r.path,
+            CreateTtl(r) => &mut r.path,
+            Delete(r) => &mut r.path,
+            DeleteContainer(r)
+            | GetAcl(r)
+            | Sync(r)
+            | GetEphemerals(r)
+            | GetAllChildrenNumber(r) => &mut r.path,
+            Exists(r) | GetData(r) | GetChildren(r) | GetChildren2(r) => &mut r.path,
+            SetData(r) => &mut r.path,
+            SetAcl(r) => &mut r.path,
+            Check(r) => &mut r.path,
+            CheckWatches(r) | RemoveWatches(r) => &mut r.path,
+            AddWatch(r) => &mut r.path,
+            _ => return None,
+        })
+    }
+
     /// Decodes the body that follows a request header carrying `op`.
     pub fn decode(op: i32, body: &[u8]) -> Result<Request, DecodeError> {
         let mut r = Reader::new(body);
