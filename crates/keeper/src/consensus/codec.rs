@@ -286,6 +286,13 @@ pub(crate) fn write_initial_state(
         ),
         snapshot_id: format!("import-{last_index}"),
     };
+    // The snapshot first: it holds the membership and everything imported, so a keeper
+    // starts from it alone (it elects itself). A vote written first and then left alone by
+    // an interrupted import made a directory no keeper could lead.
+    let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(|e| e.to_string())?;
+    let written = store
+        .write_with(last_index, &encode_snapshot_meta(&meta), produce)
+        .map_err(|e| e.to_string())?;
     for (name, bytes) in [
         ("vote", encode_vote(&vote)),
         ("committed", encode_committed(&Some(last))),
@@ -294,10 +301,7 @@ pub(crate) fn write_initial_state(
         wal::write_atomic(&path, &wal::frame(&bytes), true)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(|e| e.to_string())?;
-    store
-        .write_with(last_index, &encode_snapshot_meta(&meta), produce)
-        .map_err(|e| e.to_string())
+    Ok(written)
 }
 
 pub(super) fn storage_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
