@@ -446,6 +446,33 @@ mod tests {
         ));
     }
 
+    /// The snapshot is the import's commit point: an import stopped before its raft vote was
+    /// written leaves a directory a keeper starts from all the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_imported_snapshot_alone_is_enough_to_start() {
+        use crate::config::Config;
+        use crate::server::Keeper;
+        let zk = zk_dir(&[
+            ("snapshot.0", snapshot()),
+            ("log.1", log(&[(1, files::op::CREATE, create("/a", 1))])),
+        ]);
+        let dest = TestDir::new("zk-import-no-vote");
+        let storage = StorageConfig::new(dest.path());
+        import(zk.path(), None, &storage).unwrap();
+        std::fs::remove_dir_all(storage.raft_dir()).unwrap();
+        let keeper = Keeper::new(Config {
+            data_dir: dest.path().to_path_buf(),
+            client_port: 0,
+            ..Config::default()
+        });
+        keeper
+            .start()
+            .await
+            .expect("starts from the snapshot alone");
+        assert!(keeper.state().tree.node("/a").is_some());
+        keeper.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+
     /// zxids of a later epoch (ZooKeeper's high 32 bits) make log indexes past 2^32; a
     /// keeper started on such a dataDir imports it by itself (the logs in a separate
     /// dataLogDir), serves at ZooKeeper's last zxid and writes after it, and starts again.
