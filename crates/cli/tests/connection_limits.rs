@@ -476,5 +476,21 @@ fn idle_and_hostile_sockets_do_not_lock_out_new_clients() {
         latency_held(idle_p99, p99),
         "existing client's p99 {p99:?} vs {idle_p99:?} idle"
     );
+    // cons shows the greedy client held back: not being read, replies queued.
+    let cons = server.four_letter("cons");
+    let greedy_line = cons
+        .lines()
+        .find(|l| l.contains("/127.0.0.4:"))
+        .unwrap_or_else(|| panic!("no line for the greedy client:\n{cons}"));
+    let queued: u64 = greedy_line
+        .split("queued=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        greedy_line.contains("[0](") && queued > 0,
+        "the greedy client should show interest 0 and queued replies: {greedy_line}"
+    );
     assert!(server.four_letter("ruok").contains("imok"));
 }

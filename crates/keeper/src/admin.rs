@@ -81,8 +81,8 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
         .values()
         .map(|c| ConnectionInfo {
             remote: c.remote,
-            interest_ops: 1,
-            queued: 0,
+            interest_ops: u32::from(c.out.is_reading()),
+            queued: c.out.queued_frames() as u64,
             received: c.packets_received,
             sent: c.packets_sent,
             session_id: c.session_id,

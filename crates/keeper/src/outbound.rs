@@ -70,6 +70,8 @@ pub struct OutQueue {
 pub struct QueueState {
     /// Bytes queued and not yet handed to the socket (frames plus their length prefix).
     queued: AtomicUsize,
+    /// Frames queued and not yet handed to the socket (`cons` shows it as `queued`).
+    frames: AtomicUsize,
     limits: QueueLimits,
     /// Woken when the queue drains below the soft limit or the writer stops.
     space: Notify,
@@ -103,6 +105,7 @@ impl OutQueue {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(QueueState {
             queued: AtomicUsize::new(0),
+            frames: AtomicUsize::new(0),
             limits,
             space: Notify::new(),
             overflowed: AtomicBool::new(false),
@@ -146,8 +149,10 @@ impl OutQueue {
             st.space.notify_waiters();
             return Pushed::Overflowed;
         }
+        st.frames.fetch_add(1, Ordering::AcqRel);
         if self.tx.send(Outbound::Frame(body)).is_err() {
             st.queued.fetch_sub(n, Ordering::AcqRel);
+            st.frames.fetch_sub(1, Ordering::AcqRel);
             return Pushed::Dropped;
         }
         Pushed::Queued
@@ -173,6 +178,17 @@ impl OutQueue {
         self.state.queued.load(Ordering::Acquire)
     }
 
+    /// Frames waiting for the socket.
+    pub fn queued_frames(&self) -> usize {
+        self.state.frames.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection's requests are being read: false while it is held back
+    /// because its client is not reading what it was sent (`cons` shows the interest set).
+    pub fn is_reading(&self) -> bool {
+        !self.is_closed() && self.queued_bytes() <= self.state.limits.soft
+    }
+
     /// Waits until the queue is at or below its soft limit, or the connection is closed.
     pub async fn wait_for_space(&self) {
         // The common case, checked without registering a waiter (which takes Notify's lock).
@@ -194,6 +210,7 @@ impl OutQueue {
 
 impl QueueState {
     fn written(&self, bytes: usize) {
+        self.frames.fetch_sub(1, Ordering::AcqRel);
         let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
         if before > self.limits.soft && before - bytes <= self.limits.soft {
             self.space.notify_waiters();
@@ -322,6 +339,8 @@ mod tests {
         assert_eq!(q.push(vec![0; 96]), Pushed::Queued);
         assert_eq!(q.push(vec![0; 96]), Pushed::Queued);
         assert_eq!(q.queued_bytes(), 300);
+        assert_eq!(q.queued_frames(), 3);
+        assert!(!q.is_reading(), "over the soft limit: held back");
         assert_eq!(q.push(vec![0; 1]), Pushed::Overflowed);
         assert_eq!(q.push(vec![0; 1]), Pushed::Dropped);
         assert!(q.is_closed());
@@ -371,6 +390,7 @@ mod tests {
         // What the writer does per frame.
         assert!(reader.rx.recv().await.is_some());
         reader.state.written(100);
+        assert_eq!((q.queued_frames(), q.is_reading()), (1, true));
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken")
