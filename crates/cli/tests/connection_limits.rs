@@ -175,10 +175,12 @@ impl Prober {
     }
 }
 
-/// True when `during` is within 3x `baseline`, or both are too small to tell apart on a
-/// shared machine (under 5 ms).
+/// True when `during` is within 3x `baseline`, or under 10 ms: on a 2-core machine the
+/// test's own load (four processes opening 20,000 sockets, a writer pipelining 200,000
+/// changes) competes with the keeper for the CPU, and an idle p99 of 0.3 ms would make any
+/// scheduling delay look like the keeper's.
 fn latency_held(baseline: Duration, during: Duration) -> bool {
-    during <= baseline * 3 || during <= Duration::from_millis(5)
+    during <= baseline * 3 || during <= Duration::from_millis(10)
 }
 
 const NODE_NAME_LEN: usize = 200;

@@ -89,6 +89,10 @@ pub struct Config {
     /// `nio.sessionlessCnxnTimeout` (ms): a connection must complete its handshake (or its
     /// four-letter word) within this, or it is closed (ZooKeeper's default 10 s).
     pub handshake_timeout_ms: u32,
+    /// `clientPortListenBacklog`: the listening socket's backlog; unset, 4096 (the kernel
+    /// caps it at net.core.somaxconn). ZooKeeper's unset value is Java's 50, which a burst of
+    /// connections overflows: a dropped SYN costs the client a second before it retries.
+    pub client_port_listen_backlog: Option<u32>,
     /// `corral.allowUnenforcedSecurity=true`, or `corral serve --allow-unenforced-security`:
     /// start anyway, with a warning naming each key.
     pub allow_unenforced_security: bool,
@@ -251,6 +255,7 @@ impl Default for Config {
             unenforced_security: Vec::new(),
             global_outstanding_limit: 1000,
             handshake_timeout_ms: 10_000,
+            client_port_listen_backlog: None,
             allow_unenforced_security: false,
         }
     }
@@ -270,7 +275,6 @@ const NOT_USED: &[&str] = &[
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
     "observerMasterPort",
-    "clientPortListenBacklog",
     "sslQuorumReloadCertFiles",
     "serverCnxnFactory",
     "preAllocSize",
@@ -547,7 +551,11 @@ impl Config {
                 "maxSessionTimeout".into(),
                 self.max_session_timeout_ms.to_string(),
             ),
-            ("clientPortListenBacklog".into(), "-1".into()),
+            (
+                "clientPortListenBacklog".into(),
+                self.client_port_listen_backlog
+                    .map_or_else(|| "-1".to_string(), |n| n.to_string()),
+            ),
             // ZooKeeper reports 0 for a standalone server.
             (
                 "serverId".into(),
@@ -638,6 +646,11 @@ impl Config {
             "minSessionTimeout" => pending.min_timeout = session_timeout(value)?,
             "maxSessionTimeout" => pending.max_timeout = session_timeout(value)?,
             "maxClientCnxns" => self.max_client_cnxns = non_negative(value)?,
+            "clientPortListenBacklog" => {
+                let n = int(value)?;
+                // ZooKeeper takes -1 (or any value below 1) for "the default".
+                self.client_port_listen_backlog = (n > 0).then_some(n as u32);
+            }
             "autopurge.snapRetainCount" => {
                 let n: u32 = non_negative(value)?;
                 if n < MIN_SNAP_RETAIN {

@@ -34,19 +34,29 @@ use crate::watch::{ConnId, Mode, Table};
 /// Why a connection ends (logged once).
 type Close = String;
 
-pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
-    // Counted from accept, before a byte is read, so that sockets that never send anything
-    // cannot pile up past maxClientCnxns (ZooKeeper counts at accept too).
-    let _slot = match std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
-        None => None,
-        Some(limit) => match IpSlot::take(&keeper, remote.ip(), limit.get()) {
-            Some(slot) => Some(slot),
+/// Takes the connection's maxClientCnxns slot, in the accept loop itself: counted before a
+/// byte is read, so that sockets that never send anything cannot pile up past the limit
+/// (ZooKeeper counts at accept too), and refused without spawning anything, so a flood of
+/// connects is drained from the listen queue as fast as it comes. `None` means refused (the
+/// caller drops the socket).
+pub fn admit(keeper: &Arc<Keeper>, remote: SocketAddr) -> Option<Admitted> {
+    match std::num::NonZeroU32::new(keeper.config.max_client_cnxns) {
+        None => Some(Admitted(None)),
+        Some(limit) => match IpSlot::take(keeper, remote.ip(), limit.get()) {
+            Some(slot) => Some(Admitted(Some(slot))),
             None => {
                 keeper.note_rejected_connection(remote, limit.get());
-                return;
+                None
             }
         },
-    };
+    }
+}
+
+/// A connection let in by [`admit`]; holds its per-address slot until it ends (the slot is
+/// released when this is dropped).
+pub struct Admitted(#[allow(dead_code)] Option<IpSlot>);
+
+pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr, _slot: Admitted) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -140,15 +150,15 @@ pub async fn serve(keeper: Arc<Keeper>, stream: TcpStream, remote: SocketAddr) {
 
 /// A connection counted against its address's maxClientCnxns from before its handshake until
 /// it ends, so that many connections handshaking at once cannot all slip under the limit.
-struct IpSlot {
+pub struct IpSlot {
     keeper: Arc<Keeper>,
     ip: IpAddr,
 }
 
 impl IpSlot {
     fn take(keeper: &Arc<Keeper>, ip: IpAddr, limit: u32) -> Option<IpSlot> {
-        let mut st = keeper.state();
-        let n = st.conns_per_ip.entry(ip).or_insert(0);
+        let mut per_ip = keeper.conns_per_ip();
+        let n = per_ip.entry(ip).or_insert(0);
         if *n >= limit {
             return None;
         }
@@ -162,11 +172,11 @@ impl IpSlot {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut st = self.keeper.state();
-        if let Some(n) = st.conns_per_ip.get_mut(&self.ip) {
+        let mut per_ip = self.keeper.conns_per_ip();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                st.conns_per_ip.remove(&self.ip);
+                per_ip.remove(&self.ip);
             }
         }
     }

@@ -58,9 +58,6 @@ pub struct State {
     pub conns: HashMap<ConnId, ConnInfo>,
     /// Which connection currently holds each session.
     pub session_conn: HashMap<i64, ConnId>,
-    /// Open connections per client address, counted from before the handshake (with a
-    /// maxClientCnxns limit only).
-    pub conns_per_ip: HashMap<IpAddr, u32>,
 }
 
 /// Server-wide counters for srvr/stat/mntr.
@@ -152,6 +149,10 @@ pub struct Keeper {
     /// Every task the keeper runs (listener, connections, checkers), so shutdown can wait
     /// for them.
     tasks: TaskTracker,
+    /// Open connections per client address, counted from accept (with a maxClientCnxns limit
+    /// only). A lock of its own: a flood of connects must not contend with reads and applies
+    /// for the state lock.
+    conns_per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Woken when the outstanding requests fall below `globalOutstandingLimit`.
     outstanding_room: Notify,
     /// Held from the start of [`Keeper::start`] until shutdown completes.
@@ -159,6 +160,19 @@ pub struct Keeper {
     /// The tree's last applied zxid, published by the apply path so replies that only need
     /// the zxid (pings, watch management) do not take the state lock.
     last_zxid: AtomicI64,
+}
+
+/// The client port's listening socket, with room in its backlog for a burst of connects.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restarted keeper can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Wall-clock milliseconds, the time carried in entries.
@@ -191,7 +205,6 @@ impl Keeper {
                 sessions: SessionTracker::default(),
                 conns: HashMap::new(),
                 session_conn: HashMap::new(),
-                conns_per_ip: HashMap::new(),
             }),
             consensus: OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
@@ -200,6 +213,7 @@ impl Keeper {
             stats: ServerStats::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            conns_per_ip: Mutex::new(HashMap::new()),
             outstanding_room: Notify::new(),
             data_lock: Mutex::new(None),
             last_zxid: AtomicI64::new(0),
@@ -244,8 +258,7 @@ impl Keeper {
         let lock = crate::data_lock::lock(&dirs).map_err(|e| e.to_string())?;
         *self.data_lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
         let addr = SocketAddr::new(self.config.client_port_address, self.config.client_port);
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = listen(addr, self.config.client_port_listen_backlog.unwrap_or(4096))
             .map_err(|e| format!("cannot listen on {addr} (clientPortAddress/clientPort): {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let hook: Arc<dyn StateMachineHook> = Arc::new(Hook(Arc::clone(self)));
@@ -394,8 +407,10 @@ impl Keeper {
                 _ = self.shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, remote)) => {
-                        let keeper = Arc::clone(&self);
-                        self.tasks.spawn(async move { crate::connection::serve(keeper, stream, remote).await });
+                        if let Some(slot) = crate::connection::admit(&self, remote) {
+                            let keeper = Arc::clone(&self);
+                            self.tasks.spawn(crate::connection::serve(keeper, stream, remote, slot));
+                        }
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning, and say so once
@@ -504,6 +519,11 @@ impl Keeper {
                 warn!("container/TTL cleanup failed: {e}");
             }
         }
+    }
+
+    /// Open connections per client address (see [`crate::connection`]'s admission).
+    pub(crate) fn conns_per_ip(&self) -> MutexGuard<'_, HashMap<IpAddr, u32>> {
+        self.conns_per_ip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The bounds of one connection's outbound queue.
