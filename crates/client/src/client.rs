@@ -1006,23 +1006,43 @@ impl Client {
         c.exists(&p, false).await.map_err(Self::lost)
     }
 
-    /// The node's Stat (or None) and a watch that fires when it is created, changed or
-    /// deleted.
-    pub async fn exists_w(&self, path: &str) -> Result<(Option<Stat>, Watch), ClientError> {
+    /// A read that sets a watch: the watch registered before the request is sent (so its
+    /// event cannot be missed), and taken back if the read fails.
+    async fn watched<T, F, Fut>(
+        &self,
+        path: &str,
+        kind: WatchKind,
+        read: F,
+    ) -> Result<(T, Watch, String, u64), ClientError>
+    where
+        F: FnOnce(Connection, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
         let p = self.inner.server_path(path)?;
         let c = self.conn().await?;
-        let (id, w) = self.register(&p, WatchKind::Exist);
-        match c.exists(&p, true).await {
-            Ok(Some(s)) => {
-                self.rekey(&p, WatchKind::Exist, WatchKind::Data, id);
-                Ok((Some(s), w))
-            }
-            Ok(None) => Ok((None, w)),
+        let (id, w) = self.register(&p, kind);
+        match read(c, p.clone()).await {
+            Ok(v) => Ok((v, w, p, id)),
             Err(e) => {
-                self.unregister(&p, WatchKind::Exist, id);
+                self.unregister(&p, kind, id);
                 Err(Self::lost(e))
             }
         }
+    }
+
+    /// The node's Stat (or None) and a watch that fires when it is created, changed or
+    /// deleted.
+    pub async fn exists_w(&self, path: &str) -> Result<(Option<Stat>, Watch), ClientError> {
+        let (stat, w, p, id) = self
+            .watched(path, WatchKind::Exist, |c, p| async move {
+                c.exists(&p, true).await
+            })
+            .await?;
+        if stat.is_some() {
+            // The server keeps an exists watch on an existing node as a data watch.
+            self.rekey(&p, WatchKind::Exist, WatchKind::Data, id);
+        }
+        Ok((stat, w))
     }
 
     /// A node's data (null reads as empty) and Stat.
@@ -1035,16 +1055,12 @@ impl Client {
     /// A node's data and Stat, and a watch that fires when the data changes or the node is
     /// deleted.
     pub async fn get_data_w(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch), ClientError> {
-        let p = self.inner.server_path(path)?;
-        let c = self.conn().await?;
-        let (id, w) = self.register(&p, WatchKind::Data);
-        match c.get_data(&p, true).await {
-            Ok((d, s)) => Ok((d, s, w)),
-            Err(e) => {
-                self.unregister(&p, WatchKind::Data, id);
-                Err(Self::lost(e))
-            }
-        }
+        let ((d, s), w, _, _) = self
+            .watched(path, WatchKind::Data, |c, p| async move {
+                c.get_data(&p, true).await
+            })
+            .await?;
+        Ok((d, s, w))
     }
 
     /// Sets a node's data; `version` -1 matches any version.
@@ -1068,16 +1084,12 @@ impl Client {
 
     /// A node's children and a watch that fires when they change or the node is deleted.
     pub async fn get_children_w(&self, path: &str) -> Result<(Vec<String>, Watch), ClientError> {
-        let p = self.inner.server_path(path)?;
-        let c = self.conn().await?;
-        let (id, w) = self.register(&p, WatchKind::Child);
-        match c.get_children(&p, true).await {
-            Ok(children) => Ok((children, w)),
-            Err(e) => {
-                self.unregister(&p, WatchKind::Child, id);
-                Err(Self::lost(e))
-            }
-        }
+        let (children, w, _, _) = self
+            .watched(path, WatchKind::Child, |c, p| async move {
+                c.get_children(&p, true).await
+            })
+            .await?;
+        Ok((children, w))
     }
 
     /// A node's children and its Stat.

@@ -431,19 +431,7 @@ impl ZkTree {
             return false;
         }
         self.pending_acl.remove(path);
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
-            let cv = if parent_cversion == -1 {
-                parent.stat.cversion.wrapping_add(1)
-            } else {
-                parent_cversion
-            };
-            // Replaying a create whose node was created and deleted during a fuzzy
-            // snapshot must not move the parent back.
-            if cv > parent.stat.cversion {
-                parent.stat.cversion = cv;
-                parent.stat.pzxid = hdr.zxid;
-            }
-        }
+        self.set_cversion_pzxid(parent_path, parent_cversion, hdr.zxid);
         if is_session_owned(owner) {
             self.ephemerals
                 .entry(owner)
@@ -538,6 +526,9 @@ impl ZkTree {
         true
     }
 
+    /// Raises a parent's cversion (-1: by one) and pzxid; never lowers them, since
+    /// replaying a create whose node was created and deleted during a fuzzy snapshot must
+    /// not move the parent back.
     fn set_cversion_pzxid(&mut self, path: &str, cversion: i32, zxid: i64) {
         if let Some(n) = self.nodes.get_mut(path) {
             let cv = if cversion == -1 {
