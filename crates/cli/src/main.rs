@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use corral_keeper::config::{self, Config};
-use corral_keeper::server::Keeper;
 use corral_keeper::zk_import;
+use corral_keeper::Keeper;
 use tracing::{error, info, warn};
 
 #[derive(Parser)]

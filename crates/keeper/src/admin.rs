@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
 
 use crate::four_letter::{self, AdminSnapshot, ConnectionInfo, ExpirySet, DEFAULT_TRACE_MASK};
-use crate::server::{now_ms, Keeper};
+use crate::shared::registry::ConnStats;
+use crate::shared::{now_ms, Shared};
 use crate::watch::Table;
 
 /// ZooKeeper's trace mask is process-wide; `stmk` sets it and `gtmk` reads it.
@@ -41,7 +40,7 @@ fn max_fds() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
+pub fn snapshot(keeper: &Shared) -> AdminSnapshot {
     let stats = &keeper.stats;
     // `dirs` reports snapshot bytes as the data dir and log bytes as the log dir, as
     // ZooKeeper does; without storage (not started yet) fall back to the directories.
@@ -66,75 +65,99 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
     let config_lines = keeper.config.conf_lines(data_dir_size, log_dir_size);
     let open_file_descriptors = open_fds();
     let max_file_descriptors = max_fds();
-    let st = keeper.state();
-    let now = Instant::now();
+    let now = tokio::time::Instant::now();
     let wall = now_ms();
-    let to_wall = |deadline: Instant| -> i64 {
+    let to_wall = |deadline: tokio::time::Instant| -> i64 {
         if deadline >= now {
             wall + deadline.duration_since(now).as_millis() as i64
         } else {
             wall - now.duration_since(deadline).as_millis() as i64
         }
     };
-    let mut connections: Vec<ConnectionInfo> = st
-        .conns
-        .values()
-        .map(|c| ConnectionInfo {
-            remote: c.remote,
-            interest_ops: u32::from(c.out.is_reading()),
-            queued: c.out.queued_frames() as u64,
-            received: c.packets_received,
-            sent: c.packets_sent,
-            session_id: c.session_id,
-            last_op: c.last_op.to_string(),
-            established_ms: c
-                .established
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-            timeout_ms: c.timeout_ms,
-            last_cxid: if c.requests == 0 {
-                -1
-            } else {
-                c.last_cxid as i64
-            },
-            last_zxid: if c.requests == 0 { -1 } else { c.last_zxid },
-            last_response_ms: c
-                .last_response
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-            last_latency_ms: c.last_latency_ms,
-            min_latency_ms: c.min_latency_ms,
-            avg_latency_ms: c.total_latency_ms.checked_div(c.requests).unwrap_or(0),
-            max_latency_ms: c.max_latency_ms,
-        })
-        .collect();
-    connections.sort_by_key(|c| (c.established_ms, c.session_id));
-    let data_watches: Vec<(i64, String)> = st
-        .watches
-        .entries()
-        .filter(|(_, kind, _)| *kind == Table::Data)
-        .filter_map(|(conn, _, path)| {
-            st.conns
-                .get(&conn)
-                .map(|c| (c.session_id, path.to_string()))
-        })
-        .collect();
-    let mut expiry: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (id, l) in st.sessions.iter() {
-        expiry.entry(to_wall(l.deadline)).or_default().push(*id);
-    }
-    let session_expiry = expiry
-        .into_iter()
-        .map(|(expire_at_ms, mut members)| {
-            members.sort();
-            ExpirySet {
-                expire_at_ms,
-                members,
+    // Each lock in turn, never two at once; the handles are copied out under the registry's.
+    let handles: Vec<_> = keeper.conns().handles().cloned().collect();
+    let mut connections: Vec<ConnectionInfo> = handles
+        .iter()
+        .map(|c| {
+            let s = &c.stats;
+            let requests = s.requests.load(Ordering::Relaxed);
+            let answered = requests > 0;
+            ConnectionInfo {
+                remote: c.remote,
+                interest_ops: u32::from(c.out.is_reading()),
+                queued: c.out.queued_frames() as u64,
+                received: s.packets_received.load(Ordering::Relaxed),
+                sent: s.packets_sent.load(Ordering::Relaxed),
+                session_id: c.session_id,
+                last_op: match s.last_op.load(Ordering::Relaxed) {
+                    ConnStats::NO_OP => "NA".to_string(),
+                    op => four_letter::last_op_name(op).to_string(),
+                },
+                established_ms: c
+                    .established
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0),
+                timeout_ms: c.timeout_ms,
+                last_cxid: if answered {
+                    i64::from(s.last_cxid.load(Ordering::Relaxed))
+                } else {
+                    -1
+                },
+                last_zxid: if answered {
+                    s.last_zxid.load(Ordering::Relaxed)
+                } else {
+                    -1
+                },
+                last_response_ms: s.last_response_ms.load(Ordering::Relaxed),
+                last_latency_ms: s.last_latency_ms.load(Ordering::Relaxed),
+                min_latency_ms: if answered {
+                    s.min_latency_ms.load(Ordering::Relaxed)
+                } else {
+                    0
+                },
+                avg_latency_ms: s
+                    .total_latency_ms
+                    .load(Ordering::Relaxed)
+                    .checked_div(requests)
+                    .unwrap_or(0),
+                max_latency_ms: s.max_latency_ms.load(Ordering::Relaxed),
             }
         })
         .collect();
+    connections.sort_by_key(|c| (c.established_ms, c.session_id));
+    let (session_expiry, sessions_expired, stalls, stalled_ms) = {
+        let sessions = keeper.sessions();
+        let mut expiry: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (id, l) in sessions.iter() {
+            expiry.entry(to_wall(l.deadline)).or_default().push(*id);
+        }
+        let session_expiry: Vec<ExpirySet<i64>> = expiry
+            .into_iter()
+            .map(|(expire_at_ms, mut members)| {
+                members.sort();
+                ExpirySet {
+                    expire_at_ms,
+                    members,
+                }
+            })
+            .collect();
+        (
+            session_expiry,
+            sessions.expired_total,
+            sessions.stalls_detected,
+            sessions.stalled_total.as_millis(),
+        )
+    };
+    let st = keeper.state();
+    let data_watches: Vec<(i64, String)> = {
+        let conns = keeper.conns();
+        st.watches
+            .entries()
+            .filter(|(_, kind, _)| *kind == Table::Data)
+            .filter_map(|(conn, _, path)| conns.session_of(conn).map(|s| (s, path.to_string())))
+            .collect()
+    };
     let ephemerals: Vec<(i64, Vec<String>)> = st
         .tree
         .sessions()
@@ -145,15 +168,15 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
     let mut metrics = vec![
         (
             "zk_corral_sessions_expired_total".to_string(),
-            st.sessions.expired_total.to_string(),
+            sessions_expired.to_string(),
         ),
         (
             "zk_corral_keeper_stalls_detected".to_string(),
-            st.sessions.stalls_detected.to_string(),
+            stalls.to_string(),
         ),
         (
             "zk_corral_keeper_stalled_ms_total".to_string(),
-            st.sessions.stalled_total.as_millis().to_string(),
+            stalled_ms.to_string(),
         ),
         (
             "zk_corral_connections_rejected_total".to_string(),
@@ -229,8 +252,8 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
         packets_received: stats.packets_received.load(Ordering::Relaxed),
         packets_sent: stats.packets_sent.load(Ordering::Relaxed),
         // The asking connection counts, as in ZooKeeper.
-        num_alive_connections: st.conns.len() as u64 + 1,
-        outstanding_requests: stats.outstanding.load(Ordering::Relaxed),
+        num_alive_connections: handles.len() as u64 + 1,
+        outstanding_requests: keeper.outstanding.count(),
         proposal_sizes: None,
         connections,
         data_watches,
@@ -256,18 +279,11 @@ pub fn snapshot(keeper: &Arc<Keeper>) -> AdminSnapshot {
 }
 
 /// Answers one (whitelisted) four-letter word. `extra` holds the 8 bytes that follow `stmk`.
-pub fn four_letter_reply(keeper: &Arc<Keeper>, cmd: &str, extra: Option<[u8; 8]>) -> String {
+pub fn four_letter_reply(keeper: &Shared, cmd: &str, extra: Option<[u8; 8]>) -> String {
     match cmd {
         "crst" => {
-            let mut st = keeper.state();
-            for c in st.conns.values_mut() {
-                c.packets_received = 0;
-                c.packets_sent = 0;
-                c.requests = 0;
-                c.total_latency_ms = 0;
-                c.min_latency_ms = 0;
-                c.max_latency_ms = 0;
-                c.last_latency_ms = 0;
+            for c in keeper.conns().handles() {
+                c.stats.reset();
             }
         }
         "srst" => keeper.stats.reset(),
@@ -300,7 +316,7 @@ mod tests {
 
     #[test]
     fn stmk_sets_the_mask_gtmk_reads_and_health_words_need_no_state() {
-        let keeper = Keeper::new(Config::default());
+        let keeper = Shared::new(Config::default());
         let mask: i64 = 0x1f2;
         assert_eq!(
             four_letter_reply(&keeper, "stmk", Some(mask.to_be_bytes())),

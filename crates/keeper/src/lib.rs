@@ -1,30 +1,67 @@
-//! corral-keeper: the server.
+//! corral-keeper: the server. Everything between the socket and corral-tree's state machine.
 //!
-//! Owns configuration ([`config`]), the listener and per-connection protocol handling
-//! ([`server`], [`connection`]), session liveness and precise expiry ([`session`]), the watch
-//! registry ([`watch`]), the request pipeline through consensus ([`consensus`]: an openraft
-//! group whose state machine is corral-tree), the admin surface ([`four_letter`]) and the
-//! import of ZooKeeper's data directory ([`zk_import`]).
+//! # Code map
+//! A request flows top to bottom through these modules:
 //!
-//! Invariant: every state change goes through consensus as an [`corral_tree::Entry`]; the
+//! - [`config`]: zoo.cfg and the embedded default. Owns parsing and validation; a wrong value
+//!   stops start-up naming its key. Never read after start-up except through `Keeper::config`.
+//! - [`keeper`]: the composition root. Builds and starts the parts in order, stops them with
+//!   one shutdown token and waits for every task. Nothing else depends on it.
+//! - `shared`: what every task holds an `Arc` of: the state and its locks (one per
+//!   invariant, in a fixed order), the connection registry, the outstanding-request
+//!   throttle, the consensus handle, the shutdown token.
+//! - `listener`: the client port. Owns accept and admission (maxClientCnxns at accept).
+//!   Never reads a socket.
+//! - `connection`: one client, first byte to teardown: handshake, reader, responder,
+//!   local requests. Never changes the tree; writes leave it only as entries submitted to
+//!   consensus.
+//! - `outbound`: a connection's byte-bounded queue and the task writing it to the socket.
+//!   Decides nothing about what is sent.
+//! - [`consensus`]: the openraft group (log store, state machine adapter, network, codec).
+//!   Owns ordering and durability of entries. Never interprets an entry.
+//! - `apply`: a committed entry → the tree → session tracking → watch events queued to
+//!   connections, under one hold of the state lock. Never blocks.
+//! - [`session`]: liveness and precise expiry, stall forgiveness, obituaries. Decides *when*
+//!   a session expires. Pure bookkeeping.
+//! - [`watch`]: the watch registry, ZooKeeper 3.8's model. Pure bookkeeping.
+//! - `housekeeping`: the periodic loops on the leader: session expiry (a CloseSession entry
+//!   through consensus), containers and TTL nodes.
+//! - [`wal`], [`snapshot_store`], [`snapshot_data`], `restore`, `data_lock`, `background`:
+//!   storage. The WAL's one writer thread owns every file change of the log; snapshots are
+//!   encoded off the request path at low CPU priority.
+//! - [`admin`], [`four_letter`]: the four-letter words; they build only what they print.
+//! - `stats`: server-wide counters (atomics) and throttled log lines.
+//! - [`zk_import`]: reads ZooKeeper's data directory (snapshots and logs) into a first
+//!   snapshot, before consensus starts. Never writes ZooKeeper's files.
+//!
+//! Invariant: every state change goes through consensus as a [`corral_tree::Entry`]; the
 //! keeper never mutates the tree directly (an import builds a tree only before consensus
 //! starts, as its initial snapshot). It must not know the wire encoding beyond what
 //! corral-proto exposes, nor decide write results (that is corral-tree's `apply`).
 
 pub mod admin;
+mod apply;
 mod background;
 pub mod config;
-pub mod connection;
+mod connection;
 pub mod consensus;
 mod data_lock;
 pub mod four_letter;
-mod identity;
-pub mod outbound;
+mod housekeeping;
+pub mod keeper;
+mod listener;
+mod outbound;
 mod restore;
-pub mod server;
 pub mod session;
+mod shared;
 pub mod snapshot_data;
 pub mod snapshot_store;
+mod stats;
 pub mod wal;
 pub mod watch;
 pub mod zk_import;
+
+pub use keeper::{Keeper, StartError};
+
+#[cfg(test)]
+mod tests;

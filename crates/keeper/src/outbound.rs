@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
@@ -237,8 +236,8 @@ pub enum WriterEnd {
 
 /// Writes the queue to the socket until it is closed. `sent` is called for every frame
 /// written (the keeper counts packets there).
-pub async fn write_loop(
-    wr: OwnedWriteHalf,
+pub async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: W,
     reader: QueueReader,
     remote: SocketAddr,
     sent: impl Fn(),

@@ -8,13 +8,18 @@
 //! was not running (a paused process, a starved runtime) and could not hear its clients;
 //! that lost time is added to every deadline instead of being counted against the clients.
 //!
-//! This module decides *when*; expiring is done by proposing a CloseSession entry, so the
-//! ephemerals go away through the log like any other change.
+//! This module decides *when*; expiring is done by the expiry loop
+//! (`housekeeping`) proposing a CloseSession entry, so the ephemerals go away
+//! through the log like any other change. Pure bookkeeping: no I/O, no lock of its own.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+// The runtime's clock, so tests can pause and advance it.
+use tokio::time::Instant;
+
+/// How often the checker looks for sessions past their deadline.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// A checker wake-up later than this beyond its interval is treated as a keeper stall.
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(200);
@@ -42,6 +47,15 @@ pub struct Obituary {
     pub last_op: &'static str,
     pub reason: String,
     pub ephemerals_deleted: Vec<String>,
+}
+
+/// A session found past its deadline by [`SessionTracker::due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub session_id: i64,
+    /// How long its client had been silent.
+    pub silent: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Default)]
@@ -120,6 +134,12 @@ impl SessionTracker {
         self.live.iter()
     }
 
+    /// No live session not yet expiring has a deadline before this (it may be earlier than
+    /// the true earliest, never later).
+    pub fn earliest_deadline(&self) -> Option<Instant> {
+        self.earliest
+    }
+
     /// The checker woke `late` after it expected to: forgive that time to every session.
     pub fn forgive_stall(&mut self, late: Duration) {
         self.stalled_total += late;
@@ -130,7 +150,7 @@ impl SessionTracker {
     }
 
     /// Sessions past their deadline that have not yet been proposed for expiry, marking them.
-    pub fn due(&mut self, now: Instant) -> Vec<(i64, Duration)> {
+    pub fn due(&mut self, now: Instant) -> Vec<Due> {
         if self.earliest.is_none_or(|e| now < e) {
             return Vec::new();
         }
@@ -142,13 +162,17 @@ impl SessionTracker {
             }
             if now >= l.deadline {
                 l.expiring = true;
-                out.push((*id, now.saturating_duration_since(l.last_heard)));
+                out.push(Due {
+                    session_id: *id,
+                    silent: now.saturating_duration_since(l.last_heard),
+                    timeout: l.timeout,
+                });
             } else {
                 earliest = Some(earliest.map_or(l.deadline, |e| e.min(l.deadline)));
             }
         }
         self.earliest = earliest;
-        out.sort();
+        out.sort_by_key(|d| d.session_id);
         out
     }
 
@@ -211,7 +235,11 @@ mod tests {
         t.touch(1, t0 + Duration::from_millis(3000), "ping", None);
         assert!(t.due(t0 + Duration::from_millis(6999)).is_empty());
         let due = t.due(t0 + Duration::from_millis(7000));
-        assert_eq!(due, vec![(1, Duration::from_millis(4000))]);
+        let silent = due
+            .iter()
+            .map(|d| (d.session_id, d.silent))
+            .collect::<Vec<_>>();
+        assert_eq!(silent, vec![(1, Duration::from_millis(4000))]);
         // proposed once only
         assert!(t.due(t0 + Duration::from_millis(8000)).is_empty());
     }
@@ -232,7 +260,11 @@ mod tests {
         t.touch(2, t0 + Duration::from_millis(5000), "ping", None);
         assert_eq!(
             t.due(t0 + Duration::from_millis(6000)),
-            vec![(2, Duration::from_millis(1000))]
+            vec![Due {
+                session_id: 2,
+                silent: Duration::from_millis(1000),
+                timeout: Duration::from_millis(1000),
+            }]
         );
         // A failed proposal makes the session due again at once.
         t.unmark(2);

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use corral_keeper::config::Config;
-use corral_keeper::server::Keeper;
+use corral_keeper::Keeper;
 use corral_proto::frame::frame;
 use corral_proto::{ConnectRequest, ConnectResponse, Jute, Reader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

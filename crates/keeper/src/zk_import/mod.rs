@@ -451,7 +451,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_imported_snapshot_alone_is_enough_to_start() {
         use crate::config::Config;
-        use crate::server::Keeper;
+        use crate::keeper::Keeper;
         let zk = zk_dir(&[
             ("snapshot.0", snapshot()),
             ("log.1", log(&[(1, files::op::CREATE, create("/a", 1))])),
@@ -479,7 +479,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_keeper_starts_on_an_imported_later_epoch_and_writes_after_it() {
         use crate::config::Config;
-        use crate::server::Keeper;
+        use crate::keeper::Keeper;
         use corral_tree::{Entry, EntryOp};
 
         let base = 0x3_0000_0000i64;
@@ -507,7 +507,7 @@ mod tests {
         for round in 0..2 {
             let keeper = Keeper::new(config.clone());
             keeper.start().await.unwrap();
-            assert!(keeper.last_zxid() >= base + 2, "round {round}");
+            assert!(keeper.shared().last_zxid() >= base + 2, "round {round}");
             {
                 let st = keeper.state();
                 assert!(st.tree.node("/a").is_some() && st.tree.node("/b").is_some());
@@ -515,6 +515,7 @@ mod tests {
                 assert_eq!(st.tree.session(0x42).is_some(), round == 0);
             }
             let (zxid, _) = keeper
+                .shared()
                 .propose(Entry {
                     session_id: 0,
                     time_ms: 0,
@@ -550,7 +551,7 @@ mod tests {
             log(&[(base + 3, files::op::CREATE, create("/c", 3))]),
         );
         let keeper = Keeper::new(config.clone());
-        let e = keeper.start().await.unwrap_err();
+        let e = keeper.start().await.unwrap_err().to_string();
         assert!(
             e.contains("ZooKeeper has written") && e.contains("log.300000003"),
             "{e}"

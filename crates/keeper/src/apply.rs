@@ -1,0 +1,152 @@
+//! The apply path: a committed entry goes to the tree, then to session tracking, then to the
+//! watches it fires, whose events are queued to the connections that registered them.
+//!
+//! Invariant: the tree change and the event fan-out happen under one hold of the state lock,
+//! so an event is queued after every reply that registered its watch and before any reply
+//! that could show the change. Must not: block (it runs on consensus's apply task), or take
+//! the session tracker's lock while holding the state lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEvent};
+use corral_tree::{ApplyResult, Entry, EntryOp};
+use tracing::warn;
+
+use crate::consensus::{SnapshotEncoder, StateMachineHook};
+use crate::outbound::Pushed;
+use crate::shared::{Shared, State};
+
+/// Snapshot bytes are streamed to disk in pieces of this size: small enough that no large
+/// buffer is ever allocated, large enough that each write call is worth making.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// The keeper's side of consensus's state machine.
+pub(crate) struct Hook(Arc<Shared>);
+
+impl Hook {
+    pub(crate) fn new(keeper: Arc<Shared>) -> Hook {
+        Hook(keeper)
+    }
+}
+
+impl StateMachineHook for Hook {
+    fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult {
+        let keeper = &self.0;
+        let res = {
+            let mut st = keeper.state();
+            let res = st.tree.apply(zxid, entry);
+            keeper.publish_last_zxid(st.tree.last_zxid());
+            fan_out(keeper, &mut st, &res);
+            res
+        };
+        track_sessions(keeper, entry, &res);
+        // Logged outside the lock; entries replayed at start-up said theirs when first applied.
+        if keeper.consensus().is_some() {
+            keeper
+                .stats
+                .log_quota_warnings(&res.quota_warnings, keeper.uptime_ms());
+        }
+        res
+    }
+
+    fn last_applied(&self) -> i64 {
+        self.0.last_zxid()
+    }
+
+    /// The tree is built on persistent maps, so this clone is O(1) and the lock is held only
+    /// for that; the encoding runs later on a blocking thread while applies continue.
+    fn snapshot(&self) -> Option<SnapshotEncoder> {
+        let view = self.0.state().tree.clone();
+        Some(Arc::new(move |scratch, sink| {
+            view.write_snapshot_in(SNAPSHOT_CHUNK_BYTES, scratch, sink)
+        }))
+    }
+
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+        let mut tree = crate::restore::decode_snapshot(bytes)
+            .map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
+        // Settings come from this run's configuration, not from the one that wrote the snapshot.
+        let mut st = self.0.state();
+        tree.set_config(st.tree.config().clone());
+        self.0.publish_last_zxid(tree.last_zxid());
+        st.tree = tree;
+        Ok(())
+    }
+}
+
+/// Queues the events of the watches this change fired, under the state lock (see the
+/// module's invariant).
+fn fan_out(keeper: &Shared, st: &mut State, res: &ApplyResult) {
+    if res.triggers.is_empty() {
+        return;
+    }
+    let mut conns = None;
+    for trigger in &res.triggers {
+        let targets = st.watches.fire(trigger.event, &trigger.path);
+        if targets.is_empty() {
+            continue;
+        }
+        let conns = conns.get_or_insert_with(|| keeper.conns());
+        let body = event_frame(trigger.event, &trigger.path);
+        for conn in targets {
+            let Some(c) = conns.get(conn) else { continue };
+            if c.out.push(body.clone()) == Pushed::Overflowed {
+                // The writer closes it; its watches go with the connection.
+                warn!(
+                    remote = %c.remote,
+                    session = format!("0x{:x}", c.session_id),
+                    queued_bytes = c.out.queued_bytes(),
+                    "watch events are piling up unread; closing the connection"
+                );
+            }
+        }
+    }
+}
+
+/// Session liveness follows the sessions the log creates and closes.
+fn track_sessions(keeper: &Shared, entry: &Entry, res: &ApplyResult) {
+    let now = tokio::time::Instant::now();
+    match &entry.op {
+        EntryOp::CreateSession {
+            session_id,
+            timeout_ms,
+            ..
+        } => {
+            let timeout = Duration::from_millis((*timeout_ms).max(0) as u64);
+            keeper.sessions().track(*session_id, timeout, now);
+        }
+        EntryOp::CloseSession { session_id, reason } => {
+            // A session closed by anyone but its own client has expired.
+            let expired = entry.session_id != *session_id;
+            keeper.sessions().bury(
+                *session_id,
+                reason,
+                expired,
+                res.deleted_ephemerals.clone(),
+                now,
+            );
+            // An expired session also loses its connection; the client's own close is
+            // answered first by the connection.
+            if expired {
+                if let Some(c) = keeper.conns().detach_session(*session_id) {
+                    c.out.close("session expired");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Builds a notification frame body for one event. Its header carries zxid -1, as
+/// ZooKeeper 3.8 sends it (3.9 sends the zxid of the change).
+pub(crate) fn event_frame(event: EventType, path: &str) -> Vec<u8> {
+    notification_body(
+        -1,
+        &WatcherEvent {
+            event_type: event.code(),
+            state: KeeperState::SyncConnected.code(),
+            path: path.to_string(),
+        },
+    )
+}

@@ -1,0 +1,87 @@
+//! The expiry loop: wakes at the earliest session deadline (at least every
+//! [`CHECK_INTERVAL`], so a new session's earlier deadline is seen), forgives its own lateness to every
+//! session (a stalled keeper must not expire healthy clients), and on the leader proposes a
+//! CloseSession for each session past its deadline. Must not: delete anything itself; the
+//! ephemerals go through the log like any other change.
+
+use std::sync::Arc;
+
+use corral_tree::{Entry, EntryOp};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::session::{Due, CHECK_INTERVAL, STALL_THRESHOLD};
+use crate::shared::{now_ms, Shared};
+
+pub(crate) async fn run(keeper: Arc<Shared>) {
+    let mut expected = Instant::now() + CHECK_INTERVAL;
+    loop {
+        tokio::select! {
+            _ = keeper.shutting_down() => return,
+            _ = tokio::time::sleep_until(expected) => {}
+        }
+        let now = Instant::now();
+        let late = now.saturating_duration_since(expected);
+        let due = {
+            let mut sessions = keeper.sessions();
+            if late > STALL_THRESHOLD {
+                warn!(
+                    late_ms = late.as_millis() as u64,
+                    "keeper stalled; not counting the stall against client sessions"
+                );
+                sessions.forgive_stall(late);
+            }
+            sessions.due(now)
+        };
+        expected = next_wake(&keeper, now);
+        if due.is_empty() {
+            continue;
+        }
+        if !keeper.is_leader() {
+            let mut sessions = keeper.sessions();
+            for d in due {
+                sessions.unmark(d.session_id);
+            }
+            continue;
+        }
+        for d in due {
+            propose_expiry(&keeper, d);
+        }
+    }
+}
+
+/// The earliest deadline if it is still ahead, else one interval on: a session is expired at
+/// its deadline to the millisecond, and a deadline already handled does not spin the loop.
+fn next_wake(keeper: &Shared, now: Instant) -> Instant {
+    let poll = now + CHECK_INTERVAL;
+    match keeper.sessions().earliest_deadline() {
+        Some(d) if d > now => d.min(poll),
+        _ => poll,
+    }
+}
+
+fn propose_expiry(keeper: &Arc<Shared>, d: Due) {
+    let id = d.session_id;
+    let reason = format!(
+        "expired: no packet from the client for {} ms (timeout {} ms)",
+        d.silent.as_millis(),
+        d.timeout.as_millis()
+    );
+    info!(session = format!("0x{id:x}"), "{reason}");
+    let entry = Entry {
+        session_id: 0,
+        time_ms: now_ms(),
+        identities: Vec::new(),
+        op: EntryOp::CloseSession {
+            session_id: id,
+            reason,
+        },
+    };
+    let task_keeper = Arc::clone(keeper);
+    keeper.spawn(async move {
+        if let Err(e) = task_keeper.propose(entry).await {
+            warn!(session = format!("0x{id:x}"), "expiry proposal failed: {e}");
+            task_keeper.sessions().unmark(id);
+        }
+    });
+}

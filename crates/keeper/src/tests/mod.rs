@@ -1,0 +1,3 @@
+//! In-process tests of the whole keeper (a real one on a temp dir, clients over pipes).
+
+mod paused_sessions;
