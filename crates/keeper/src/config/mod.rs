@@ -36,6 +36,8 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
+use corral_proto::frame::DEFAULT_MAX_FRAME;
+
 pub use file::{load, parse};
 pub use security::UnenforcedKey;
 pub use servers::{ServerEntry, ServerRole};
@@ -46,8 +48,6 @@ pub use whitelist::FourLetterWhitelist;
 const FILE_DEFAULT_TICK_MS: u32 = 3000;
 /// The embedded default matches zoo_sample.cfg, which is what people run by hand.
 const EMBEDDED_TICK_MS: u32 = 2000;
-/// `jute.maxbuffer` default: 0xfffff bytes (1 MiB - 1).
-pub const DEFAULT_JUTE_MAX_BUFFER: usize = 0xfffff;
 /// ZooKeeper resets smaller retain counts to this and logs a warning.
 const MIN_SNAP_RETAIN: u32 = 3;
 
@@ -68,6 +68,8 @@ pub struct Config {
     /// Connections per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     pub four_letter_whitelist: FourLetterWhitelist,
+    /// `jute.maxbuffer`: the largest frame a connection accepts; by default
+    /// [`DEFAULT_MAX_FRAME`], ZooKeeper's 0xfffff bytes.
     pub jute_max_buffer: usize,
     pub extended_types_enabled: bool,
     /// `user:base64(sha1(user:password))`, the digest id that is granted every permission.
@@ -158,7 +160,7 @@ impl Default for Config {
             max_session_timeout_ms: 20 * EMBEDDED_TICK_MS,
             max_client_cnxns: 60,
             four_letter_whitelist: FourLetterWhitelist::default(),
-            jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
+            jute_max_buffer: DEFAULT_MAX_FRAME,
             extended_types_enabled: false,
             super_digest: None,
             snap_count: 100_000,
