@@ -172,52 +172,44 @@ impl Config {
             }
             // What ZooKeeper does with any other key: it becomes the system property
             // "zookeeper.<key>".
-            _ => return self.set_property(&format!("zookeeper.{key}"), value, true),
+            _ => return self.set_property(key, value),
         }
         Ok(None)
     }
 
-    /// A system property, from `-D` (`from_file` false) or from a zoo.cfg key ZooKeeper turns
-    /// into `zookeeper.<key>` (`from_file` true).
+    /// A key ZooKeeper's parser does not know: ZooKeeper sets it as the system property
+    /// `zookeeper.<key>`, so the property names below are the ones it reads. Messages name the
+    /// key as written in the file.
     pub(super) fn set_property(
         &mut self,
         key: &str,
         value: &str,
-        from_file: bool,
     ) -> Result<Option<String>, String> {
-        // In messages about a file line, use the key as written in the file.
-        let shown = if from_file {
-            key.strip_prefix("zookeeper.").unwrap_or(key)
-        } else {
-            key
-        };
-        match key {
+        match format!("zookeeper.{key}").as_str() {
             "zookeeper.4lw.commands.whitelist" => {
                 let (list, unknown) = FourLetterWhitelist::parse(value);
                 self.four_letter_whitelist = list;
                 if !unknown.is_empty() {
                     return Ok(Some(format!(
-                        "{shown}: ignoring unknown four-letter words {}",
+                        "{key}: ignoring unknown four-letter words {}",
                         unknown.join(", ")
                     )));
                 }
             }
-            "jute.maxbuffer" | "zookeeper.jute.maxbuffer" => {
+            "zookeeper.jute.maxbuffer" => {
                 let n = java_decode_int(value)?;
                 if n <= 0 {
                     return Err(format!("{value:?} must be a positive number of bytes"));
                 }
                 self.jute_max_buffer = n as usize;
-                if from_file {
-                    // An operator who wrote it in zoo.cfg meant it; ZooKeeper would silently
-                    // ignore it there (it reads only the JVM property), so say what we do.
-                    return Ok(Some(format!(
-                        "{shown}: ZooKeeper only honours this as a JVM system property; corral applies it"
-                    )));
-                }
+                // An operator who wrote it in zoo.cfg meant it; ZooKeeper would silently
+                // ignore it there (it reads only the JVM property), so say what we do.
+                return Ok(Some(format!(
+                    "{key}: ZooKeeper only honours this as a JVM system property; corral applies it"
+                )));
             }
             "zookeeper.extendedTypesEnabled" => self.extended_types_enabled = strict_bool(value)?,
-            "zookeeper.globalOutstandingLimit" | "globalOutstandingLimit" => {
+            "zookeeper.globalOutstandingLimit" => {
                 let n = java_decode_int(value)?;
                 // ZooKeeper falls back to its default for a value below 1.
                 self.global_outstanding_limit = if n < 1 { 1000 } else { n as u32 };
@@ -249,12 +241,12 @@ impl Config {
                 if n < 2 {
                     self.snap_count = 2;
                     return Ok(Some(format!(
-                        "{shown}={n} is below 2; using 2, as ZooKeeper does"
+                        "{key}={n} is below 2; using 2, as ZooKeeper does"
                     )));
                 }
                 self.snap_count = n as u64;
             }
-            "zookeeper.fsync.warningthresholdms" | "fsync.warningthresholdms" => {
+            "zookeeper.fsync.warningthresholdms" => {
                 let n = java_decode_int(value)?;
                 if n < 0 {
                     return Err(format!("{value:?} must not be negative"));
@@ -275,18 +267,12 @@ impl Config {
                     .map_err(|_| format!("port out of range: {value:?} (0-65535)"))?;
             }
             "zookeeper.admin.serverAddress" => self.admin_server_address = resolve(value)?,
-            "readonlymode.enabled" | "zookeeper.readonlymode.enabled" => {
+            "zookeeper.readonlymode.enabled" => {
                 return Ok(Some(format!(
-                    "{shown}: corral has no read-only mode; ignored"
+                    "{key}: corral has no read-only mode; ignored"
                 )));
             }
-            _ => {
-                return Ok(Some(if from_file {
-                    format!("ignoring unknown key {shown}")
-                } else {
-                    format!("ignoring unknown system property {key}")
-                }))
-            }
+            _ => return Ok(Some(format!("ignoring unknown key {key}"))),
         }
         Ok(None)
     }

@@ -1,5 +1,5 @@
-//! The keeper's configuration: ZooKeeper's own `zoo.cfg` keys and the JVM system properties
-//! operators and test harnesses pass, so an existing deployment switches by changing the binary.
+//! The keeper's configuration: ZooKeeper's own `zoo.cfg` keys, so an existing deployment switches
+//! by changing the binary.
 //!
 //! Owns: reading a `zoo.cfg` (Java properties syntax), validating every value (a wrong value stops
 //! start-up with an error naming the key and the value), the embedded default used by
@@ -10,8 +10,8 @@
 //! ZooKeeper semantics kept on purpose:
 //! - keys ZooKeeper's config parser does not know are turned into system properties named
 //!   `zookeeper.<key>`; that is how `4lw.commands.whitelist`, `forceSync`, `snapCount`,
-//!   `extendedTypesEnabled`, `admin.*` work in a `zoo.cfg`. We route them through
-//!   [`Config::apply_system_property`] the same way;
+//!   `extendedTypesEnabled`, `admin.*` work in a `zoo.cfg`, and corral reads them the same
+//!   way (JVM `-D` flags themselves have no counterpart: `corral serve` takes a file);
 //! - with a file, tickTime defaults to 3000 ms and clientPortAddress to all interfaces; the
 //!   embedded default (no file) is 2000 ms on 127.0.0.1;
 //! - the last occurrence of a repeated key wins (java.util.Properties does that).
@@ -136,9 +136,6 @@ pub enum ConfigError {
         key: String,
         msg: String,
     },
-    /// A bad value passed as a system property (`-Dkey=value` on ZooKeeper's command line).
-    #[error("system property {key}: {msg}")]
-    BadProperty { key: String, msg: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -254,27 +251,6 @@ impl Config {
                 .to_string(),
             ),
         ]
-    }
-
-    /// Applies one JVM system property as ZooKeeper would read it (`-Dkey=value`). Returns
-    /// warnings (ignored or unknown properties); a bad value is an error naming the property.
-    pub fn apply_system_property(
-        &mut self,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<String>, ConfigError> {
-        let mut warnings = Vec::new();
-        match self.set_property(key, value.trim(), false) {
-            Ok(Some(w)) => warnings.push(w),
-            Ok(None) => {}
-            Err(msg) => {
-                return Err(ConfigError::BadProperty {
-                    key: key.into(),
-                    msg,
-                })
-            }
-        }
-        Ok(warnings)
     }
 
     /// How long a connection may take to complete its handshake.

@@ -423,54 +423,37 @@ fn required_keys() {
     assert!(e.contains("clientPort") && e.contains("not set"), "{e}");
 }
 
+/// The `zookeeper.*` properties corral reads, each set the one way corral offers: a zoo.cfg key,
+/// which ZooKeeper turns into that property.
 #[test]
 fn system_properties() {
-    let mut c = Config::default();
-    assert!(c
-        .apply_system_property("zookeeper.extendedTypesEnabled", "true")
-        .is_ok());
+    let set = |line: &str| parse(&format!("{BASE}{line}\n"), Path::new("zoo.cfg"));
+    let (c, _) = parse_ok(&format!("{BASE}extendedTypesEnabled=true\n"));
     assert!(c.extended_types_enabled);
     assert!(!c.enforce_quota);
-    assert!(c
-        .apply_system_property("zookeeper.enforceQuota", "true")
-        .is_ok());
+    let (c, _) = parse_ok(&format!("{BASE}enforceQuota=true\n"));
     assert!(c.enforce_quota);
-    assert!(c
-        .apply_system_property("zookeeper.enforceQuota", "maybe")
-        .is_err());
-    assert!(c
-        .apply_system_property(
-            "zookeeper.DigestAuthenticationProvider.superDigest",
-            "super:abc="
-        )
-        .is_ok());
+    assert!(set("enforceQuota=maybe").is_err());
+    let (c, _) = parse_ok(&format!(
+        "{BASE}DigestAuthenticationProvider.superDigest=super:abc=\n"
+    ));
     assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
-    assert!(c.apply_system_property("jute.maxbuffer", "4194304").is_ok());
+    let (c, _) = parse_ok(&format!("{BASE}jute.maxbuffer=4194304\n"));
     assert_eq!(c.jute_max_buffer, 4_194_304);
-    assert!(c
-        .apply_system_property("zookeeper.4lw.commands.whitelist", "*")
-        .is_ok());
+    let (c, _) = parse_ok(&format!("{BASE}4lw.commands.whitelist=*\n"));
     assert!(c.four_letter_whitelist.is_all());
-    let w = c
-        .apply_system_property("readonlymode.enabled", "true")
-        .ok()
-        .unwrap_or_default();
-    assert!(w.iter().any(|w| w.contains("read-only")));
-    let w = c
-        .apply_system_property("zookeeper.nonsense", "1")
-        .ok()
-        .unwrap_or_default();
-    assert!(w.iter().any(|w| w.contains("zookeeper.nonsense")));
-    match c.apply_system_property("jute.maxbuffer", "big") {
+    let (_, w) = parse_ok(&format!("{BASE}readonlymode.enabled=true\n"));
+    assert!(w.iter().any(|w| w.contains("read-only")), "{w:?}");
+    let (_, w) = parse_ok(&format!("{BASE}nonsense=1\n"));
+    assert!(w.iter().any(|w| w.contains("nonsense")), "{w:?}");
+    match set("jute.maxbuffer=big") {
         Err(e) => {
             let e = e.to_string();
             assert!(e.contains("jute.maxbuffer") && e.contains("big"), "{e}");
         }
         Ok(_) => panic!("accepted a bad jute.maxbuffer"),
     }
-    assert!(c
-        .apply_system_property("zookeeper.extendedTypesEnabled", "yes")
-        .is_err());
+    assert!(set("extendedTypesEnabled=yes").is_err());
 }
 
 #[test]
