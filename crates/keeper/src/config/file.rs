@@ -27,8 +27,9 @@ pub(super) struct Pending {
 }
 
 /// Parses the text of a `zoo.cfg`. `origin` names the file in messages and in the result. Does
-/// not read `myid` (see [`load`]).
-pub fn parse(text: &str, origin: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+/// not read `myid` (see [`load`]). Only the tests parse text: the keeper starts from a file.
+#[cfg(test)]
+pub(super) fn parse(text: &str, origin: &Path) -> Result<(Config, Vec<String>), ConfigError> {
     let (mut config, pending, mut warnings) = parse_lines(text, origin)?;
     finish(&mut config, &pending, &mut warnings)?;
     Ok((config, warnings))

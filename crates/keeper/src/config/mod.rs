@@ -4,8 +4,9 @@
 //! Owns: reading a `zoo.cfg` (Java properties syntax), validating every value (a wrong value stops
 //! start-up with an error naming the key and the value), the embedded default used by
 //! `corral serve` with no file, the four-letter-word whitelist, and session-timeout negotiation.
-//! Input comes from a file or text; the output is a plain [`Config`] plus warnings for keys corral
-//! ignores. The only I/O is in [`load`] (the file itself, `myid`, host-name resolution).
+//! Input comes from a file (or text, in the tests); the output is a plain [`Config`] plus warnings
+//! for keys corral ignores. The only I/O is in [`load`] (the file itself, `myid`, host-name
+//! resolution).
 //!
 //! ZooKeeper semantics kept on purpose:
 //! - keys ZooKeeper's config parser does not know are turned into system properties named
@@ -38,7 +39,9 @@ use std::path::{Path, PathBuf};
 
 use corral_proto::frame::DEFAULT_MAX_FRAME;
 
-pub use file::{load, parse};
+pub use file::load;
+#[cfg(test)]
+use file::parse;
 pub use security::UnenforcedKey;
 pub use servers::{ServerEntry, ServerRole};
 pub use whitelist::FourLetterWhitelist;
@@ -187,7 +190,7 @@ impl Default for Config {
 impl Config {
     /// Clamps a client's requested session timeout into [minSessionTimeout, maxSessionTimeout];
     /// the result is what the ConnectResponse carries.
-    pub fn negotiate_timeout(&self, requested_ms: i32) -> i32 {
+    pub(crate) fn negotiate_timeout(&self, requested_ms: i32) -> i32 {
         let min = i32::try_from(self.min_session_timeout_ms).unwrap_or(i32::MAX);
         let max = i32::try_from(self.max_session_timeout_ms).unwrap_or(i32::MAX);
         requested_ms.clamp(min, max.max(min))
@@ -195,7 +198,7 @@ impl Config {
 
     /// ZooKeeper runs as an ensemble when standalone mode is disabled or there is more than one
     /// voting member; a single `server.1` line (what kazoo's harness writes) is standalone.
-    pub fn is_distributed(&self) -> bool {
+    pub(crate) fn is_distributed(&self) -> bool {
         let voters = self
             .servers
             .iter()
@@ -206,7 +209,11 @@ impl Config {
 
     /// The `conf` four-letter word's lines, in ZooKeeper's order. The sizes are the bytes of
     /// snapshot and log files, measured by the caller.
-    pub fn conf_lines(&self, data_dir_size: u64, data_log_size: u64) -> Vec<(String, String)> {
+    pub(crate) fn conf_lines(
+        &self,
+        data_dir_size: u64,
+        data_log_size: u64,
+    ) -> Vec<(String, String)> {
         let absolute = |p: &Path| match std::env::current_dir() {
             Ok(cwd) if p.is_relative() => cwd.join(p).display().to_string(),
             _ => p.display().to_string(),
@@ -254,7 +261,7 @@ impl Config {
     }
 
     /// How long a connection may take to complete its handshake.
-    pub fn handshake_timeout(&self) -> std::time::Duration {
+    pub(crate) fn handshake_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(u64::from(self.handshake_timeout_ms))
     }
 }

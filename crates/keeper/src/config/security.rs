@@ -9,9 +9,9 @@ use super::{Config, ConfigError};
 /// A configured key whose protection corral does not provide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnenforcedKey {
-    pub key: String,
+    pub(crate) key: String,
     /// What the key would have protected, for the message.
-    pub protects: &'static str,
+    pub(crate) protects: &'static str,
 }
 
 /// What a security key asks for that corral does not provide yet, if it asks for anything:

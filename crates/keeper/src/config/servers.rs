@@ -8,14 +8,14 @@ use super::values::port;
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerEntry {
-    pub id: u64,
+    pub(crate) id: u64,
     /// Kept as written (a name or an address): the ensemble network resolves it when it dials.
-    pub host: String,
-    pub quorum_port: u16,
-    pub election_port: u16,
-    pub role: ServerRole,
-    pub client_host: Option<String>,
-    pub client_port: Option<u16>,
+    pub(crate) host: String,
+    pub(crate) quorum_port: u16,
+    pub(crate) election_port: u16,
+    pub(crate) role: ServerRole,
+    pub(crate) client_host: Option<String>,
+    pub(crate) client_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

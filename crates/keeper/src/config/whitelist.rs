@@ -28,7 +28,7 @@ impl Default for FourLetterWhitelist {
 
 impl FourLetterWhitelist {
     /// Every command (`*`).
-    pub fn all() -> Self {
+    pub(crate) fn all() -> Self {
         FourLetterWhitelist {
             all: true,
             commands: BTreeSet::new(),
@@ -38,7 +38,7 @@ impl FourLetterWhitelist {
     /// Parses the property's value: names separated by commas (ZooKeeper's syntax) or
     /// whitespace, `*` anywhere meaning all. Returns the unknown names so the caller can warn;
     /// they are dropped, since a command corral cannot recognise can never be asked for.
-    pub fn parse(value: &str) -> (Self, Vec<String>) {
+    pub(crate) fn parse(value: &str) -> (Self, Vec<String>) {
         let mut list = FourLetterWhitelist::default();
         let mut unknown = Vec::new();
         for name in value
@@ -58,16 +58,17 @@ impl FourLetterWhitelist {
         (list, unknown)
     }
 
-    pub fn allows(&self, cmd: &str) -> bool {
+    pub(crate) fn allows(&self, cmd: &str) -> bool {
         self.all || cmd == "srvr" || self.commands.contains(cmd)
     }
 
-    pub fn is_all(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_all(&self) -> bool {
         self.all
     }
 
     /// The allowed words as the start-up banner shows them: `*`, or a comma-separated list.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.all {
             return "*".into();
         }
