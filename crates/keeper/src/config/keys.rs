@@ -13,7 +13,7 @@ use super::servers::parse_server;
 use super::values::{
     int, java_decode_int, non_negative, port, resolve, session_timeout, strict_bool,
 };
-use super::{Config, FourLetterWhitelist, MIN_SNAP_RETAIN};
+use super::{Config, FourLetterWhitelist, DEFAULT_GLOBAL_OUTSTANDING_LIMIT, MIN_SNAP_RETAIN};
 
 /// Keys ZooKeeper's config parser understands that corral accepts but does not act on (yet).
 const NOT_USED: &[&str] = &[
@@ -212,7 +212,11 @@ impl Config {
             "zookeeper.globalOutstandingLimit" => {
                 let n = java_decode_int(value)?;
                 // ZooKeeper falls back to its default for a value below 1.
-                self.global_outstanding_limit = if n < 1 { 1000 } else { n as u32 };
+                self.global_outstanding_limit = if n < 1 {
+                    DEFAULT_GLOBAL_OUTSTANDING_LIMIT
+                } else {
+                    n as u32
+                };
             }
             "zookeeper.nio.sessionlessCnxnTimeout" => {
                 let n = java_decode_int(value)?;

@@ -53,6 +53,8 @@ const FILE_DEFAULT_TICK_MS: u32 = 3000;
 const EMBEDDED_TICK_MS: u32 = 2000;
 /// ZooKeeper resets smaller retain counts to this and logs a warning.
 const MIN_SNAP_RETAIN: u32 = 3;
+/// ZooKeeper's `globalOutstandingLimit` when unset, and what it falls back to below 1.
+const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 
 /// Everything the keeper reads from its configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +181,7 @@ impl Default for Config {
             admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             config_path: None,
             unenforced_security: Vec::new(),
-            global_outstanding_limit: 1000,
+            global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
             handshake_timeout_ms: 10_000,
             client_port_listen_backlog: None,
             allow_unenforced_security: false,
