@@ -177,7 +177,7 @@ pub struct AdminSnapshot {
     pub log_dir_size: u64,
     /// `envi` lines after the version; see [`environment`].
     pub environment: Vec<(String, String)>,
-    /// `conf` lines; see [`crate::config::Config::conf_lines`].
+    /// `conf` lines, from `Config::conf_lines`.
     pub config_lines: Vec<(String, String)>,
     pub open_file_descriptors: Option<u64>,
     pub max_file_descriptors: Option<u64>,

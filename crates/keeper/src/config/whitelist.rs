@@ -1,0 +1,79 @@
+//! The four-letter-word whitelist (`4lw.commands.whitelist`): which words the client port
+//! answers.
+//!
+//! Owns parsing the list and the rule that `srvr` is always allowed. Must never hold a word
+//! corral does not know ([`crate::four_letter::KNOWN`] lists those): unknown names are returned
+//! for a warning and dropped.
+
+use std::collections::BTreeSet;
+
+use crate::four_letter;
+
+/// Which four-letter words may run. `srvr` is always allowed because zkServer.sh's `status`
+/// depends on it; the default (ZooKeeper 3.5.3 and later) allows nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FourLetterWhitelist {
+    all: bool,
+    commands: BTreeSet<&'static str>,
+}
+
+impl Default for FourLetterWhitelist {
+    fn default() -> Self {
+        FourLetterWhitelist {
+            all: false,
+            commands: BTreeSet::from(["srvr"]),
+        }
+    }
+}
+
+impl FourLetterWhitelist {
+    /// Every command (`*`).
+    pub(crate) fn all() -> Self {
+        FourLetterWhitelist {
+            all: true,
+            commands: BTreeSet::new(),
+        }
+    }
+
+    /// Parses the property's value: names separated by commas (ZooKeeper's syntax) or
+    /// whitespace, `*` anywhere meaning all. Returns the unknown names so the caller can warn;
+    /// they are dropped, since a command corral cannot recognise can never be asked for.
+    pub(crate) fn parse(value: &str) -> (Self, Vec<String>) {
+        let mut list = FourLetterWhitelist::default();
+        let mut unknown = Vec::new();
+        for name in value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+        {
+            if name == "*" {
+                return (FourLetterWhitelist::all(), Vec::new());
+            }
+            match four_letter::KNOWN.iter().find(|k| **k == name) {
+                Some(known) => {
+                    list.commands.insert(known);
+                }
+                None => unknown.push(name.to_string()),
+            }
+        }
+        (list, unknown)
+    }
+
+    pub(crate) fn allows(&self, cmd: &str) -> bool {
+        self.all || cmd == "srvr" || self.commands.contains(cmd)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_all(&self) -> bool {
+        self.all
+    }
+
+    /// The allowed words as the start-up banner shows them: `*`, or a comma-separated list.
+    pub(crate) fn describe(&self) -> String {
+        if self.all {
+            return "*".into();
+        }
+        let mut words: BTreeSet<&str> = self.commands.iter().copied().collect();
+        words.insert("srvr");
+        words.into_iter().collect::<Vec<_>>().join(",")
+    }
+}
