@@ -243,11 +243,14 @@ impl Keeper {
     }
 
     /// Proposes an entry and waits until it is applied here.
-    pub async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), String> {
+    pub async fn propose(
+        &self,
+        entry: Entry,
+    ) -> Result<(i64, ApplyResult), crate::consensus::ConsensusError> {
         let Some(c) = self.consensus.get() else {
-            return Err("consensus not started".into());
+            return Err(crate::consensus::ConsensusError::NotStarted);
         };
-        c.propose(entry).await.map_err(|e| e.to_string())
+        c.propose(entry).await
     }
 
     /// Binds the client port, starts consensus and the background tasks. Returns once the
@@ -738,9 +741,8 @@ impl StateMachineHook for Hook {
         }))
     }
 
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
-        let mut tree = crate::restore::decode_snapshot(bytes)
-            .map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
+    fn restore(&self, _zxid: i64, bytes: &[u8]) -> Result<(), crate::consensus::RestoreError> {
+        let mut tree = crate::restore::decode_snapshot(bytes)?;
         // Settings come from this run's configuration, not from the one that wrote the snapshot.
         let config = self.0.state().tree.config().clone();
         tree.set_config(config);

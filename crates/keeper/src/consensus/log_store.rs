@@ -198,12 +198,14 @@ impl DurableLogStore {
     /// Reads one entry back from the WAL.
     #[allow(clippy::result_large_err)]
     pub(super) fn read_wal(&self, index: u64) -> Result<Option<LogEntry>, StorageError<NodeId>> {
-        let body = self.inner.wal.read(index).map_err(|e| {
-            StorageIOError::read_log_at_index(index, AnyError::error(e.to_string()))
-        })?;
+        let body = self
+            .inner
+            .wal
+            .read(index)
+            .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::new(&e)))?;
         body.map(|b| decode_log_entry(index, &b))
             .transpose()
-            .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::error(e)).into())
+            .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::new(&e)).into())
     }
 }
 
@@ -281,7 +283,7 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
             .wal
             .in_order(Box::new(move || wal::write_atomic(&path, &bytes, true)))
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::error(e.to_string())))?;
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
         self.mem()?.vote = Some(*vote);
         Ok(())
     }
@@ -331,7 +333,7 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
         let mut decoded = Vec::with_capacity(entries.size_hint().0);
         for entry in entries {
             self.inner.note_membership(&entry);
-            let record = log_record(&entry).map_err(storage_err)?;
+            let record = log_record(&entry).map_err(|e| storage_err(&e))?;
             decoded.push((entry, record.body_len()));
             records.push(record);
         }
@@ -360,7 +362,11 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let index = log_id.index;
-        self.inner.wal.truncate(index).await.map_err(storage_err)?;
+        self.inner
+            .wal
+            .truncate(index)
+            .await
+            .map_err(|e| storage_err(&e))?;
         let prev = index.checked_sub(1);
         let mut m = self.mem()?;
         m.drop_from(index);

@@ -68,9 +68,9 @@ pub trait StateMachineHook: Send + Sync + 'static {
     }
 
     /// Replaces the whole state with a snapshot whose last entry is at log index `zxid`.
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
         let _ = (zxid, bytes);
-        Err("this state machine cannot restore snapshots".to_string())
+        Err(RestoreError::Unsupported)
     }
 }
 
@@ -113,19 +113,6 @@ pub type LogEntry = openraft::Entry<TypeConfig>;
 
 type Raft = openraft::Raft<TypeConfig>;
 type StoredSnapshotMeta = SnapshotMeta<NodeId, BasicNode>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConsensusError {
-    /// This node is not the leader; `leader` is the one it knows of, if any.
-    #[error("not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
-    /// Consensus has been shut down.
-    #[error("consensus is shut down")]
-    Shutdown,
-    /// The raft node failed (storage error, panic, bad configuration); it does not recover.
-    #[error("consensus failed: {0}")]
-    Fatal(String),
-}
 
 /// The consensus handle. Cheap to clone; every clone drives the same raft node.
 #[derive(Clone)]
@@ -237,19 +224,17 @@ impl Submitted {
             // The responder was dropped: raft stopped before answering.
             Err(_) => Err(ConsensusError::Shutdown),
             Ok(Ok(resp)) => {
-                let zxid = zxid_of(resp.log_id.index).map_err(ConsensusError::Fatal)?;
+                let zxid = zxid_of(resp.log_id.index)?;
                 match resp.data {
                     Some(result) => Ok((zxid, result)),
-                    None => Err(ConsensusError::Fatal(format!(
-                        "no apply result for the client entry at {zxid}"
-                    ))),
+                    None => Err(ConsensusError::NoApplyResult { zxid }),
                 }
             }
             Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ConsensusError::NotLeader {
                 leader: f.leader_id,
             }),
             Ok(Err(e @ ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ConsensusError::Fatal(e.to_string()))
+                Err(ConsensusError::raft("the client write failed", e))
             }
         }
     }
@@ -323,7 +308,9 @@ impl Consensus {
         let pipelined = ack == AckMode::Pipelined;
         let recovered = tokio::task::spawn_blocking(move || recover(&st, h, pipelined))
             .await
-            .map_err(|e| ConsensusError::Fatal(format!("recovery panicked: {e}")))??;
+            .map_err(|_| ConsensusError::Panicked {
+                what: "recovery task",
+            })??;
         let Recovered {
             log,
             wal,
@@ -338,8 +325,7 @@ impl Consensus {
         if let Some(snap) = snapshot {
             sm.last_applied = snap.meta.last_log_id;
             sm.last_membership = snap.meta.last_membership.clone();
-            *lock_snapshot(&sm.current_snapshot)
-                .map_err(|e| ConsensusError::Fatal(e.to_string()))? = Some(snap);
+            sm.current_snapshot = Arc::new(Mutex::new(Some(snap)));
         }
 
         let purger = (storage.purge_interval_hours > 0).then(|| {
@@ -365,7 +351,7 @@ impl Consensus {
             Ok(r) => r,
             Err(e) => {
                 handle.close();
-                return Err(ConsensusError::Fatal(format!("cannot start raft: {e}")));
+                return Err(ConsensusError::raft("cannot start raft", e));
             }
         };
         let consensus = Consensus::lead(raft, handle).await?;
@@ -384,9 +370,10 @@ impl Consensus {
             .await
         {
             consensus.shutdown().await;
-            return Err(ConsensusError::Fatal(format!(
-                "recovery did not finish applying the log: {e}"
-            )));
+            return Err(ConsensusError::raft(
+                "recovery did not finish applying the log",
+                e,
+            ));
         }
         Ok(consensus)
     }
@@ -419,9 +406,7 @@ impl Consensus {
             }
             Err(e) => {
                 consensus.shutdown().await;
-                return Err(ConsensusError::Fatal(format!(
-                    "cannot initialize the group: {e}"
-                )));
+                return Err(ConsensusError::raft("cannot initialize the group", e));
             }
         }
         if let Err(e) = consensus
@@ -431,7 +416,7 @@ impl Consensus {
             .await
         {
             consensus.shutdown().await;
-            return Err(ConsensusError::Fatal(format!("did not become leader: {e}")));
+            return Err(ConsensusError::raft("did not become leader", e));
         }
         Ok(consensus)
     }
@@ -484,7 +469,7 @@ impl Consensus {
         match self.raft.client_write_ff(entry).await {
             Ok(rx) => Ok(Submitted(rx)),
             Err(Fatal::Stopped) => Err(ConsensusError::Shutdown),
-            Err(e) => Err(ConsensusError::Fatal(e.to_string())),
+            Err(e) => Err(ConsensusError::raft("cannot submit the entry", e)),
         }
     }
 
@@ -554,10 +539,7 @@ fn spawn_snapshot_catch_up(raft: Raft, snap_count: u64) {
 fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
     let applied = hook.last_applied();
     if applied != 0 {
-        return Err(ConsensusError::Fatal(format!(
-            "the state machine has applied up to zxid {applied} before recovery; it must start \
-             empty"
-        )));
+        return Err(ConsensusError::NotFresh { applied });
     }
     Ok(())
 }
@@ -590,15 +572,11 @@ fn standalone_config(
     };
     config
         .validate()
-        .map_err(|e| ConsensusError::Fatal(format!("bad raft configuration: {e}")))
-}
-
-/// A raft log index as a zxid. Indexes never reach 2^63 in practice; refuse rather than wrap.
-fn zxid_of(index: u64) -> Result<i64, String> {
-    i64::try_from(index).map_err(|_| format!("log index {index} does not fit a zxid"))
+        .map_err(|e| ConsensusError::raft("bad raft configuration", e))
 }
 
 mod codec;
+mod error;
 mod log_store;
 mod network;
 mod persist;
@@ -606,9 +584,11 @@ mod state_machine;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use codec::write_initial_state;
 use codec::*;
+pub use codec::{DecodeError, DecodeProblem, Decoding};
+pub use error::*;
 pub use log_store::*;
 pub use network::*;
+pub(crate) use persist::write_initial_state;
 use persist::*;
 pub use state_machine::*;

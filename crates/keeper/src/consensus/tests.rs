@@ -169,7 +169,7 @@ impl StateMachineHook for ListHook {
             })
         }))
     }
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
         let list: Vec<(i64, i64)> = bytes
             .chunks(16)
             .map(|c| {
@@ -521,7 +521,8 @@ async fn refuses_a_hook_with_history() {
     hook.last.store(5, Ordering::SeqCst);
     let r = Consensus::start_durable(hook, unsynced(dir.path())).await;
     assert!(
-        matches!(&r, Err(ConsensusError::Fatal(m)) if m.contains("applied up to zxid 5")),
+        matches!(&r, Err(e @ ConsensusError::NotFresh { applied: 5 })
+            if e.to_string().contains("applied up to zxid 5")),
         "{:?}",
         r.err()
     );
@@ -563,4 +564,59 @@ async fn several_voters_end_the_acknowledge_before_fsync_mode() {
     log.inner.note_membership(&membership(&[1]));
     assert!(!log.inner.acks_on_queue(), "never back");
     c.shutdown().await;
+}
+
+/// A WAL record whose frame is sound but whose body does not decode stops start-up, the
+/// message naming the segment, the record's offset, the log index and the bad field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_refuses_start_naming_file_offset_and_field() {
+    let dir = crate::wal::tests::TestDir::new("consensus-undecodable");
+    let c = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
+        .await
+        .unwrap();
+    c.propose(entry(1)).await.unwrap();
+    let last = c.metrics.borrow().last_log_index.unwrap();
+    c.shutdown().await;
+    drop(c);
+
+    // The next record, its kind byte 9.
+    let opts = WalOptions {
+        dir: dir.path().join("wal"),
+        segment_bytes: 64 * 1024,
+        force_sync: false,
+        fsync_warning: Duration::from_secs(1),
+        prealloc_fault: None,
+    };
+    let wal = Wal::open(opts, |_, _| Ok(())).unwrap();
+    let record = wal::Record::encode(last + 1, 17, |out| {
+        put_u64(out, 1);
+        put_u64(out, 1);
+        out.push(9);
+    })
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    wal.append(
+        vec![record],
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await.unwrap().unwrap();
+    wal.close();
+
+    let err = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ConsensusError::Wal(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("00000000000000000000.log")
+            && msg.contains("byte offset")
+            && msg.contains(&format!(
+                "the body of log entry {}, byte offset 16: unknown entry kind 9",
+                last + 1
+            )),
+        "{msg}"
+    );
 }
