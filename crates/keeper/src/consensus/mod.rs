@@ -271,12 +271,14 @@ impl Consensus {
         hook: Arc<dyn StateMachineHook>,
         storage: StorageConfig,
     ) -> Result<Consensus, ConsensusError> {
-        // Pipelined while the group has one voter (group commit); the log store switches to
-        // after-fsync acknowledgements as soon as a membership has more.
+        // Pipelined while the group has one voter (group commit): asked for, not imposed.
         Consensus::start_durable_with(hook, storage, AckMode::Pipelined).await
     }
 
-    /// [`Consensus::start_durable`] with an explicit [`AckMode`].
+    /// [`Consensus::start_durable`] with the [`AckMode`] asked for. `Pipelined` is only ever
+    /// a request: it is refused at start when the snapshot or the log holds a membership of
+    /// several voters, and ends for good when one is appended or installed later
+    /// (`EarlyAcks`), so a group of several voters never acknowledges before fsync.
     pub async fn start_durable_with(
         hook: Arc<dyn StateMachineHook>,
         storage: StorageConfig,
@@ -305,8 +307,7 @@ impl Consensus {
         // async workers.
         let st = storage.clone();
         let h = Arc::clone(&hook);
-        let pipelined = ack == AckMode::Pipelined;
-        let recovered = tokio::task::spawn_blocking(move || recover(&st, h, pipelined))
+        let recovered = tokio::task::spawn_blocking(move || recover(&st, h, ack))
             .await
             .map_err(|_| ConsensusError::Panicked {
                 what: "recovery task",
@@ -318,10 +319,12 @@ impl Consensus {
             snapshot,
         } = recovered;
 
-        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist));
-        if pipelined {
-            sm.durable_gate = Some(wal.durability());
-        }
+        let early_acks = Arc::clone(&log.inner.early_acks);
+        // Entries acknowledged before their fsync must not apply before it; once the mode
+        // ends the gate stays (it then never waits).
+        let gate = early_acks.allowed().then(|| wal.durability());
+        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist), early_acks);
+        sm.durable_gate = gate;
         if let Some(snap) = snapshot {
             sm.last_applied = snap.meta.last_log_id;
             sm.last_membership = snap.meta.last_membership.clone();

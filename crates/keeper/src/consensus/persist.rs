@@ -114,7 +114,7 @@ pub(super) struct Recovered {
 pub(super) fn recover(
     cfg: &StorageConfig,
     hook: Arc<dyn StateMachineHook>,
-    pipelined: bool,
+    ack: AckMode,
 ) -> Result<Recovered, ConsensusError> {
     let raft_dir = cfg.raft_dir();
     std::fs::create_dir_all(&raft_dir).map_err(|e| ConsensusError::io(&raft_dir, e))?;
@@ -309,7 +309,7 @@ pub(super) fn recover(
             wal: Arc::clone(&wal),
             raft_dir,
             mem: Mutex::new(mem),
-            pipelined: AtomicBool::new(pipelined && !group_of_several),
+            early_acks: Arc::new(EarlyAcks::new(ack, group_of_several)),
         }),
     };
     Ok(Recovered {

@@ -29,10 +29,17 @@ pub struct HookStateMachine {
     pub(super) persist: Arc<SnapshotPersist>,
     // With `AckMode::Pipelined`: apply waits until the WAL has made the entries durable.
     pub(super) durable_gate: Option<watch::Receiver<wal::Durability>>,
+    // The log store's acknowledge-before-fsync switch: a snapshot installed from a leader
+    // brings a membership the log never sees as an entry.
+    pub(super) early_acks: Arc<EarlyAcks>,
 }
 
 impl HookStateMachine {
-    pub(super) fn new(hook: Arc<dyn StateMachineHook>, persist: Arc<SnapshotPersist>) -> Self {
+    pub(super) fn new(
+        hook: Arc<dyn StateMachineHook>,
+        persist: Arc<SnapshotPersist>,
+        early_acks: Arc<EarlyAcks>,
+    ) -> Self {
         HookStateMachine {
             hook,
             last_applied: None,
@@ -41,6 +48,7 @@ impl HookStateMachine {
             snapshot_seq: 0,
             persist,
             durable_gate: None,
+            early_acks,
         }
     }
 }
@@ -142,6 +150,8 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         meta: &StoredSnapshotMeta,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
+        // Before anything after this snapshot is appended to the log.
+        self.early_acks.note(meta.last_membership.membership());
         let read_err = |e: AnyError| StorageIOError::read_snapshot(Some(meta.signature()), e);
         let data = Arc::new(snapshot.into_bytes().await.map_err(|e| {
             read_err(AnyError::new(&e).add_context(|| "reading the received snapshot"))
