@@ -5,8 +5,10 @@
 //! encoding of raft entries, votes and snapshot metadata on disk, start-up recovery, the state
 //! machine adapter ([`HookStateMachine`]) that hands every committed client entry to the
 //! keeper's [`StateMachineHook`], the snapshot plumbing, and the network (none yet: standalone
-//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses:
-//! `propose` an entry, learn its zxid (= raft log index) and its result.
+//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses, and it
+//! has one way in: [`Consensus::submit`] an entry (its place in the log is fixed when it
+//! returns), then [`Submitted::wait`] for its zxid (= raft log index) and its result;
+//! [`Consensus::propose`] is the two in one call. Errors are [`ConsensusError`].
 //!
 //! Must not: apply anything itself (the hook owns the tree), know about sessions, connections or
 //! watches, or special-case standalone beyond having no peers: standalone and an ensemble take
@@ -454,8 +456,9 @@ impl Consensus {
         }
     }
 
-    /// Appends `entry`, waits until it is committed and applied locally, returns the log index
-    /// (zxid) and the hook's ApplyResult for it.
+    /// [`Consensus::submit`] then [`Submitted::wait`], for a caller with nothing to do in
+    /// between: the log index (zxid) of `entry` and the hook's ApplyResult for it, once it is
+    /// committed and applied here.
     ///
     /// Any number of callers may wait at once. openraft 0.9 appends one client entry at a time
     /// and applies in batches; on the durable log, [`AckMode::Pipelined`] is what lets entries
