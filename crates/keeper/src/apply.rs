@@ -13,7 +13,7 @@ use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEv
 use corral_tree::{ApplyResult, Entry, EntryOp};
 use tracing::warn;
 
-use crate::consensus::{SnapshotEncoder, StateMachineHook};
+use crate::consensus::{RestoreError, SnapshotEncoder, StateMachineHook};
 use crate::outbound::Pushed;
 use crate::shared::{Shared, State};
 
@@ -63,9 +63,9 @@ impl StateMachineHook for Hook {
         }))
     }
 
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
-        let mut tree = crate::restore::decode_snapshot(bytes)
-            .map_err(|e| format!("snapshot at zxid 0x{zxid:x}: {e}"))?;
+    fn restore(&self, _zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
+        // Consensus names the zxid in the error it wraps this in.
+        let mut tree = crate::restore::decode_snapshot(bytes)?;
         // Settings come from this run's configuration, not from the one that wrote the snapshot.
         let mut st = self.0.state();
         tree.set_config(st.tree.config().clone());

@@ -16,11 +16,23 @@ use corral_tree::{DataTree, RestoredNode};
 const BATCH: usize = 4096;
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// Why a snapshot did not become a tree.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotDecodeError {
+    /// The bytes: corral-tree's checks, the same error [`DataTree::decode_snapshot`] gives.
+    #[error(transparent)]
+    Tree(#[from] corral_tree::CodecError),
+    #[error("cannot start a thread to restore the snapshot: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the snapshot builder thread panicked")]
+    BuilderPanicked,
+}
+
 /// [`DataTree::decode_snapshot`] on two threads. On damage, the same error: the builder's if
 /// it found one (it gets every record before a parse error, so its error comes first in the
 /// file), else the parser's.
-pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DataTree, String> {
-    let (tree, mut records) = DataTree::begin_restore(bytes).map_err(|e| e.to_string())?;
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DataTree, SnapshotDecodeError> {
+    let (tree, mut records) = DataTree::begin_restore(bytes)?;
     let (built, parsed) = std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Vec<RestoredNode>>(BATCHES_IN_FLIGHT);
         let builder = std::thread::Builder::new()
@@ -34,7 +46,7 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DataTree, String> {
                 }
                 Ok::<_, corral_tree::CodecError>(tree)
             })
-            .map_err(|e| format!("cannot start a thread to restore the snapshot: {e}"))?;
+            .map_err(SnapshotDecodeError::Thread)?;
         let mut batch = Vec::with_capacity(BATCH);
         let mut parsed = Ok(());
         for record in records.by_ref() {
@@ -57,20 +69,20 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<DataTree, String> {
         drop(tx);
         let built = builder
             .join()
-            .map_err(|_| "the snapshot builder panicked".to_string())?;
-        Ok::<_, String>((built, parsed))
+            .map_err(|_| SnapshotDecodeError::BuilderPanicked)?;
+        Ok::<_, SnapshotDecodeError>((built, parsed))
     })?;
-    let tree = built.map_err(|e| e.to_string())?;
-    parsed.map_err(|e| e.to_string())?;
-    records.finish().map_err(|e| e.to_string())?;
-    tree.finish_restore().map_err(|e| e.to_string())
+    let tree = built?;
+    parsed?;
+    records.finish()?;
+    Ok(tree.finish_restore()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use corral_proto::{CreateRequest, Jute, Request, Stat, Writer};
-    use corral_tree::{acl, Entry, EntryOp, TreeConfig};
+    use corral_tree::{acl, CodecError, Entry, EntryOp, Inconsistency, TreeConfig};
 
     fn tree_of(n: usize) -> DataTree {
         let mut tree = DataTree::new(TreeConfig::default());
@@ -123,24 +135,30 @@ mod tests {
         let nodes = tree.node_count();
         // Found by the builder, after several batches: a node without its parent.
         let orphan = with_extra_node(&snap, nodes, "/zzz/orphan");
-        let e = decode_snapshot(&orphan).unwrap_err();
-        assert!(e.contains("\"/zzz/orphan\" has no parent"), "{e}");
+        let tree_error = |e| match e {
+            SnapshotDecodeError::Tree(e) => e,
+            e => panic!("not the tree's error: {e}"),
+        };
+        let e = tree_error(decode_snapshot(&orphan).unwrap_err());
         assert_eq!(
             e,
-            DataTree::decode_snapshot(&orphan).unwrap_err().to_string()
+            CodecError::Inconsistent(Inconsistency::NoParent("/zzz/orphan".into()))
         );
+        assert!(
+            e.to_string().contains("\"/zzz/orphan\" has no parent"),
+            "{e}"
+        );
+        assert_eq!(e, DataTree::decode_snapshot(&orphan).unwrap_err());
         // Found by the parser: a record out of order.
         let late = with_extra_node(&snap, nodes, "/c00001/late");
-        let e = decode_snapshot(&late).unwrap_err();
-        assert!(e.contains("out of order"), "{e}");
-        assert_eq!(e, DataTree::decode_snapshot(&late).unwrap_err().to_string());
+        let e = tree_error(decode_snapshot(&late).unwrap_err());
+        assert!(e.to_string().contains("out of order"), "{e}");
+        assert_eq!(e, DataTree::decode_snapshot(&late).unwrap_err());
         // Cut short: the last records are missing.
-        let e = decode_snapshot(&snap[..snap.len() - 40]).unwrap_err();
+        let e = tree_error(decode_snapshot(&snap[..snap.len() - 40]).unwrap_err());
         assert_eq!(
             e,
-            DataTree::decode_snapshot(&snap[..snap.len() - 40])
-                .unwrap_err()
-                .to_string()
+            DataTree::decode_snapshot(&snap[..snap.len() - 40]).unwrap_err()
         );
     }
 }

@@ -57,7 +57,17 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(a))
     }
     pub fn bool(&mut self) -> Result<bool, DecodeError> {
-        Ok(self.take(1)?[0] != 0)
+        Ok(self.u8()? != 0)
+    }
+    /// One raw byte (jute's `byte`, unsigned here: corral's own tags and versions).
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    /// Every byte not read yet: a body that runs to the end of its record.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
     }
     /// A length prefix; -1 (null) reads as 0. Lengths larger than what is left are refused
     /// before anything is allocated, so a hostile length cannot make us reserve memory.
@@ -272,4 +282,41 @@ macro_rules! record {
     (@write $w:ident $e:expr, nbuffer) => { $w.nullable_buffer(&$e) };
     (@write $w:ident $e:expr, vector) => { $w.vec(&$e) };
     (@write $w:ident $e:expr, $t:ty) => { $crate::jute::Jute::write(&$e, $w) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_and_the_rest_read_in_place_and_stop_at_the_end() {
+        let mut r = Reader::new(&[7, 0, 1, 0xff, 0, 0, 0, 2, 9]);
+        assert_eq!(r.u8(), Ok(7));
+        assert_eq!(r.bool(), Ok(false));
+        assert_eq!(r.bool(), Ok(true));
+        assert_eq!(r.u8(), Ok(0xff));
+        assert_eq!(r.i32(), Ok(2));
+        assert_eq!(r.position(), 8);
+        assert_eq!(r.rest(), &[9]);
+        assert_eq!(r.remaining(), 0);
+        assert_eq!(r.rest(), &[] as &[u8]);
+        assert_eq!(r.finish(), Ok(()));
+        assert_eq!(
+            r.u8(),
+            Err(DecodeError::Truncated {
+                offset: 9,
+                needed: 1
+            })
+        );
+        // A failed read consumes nothing.
+        let mut r = Reader::new(&[1, 2, 3]);
+        assert_eq!(
+            r.i64(),
+            Err(DecodeError::Truncated {
+                offset: 0,
+                needed: 5
+            })
+        );
+        assert_eq!(r.rest(), &[1, 2, 3]);
+    }
 }

@@ -21,7 +21,35 @@ pub enum CodecError {
     #[error("unknown entry kind {0}")]
     UnknownEntryKind(i32),
     #[error("inconsistent snapshot: {0}")]
-    Inconsistent(String),
+    Inconsistent(#[from] Inconsistency),
+}
+
+/// Snapshot records that read but do not make a tree (or a tree built from parts that would
+/// not be one: [`DataTree::from_parts`]).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Inconsistency {
+    #[error("root is not first")]
+    RootNotFirst,
+    #[error("nodes out of order at {0:?}")]
+    OutOfOrder(String),
+    #[error("invalid path {0:?}")]
+    InvalidPath(String),
+    #[error("{0:?}: data length mismatch")]
+    DataLength(String),
+    #[error("{0:?} has no parent")]
+    NoParent(String),
+    #[error("{path:?}: no ACL {index}")]
+    NoAcl { path: String, index: i32 },
+    #[error("no root")]
+    NoRoot,
+    #[error("{0:?}: numChildren mismatch")]
+    NumChildren(String),
+    #[error("negative count")]
+    NegativeCount,
+    #[error("count larger than the input")]
+    CountTooLarge,
+    #[error("negative node count")]
+    NegativeNodeCount,
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"CRTS";
@@ -265,10 +293,8 @@ impl DataTree {
         let mut prev = String::new();
         for (p, data, acl, mut stat) in nodes {
             stat.num_children = 0;
-            DataTree::check_restored_node(&mut prev, &p, &data, &stat)
-                .map_err(CodecError::Inconsistent)?;
-            tree.insert_restored(p, DataTree::restored_node(data, acl, stat))
-                .map_err(CodecError::Inconsistent)?;
+            DataTree::check_restored_node(&mut prev, &p, &data, &stat)?;
+            tree.insert_restored(p, DataTree::restored_node(data, acl, stat))?;
         }
         tree.finish_restore()
     }
@@ -307,8 +333,7 @@ impl DataTree {
             }
         }
         let n_nodes = r.i64()?;
-        let n_nodes = usize::try_from(n_nodes)
-            .map_err(|_| CodecError::Inconsistent("negative node count".into()))?;
+        let n_nodes = usize::try_from(n_nodes).map_err(|_| Inconsistency::NegativeNodeCount)?;
         let tree = DataTree::restore_start(config, sessions, last_zxid);
         let records = NodeRecords {
             r,
@@ -322,14 +347,13 @@ impl DataTree {
 
     /// Adds one node read by [`NodeRecords`], in the order they came: its parent is here.
     pub fn restore_node(&mut self, node: RestoredNode) -> Result<(), CodecError> {
-        self.insert_restored(node.path, node.node)
-            .map_err(CodecError::Inconsistent)
+        Ok(self.insert_restored(node.path, node.node)?)
     }
 
     /// Ends a restore once every record is added: checks what the nodes could not check one
     /// by one (a root, every numChildren).
     pub fn finish_restore(self) -> Result<DataTree, CodecError> {
-        self.restore_finish().map_err(CodecError::Inconsistent)
+        Ok(self.restore_finish()?)
     }
 }
 
@@ -389,7 +413,10 @@ fn parse_node(
             .ok()
             .and_then(|i| acls.get(i))
             .cloned()
-            .ok_or_else(|| CodecError::Inconsistent(format!("{p:?}: no ACL {i}")))?
+            .ok_or_else(|| Inconsistency::NoAcl {
+                path: p.clone(),
+                index: i,
+            })?
     } else {
         r.vec::<Acl>()?.into()
     };
@@ -398,7 +425,7 @@ fn parse_node(
         // reported = 2 * creations - numChildren; exact while creations < 2^30.
         stat.cversion = ((i64::from(stat.cversion) + i64::from(stat.num_children)) / 2) as i32;
     }
-    DataTree::check_restored_node(prev, &p, &data, &stat).map_err(CodecError::Inconsistent)?;
+    DataTree::check_restored_node(prev, &p, &data, &stat)?;
     let node = DataTree::restored_node(data, acl, stat);
     Ok((p, node))
 }
@@ -406,11 +433,9 @@ fn parse_node(
 /// A non-negative count whose items need at least `min` bytes each.
 fn count(r: &mut Reader<'_>, min: usize) -> Result<usize, CodecError> {
     let n = r.i32()?;
-    let n = usize::try_from(n).map_err(|_| CodecError::Inconsistent("negative count".into()))?;
+    let n = usize::try_from(n).map_err(|_| Inconsistency::NegativeCount)?;
     if n.saturating_mul(min) > r.remaining() {
-        return Err(CodecError::Inconsistent(
-            "count larger than the input".into(),
-        ));
+        return Err(Inconsistency::CountTooLarge.into());
     }
     Ok(n)
 }

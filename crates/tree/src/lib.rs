@@ -20,7 +20,7 @@ pub mod path;
 pub mod quota;
 mod tree;
 
-pub use codec::{CodecError, NodeRecords, RestoredNode};
+pub use codec::{CodecError, Inconsistency, NodeRecords, RestoredNode};
 pub use quota::QuotaWarning;
 pub use tree::{data_len, DataTree, Node, NodeKind, SessionInfo, CONTAINER_OWNER, MAX_TTL_MS};
 

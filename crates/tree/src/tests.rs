@@ -1077,6 +1077,48 @@ fn large_snapshots_restore_across_batches_and_name_a_missing_parent() {
     assert!(e.to_string().contains("out of order"), "{e}");
 }
 
+/// Each check of a restore says which one failed, as a value.
+#[test]
+fn restore_checks_fail_with_typed_inconsistencies() {
+    let acl: Arc<[Acl]> = acl::open_acl_unsafe().into();
+    let node = |p: &str, data: &[u8]| {
+        let stat = Stat {
+            data_length: data.len() as i32,
+            ..Stat::default()
+        };
+        (p.to_string(), Some(data.to_vec()), Arc::clone(&acl), stat)
+    };
+    type Part = (String, Option<Vec<u8>>, Arc<[Acl]>, Stat);
+    let build = |nodes: Vec<Part>| {
+        DataTree::from_parts(TreeConfig::default(), Vec::new(), 1, nodes).map(|_| ())
+    };
+    let inconsistent = |i| Err(CodecError::Inconsistent(i));
+    assert_eq!(build(vec![node("/", b""), node("/a", b"x")]), Ok(()));
+    assert_eq!(build(vec![]), inconsistent(Inconsistency::NoRoot));
+    assert_eq!(
+        build(vec![node("/a", b"")]),
+        inconsistent(Inconsistency::RootNotFirst)
+    );
+    assert_eq!(
+        build(vec![node("/", b""), node("/b", b""), node("/a", b"")]),
+        inconsistent(Inconsistency::OutOfOrder("/a".into()))
+    );
+    assert_eq!(
+        build(vec![node("/", b""), node("/a/", b"")]),
+        inconsistent(Inconsistency::InvalidPath("/a/".into()))
+    );
+    assert_eq!(
+        build(vec![node("/", b""), node("/a/b", b"")]),
+        inconsistent(Inconsistency::NoParent("/a/b".into()))
+    );
+    let mut wrong_length = node("/a", b"xyz");
+    wrong_length.3.data_length = 2;
+    assert_eq!(
+        build(vec![node("/", b""), wrong_length]),
+        inconsistent(Inconsistency::DataLength("/a".into()))
+    );
+}
+
 // ---- quotas (checked against ZooKeeper 3.8 by crates/cli/tests/quota_differential.rs) ----
 
 /// zkCli 3.8's `setquota` data: every field present, -1 for those not given.

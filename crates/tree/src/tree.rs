@@ -22,7 +22,7 @@ use corral_proto::{
 };
 
 use crate::quota::{self, Limit, QuotaWarning, StatsTrack};
-use crate::{acl, path, ApplyResult, Entry, EntryOp, TreeConfig, Trigger};
+use crate::{acl, path, ApplyResult, Entry, EntryOp, Inconsistency, TreeConfig, Trigger};
 
 /// `ephemeralOwner` of a container node (EphemeralType.CONTAINER_EPHEMERAL_OWNER).
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -1022,11 +1022,9 @@ impl DataTree {
 
     // ---- primitives: the only code that inserts or removes nodes, keeping indexes right ----
 
-    /// Inserts a node, keeping the indexes and the parent's child list right. False when the
-    /// parent does not exist (only a snapshot being loaded can ask for that).
-    /// Inserts `node` at `p` under its parent; without a parent, nothing changes and the path
-    /// is handed back.
-    fn put_node(&mut self, p: String, node: Arc<Node>) -> Result<(), String> {
+    /// Inserts `node` at `p` under its parent, keeping the indexes and the parent's child list
+    /// right. Without a parent (only a snapshot being loaded can ask for that) nothing changes.
+    fn put_node(&mut self, p: String, node: Arc<Node>) -> Result<(), Inconsistency> {
         self.data_size += (p.len() + data_len(&node.data)) as u64;
         match node.kind() {
             NodeKind::Ephemeral(s) => {
@@ -1054,7 +1052,7 @@ impl DataTree {
             },
         };
         if !parent_found {
-            return Err(p);
+            return Err(Inconsistency::NoParent(p));
         }
         if let Some(limited) = limited_by(&p) {
             *self.quotas.entry(limited).or_insert(0) += 1;
@@ -1147,19 +1145,19 @@ impl DataTree {
         p: &str,
         data: &Data,
         stat: &Stat,
-    ) -> Result<(), String> {
+    ) -> Result<(), Inconsistency> {
         if prev.is_empty() {
             if p != "/" {
-                return Err("root is not first".into());
+                return Err(Inconsistency::RootNotFirst);
             }
         } else {
             if p <= prev.as_str() {
-                return Err(format!("nodes out of order at {p:?}"));
+                return Err(Inconsistency::OutOfOrder(p.to_string()));
             }
-            path::validate(p).map_err(|_| format!("invalid path {p:?}"))?;
+            path::validate(p).map_err(|_| Inconsistency::InvalidPath(p.to_string()))?;
         }
         if stat.data_length != len_i32(data_len(data)) {
-            return Err(format!("{p:?}: data length mismatch"));
+            return Err(Inconsistency::DataLength(p.to_string()));
         }
         prev.clear();
         prev.push_str(p);
@@ -1179,20 +1177,23 @@ impl DataTree {
     /// Adds one snapshot node, checked by [`DataTree::check_restored_node`] in snapshot
     /// order: its parent is already here. Start-up of a million-node keeper is dominated by
     /// this.
-    pub(crate) fn insert_restored(&mut self, p: String, node: Arc<Node>) -> Result<(), String> {
+    pub(crate) fn insert_restored(
+        &mut self,
+        p: String,
+        node: Arc<Node>,
+    ) -> Result<(), Inconsistency> {
         self.put_node(p, node)
-            .map_err(|p| format!("{p:?} has no parent"))
     }
 
     /// Checks what the nodes could not check one by one: a root exists and every
     /// numChildren matches the children restored.
-    pub(crate) fn restore_finish(self) -> Result<DataTree, String> {
+    pub(crate) fn restore_finish(self) -> Result<DataTree, Inconsistency> {
         if !self.nodes.contains_key("/") {
-            return Err("no root".into());
+            return Err(Inconsistency::NoRoot);
         }
         for (p, n) in &self.nodes {
             if n.stat.num_children != len_i32(n.children.len()) {
-                return Err(format!("{p:?}: numChildren mismatch"));
+                return Err(Inconsistency::NumChildren(p.clone()));
             }
         }
         Ok(self)

@@ -2,6 +2,7 @@
 //! snapshot metadata. Must not do I/O.
 
 use super::*;
+use corral_proto::Reader;
 
 // Integers are big-endian. A log id is `term u64 | node u64 | index u64`; optional values carry
 // a leading 0/1 byte. A WAL record body is `term | node | kind u8 | data`, the index being the
@@ -13,57 +14,115 @@ pub(super) const KIND_MEMBERSHIP: u8 = 2;
 /// Version byte in front of the vote, committed and snapshot-meta encodings.
 pub(super) const META_VERSION: u8 = 1;
 
-/// Reads the encodings above, never panicking on short or bad input.
-pub(super) struct Rd<'a> {
-    pub(super) b: &'a [u8],
-    pub(super) at: usize,
+/// What was being decoded when bytes did not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoding {
+    /// The body of the WAL record at this log index.
+    LogEntry {
+        index: u64,
+    },
+    Vote,
+    Committed,
+    SnapshotMeta,
+}
+
+impl std::fmt::Display for Decoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decoding::LogEntry { index } => write!(f, "the body of log entry {index}"),
+            Decoding::Vote => f.write_str("the raft vote"),
+            Decoding::Committed => f.write_str("the committed index"),
+            Decoding::SnapshotMeta => f.write_str("the snapshot metadata"),
+        }
+    }
+}
+
+/// Bytes of the consensus state that do not decode: what they were, and the offset of the
+/// first bad field, counted from the first byte of the value (a WAL record's body, or the
+/// payload of a file framed by [`wal::frame`]). The caller names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}, byte offset {offset}: {problem}")]
+pub struct DecodeError {
+    pub what: Decoding,
+    pub offset: usize,
+    #[source]
+    pub problem: DecodeProblem,
+}
+
+/// What was wrong at a [`DecodeError`]'s offset.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeProblem {
+    /// Cut short, or a length that does not fit.
+    #[error(transparent)]
+    Jute(#[from] corral_proto::DecodeError),
+    #[error("unknown format version {0}")]
+    Version(u8),
+    #[error("bad option tag {0}")]
+    OptionTag(u8),
+    #[error("unknown entry kind {0}")]
+    Kind(u8),
+    #[error("bad client entry: {0}")]
+    ClientEntry(#[source] corral_tree::CodecError),
+}
+
+/// corral-proto's jute reader, naming what it reads and where each field starts in its
+/// errors. Integers are jute's big-endian ones read as unsigned (the same bytes); strings are
+/// jute's (a length of -1, never written here, reads as empty).
+struct Rd<'a> {
+    r: Reader<'a>,
+    what: Decoding,
 }
 
 impl<'a> Rd<'a> {
-    pub(super) fn new(b: &'a [u8]) -> Self {
-        Rd { b, at: 0 }
-    }
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| format!("truncated at byte {} (wanted {n} more)", self.at))?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-    pub(super) fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    pub(super) fn u32(&mut self) -> Result<u32, String> {
-        let s = self.take(4)?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    pub(super) fn u64(&mut self) -> Result<u64, String> {
-        let s = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        Ok(u64::from_be_bytes(a))
-    }
-    pub(super) fn rest(&mut self) -> &'a [u8] {
-        let s = &self.b[self.at..];
-        self.at = self.b.len();
-        s
-    }
-    pub(super) fn string(&mut self) -> Result<String, String> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "string is not UTF-8".to_string())
-    }
-    pub(super) fn end(&self) -> Result<(), String> {
-        if self.at == self.b.len() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} unexpected trailing bytes",
-                self.b.len() - self.at
-            ))
+    fn new(b: &'a [u8], what: Decoding) -> Self {
+        Rd {
+            r: Reader::new(b),
+            what,
         }
+    }
+    fn fail(&self, offset: usize, problem: impl Into<DecodeProblem>) -> DecodeError {
+        DecodeError {
+            what: self.what,
+            offset,
+            problem: problem.into(),
+        }
+    }
+    fn field<T>(
+        &mut self,
+        read: impl FnOnce(&mut Reader<'a>) -> Result<T, corral_proto::DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let at = self.r.position();
+        read(&mut self.r).map_err(|e| self.fail(at, e))
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        self.field(Reader::u8)
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.field(|r| r.i32().map(|v| v as u32))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        self.field(|r| r.i64().map(|v| v as u64))
+    }
+    fn string(&mut self) -> Result<String, DecodeError> {
+        self.field(Reader::string)
+    }
+    /// A one-byte tag read by `check`, which refuses a bad one with its problem.
+    fn tag<T>(
+        &mut self,
+        check: impl FnOnce(u8) -> Result<T, DecodeProblem>,
+    ) -> Result<T, DecodeError> {
+        let at = self.r.position();
+        let t = self.u8()?;
+        check(t).map_err(|p| self.fail(at, p))
+    }
+    fn version(&mut self) -> Result<(), DecodeError> {
+        self.tag(|v| match v {
+            META_VERSION => Ok(()),
+            v => Err(DecodeProblem::Version(v)),
+        })
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        self.r.finish().map_err(|e| self.fail(self.r.position(), e))
     }
 }
 
@@ -89,17 +148,19 @@ pub(super) fn put_log_id(out: &mut Vec<u8>, id: &Option<LogId<NodeId>>) {
     }
 }
 
-pub(super) fn get_log_id(r: &mut Rd<'_>) -> Result<Option<LogId<NodeId>>, String> {
-    match r.u8()? {
-        0 => Ok(None),
-        1 => {
-            let term = r.u64()?;
-            let node = r.u64()?;
-            let index = r.u64()?;
-            Ok(Some(LogId::new(CommittedLeaderId::new(term, node), index)))
-        }
-        t => Err(format!("bad option tag {t}")),
+fn get_log_id(r: &mut Rd<'_>) -> Result<Option<LogId<NodeId>>, DecodeError> {
+    let present = r.tag(|t| match t {
+        0 => Ok(false),
+        1 => Ok(true),
+        t => Err(DecodeProblem::OptionTag(t)),
+    })?;
+    if !present {
+        return Ok(None);
     }
+    let term = r.u64()?;
+    let node = r.u64()?;
+    let index = r.u64()?;
+    Ok(Some(LogId::new(CommittedLeaderId::new(term, node), index)))
 }
 
 pub(super) fn put_membership(out: &mut Vec<u8>, m: &Membership<NodeId, BasicNode>) {
@@ -119,10 +180,10 @@ pub(super) fn put_membership(out: &mut Vec<u8>, m: &Membership<NodeId, BasicNode
     }
 }
 
-pub(super) fn get_membership(r: &mut Rd<'_>) -> Result<Membership<NodeId, BasicNode>, String> {
+fn get_membership(r: &mut Rd<'_>) -> Result<Membership<NodeId, BasicNode>, DecodeError> {
     // Counts come from disk: bound them by the bytes left before allocating.
     let n = r.u32()? as usize;
-    let mut configs = Vec::with_capacity(n.min(r.b.len()));
+    let mut configs = Vec::with_capacity(n.min(r.r.remaining()));
     for _ in 0..n {
         let k = r.u32()? as usize;
         let mut set = BTreeSet::new();
@@ -152,35 +213,47 @@ pub(super) fn log_record(entry: &LogEntry) -> io::Result<wal::Record> {
     };
     let hint = 8 + 8 + 1 + client.len();
     wal::Record::encode(entry.log_id.index, hint, |out| {
-        put_u64(out, entry.log_id.leader_id.term);
-        put_u64(out, entry.log_id.leader_id.node_id);
-        match &entry.payload {
-            EntryPayload::Blank => out.push(KIND_BLANK),
-            EntryPayload::Normal(_) => {
-                out.push(KIND_NORMAL);
-                out.extend_from_slice(&client);
-            }
-            EntryPayload::Membership(m) => {
-                out.push(KIND_MEMBERSHIP);
-                put_membership(out, m);
-            }
-        }
+        put_log_body(out, entry, &client)
     })
 }
 
-pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, String> {
-    let mut r = Rd::new(body);
+/// A WAL record body; `client` is the encoded client entry when the payload is one.
+pub(super) fn put_log_body(out: &mut Vec<u8>, entry: &LogEntry, client: &[u8]) {
+    put_u64(out, entry.log_id.leader_id.term);
+    put_u64(out, entry.log_id.leader_id.node_id);
+    match &entry.payload {
+        EntryPayload::Blank => out.push(KIND_BLANK),
+        EntryPayload::Normal(_) => {
+            out.push(KIND_NORMAL);
+            out.extend_from_slice(client);
+        }
+        EntryPayload::Membership(m) => {
+            out.push(KIND_MEMBERSHIP);
+            put_membership(out, m);
+        }
+    }
+}
+
+pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, DecodeError> {
+    let mut r = Rd::new(body, Decoding::LogEntry { index });
     let term = r.u64()?;
     let node = r.u64()?;
-    let payload = match r.u8()? {
+    let kind = r.tag(|k| match k {
+        KIND_BLANK | KIND_NORMAL | KIND_MEMBERSHIP => Ok(k),
+        k => Err(DecodeProblem::Kind(k)),
+    })?;
+    let payload = match kind {
         KIND_BLANK => EntryPayload::Blank,
-        KIND_NORMAL => EntryPayload::Normal(
-            Entry::decode(r.rest()).map_err(|e| format!("log entry {index}: {e}"))?,
-        ),
-        KIND_MEMBERSHIP => EntryPayload::Membership(get_membership(&mut r)?),
-        k => return Err(format!("log entry {index} has unknown kind {k}")),
+        KIND_NORMAL => {
+            // The client entry runs to the end of the body, in corral-tree's encoding.
+            let at = r.r.position();
+            let client =
+                Entry::decode(r.r.rest()).map_err(|e| r.fail(at, DecodeProblem::ClientEntry(e)))?;
+            EntryPayload::Normal(client)
+        }
+        _ => EntryPayload::Membership(get_membership(&mut r)?),
     };
-    r.end().map_err(|e| format!("log entry {index}: {e}"))?;
+    r.end()?;
     Ok(LogEntry {
         log_id: LogId::new(CommittedLeaderId::new(term, node), index),
         payload,
@@ -195,12 +268,9 @@ pub(super) fn encode_vote(v: &Vote<NodeId>) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode_vote(b: &[u8]) -> Result<Vote<NodeId>, String> {
-    let mut r = Rd::new(b);
-    let v = r.u8()?;
-    if v != META_VERSION {
-        return Err(format!("unknown vote version {v}"));
-    }
+pub(super) fn decode_vote(b: &[u8]) -> Result<Vote<NodeId>, DecodeError> {
+    let mut r = Rd::new(b, Decoding::Vote);
+    r.version()?;
     let term = r.u64()?;
     let node = r.u64()?;
     let committed = r.u8()? != 0;
@@ -218,12 +288,9 @@ pub(super) fn encode_committed(c: &Option<LogId<NodeId>>) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode_committed(b: &[u8]) -> Result<Option<LogId<NodeId>>, String> {
-    let mut r = Rd::new(b);
-    let v = r.u8()?;
-    if v != META_VERSION {
-        return Err(format!("unknown committed-index version {v}"));
-    }
+pub(super) fn decode_committed(b: &[u8]) -> Result<Option<LogId<NodeId>>, DecodeError> {
+    let mut r = Rd::new(b, Decoding::Committed);
+    r.version()?;
     let c = get_log_id(&mut r)?;
     r.end()?;
     Ok(c)
@@ -238,12 +305,9 @@ pub(super) fn encode_snapshot_meta(m: &StoredSnapshotMeta) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode_snapshot_meta(b: &[u8]) -> Result<StoredSnapshotMeta, String> {
-    let mut r = Rd::new(b);
-    let v = r.u8()?;
-    if v != META_VERSION {
-        return Err(format!("unknown snapshot metadata version {v}"));
-    }
+pub(super) fn decode_snapshot_meta(b: &[u8]) -> Result<StoredSnapshotMeta, DecodeError> {
+    let mut r = Rd::new(b, Decoding::SnapshotMeta);
+    r.version()?;
     let last_log_id = get_log_id(&mut r)?;
     let mlog = get_log_id(&mut r)?;
     let membership = get_membership(&mut r)?;
@@ -256,58 +320,168 @@ pub(super) fn decode_snapshot_meta(b: &[u8]) -> Result<StoredSnapshotMeta, Strin
     })
 }
 
-/// Lays down the state of a one-voter group whose whole history up to `last_index` is one
-/// snapshot (its payload streamed by `produce`) and an empty log, so that the next start
-/// restores it and appends from `last_index + 1`. Used to import another server's data
-/// (`crate::zk_import`): the snapshot is the commit point, written last, so an import
-/// interrupted before it leaves no snapshot and starts over.
-///
-/// The snapshot's last log id and the vote carry term 1 by this node; the membership is
-/// the one `initialize` would have made (this node the only voter, at index 0).
-pub(crate) fn write_initial_state(
-    cfg: &StorageConfig,
-    last_index: u64,
-    produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
-) -> Result<u64, String> {
-    let raft_dir = cfg.raft_dir();
-    std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
-    let last = LogId::new(CommittedLeaderId::new(1, STANDALONE_ID), last_index);
-    let mut vote = Vote::new(1, STANDALONE_ID);
-    vote.commit();
-    let membership = Membership::new(
-        vec![BTreeSet::from([STANDALONE_ID])],
-        BTreeMap::from([(STANDALONE_ID, BasicNode::default())]),
-    );
-    let meta = SnapshotMeta {
-        last_log_id: Some(last),
-        last_membership: StoredMembership::new(
-            Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
-            membership,
-        ),
-        snapshot_id: format!("import-{last_index}"),
-    };
-    // The snapshot first: it holds the membership and everything imported, so a keeper
-    // starts from it alone (it elects itself). A vote written first and then left alone by
-    // an interrupted import made a directory no keeper could lead.
-    let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(|e| e.to_string())?;
-    let written = store
-        .write_with(last_index, &encode_snapshot_meta(&meta), produce)
-        .map_err(|e| e.to_string())?;
-    for (name, bytes) in [
-        ("vote", encode_vote(&vote)),
-        ("committed", encode_committed(&Some(last))),
-    ] {
-        let path = raft_dir.join(name);
-        wal::write_atomic(&path, &wal::frame(&bytes), true)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_tree::EntryOp;
+
+    // Bytes written by the codec as it was before it moved onto corral-proto's reader: data
+    // directories written then must still read, and the same values must still give them.
+    const VOTE: &str = "010000000000000003000000000000000201";
+    const COMMITTED: &str = "010100000000000000020000000000000001000000000000004d";
+    const COMMITTED_NONE: &str = "0100";
+    const SNAPSHOT_META: &str = "01010000000000000002000000000000000100000000000003e80100000000\
+        0000000100000000000000010000000000000005000000020000000200000000000000010000000000000002\
+        00000002000000000000000200000000000000030000000300000000000000010000000361\
+        3a31000000000000000200000003623a320000000000000003000000000000000a322d312d313030302d34";
+    const BLANK: &str = "0000000000000002000000000000000100";
+    const NORMAL: &str = "0000000000000002000000000000000101000000000000000500000000000000\
+        000000000000000002000000000000000500000000";
+    const MEMBERSHIP: &str = "00000000000000020000000000000001020000000200000002000000000000\
+        00010000000000000002000000020000000000000002000000000000000300000003000000000000000100\
+        000003613a31000000000000000200000003623a32000000000000000300000000";
+
+    fn bytes(hex: &str) -> Vec<u8> {
+        let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        hex.chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect()
     }
-    Ok(written)
-}
 
-pub(super) fn storage_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
-}
+    fn log_id(term: u64, node: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, node), index)
+    }
 
-pub(super) fn fatal(e: impl std::fmt::Display) -> ConsensusError {
-    ConsensusError::Fatal(e.to_string())
+    fn membership() -> Membership<NodeId, BasicNode> {
+        Membership::new(
+            vec![BTreeSet::from([1, 2]), BTreeSet::from([2, 3])],
+            BTreeMap::from([
+                (1, BasicNode::new("a:1")),
+                (2, BasicNode::new("b:2")),
+                (3, BasicNode::default()),
+            ]),
+        )
+    }
+
+    fn body(e: &LogEntry) -> Vec<u8> {
+        let client = match &e.payload {
+            EntryPayload::Normal(x) => x.encode(),
+            _ => Vec::new(),
+        };
+        let mut out = Vec::new();
+        put_log_body(&mut out, e, &client);
+        out
+    }
+
+    #[test]
+    fn bytes_written_before_still_decode_and_encode_the_same() {
+        let mut vote = Vote::new(3, 2);
+        vote.commit();
+        assert_eq!(decode_vote(&bytes(VOTE)).unwrap(), vote);
+        assert_eq!(encode_vote(&vote), bytes(VOTE));
+
+        let committed = Some(log_id(2, 1, 77));
+        assert_eq!(decode_committed(&bytes(COMMITTED)).unwrap(), committed);
+        assert_eq!(encode_committed(&committed), bytes(COMMITTED));
+        assert_eq!(decode_committed(&bytes(COMMITTED_NONE)).unwrap(), None);
+        assert_eq!(encode_committed(&None), bytes(COMMITTED_NONE));
+
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(2, 1, 1000)),
+            last_membership: StoredMembership::new(Some(log_id(1, 1, 5)), membership()),
+            snapshot_id: "2-1-1000-4".into(),
+        };
+        assert_eq!(decode_snapshot_meta(&bytes(SNAPSHOT_META)).unwrap(), meta);
+        assert_eq!(encode_snapshot_meta(&meta), bytes(SNAPSHOT_META));
+
+        let client = Entry {
+            session_id: 5,
+            time_ms: 0,
+            identities: Vec::new(),
+            op: EntryOp::CloseSession {
+                session_id: 5,
+                reason: String::new(),
+            },
+        };
+        for (hex, index, payload) in [
+            (BLANK, 10, EntryPayload::Blank),
+            (NORMAL, 11, EntryPayload::Normal(client)),
+            (MEMBERSHIP, 12, EntryPayload::Membership(membership())),
+        ] {
+            let e = LogEntry {
+                log_id: log_id(2, 1, index),
+                payload,
+            };
+            // LogEntry's Debug omits client payloads; compare with ==.
+            assert!(decode_log_entry(index, &bytes(hex)).unwrap() == e, "{hex}");
+            assert_eq!(body(&e), bytes(hex));
+        }
+    }
+
+    /// Decodes `b` and hands back where and why it failed.
+    fn failure<T>(r: Result<T, DecodeError>) -> (Decoding, usize, DecodeProblem) {
+        match r {
+            Ok(_) => panic!("decoded"),
+            Err(e) => (e.what, e.offset, e.problem),
+        }
+    }
+
+    #[test]
+    fn errors_name_what_was_decoded_and_the_offset_of_the_bad_field() {
+        let vote = bytes(VOTE);
+        // Cut inside the node id, which starts at 9.
+        let (what, at, problem) = failure(decode_vote(&vote[..12]));
+        assert_eq!((what, at), (Decoding::Vote, 9));
+        assert!(matches!(
+            problem,
+            DecodeProblem::Jute(corral_proto::DecodeError::Truncated {
+                offset: 9,
+                needed: 5
+            })
+        ));
+        let mut v2 = vote.clone();
+        v2[0] = 2;
+        let e = decode_vote(&v2).unwrap_err();
+        assert!(matches!(e.problem, DecodeProblem::Version(2)));
+        assert_eq!(
+            e.to_string(),
+            "the raft vote, byte offset 0: unknown format version 2"
+        );
+        let mut long = vote.clone();
+        long.extend_from_slice(&[0, 0]);
+        let (what, at, problem) = failure(decode_vote(&long));
+        assert_eq!((what, at), (Decoding::Vote, vote.len()));
+        assert!(matches!(
+            problem,
+            DecodeProblem::Jute(corral_proto::DecodeError::TrailingBytes(2))
+        ));
+
+        let (what, at, problem) = failure(decode_committed(&[1, 7]));
+        assert_eq!((what, at), (Decoding::Committed, 1));
+        assert!(matches!(problem, DecodeProblem::OptionTag(7)));
+
+        // The membership's second log id tag, after the first log id (1 + 1 + 24 bytes).
+        let mut meta = bytes(SNAPSHOT_META);
+        meta[26] = 5;
+        let (what, at, problem) = failure(decode_snapshot_meta(&meta));
+        assert_eq!((what, at), (Decoding::SnapshotMeta, 26));
+        assert!(matches!(problem, DecodeProblem::OptionTag(5)));
+
+        let mut blank = bytes(BLANK);
+        blank[16] = 9;
+        let e = decode_log_entry(10, &blank).unwrap_err();
+        assert_eq!((e.what, e.offset), (Decoding::LogEntry { index: 10 }, 16));
+        assert!(matches!(e.problem, DecodeProblem::Kind(9)));
+        assert_eq!(
+            e.to_string(),
+            "the body of log entry 10, byte offset 16: unknown entry kind 9"
+        );
+        // A client entry that corral-tree refuses: at the start of the client entry.
+        let mut normal = bytes(NORMAL);
+        normal.truncate(30);
+        let e = decode_log_entry(11, &normal).unwrap_err();
+        assert_eq!((e.what, e.offset), (Decoding::LogEntry { index: 11 }, 17));
+        assert!(matches!(e.problem, DecodeProblem::ClientEntry(_)));
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -22,28 +22,51 @@ pub(super) struct DurableInner {
     pub(super) wal: Arc<Wal>,
     pub(super) raft_dir: PathBuf,
     pub(super) mem: Mutex<DurableMem>,
-    /// Acknowledge appends to openraft as soon as they are queued; see [`AckMode`]. Turned
-    /// off for good the moment the group has more than one voter.
-    pub(super) pipelined: AtomicBool,
+    /// Whether appends are acknowledged to openraft as soon as they are queued; see
+    /// [`AckMode`]. Shared with the state machine, which sees installed snapshots.
+    pub(super) early_acks: Arc<EarlyAcks>,
 }
 
 impl DurableInner {
-    /// Whether appends may be acknowledged before their fsync: only while every membership
-    /// the log has seen has one voter.
+    /// Whether appends may be acknowledged before their fsync.
     pub(super) fn acks_on_queue(&self) -> bool {
-        self.pipelined.load(Ordering::Acquire)
+        self.early_acks.allowed()
     }
 
     /// Called with every entry appended: a membership with more than one voter ends the
     /// acknowledge-before-fsync mode, before that entry itself is acknowledged.
     pub(super) fn note_membership(&self, entry: &LogEntry) {
         if let EntryPayload::Membership(m) = &entry.payload {
-            if several_voters(m) && self.pipelined.swap(false, Ordering::AcqRel) {
-                tracing::info!(
-                    voters = m.voter_ids().count(),
-                    "the group has more than one voter: appends are acknowledged after their fsync from now on"
-                );
-            }
+            self.early_acks.note(m);
+        }
+    }
+}
+
+/// The switch behind [`AckMode::Pipelined`]: on only if it was asked for and every membership
+/// this node has seen has one voter — found at start-up (snapshot or log), appended to the log
+/// ([`DurableInner::note_membership`]) or installed with a leader's snapshot
+/// ([`HookStateMachine`]). It turns off for good; nothing turns it back on.
+pub(super) struct EarlyAcks(AtomicBool);
+
+impl EarlyAcks {
+    /// `several_voters_seen`: a membership with more than one voter is already on disk.
+    pub(super) fn new(ack: AckMode, several_voters_seen: bool) -> EarlyAcks {
+        EarlyAcks(AtomicBool::new(
+            ack == AckMode::Pipelined && !several_voters_seen,
+        ))
+    }
+
+    pub(super) fn allowed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Ends the mode if `m` has more than one voter.
+    pub(super) fn note(&self, m: &Membership<NodeId, BasicNode>) {
+        if several_voters(m) && self.0.swap(false, Ordering::AcqRel) {
+            tracing::info!(
+                voters = m.voter_ids().count(),
+                "the group has more than one voter: appends are acknowledged after their fsync from now on"
+            );
         }
     }
 }
@@ -64,8 +87,8 @@ pub(super) fn several_voters(m: &Membership<NodeId, BasicNode>) -> bool {
 /// it: no apply, no watch, no reply, no read of the tree happens before the fsync, and the
 /// committed index on disk is clamped to the log at start-up. With more voters this is unsafe
 /// (a follower's or the leader's early "flushed" would count towards a quorum that is not on
-/// disk): the log store leaves the mode for good as soon as it holds a membership with more
-/// than one voter, whatever was asked (`DurableInner::note_membership`).
+/// disk): the mode is left for good as soon as this node sees a membership with more than one
+/// voter, whatever was asked (`EarlyAcks`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckMode {
     /// Call openraft's LogFlushed after the group fdatasync (raft's contract).
@@ -198,12 +221,14 @@ impl DurableLogStore {
     /// Reads one entry back from the WAL.
     #[allow(clippy::result_large_err)]
     pub(super) fn read_wal(&self, index: u64) -> Result<Option<LogEntry>, StorageError<NodeId>> {
-        let body = self.inner.wal.read(index).map_err(|e| {
-            StorageIOError::read_log_at_index(index, AnyError::error(e.to_string()))
-        })?;
+        let body = self
+            .inner
+            .wal
+            .read(index)
+            .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::new(&e)))?;
         body.map(|b| decode_log_entry(index, &b))
             .transpose()
-            .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::error(e)).into())
+            .map_err(|e| StorageIOError::read_log_at_index(index, AnyError::new(&e)).into())
     }
 }
 
@@ -281,7 +306,7 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
             .wal
             .in_order(Box::new(move || wal::write_atomic(&path, &bytes, true)))
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::error(e.to_string())))?;
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
         self.mem()?.vote = Some(*vote);
         Ok(())
     }
@@ -331,7 +356,7 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
         let mut decoded = Vec::with_capacity(entries.size_hint().0);
         for entry in entries {
             self.inner.note_membership(&entry);
-            let record = log_record(&entry).map_err(storage_err)?;
+            let record = log_record(&entry).map_err(|e| storage_err(&e))?;
             decoded.push((entry, record.body_len()));
             records.push(record);
         }
@@ -360,7 +385,11 @@ impl RaftLogStorage<TypeConfig> for DurableLogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let index = log_id.index;
-        self.inner.wal.truncate(index).await.map_err(storage_err)?;
+        self.inner
+            .wal
+            .truncate(index)
+            .await
+            .map_err(|e| storage_err(&e))?;
         let prev = index.checked_sub(1);
         let mut m = self.mem()?;
         m.drop_from(index);

@@ -5,8 +5,10 @@
 //! encoding of raft entries, votes and snapshot metadata on disk, start-up recovery, the state
 //! machine adapter ([`HookStateMachine`]) that hands every committed client entry to the
 //! keeper's [`StateMachineHook`], the snapshot plumbing, and the network (none yet: standalone
-//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses:
-//! `propose` an entry, learn its zxid (= raft log index) and its result.
+//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses, and it
+//! has one way in: [`Consensus::submit`] an entry (its place in the log is fixed when it
+//! returns), then [`Submitted::wait`] for its zxid (= raft log index) and its result;
+//! [`Consensus::propose`] is the two in one call. Errors are [`ConsensusError`].
 //!
 //! Must not: apply anything itself (the hook owns the tree), know about sessions, connections or
 //! watches, or special-case standalone beyond having no peers: standalone and an ensemble take
@@ -68,9 +70,9 @@ pub trait StateMachineHook: Send + Sync + 'static {
     }
 
     /// Replaces the whole state with a snapshot whose last entry is at log index `zxid`.
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
         let _ = (zxid, bytes);
-        Err("this state machine cannot restore snapshots".to_string())
+        Err(RestoreError::Unsupported)
     }
 }
 
@@ -113,19 +115,6 @@ pub type LogEntry = openraft::Entry<TypeConfig>;
 
 type Raft = openraft::Raft<TypeConfig>;
 type StoredSnapshotMeta = SnapshotMeta<NodeId, BasicNode>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConsensusError {
-    /// This node is not the leader; `leader` is the one it knows of, if any.
-    #[error("not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
-    /// Consensus has been shut down.
-    #[error("consensus is shut down")]
-    Shutdown,
-    /// The raft node failed (storage error, panic, bad configuration); it does not recover.
-    #[error("consensus failed: {0}")]
-    Fatal(String),
-}
 
 /// The consensus handle. Cheap to clone; every clone drives the same raft node.
 #[derive(Clone)]
@@ -237,19 +226,17 @@ impl Submitted {
             // The responder was dropped: raft stopped before answering.
             Err(_) => Err(ConsensusError::Shutdown),
             Ok(Ok(resp)) => {
-                let zxid = zxid_of(resp.log_id.index).map_err(ConsensusError::Fatal)?;
+                let zxid = zxid_of(resp.log_id.index)?;
                 match resp.data {
                     Some(result) => Ok((zxid, result)),
-                    None => Err(ConsensusError::Fatal(format!(
-                        "no apply result for the client entry at {zxid}"
-                    ))),
+                    None => Err(ConsensusError::NoApplyResult { zxid }),
                 }
             }
             Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ConsensusError::NotLeader {
                 leader: f.leader_id,
             }),
             Ok(Err(e @ ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ConsensusError::Fatal(e.to_string()))
+                Err(ConsensusError::raft("the client write failed", e))
             }
         }
     }
@@ -286,12 +273,14 @@ impl Consensus {
         hook: Arc<dyn StateMachineHook>,
         storage: StorageConfig,
     ) -> Result<Consensus, ConsensusError> {
-        // Pipelined while the group has one voter (group commit); the log store switches to
-        // after-fsync acknowledgements as soon as a membership has more.
+        // Pipelined while the group has one voter (group commit): asked for, not imposed.
         Consensus::start_durable_with(hook, storage, AckMode::Pipelined).await
     }
 
-    /// [`Consensus::start_durable`] with an explicit [`AckMode`].
+    /// [`Consensus::start_durable`] with the [`AckMode`] asked for. `Pipelined` is only ever
+    /// a request: it is refused at start when the snapshot or the log holds a membership of
+    /// several voters, and ends for good when one is appended or installed later
+    /// (`EarlyAcks`), so a group of several voters never acknowledges before fsync.
     pub async fn start_durable_with(
         hook: Arc<dyn StateMachineHook>,
         storage: StorageConfig,
@@ -320,10 +309,11 @@ impl Consensus {
         // async workers.
         let st = storage.clone();
         let h = Arc::clone(&hook);
-        let pipelined = ack == AckMode::Pipelined;
-        let recovered = tokio::task::spawn_blocking(move || recover(&st, h, pipelined))
+        let recovered = tokio::task::spawn_blocking(move || recover(&st, h, ack))
             .await
-            .map_err(|e| ConsensusError::Fatal(format!("recovery panicked: {e}")))??;
+            .map_err(|_| ConsensusError::Panicked {
+                what: "recovery task",
+            })??;
         let Recovered {
             log,
             wal,
@@ -331,15 +321,16 @@ impl Consensus {
             snapshot,
         } = recovered;
 
-        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist));
-        if pipelined {
-            sm.durable_gate = Some(wal.durability());
-        }
+        let early_acks = Arc::clone(&log.inner.early_acks);
+        // Entries acknowledged before their fsync must not apply before it; once the mode
+        // ends the gate stays (it then never waits).
+        let gate = early_acks.allowed().then(|| wal.durability());
+        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist), early_acks);
+        sm.durable_gate = gate;
         if let Some(snap) = snapshot {
             sm.last_applied = snap.meta.last_log_id;
             sm.last_membership = snap.meta.last_membership.clone();
-            *lock_snapshot(&sm.current_snapshot)
-                .map_err(|e| ConsensusError::Fatal(e.to_string()))? = Some(snap);
+            sm.current_snapshot = Arc::new(Mutex::new(Some(snap)));
         }
 
         let purger = (storage.purge_interval_hours > 0).then(|| {
@@ -365,7 +356,7 @@ impl Consensus {
             Ok(r) => r,
             Err(e) => {
                 handle.close();
-                return Err(ConsensusError::Fatal(format!("cannot start raft: {e}")));
+                return Err(ConsensusError::raft("cannot start raft", e));
             }
         };
         let consensus = Consensus::lead(raft, handle).await?;
@@ -384,9 +375,10 @@ impl Consensus {
             .await
         {
             consensus.shutdown().await;
-            return Err(ConsensusError::Fatal(format!(
-                "recovery did not finish applying the log: {e}"
-            )));
+            return Err(ConsensusError::raft(
+                "recovery did not finish applying the log",
+                e,
+            ));
         }
         Ok(consensus)
     }
@@ -419,9 +411,7 @@ impl Consensus {
             }
             Err(e) => {
                 consensus.shutdown().await;
-                return Err(ConsensusError::Fatal(format!(
-                    "cannot initialize the group: {e}"
-                )));
+                return Err(ConsensusError::raft("cannot initialize the group", e));
             }
         }
         if let Err(e) = consensus
@@ -431,7 +421,7 @@ impl Consensus {
             .await
         {
             consensus.shutdown().await;
-            return Err(ConsensusError::Fatal(format!("did not become leader: {e}")));
+            return Err(ConsensusError::raft("did not become leader", e));
         }
         Ok(consensus)
     }
@@ -466,8 +456,9 @@ impl Consensus {
         }
     }
 
-    /// Appends `entry`, waits until it is committed and applied locally, returns the log index
-    /// (zxid) and the hook's ApplyResult for it.
+    /// [`Consensus::submit`] then [`Submitted::wait`], for a caller with nothing to do in
+    /// between: the log index (zxid) of `entry` and the hook's ApplyResult for it, once it is
+    /// committed and applied here.
     ///
     /// Any number of callers may wait at once. openraft 0.9 appends one client entry at a time
     /// and applies in batches; on the durable log, [`AckMode::Pipelined`] is what lets entries
@@ -484,7 +475,7 @@ impl Consensus {
         match self.raft.client_write_ff(entry).await {
             Ok(rx) => Ok(Submitted(rx)),
             Err(Fatal::Stopped) => Err(ConsensusError::Shutdown),
-            Err(e) => Err(ConsensusError::Fatal(e.to_string())),
+            Err(e) => Err(ConsensusError::raft("cannot submit the entry", e)),
         }
     }
 
@@ -554,10 +545,7 @@ fn spawn_snapshot_catch_up(raft: Raft, snap_count: u64) {
 fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
     let applied = hook.last_applied();
     if applied != 0 {
-        return Err(ConsensusError::Fatal(format!(
-            "the state machine has applied up to zxid {applied} before recovery; it must start \
-             empty"
-        )));
+        return Err(ConsensusError::NotFresh { applied });
     }
     Ok(())
 }
@@ -590,15 +578,11 @@ fn standalone_config(
     };
     config
         .validate()
-        .map_err(|e| ConsensusError::Fatal(format!("bad raft configuration: {e}")))
-}
-
-/// A raft log index as a zxid. Indexes never reach 2^63 in practice; refuse rather than wrap.
-fn zxid_of(index: u64) -> Result<i64, String> {
-    i64::try_from(index).map_err(|_| format!("log index {index} does not fit a zxid"))
+        .map_err(|e| ConsensusError::raft("bad raft configuration", e))
 }
 
 mod codec;
+mod error;
 mod log_store;
 mod network;
 mod persist;
@@ -606,9 +590,11 @@ mod state_machine;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use codec::write_initial_state;
 use codec::*;
+pub use codec::{DecodeError, DecodeProblem, Decoding};
+pub use error::*;
 pub use log_store::*;
 pub use network::*;
+pub(crate) use persist::write_initial_state;
 use persist::*;
 pub use state_machine::*;

@@ -1,5 +1,6 @@
-//! Snapshot persistence (writing built snapshots, retention) and start-up recovery (the
-//! newest valid snapshot, then the log after it). Must not decide when to snapshot.
+//! Snapshot persistence (writing built snapshots, retention), start-up recovery (the newest
+//! valid snapshot, then the log after it) and the initial state an import lays down. Must not
+//! decide when to snapshot.
 
 use super::*;
 
@@ -113,35 +114,37 @@ pub(super) struct Recovered {
 pub(super) fn recover(
     cfg: &StorageConfig,
     hook: Arc<dyn StateMachineHook>,
-    pipelined: bool,
+    ack: AckMode,
 ) -> Result<Recovered, ConsensusError> {
     let raft_dir = cfg.raft_dir();
-    std::fs::create_dir_all(&raft_dir)
-        .map_err(|e| fatal(format!("{}: {e}", raft_dir.display())))?;
+    std::fs::create_dir_all(&raft_dir).map_err(|e| ConsensusError::io(&raft_dir, e))?;
     let store = SnapshotStore::open(cfg.snapshot_dir())
-        .map_err(fatal)?
+        .map_err(ConsensusError::Snapshots)?
         .with_write_rate(cfg.snapshot_write_rate);
 
     let mut newest: Option<(StoredSnapshotMeta, LoadedSnapshot)> = None;
-    for index in store.list().map_err(fatal)? {
-        let loaded = store.load(index).and_then(|l| {
-            decode_snapshot_meta(&l.meta)
-                .map(|m| (l, m))
-                .map_err(|e| format!("{}: metadata: {e}", store.path_of(index).display()))
-        });
-        match loaded {
-            Ok((l, meta)) if meta.last_log_id.map(|x| x.index) == Some(index) => {
+    for index in store.list().map_err(ConsensusError::Snapshots)? {
+        let skip = |why: &dyn std::fmt::Display| {
+            tracing::warn!("skipping a damaged snapshot, trying an older one: {why}");
+            store.set_aside(index);
+        };
+        let l = match store.load(index) {
+            Ok(l) => l,
+            Err(e) => {
+                skip(&e);
+                continue;
+            }
+        };
+        match decode_snapshot_meta(&l.meta) {
+            Ok(meta) if meta.last_log_id.map(|x| x.index) == Some(index) => {
                 newest = Some((meta, l));
                 break;
             }
-            Ok((l, _)) => {
+            Ok(_) => {
                 tracing::warn!(file = %l.path.display(), "snapshot metadata does not match its file name; skipping it");
                 store.set_aside(index);
             }
-            Err(e) => {
-                tracing::warn!("skipping a damaged snapshot, trying an older one: {e}");
-                store.set_aside(index);
-            }
+            Err(e) => skip(&format_args!("{}: {e}", l.path.display())),
         }
     }
     let snap_last = newest.as_ref().and_then(|(m, _)| m.last_log_id);
@@ -160,15 +163,15 @@ pub(super) fn recover(
             let thread = std::thread::Builder::new()
                 .name("corral-restore".into())
                 .spawn(move || {
-                    let restored =
-                        zxid_of(meta.last_log_id.map_or(0, |l| l.index)).and_then(|zxid| {
-                            let payload = loaded.payload();
-                            hook.restore(zxid, payload).map_err(|e| {
-                                format!("cannot restore the snapshot at zxid {zxid}: {e}")
-                            })?;
-                            tracing::info!(zxid, bytes = payload.len(), "restored snapshot");
-                            Ok(())
-                        });
+                    let restore = || -> Result<(), ConsensusError> {
+                        let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index))?;
+                        let payload = loaded.payload();
+                        hook.restore(zxid, payload)
+                            .map_err(|source| ConsensusError::Restore { zxid, source })?;
+                        tracing::info!(zxid, bytes = payload.len(), "restored snapshot");
+                        Ok(())
+                    };
+                    let restored = restore();
                     // Restored and on disk: the bytes are not kept in memory.
                     let stored = StoredSnapshot {
                         meta,
@@ -176,7 +179,10 @@ pub(super) fn recover(
                     };
                     (restored, stored)
                 })
-                .map_err(|e| fatal(format!("cannot start the restore thread: {e}")))?;
+                .map_err(|source| ConsensusError::Thread {
+                    name: "snapshot restore",
+                    source,
+                })?;
             Some(thread)
         }
     };
@@ -195,8 +201,9 @@ pub(super) fn recover(
         #[cfg(test)]
         prealloc_fault: None,
     };
+    // The WAL reports a record that does not decode as damage at that record's offset.
     let wal = Wal::open(wal_opts, |index, body| {
-        let e = decode_log_entry(index, body)?;
+        let e = decode_log_entry(index, body).map_err(|e| e.to_string())?;
         if let EntryPayload::Membership(m) = &e.payload {
             group_of_several |= several_voters(m);
         }
@@ -210,29 +217,23 @@ pub(super) fn recover(
             mem.evict(|| Some(index));
         }
         Ok(())
-    })
-    .map_err(fatal)?;
+    })?;
     let wal = Arc::new(wal);
     let mut snapshot = None;
     if let Some(thread) = restoring {
-        let (restored, s) = thread
-            .join()
-            .map_err(|_| fatal("the snapshot restore thread panicked".to_string()))?;
-        restored.map_err(fatal)?;
+        let (restored, s) = thread.join().map_err(|_| ConsensusError::Panicked {
+            what: "snapshot restore thread",
+        })?;
+        restored?;
         snapshot = Some(s);
     }
 
     // Where the log starts relative to the snapshot decides what raft sees as purged.
-    let gap = |f: u64, s: u64| {
-        fatal(format!(
-            "the write-ahead log in {} starts at log index {f}, but the newest valid snapshot \
-             in {} ends at {s}: entries {}..{} are missing. Restore this node from another \
-             replica or a backup of its snapshots",
-            cfg.wal_dir().display(),
-            cfg.snapshot_dir().display(),
-            s + 1,
-            f - 1
-        ))
+    let gap = |first: u64, snapshot_last: u64| ConsensusError::LogGap {
+        wal_dir: cfg.wal_dir(),
+        snapshot_dir: cfg.snapshot_dir(),
+        first,
+        snapshot_last,
     };
     let last_purged = match first {
         None => snap_last,
@@ -251,26 +252,33 @@ pub(super) fn recover(
     }
     mem.last_purged = last_purged;
     mem.last_log = last.max(last_purged);
-    if let Some(oldest) = store.list().map_err(fatal)?.last() {
+    if let Some(oldest) = store.list().map_err(ConsensusError::Snapshots)?.last() {
         wal.set_retain_floor(*oldest);
     }
 
     let vote_path = raft_dir.join("vote");
     mem.vote = wal::read_framed(&vote_path)
-        .map_err(|e| {
-            fatal(format!(
-                "cannot read the raft vote: {e}; restore this node from another replica"
-            ))
-        })?
+        .map_err(ConsensusError::VoteUnreadable)?
         .map(|b| decode_vote(&b))
         .transpose()
-        .map_err(|e| fatal(format!("{}: {e}", vote_path.display())))?;
+        .map_err(|source| ConsensusError::Decode {
+            path: vote_path,
+            source,
+        })?;
+    // Only a hint for replay: a bad one costs time at start-up, not data.
     let committed_path = raft_dir.join("committed");
-    let committed = match wal::read_framed(&committed_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| b.map(|b| decode_committed(&b)).transpose())
-    {
-        Ok(c) => c.flatten(),
+    let committed = match wal::read_framed(&committed_path) {
+        Ok(None) => None,
+        Ok(Some(b)) => match decode_committed(&b) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "ignoring the saved committed index: {}: {e}",
+                    committed_path.display()
+                );
+                None
+            }
+        },
         Err(e) => {
             tracing::warn!("ignoring the saved committed index: {e}");
             None
@@ -301,7 +309,7 @@ pub(super) fn recover(
             wal: Arc::clone(&wal),
             raft_dir,
             mem: Mutex::new(mem),
-            pipelined: AtomicBool::new(pipelined && !group_of_several),
+            early_acks: Arc::new(EarlyAcks::new(ack, group_of_several)),
         }),
     };
     Ok(Recovered {
@@ -310,4 +318,52 @@ pub(super) fn recover(
         persist,
         snapshot,
     })
+}
+
+/// Lays down the state of a one-voter group whose whole history up to `last_index` is one
+/// snapshot (its payload streamed by `produce`) and an empty log, so that the next start
+/// restores it and appends from `last_index + 1`. Used to import another server's data
+/// (`crate::zk_import`): the snapshot is the commit point, written last, so an import
+/// interrupted before it leaves no snapshot and starts over.
+///
+/// The snapshot's last log id and the vote carry term 1 by this node; the membership is
+/// the one `initialize` would have made (this node the only voter, at index 0).
+pub(crate) fn write_initial_state(
+    cfg: &StorageConfig,
+    last_index: u64,
+    produce: impl FnOnce(&mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>,
+) -> Result<u64, ConsensusError> {
+    let raft_dir = cfg.raft_dir();
+    std::fs::create_dir_all(&raft_dir).map_err(|e| ConsensusError::io(&raft_dir, e))?;
+    let last = LogId::new(CommittedLeaderId::new(1, STANDALONE_ID), last_index);
+    let mut vote = Vote::new(1, STANDALONE_ID);
+    vote.commit();
+    let membership = Membership::new(
+        vec![BTreeSet::from([STANDALONE_ID])],
+        BTreeMap::from([(STANDALONE_ID, BasicNode::default())]),
+    );
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: StoredMembership::new(
+            Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
+            membership,
+        ),
+        snapshot_id: format!("import-{last_index}"),
+    };
+    // The snapshot first: it holds the membership and everything imported, so a keeper
+    // starts from it alone (it elects itself). A vote written first and then left alone by
+    // an interrupted import made a directory no keeper could lead.
+    let store = SnapshotStore::open(cfg.snapshot_dir()).map_err(ConsensusError::Snapshots)?;
+    let written = store
+        .write_with(last_index, &encode_snapshot_meta(&meta), produce)
+        .map_err(ConsensusError::Snapshots)?;
+    for (name, bytes) in [
+        ("vote", encode_vote(&vote)),
+        ("committed", encode_committed(&Some(last))),
+    ] {
+        let path = raft_dir.join(name);
+        wal::write_atomic(&path, &wal::frame(&bytes), true)
+            .map_err(|e| ConsensusError::io(&path, e))?;
+    }
+    Ok(written)
 }

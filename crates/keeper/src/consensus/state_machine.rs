@@ -29,10 +29,17 @@ pub struct HookStateMachine {
     pub(super) persist: Arc<SnapshotPersist>,
     // With `AckMode::Pipelined`: apply waits until the WAL has made the entries durable.
     pub(super) durable_gate: Option<watch::Receiver<wal::Durability>>,
+    // The log store's acknowledge-before-fsync switch: a snapshot installed from a leader
+    // brings a membership the log never sees as an entry.
+    pub(super) early_acks: Arc<EarlyAcks>,
 }
 
 impl HookStateMachine {
-    pub(super) fn new(hook: Arc<dyn StateMachineHook>, persist: Arc<SnapshotPersist>) -> Self {
+    pub(super) fn new(
+        hook: Arc<dyn StateMachineHook>,
+        persist: Arc<SnapshotPersist>,
+        early_acks: Arc<EarlyAcks>,
+    ) -> Self {
         HookStateMachine {
             hook,
             last_applied: None,
@@ -41,6 +48,7 @@ impl HookStateMachine {
             snapshot_seq: 0,
             persist,
             durable_gate: None,
+            early_acks,
         }
     }
 }
@@ -98,7 +106,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
             match entry.payload {
                 EntryPayload::Normal(ref e) => {
                     let zxid = zxid_of(log_id.index)
-                        .map_err(|m| StorageIOError::apply(log_id, AnyError::error(m)))?;
+                        .map_err(|e| StorageIOError::apply(log_id, AnyError::new(&e)))?;
                     results.push(Some(self.hook.apply(zxid, e)));
                 }
                 EntryPayload::Blank => results.push(None),
@@ -142,15 +150,14 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         meta: &StoredSnapshotMeta,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
-        let read_err =
-            |m: String| StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(m));
-        let data = Arc::new(
-            snapshot
-                .into_bytes()
-                .await
-                .map_err(|e| read_err(format!("cannot read the received snapshot: {e}")))?,
-        );
-        let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index)).map_err(read_err)?;
+        // Before anything after this snapshot is appended to the log.
+        self.early_acks.note(meta.last_membership.membership());
+        let read_err = |e: AnyError| StorageIOError::read_snapshot(Some(meta.signature()), e);
+        let data = Arc::new(snapshot.into_bytes().await.map_err(|e| {
+            read_err(AnyError::new(&e).add_context(|| "reading the received snapshot"))
+        })?);
+        let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index))
+            .map_err(|e| read_err(AnyError::new(&e)))?;
         // A snapshot from the leader replaces log we may not have: it must be on disk before
         // raft purges that log, or a restart would find neither.
         let (p, m, d) = (Arc::clone(&self.persist), meta.clone(), Arc::clone(&data));
@@ -165,7 +172,9 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
             .into());
         }
         let on_disk = meta.last_log_id.map(|l| l.index);
-        self.hook.restore(zxid, &data).map_err(read_err)?;
+        self.hook
+            .restore(zxid, &data)
+            .map_err(|e| read_err(AnyError::new(&e)))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let data = match on_disk {
@@ -189,15 +198,9 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         let data = match &s.data {
             SnapshotBytes::Memory(bytes) => SnapshotData::memory(bytes.clone()),
             SnapshotBytes::Disk(index) => {
-                let err = |m: String| -> StorageError<NodeId> {
-                    StorageIOError::read_snapshot(Some(s.meta.signature()), AnyError::error(m))
-                        .into()
-                };
-                let (file, start) = self
-                    .persist
-                    .store
-                    .open_payload(*index)
-                    .map_err(|e| err(e.to_string()))?;
+                let (file, start) = self.persist.store.open_payload(*index).map_err(|e| {
+                    StorageIOError::read_snapshot(Some(s.meta.signature()), AnyError::new(&e))
+                })?;
                 SnapshotData::file(file, start)
             }
         };
@@ -221,13 +224,14 @@ pub struct HookSnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let signature = self.meta.signature();
-        let err = |m: String| -> StorageError<NodeId> {
-            StorageIOError::write_snapshot(Some(signature.clone()), AnyError::error(m)).into()
+        let err = |e: AnyError| -> StorageError<NodeId> {
+            StorageIOError::write_snapshot(Some(signature.clone()), e).into()
         };
-        let encoder = self
-            .encoder
-            .take()
-            .ok_or_else(|| err("the state machine does not support snapshots".to_string()))?;
+        let encoder = self.encoder.take().ok_or_else(|| {
+            err(AnyError::error(
+                "the state machine does not support snapshots",
+            ))
+        })?;
         let started = Instant::now();
         // Encoding millions of znodes is CPU work: it runs on the background worker at idle
         // CPU priority, raised only if it starves, so on a busy machine it takes idle time
@@ -275,8 +279,8 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
             Ok::<_, io::Error>((SnapshotData::memory(data), SnapshotBytes::Memory(copy)))
         })
         .await
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|e| err(format!("snapshot encoding failed: {e}")))?;
+        .map_err(|e| err(AnyError::new(&e)))?
+        .map_err(|e| err(AnyError::new(&e).add_context(|| "encoding the snapshot")))?;
         *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
             meta: self.meta.clone(),
             data: stored,
@@ -292,14 +296,18 @@ impl RaftSnapshotBuilder<TypeConfig> for HookSnapshotBuilder {
 /// and returns its result.
 pub(super) async fn on_snapshot_thread<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, ConsensusError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("corral-snapshot".into())
         .spawn(move || {
             let _ = tx.send(work());
         })
-        .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
-    rx.await
-        .map_err(|_| "the snapshot thread panicked".to_string())
+        .map_err(|source| ConsensusError::Thread {
+            name: "snapshot",
+            source,
+        })?;
+    rx.await.map_err(|_| ConsensusError::Panicked {
+        what: "snapshot thread",
+    })
 }

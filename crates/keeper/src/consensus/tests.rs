@@ -169,7 +169,7 @@ impl StateMachineHook for ListHook {
             })
         }))
     }
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), String> {
+    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
         let list: Vec<(i64, i64)> = bytes
             .chunks(16)
             .map(|c| {
@@ -521,7 +521,8 @@ async fn refuses_a_hook_with_history() {
     hook.last.store(5, Ordering::SeqCst);
     let r = Consensus::start_durable(hook, unsynced(dir.path())).await;
     assert!(
-        matches!(&r, Err(ConsensusError::Fatal(m)) if m.contains("applied up to zxid 5")),
+        matches!(&r, Err(e @ ConsensusError::NotFresh { applied: 5 })
+            if e.to_string().contains("applied up to zxid 5")),
         "{:?}",
         r.err()
     );
@@ -563,4 +564,161 @@ async fn several_voters_end_the_acknowledge_before_fsync_mode() {
     log.inner.note_membership(&membership(&[1]));
     assert!(!log.inner.acks_on_queue(), "never back");
     c.shutdown().await;
+}
+
+/// A WAL record whose frame is sound but whose body does not decode stops start-up, the
+/// message naming the segment, the record's offset, the log index and the bad field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_refuses_start_naming_file_offset_and_field() {
+    let dir = crate::wal::tests::TestDir::new("consensus-undecodable");
+    let c = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
+        .await
+        .unwrap();
+    c.propose(entry(1)).await.unwrap();
+    let last = c.metrics.borrow().last_log_index.unwrap();
+    c.shutdown().await;
+    drop(c);
+
+    // The next record, its kind byte 9.
+    let opts = WalOptions {
+        dir: dir.path().join("wal"),
+        segment_bytes: 64 * 1024,
+        force_sync: false,
+        fsync_warning: Duration::from_secs(1),
+        prealloc_fault: None,
+    };
+    let wal = Wal::open(opts, |_, _| Ok(())).unwrap();
+    let record = wal::Record::encode(last + 1, 17, |out| {
+        put_u64(out, 1);
+        put_u64(out, 1);
+        out.push(9);
+    })
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    wal.append(
+        vec![record],
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await.unwrap().unwrap();
+    wal.close();
+
+    let err = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ConsensusError::Wal(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("00000000000000000000.log")
+            && msg.contains("byte offset")
+            && msg.contains(&format!(
+                "the body of log entry {}, byte offset 16: unknown entry kind 9",
+                last + 1
+            )),
+        "{msg}"
+    );
+}
+
+fn voters(ids: &[NodeId]) -> Membership<NodeId, BasicNode> {
+    Membership::new(
+        vec![ids.iter().copied().collect::<BTreeSet<_>>()],
+        ids.iter()
+            .map(|v| (*v, BasicNode::default()))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+fn log_id(term: u64, node: NodeId, index: u64) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(term, node), index)
+}
+
+/// A WAL in `cfg` holding one membership entry at index 0, as `initialize` writes it.
+fn wal_with_membership(cfg: &StorageConfig, m: Membership<NodeId, BasicNode>) {
+    let opts = WalOptions {
+        dir: cfg.wal_dir(),
+        segment_bytes: cfg.segment_bytes,
+        force_sync: false,
+        fsync_warning: Duration::from_secs(1),
+        prealloc_fault: None,
+    };
+    let wal = Wal::open(opts, |_, _| Ok(())).unwrap();
+    let entry = LogEntry {
+        log_id: log_id(0, 0, 0),
+        payload: EntryPayload::Membership(m),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    wal.append(
+        vec![log_record(&entry).unwrap()],
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv().unwrap().unwrap();
+    wal.close();
+}
+
+/// Start-up derives the ack mode from what is on disk: a membership of several voters in the
+/// log or in the newest snapshot rules out acknowledging before fsync, whatever was asked;
+/// after-sync asked is never overridden the other way.
+#[test]
+fn several_voters_on_disk_rule_out_acknowledging_before_fsync_at_start() {
+    for (ids, early) in [(&[1][..], true), (&[1, 2, 3][..], false)] {
+        // In the log.
+        let dir = crate::wal::tests::TestDir::new("consensus-ack-log");
+        let cfg = unsynced(dir.path());
+        wal_with_membership(&cfg, voters(ids));
+        let r = recover(&cfg, Arc::new(ListHook::default()), AckMode::Pipelined).unwrap();
+        assert_eq!(r.log.inner.acks_on_queue(), early, "{ids:?} in the log");
+        r.wal.close();
+        let r = recover(&cfg, Arc::new(ListHook::default()), AckMode::AfterSync).unwrap();
+        assert!(!r.log.inner.acks_on_queue(), "after-sync asked");
+        r.wal.close();
+
+        // In the newest snapshot, with an empty log after it.
+        let dir = crate::wal::tests::TestDir::new("consensus-ack-snap");
+        let cfg = unsynced(dir.path());
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(1, 1, 5)),
+            last_membership: StoredMembership::new(Some(log_id(0, 0, 0)), voters(ids)),
+            snapshot_id: "1-1-5-1".into(),
+        };
+        SnapshotStore::open(cfg.snapshot_dir())
+            .unwrap()
+            .write(5, &encode_snapshot_meta(&meta), &[])
+            .unwrap();
+        let hook = Arc::new(ListHook::default());
+        let r = recover(&cfg, hook.clone(), AckMode::Pipelined).unwrap();
+        assert_eq!(*hook.restored_at.lock().unwrap(), Some(5));
+        assert_eq!(r.log.inner.acks_on_queue(), early, "{ids:?} in a snapshot");
+        r.wal.close();
+    }
+}
+
+/// A snapshot installed from a leader carries a membership the log never sees as an entry:
+/// with several voters it ends the acknowledge-before-fsync mode too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installed_snapshot_of_several_voters_ends_acknowledging_before_fsync() {
+    let dir = crate::wal::tests::TestDir::new("consensus-ack-install");
+    let cfg = unsynced(dir.path());
+    let hook = Arc::new(ListHook::default());
+    let r = recover(&cfg, hook.clone(), AckMode::Pipelined).unwrap();
+    assert!(r.log.inner.acks_on_queue(), "a new node: one voter at most");
+    let early = Arc::clone(&r.log.inner.early_acks);
+    let mut sm = HookStateMachine::new(hook.clone(), Arc::clone(&r.persist), early);
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id(2, 2, 40)),
+        last_membership: StoredMembership::new(Some(log_id(1, 2, 3)), voters(&[1, 2, 3])),
+        snapshot_id: "2-2-40-1".into(),
+    };
+    sm.install_snapshot(&meta, Box::new(SnapshotData::memory(Vec::new())))
+        .await
+        .unwrap();
+    assert_eq!(*hook.restored_at.lock().unwrap(), Some(40));
+    assert!(
+        !r.log.inner.acks_on_queue(),
+        "three voters: after fsync only"
+    );
+    r.wal.close();
 }

@@ -169,8 +169,7 @@ impl Shared {
     pub(crate) async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), ConsensusError> {
         match self.consensus.get() {
             Some(c) => c.propose(entry).await,
-            // Not started yet, or stopped: either way nothing can be proposed.
-            None => Err(ConsensusError::Shutdown),
+            None => Err(ConsensusError::NotStarted),
         }
     }
 

@@ -60,7 +60,7 @@ pub enum ImportError {
     #[error("the imported tree is not consistent: {0}")]
     Tree(String),
     #[error("cannot write corral's data: {0}")]
-    Write(String),
+    Write(#[source] crate::consensus::ConsensusError),
 }
 
 impl ImportError {
