@@ -2,8 +2,9 @@
 //! sessions ended (obituaries).
 //!
 //! ZooKeeper buckets deadlines into tick-aligned slots, so a session dies up to a tick late.
-//! Here each session has its own deadline (last packet + negotiated timeout), checked every
-//! [`CHECK_INTERVAL`], so expiry lands within a few tens of milliseconds of the timeout.
+//! Here each session has its own deadline (last packet + negotiated timeout), and the expiry
+//! loop wakes at the earliest one (and at least every [`CHECK_INTERVAL`]), so a session
+//! expires at its timeout to the millisecond.
 //! Stall awareness: when the checker itself wakes far later than it asked to, the keeper
 //! was not running (a paused process, a starved runtime) and could not hear its clients;
 //! that lost time is added to every deadline instead of being counted against the clients.
