@@ -522,8 +522,42 @@ async fn max_client_cnxns_counts_connections_still_handshaking() {
         s.write_all(&45i32.to_be_bytes()).await.expect("write");
         half_open.push(s);
     }
-    // Let the server read them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the keeper has accepted both: it counts them (and the asking connection)
+    // as alive from accept.
+    let accepted = |mntr: &str| {
+        mntr.lines()
+            .find_map(|l| l.strip_prefix("zk_num_alive_connections\t"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    // Asked from another address: 127.0.0.1 has no slot left.
+    let mntr_from_elsewhere = || async {
+        use tokio::io::AsyncReadExt;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind 127.0.0.2");
+        let mut s = socket
+            .connect(addr.parse().expect("addr"))
+            .await
+            .expect("connect");
+        s.write_all(b"mntr").await.expect("send mntr");
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.expect("read mntr");
+        text
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = accepted(&mntr_from_elsewhere().await);
+        if seen >= Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen,
+        Some(3),
+        "the two half-open connections and mntr's own"
+    );
     let third = tokio::time::timeout(
         Duration::from_secs(5),
         Connection::connect(&addr, ConnectOptions::default()),

@@ -251,8 +251,7 @@ pub fn snapshot(keeper: &Shared) -> AdminSnapshot {
         latency_max_ms: stats.latency_max_ms.load(Ordering::Relaxed),
         packets_received: stats.packets_received.load(Ordering::Relaxed),
         packets_sent: stats.packets_sent.load(Ordering::Relaxed),
-        // The asking connection counts, as in ZooKeeper.
-        num_alive_connections: handles.len() as u64 + 1,
+        num_alive_connections: stats.open_connections.load(Ordering::Relaxed),
         outstanding_requests: keeper.outstanding.count(),
         proposal_sizes: None,
         connections,

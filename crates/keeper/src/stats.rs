@@ -17,6 +17,9 @@ pub struct ServerStats {
     pub latency_count: AtomicU64,
     pub latency_max_ms: AtomicU64,
     pub latency_min_ms: AtomicU64,
+    /// Connections open now, from accept (or a stream handed in) to teardown, sessions or
+    /// not, as ZooKeeper counts `zk_num_alive_connections` (the asking one included).
+    pub open_connections: AtomicU64,
     /// Connections refused at accept: their address was at maxClientCnxns.
     pub rejected_connections: AtomicU64,
     /// Connections that did not complete a handshake within the bound.

@@ -80,6 +80,7 @@ pub(crate) async fn serve<R, W, H>(
     W: AsyncWrite + Unpin + Send + 'static,
     H: Send + 'static,
 {
+    let _open = OpenConnection::count(&keeper);
     // Everything before a session exists (the first bytes, a four-letter word, the handshake)
     // must happen within this bound; then the connection is dropped.
     let deadline = tokio::time::Instant::now() + keeper.config.handshake_timeout();
@@ -132,6 +133,22 @@ pub(crate) async fn serve<R, W, H>(
     }
     drop(link);
     let _ = writer.await;
+}
+
+/// Counts the connection in `open_connections` while it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn count(keeper: &Arc<Shared>) -> OpenConnection {
+        keeper.stats.open_connections.fetch_add(1, Relaxed);
+        OpenConnection(Arc::clone(keeper))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.stats.open_connections.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Reads what the socket has into `buf`.
