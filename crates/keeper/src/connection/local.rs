@@ -12,7 +12,8 @@ use corral_proto::{xid, ClientInfo, ErrorCode, EventType, Request, Response, Wat
 
 use super::responder::Responder;
 use crate::apply::event_frame;
-use crate::watch::{Mode, Table};
+use crate::shared::State;
+use crate::watch::{ConnId, Mode, Table};
 
 impl Responder {
     pub(super) fn dispatch(&mut self, xid: i32, req: Request) {
@@ -201,13 +202,8 @@ impl Responder {
         let mut st = link.keeper.state();
         let zxid = st.tree.last_zxid();
         let mut events = Vec::new();
-        for p in w.data {
-            match st.tree.node(p).map(|n| n.stat.mzxid) {
-                None => events.push((EventType::NodeDeleted, p)),
-                Some(m) if m > relative_zxid => events.push((EventType::NodeDataChanged, p)),
-                Some(_) => st.watches.add(me, Table::Data, p, Mode::Standard),
-            }
-        }
+        // Data, then exist, then child watches: the order ZooKeeper fires catch-up events in.
+        catch_up(&mut st, me, w.data, Table::Data, relative_zxid, &mut events);
         for p in w.exist {
             if st.tree.node(p).is_some() {
                 events.push((EventType::NodeCreated, p));
@@ -215,13 +211,14 @@ impl Responder {
                 st.watches.add(me, Table::Data, p, Mode::Standard);
             }
         }
-        for p in w.child {
-            match st.tree.node(p).map(|n| n.stat.pzxid) {
-                None => events.push((EventType::NodeDeleted, p)),
-                Some(pz) if pz > relative_zxid => events.push((EventType::NodeChildrenChanged, p)),
-                Some(_) => st.watches.add(me, Table::Child, p, Mode::Standard),
-            }
-        }
+        catch_up(
+            &mut st,
+            me,
+            w.child,
+            Table::Child,
+            relative_zxid,
+            &mut events,
+        );
         for p in w.persistent {
             st.watches.add_persistent(me, p, false);
         }
@@ -232,6 +229,33 @@ impl Responder {
             link.send(event_frame(event, path));
         }
         link.reply(xid, zxid, ErrorCode::Ok, &Response::Empty);
+    }
+}
+
+/// Re-registers data (or child) watches: a node deleted, or changed (its mzxid, or pzxid for
+/// children) after `relative_zxid`, gets its event now instead of a watch.
+fn catch_up<'p>(
+    st: &mut State,
+    me: ConnId,
+    paths: &'p [String],
+    table: Table,
+    relative_zxid: i64,
+    events: &mut Vec<(EventType, &'p String)>,
+) {
+    for p in paths {
+        let (changed_at, changed) = match (st.tree.node(p), table) {
+            (None, _) => {
+                events.push((EventType::NodeDeleted, p));
+                continue;
+            }
+            (Some(n), Table::Data) => (n.stat.mzxid, EventType::NodeDataChanged),
+            (Some(n), Table::Child) => (n.stat.pzxid, EventType::NodeChildrenChanged),
+        };
+        if changed_at > relative_zxid {
+            events.push((changed, p));
+        } else {
+            st.watches.add(me, table, p, Mode::Standard);
+        }
     }
 }
 
