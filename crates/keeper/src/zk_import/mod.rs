@@ -51,7 +51,7 @@ pub enum ImportError {
     DestinationInUse(PathBuf),
     /// Another keeper (or import) holds the destination.
     #[error(transparent)]
-    DestinationLocked(#[from] crate::data_lock::DataDirLockError),
+    DestinationLocked(#[from] crate::storage::data_lock::DataDirLockError),
     #[error(
         "{}: transactions {from:#x} to {to:#x} are missing before this log's next one (a log \
          file deleted or damaged?)", file.display()
@@ -174,7 +174,7 @@ pub fn import_offline(
 ) -> Result<ImportSummary, ImportError> {
     let mut dirs = vec![dest.data_dir.as_path()];
     dirs.extend(dest.data_log_dir.as_deref());
-    let _lock = crate::data_lock::lock(&dirs)?;
+    let _lock = crate::storage::data_lock::lock(&dirs)?;
     import(zk_data_dir, zk_log_dir, dest)
 }
 
@@ -312,7 +312,7 @@ pub fn import(
     // the next attempt.
     std::fs::create_dir_all(&dest.data_dir).map_err(|e| ImportError::io(&dest.data_dir, e))?;
     let marker = dest.data_dir.join(MARKER);
-    crate::wal::write_atomic(
+    crate::storage::wal::write_atomic(
         &marker,
         format!(
             "imported from ZooKeeper's {}\nlast_zxid=0x{:x}\n",
@@ -334,7 +334,7 @@ pub fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::tests::TestDir;
+    use crate::storage::wal::tests::TestDir;
     use corral_proto::{open_acl_unsafe, Writer};
 
     fn stat(w: &mut Writer, zxid: i64) {

@@ -22,7 +22,7 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::wal::{
+use super::wal::{
     parse_index, remove_gradually, sync_dir, with_path, write_paced, Throttle, PACE_BYTES,
 };
 
@@ -454,7 +454,7 @@ fn open_for_reading(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::tests::TestDir;
+    use crate::storage::wal::tests::TestDir;
 
     #[test]
     fn names_round_trip() {
