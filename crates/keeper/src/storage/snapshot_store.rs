@@ -143,6 +143,43 @@ impl Drop for MappedFile {
 /// pieces): alternating between encoding and waiting on the disk every piece measured worse.
 const GATHER_BYTES: usize = 4 << 20;
 
+/// Why [`SnapshotStore::load`] refused a snapshot file. Each names the file; damage names the
+/// byte offset where it was found.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotLoadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {damage} at byte offset {offset}", path.display())]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        damage: Damage,
+    },
+}
+
+/// What is wrong with a snapshot file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("file ends early")]
+    EndsEarly,
+    #[error("not a corral snapshot (bad magic)")]
+    BadMagic,
+    #[error("unsupported snapshot version {0}")]
+    Version(u32),
+    #[error("metadata checksum mismatch")]
+    MetaChecksum,
+    #[error("payload length too large")]
+    PayloadTooLarge,
+    #[error("trailing bytes after the payload")]
+    TrailingBytes,
+    #[error("payload checksum mismatch")]
+    PayloadChecksum,
+}
+
 /// The snapshot directory.
 #[derive(Clone, Debug)]
 pub struct SnapshotStore {
@@ -208,35 +245,39 @@ impl SnapshotStore {
     }
 
     /// Reads and verifies one snapshot; the error names the file and what is wrong.
-    pub fn load(&self, index: u64) -> Result<LoadedSnapshot, String> {
+    pub fn load(&self, index: u64) -> Result<LoadedSnapshot, SnapshotLoadError> {
         let path = self.path_of(index);
-        let mapped = open_for_reading(&path)
-            .and_then(MappedFile::map)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mapped = match open_for_reading(&path).and_then(MappedFile::map) {
+            Ok(m) => m,
+            Err(source) => return Err(SnapshotLoadError::Io { path, source }),
+        };
         let bytes = mapped.bytes();
-        let bad =
-            |off: usize, what: &str| format!("{}: {what} at byte offset {off}", path.display());
-        let take = |at: usize, n: usize| -> Result<&[u8], String> {
+        let bad = |offset: usize, damage: Damage| SnapshotLoadError::Damaged {
+            path: path.clone(),
+            offset: offset as u64,
+            damage,
+        };
+        let take = |at: usize, n: usize| -> Result<&[u8], SnapshotLoadError> {
             bytes
                 .get(at..at.saturating_add(n))
-                .ok_or_else(|| bad(at, "file ends early"))
+                .ok_or_else(|| bad(at, Damage::EndsEarly))
         };
         if take(0, 8)? != MAGIC {
-            return Err(bad(0, "not a corral snapshot (bad magic)"));
+            return Err(bad(0, Damage::BadMagic));
         }
-        let u32_at = |at: usize| -> Result<u32, String> {
+        let u32_at = |at: usize| -> Result<u32, SnapshotLoadError> {
             let b = take(at, 4)?;
             Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         };
         let version = u32_at(8)?;
         if version != VERSION {
-            return Err(bad(8, &format!("unsupported snapshot version {version}")));
+            return Err(bad(8, Damage::Version(version)));
         }
         let meta_len = u32_at(12)? as usize;
         let meta_crc = u32_at(16)?;
         let meta = take(20, meta_len)?;
         if crc32c::crc32c(meta) != meta_crc {
-            return Err(bad(20, "metadata checksum mismatch"));
+            return Err(bad(20, Damage::MetaChecksum));
         }
         let at = 20 + meta_len;
         let pl = take(at, 8)?;
@@ -245,13 +286,13 @@ impl SnapshotStore {
         let payload_crc = u32_at(at + 8)?;
         let start = at + 12;
         let payload_len =
-            usize::try_from(payload_len).map_err(|_| bad(at, "payload length too large"))?;
+            usize::try_from(payload_len).map_err(|_| bad(at, Damage::PayloadTooLarge))?;
         let payload = take(start, payload_len)?;
         if start + payload_len != bytes.len() {
-            return Err(bad(start + payload_len, "trailing bytes after the payload"));
+            return Err(bad(start + payload_len, Damage::TrailingBytes));
         }
         if crc32c::crc32c(payload) != payload_crc {
-            return Err(bad(start, "payload checksum mismatch"));
+            return Err(bad(start, Damage::PayloadChecksum));
         }
         let meta = meta.to_vec();
         Ok(LoadedSnapshot {
@@ -508,13 +549,32 @@ mod tests {
         let n = b.len();
         b[n - 1] ^= 1;
         fs::write(&p, &b).unwrap();
+        // The payload starts after the 20-byte head, "meta20" and its length and checksum.
+        let payload_at = 20 + 6 + 12;
         let e = s.load(20).unwrap_err();
         assert!(
-            e.contains("payload checksum") && e.contains(&p.display().to_string()),
-            "{e}"
+            matches!(&e, SnapshotLoadError::Damaged { path, offset, damage: Damage::PayloadChecksum }
+                if *path == p && *offset == payload_at),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("payload checksum mismatch at byte offset 38")
+                && msg.contains(&p.display().to_string()),
+            "{msg}"
         );
         fs::write(&p, &b[..n / 2]).unwrap();
-        assert!(s.load(20).unwrap_err().contains("ends early"));
+        let e = s.load(20).unwrap_err();
+        assert!(
+            matches!(e, SnapshotLoadError::Damaged { offset, damage: Damage::EndsEarly, .. }
+                if offset == payload_at),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("file ends early"), "{e}");
+        let gone = s.path_of(21);
+        assert!(
+            matches!(s.load(21).unwrap_err(), SnapshotLoadError::Io { path, .. } if path == gone)
+        );
 
         // Leftover temp files and interrupted deletions vanish on open.
         fs::write(d.path().join("snapshot.00000000000000000099.tmp"), b"x").unwrap();
