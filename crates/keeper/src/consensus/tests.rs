@@ -608,8 +608,13 @@ async fn an_undecodable_record_refuses_start_naming_file_offset_and_field() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, ConsensusError::Wal(_)), "{err}");
     let msg = err.to_string();
+    assert!(
+        matches!(&err, ConsensusError::Wal(wal::WalError::Corrupt {
+            reason: wal::Corruption::Body(e), ..
+        }) if e.is::<DecodeError>()),
+        "{msg}"
+    );
     assert!(
         msg.contains("00000000000000000000.log")
             && msg.contains("byte offset")

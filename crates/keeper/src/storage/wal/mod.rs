@@ -89,7 +89,8 @@ pub enum WalError {
         file: PathBuf,
         dir: PathBuf,
         offset: u64,
-        reason: String,
+        #[source]
+        reason: Corruption,
     },
     /// Segments that do not follow each other.
     #[error(
@@ -100,6 +101,22 @@ pub enum WalError {
     )]
     Gap { file: PathBuf, expected: u64 },
 }
+
+/// What is wrong at the offset a [`WalError::Corrupt`] names.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    /// The frame: a torn or short header, a checksum mismatch, an index out of sequence.
+    #[error("{0}")]
+    Frame(String),
+    /// The frame is sound but the reader given to [`Wal::open`] refused the body (it does not
+    /// decode); its error, which says where in the body.
+    #[error("{0}")]
+    Body(#[source] BodyError),
+}
+
+/// Why the reader given to [`Wal::open`] refused a record's body: the caller's own error type,
+/// kept as the source of the [`WalError::Corrupt`] it becomes.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One record framed for the log, built by the caller before it is queued: the body is
 /// encoded straight into the bytes the writer thread writes.
@@ -297,10 +314,10 @@ impl Wal {
     /// Opens (or creates) the WAL in `opts.dir`, calling `visit(index, body)` for every
     /// record in order. A torn tail of the last segment is cut (with a warning); damage before it
     /// is an error that names file and offset. `visit` may refuse a record (e.g. undecodable)
-    /// with a message; that is reported as corruption at the record's offset.
+    /// with its own error; that is reported as corruption at the record's offset.
     pub fn open(
         opts: WalOptions,
-        mut visit: impl FnMut(u64, &[u8]) -> Result<(), String>,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<(), BodyError>,
     ) -> Result<Wal, WalError> {
         let dir = opts.dir.clone();
         fs::create_dir_all(&dir).map_err(|e| files::with_path(&dir, e))?;
@@ -351,7 +368,7 @@ impl Wal {
             }
             let bytes = fs::read(&path).map_err(|e| files::with_path(&path, e))?;
             let (recs, end) = segment::scan(&bytes, first);
-            let corrupt = |offset: u64, reason: String| WalError::Corrupt {
+            let corrupt = |offset: u64, reason: Corruption| WalError::Corrupt {
                 file: path.clone(),
                 dir: dir.clone(),
                 offset,
@@ -367,13 +384,15 @@ impl Wal {
                     if i + 1 != n {
                         return Err(corrupt(
                             offset,
-                            format!("{reason}, in a segment that is not the last"),
+                            Corruption::Frame(format!(
+                                "{reason}, in a segment that is not the last"
+                            )),
                         ));
                     }
                     if followed_by_valid {
                         return Err(corrupt(
                             offset,
-                            format!("{reason}, followed by valid records"),
+                            Corruption::Frame(format!("{reason}, followed by valid records")),
                         ));
                     }
                     tracing::warn!(
@@ -387,7 +406,8 @@ impl Wal {
                 }
             };
             for r in &recs {
-                visit(r.index, &bytes[r.body.clone()]).map_err(|m| corrupt(r.offset, m))?;
+                visit(r.index, &bytes[r.body.clone()])
+                    .map_err(|e| corrupt(r.offset, Corruption::Body(e)))?;
                 if base.is_none() {
                     base = Some(r.index);
                 }
