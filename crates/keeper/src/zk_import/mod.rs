@@ -57,8 +57,12 @@ pub enum ImportError {
          file deleted or damaged?)", file.display()
     )]
     Gap { file: PathBuf, from: i64, to: i64 },
+    /// corral-tree refused the tree the replay built (a node without its parent, say).
     #[error("the imported tree is not consistent: {0}")]
-    Tree(String),
+    Tree(#[source] corral_tree::CodecError),
+    /// ZooKeeper's last zxid is negative: it cannot be a log index.
+    #[error("the imported tree is not consistent: negative last zxid {0}")]
+    NegativeZxid(i64),
     #[error("cannot write corral's data: {0}")]
     Write(#[source] crate::consensus::ConsensusError),
 }
