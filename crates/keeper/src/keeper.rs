@@ -28,7 +28,7 @@ pub enum StartError {
     DataDirLocked(#[from] crate::storage::data_lock::DataDirLockError),
     /// ZooKeeper wrote to the data dir after corral imported it.
     #[error("{0}")]
-    ZkWrittenSinceImport(String),
+    ZkWrittenSinceImport(#[source] zk_import::ImportError),
     #[error("cannot listen on {addr} (clientPortAddress/clientPort): {source}")]
     Listen {
         addr: SocketAddr,

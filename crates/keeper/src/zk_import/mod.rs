@@ -65,6 +65,23 @@ pub enum ImportError {
     NegativeZxid(i64),
     #[error("cannot write corral's data: {0}")]
     Write(#[source] crate::consensus::ConsensusError),
+    /// The marker an import leaves does not say what it imported.
+    #[error("{}: no last_zxid line", .0.display())]
+    MarkerUnreadable(PathBuf),
+    /// ZooKeeper was started again on the data dir after the import and wrote `later`.
+    #[error(
+        "ZooKeeper has written to this data dir since corral imported it at zxid {imported:#x} \
+         ({}); corral's data would miss those writes. To import them, move corral's data \
+         ({} and its write-ahead log) aside and start again; to keep corral's, move \
+         ZooKeeper's version-2 aside",
+        later.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        data_dir.display()
+    )]
+    WrittenSinceImport {
+        imported: i64,
+        later: Vec<PathBuf>,
+        data_dir: PathBuf,
+    },
 }
 
 impl ImportError {
@@ -132,7 +149,7 @@ pub fn check_zk_not_written_since_import(
     storage: &StorageConfig,
     data_dir: &Path,
     data_log_dir: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<(), ImportError> {
     let marker = storage.data_dir.join(MARKER);
     let Ok(text) = std::fs::read_to_string(&marker) else {
         return Ok(());
@@ -142,31 +159,27 @@ pub fn check_zk_not_written_since_import(
         .find_map(|l| l.strip_prefix("last_zxid=0x"))
         .and_then(|h| i64::from_str_radix(h.trim(), 16).ok())
     else {
-        return Err(format!("{}: no last_zxid line", marker.display()));
+        return Err(ImportError::MarkerUnreadable(marker));
     };
     let found = files::ZkFiles::scan(
         &version2_dir(data_dir),
         &version2_dir(data_log_dir.unwrap_or(data_dir)),
-    )
-    .map_err(|e| e.to_string())?;
-    let later = found
+    )?;
+    let later: Vec<PathBuf> = found
         .logs
         .iter()
         .chain(&found.snapshots)
         .filter(|(z, _)| *z > imported)
-        .map(|(_, p)| p.display().to_string())
-        .collect::<Vec<_>>();
+        .map(|(_, p)| p.clone())
+        .collect();
     if later.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "ZooKeeper has written to this data dir since corral imported it at zxid {imported:#x} \
-         ({}); corral's data would miss those writes. To import them, move corral's data \
-         ({} and its write-ahead log) aside and start again; to keep corral's, move \
-         ZooKeeper's version-2 aside",
-        later.join(", "),
-        storage.data_dir.display()
-    ))
+    Err(ImportError::WrittenSinceImport {
+        imported,
+        later,
+        data_dir: storage.data_dir.clone(),
+    })
 }
 
 /// [`import`] for `corral import-zk`: the destination's directories locked first, as a
@@ -555,7 +568,14 @@ mod tests {
             log(&[(base + 3, files::op::CREATE, create("/c", 3))]),
         );
         let keeper = Keeper::new(config.clone());
-        let e = keeper.start().await.unwrap_err().to_string();
+        let e = keeper.start().await.unwrap_err();
+        assert!(
+            matches!(&e, crate::StartError::ZkWrittenSinceImport(
+                ImportError::WrittenSinceImport { imported, later, .. }
+            ) if *imported == base + 2 && later.len() == 1),
+            "{e}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("ZooKeeper has written") && e.contains("log.300000003"),
             "{e}"
