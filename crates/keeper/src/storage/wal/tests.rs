@@ -2,6 +2,7 @@
 //! tails and refusal of mid-log corruption, preallocation failure.
 
 use super::*;
+use std::fs::{self, OpenOptions};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
