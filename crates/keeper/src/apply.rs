@@ -65,7 +65,7 @@ impl StateMachineHook for Hook {
 
     fn restore(&self, _zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
         // Consensus names the zxid in the error it wraps this in.
-        let mut tree = crate::restore::decode_snapshot(bytes)?;
+        let mut tree = crate::storage::restore::decode_snapshot(bytes)?;
         // Settings come from this run's configuration, not from the one that wrote the snapshot.
         let mut st = self.0.state();
         tree.set_config(st.tree.config().clone());

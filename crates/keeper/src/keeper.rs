@@ -25,10 +25,10 @@ pub struct Keeper {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    DataDirLocked(#[from] crate::data_lock::DataDirLockError),
+    DataDirLocked(#[from] crate::storage::data_lock::DataDirLockError),
     /// ZooKeeper wrote to the data dir after corral imported it.
     #[error("{0}")]
-    ZkWrittenSinceImport(String),
+    ZkWrittenSinceImport(#[source] zk_import::ImportError),
     #[error("cannot listen on {addr} (clientPortAddress/clientPort): {source}")]
     Listen {
         addr: SocketAddr,
@@ -100,7 +100,7 @@ impl Keeper {
     fn lock_data_dirs(&self) -> Result<(), StartError> {
         let mut dirs = vec![self.shared.config.data_dir.as_path()];
         dirs.extend(self.shared.config.data_log_dir.as_deref());
-        let held = crate::data_lock::lock(&dirs)?;
+        let held = crate::storage::data_lock::lock(&dirs)?;
         *lock(&self.shared.data_lock) = Some(held);
         Ok(())
     }

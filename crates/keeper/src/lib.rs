@@ -26,9 +26,11 @@
 //! - [`watch`]: the watch registry, ZooKeeper 3.8's model. Pure bookkeeping.
 //! - `housekeeping`: the periodic loops on the leader: session expiry (a CloseSession entry
 //!   through consensus), containers and TTL nodes.
-//! - [`wal`], [`snapshot_store`], [`snapshot_data`], `restore`, `data_lock`, `background`:
-//!   storage. The WAL's one writer thread owns every file change of the log; snapshots are
-//!   encoded off the request path at low CPU priority.
+//! - [`storage`]: the files under dataDir and dataLogDir. [`storage::wal`], whose one writer
+//!   thread owns every change of the log's files; [`storage::snapshot_store`], snapshots
+//!   written whole and paced, encoded off the request path at low CPU priority
+//!   (`storage::background`); start-up's restore; the data-dir lock. Never interprets an
+//!   entry, never knows about connections or sessions; depends on no other keeper module.
 //! - [`admin`], [`four_letter`]: the four-letter words; they build only what they print.
 //! - `stats`: server-wide counters (atomics) and throttled log lines.
 //! - [`zk_import`]: reads ZooKeeper's data directory (snapshots and logs) into a first
@@ -41,23 +43,18 @@
 
 pub mod admin;
 mod apply;
-mod background;
 pub mod config;
 mod connection;
 pub mod consensus;
-mod data_lock;
 pub mod four_letter;
 mod housekeeping;
 pub mod keeper;
 mod listener;
 mod outbound;
-mod restore;
 pub mod session;
 mod shared;
-pub mod snapshot_data;
-pub mod snapshot_store;
 mod stats;
-pub mod wal;
+pub mod storage;
 pub mod watch;
 pub mod zk_import;
 

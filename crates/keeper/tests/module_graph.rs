@@ -149,3 +149,18 @@ fn a_cycle_is_found_when_there_is_one() {
         vec!["shared"]
     );
 }
+
+/// Storage sits at the bottom: consensus, the import and the composition root use it, and it
+/// uses none of them (nor anything that knows about connections or sessions).
+#[test]
+fn storage_depends_on_no_other_module_of_the_keeper() {
+    let edges = graph();
+    let deps = edges.get("storage").expect("src/storage/ is scanned");
+    assert!(deps.is_empty(), "storage depends on {deps:?}");
+    assert!(
+        edges
+            .get("consensus")
+            .is_some_and(|d| d.contains("storage")),
+        "the scan no longer sees consensus use storage: {edges:?}"
+    );
+}

@@ -122,7 +122,7 @@ pub enum RestoreError {
     Unsupported,
     /// The snapshot's bytes are not a tree.
     #[error(transparent)]
-    Snapshot(#[from] crate::restore::SnapshotDecodeError),
+    Snapshot(#[from] crate::storage::restore::SnapshotDecodeError),
 }
 
 /// A raft log index too large to be a zxid. Indexes never reach 2^63 in practice; it is

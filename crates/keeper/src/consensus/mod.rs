@@ -1,7 +1,7 @@
 //! Consensus: an openraft group whose log carries [`Entry`] values.
 //!
 //! Owns the raft node: the openraft type configuration, the log store ([`DurableLogStore`] on
-//! the [`crate::wal`] write-ahead log, with snapshots in [`crate::snapshot_store`]), the
+//! the [`wal`] write-ahead log, with snapshots in [`crate::storage::snapshot_store`]), the
 //! encoding of raft entries, votes and snapshot metadata on disk, start-up recovery, the state
 //! machine adapter ([`HookStateMachine`]) that hands every committed client entry to the
 //! keeper's [`StateMachineHook`], the snapshot plumbing, and the network (none yet: standalone
@@ -43,10 +43,10 @@ use openraft::{
 };
 use tokio::sync::watch;
 
-use crate::background::{produce_in_background, BackgroundReport};
-use crate::snapshot_data::SnapshotData;
-use crate::snapshot_store::{LoadedSnapshot, SnapshotStore};
-use crate::wal::{self, Wal, WalOptions};
+use crate::storage::background::{produce_in_background, BackgroundReport};
+use crate::storage::snapshot_data::SnapshotData;
+use crate::storage::snapshot_store::{LoadedSnapshot, SnapshotStore};
+use crate::storage::wal::{self, Wal, WalOptions};
 
 /// What the keeper supplies to the state machine side of consensus. Called for every
 /// committed entry, exactly once, in log order, on every node.

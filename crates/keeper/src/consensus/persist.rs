@@ -203,7 +203,7 @@ pub(super) fn recover(
     };
     // The WAL reports a record that does not decode as damage at that record's offset.
     let wal = Wal::open(wal_opts, |index, body| {
-        let e = decode_log_entry(index, body).map_err(|e| e.to_string())?;
+        let e = decode_log_entry(index, body)?;
         if let EntryPayload::Membership(m) = &e.payload {
             group_of_several |= several_voters(m);
         }

@@ -68,7 +68,7 @@ fn purging_the_cache_keeps_its_byte_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_proposals_apply_once_in_order() {
-    let dir = crate::wal::tests::TestDir::new("consensus-concurrent");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-concurrent");
     let hook = Arc::new(Recorder::default());
     let started = std::time::Instant::now();
     let c = Consensus::start_durable(hook.clone(), unsynced(dir.path()))
@@ -232,7 +232,7 @@ fn term(c: &Consensus) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn durable_restart_reapplies_every_entry_once_in_order() {
-    let dir = crate::wal::tests::TestDir::new("consensus-durable");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-durable");
     let hook = Arc::new(ListHook::default());
     // No snapshots: the restart replays the whole log.
     let c = Consensus::start_durable(hook.clone(), storage(dir.path(), 1_000_000))
@@ -286,7 +286,7 @@ async fn durable_restart_reapplies_every_entry_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn durable_restart_from_snapshot_plus_log() {
-    let dir = crate::wal::tests::TestDir::new("consensus-snap");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-snap");
     let hook = Arc::new(ListHook::default());
     let storage = |p: &std::path::Path, n| StorageConfig {
         segment_bytes: 4096,
@@ -376,7 +376,7 @@ async fn durable_restart_from_snapshot_plus_log() {
     // A damaged newest snapshot: recovery falls back to the previous one plus the log.
     let newest = dir.path().join(format!(
         "snapshots/{}",
-        crate::snapshot_store::snapshot_name(
+        crate::storage::snapshot_store::snapshot_name(
             SnapshotStore::open(dir.path().join("snapshots"))
                 .unwrap()
                 .list()
@@ -399,7 +399,7 @@ async fn durable_restart_from_snapshot_plus_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_start_refuses_mid_log_corruption_and_cuts_a_torn_tail() {
-    let dir = crate::wal::tests::TestDir::new("consensus-corrupt");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-corrupt");
     let hook = Arc::new(ListHook::default());
     let c = Consensus::start_durable(hook.clone(), storage(dir.path(), 1_000_000))
         .await
@@ -455,7 +455,7 @@ async fn durable_start_refuses_mid_log_corruption_and_cuts_a_torn_tail() {
 async fn ack_after_sync_mode_is_durable_too() {
     // raft's literal contract (needed by an ensemble): one fsync per leader append, since
     // openraft 0.9 awaits each flush before the next client write.
-    let dir = crate::wal::tests::TestDir::new("consensus-strict");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-strict");
     let hook = Arc::new(ListHook::default());
     let c = Consensus::start_durable_with(
         hook.clone(),
@@ -489,7 +489,7 @@ async fn ack_after_sync_mode_is_durable_too() {
 /// Entries evicted from the cache are read back from the WAL, in one run with cached ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_reads_join_the_cache_and_the_wal() {
-    let dir = crate::wal::tests::TestDir::new("consensus-read");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-read");
     let hook = Arc::new(ListHook::default());
     let c = Consensus::start_durable(hook, unsynced(dir.path()))
         .await
@@ -516,7 +516,7 @@ async fn log_reads_join_the_cache_and_the_wal() {
 
 #[tokio::test]
 async fn refuses_a_hook_with_history() {
-    let dir = crate::wal::tests::TestDir::new("consensus-history");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-history");
     let hook = Arc::new(Recorder::default());
     hook.last.store(5, Ordering::SeqCst);
     let r = Consensus::start_durable(hook, unsynced(dir.path())).await;
@@ -534,7 +534,7 @@ async fn refuses_a_hook_with_history() {
 /// voter, appended or found in the log at start-up, ends it for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_voters_end_the_acknowledge_before_fsync_mode() {
-    let dir = crate::wal::tests::TestDir::new("consensus-ack-mode");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-ack-mode");
     let c = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
         .await
         .unwrap();
@@ -570,7 +570,7 @@ async fn several_voters_end_the_acknowledge_before_fsync_mode() {
 /// message naming the segment, the record's offset, the log index and the bad field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_record_refuses_start_naming_file_offset_and_field() {
-    let dir = crate::wal::tests::TestDir::new("consensus-undecodable");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-undecodable");
     let c = Consensus::start_durable(Arc::new(ListHook::default()), unsynced(dir.path()))
         .await
         .unwrap();
@@ -608,8 +608,13 @@ async fn an_undecodable_record_refuses_start_naming_file_offset_and_field() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, ConsensusError::Wal(_)), "{err}");
     let msg = err.to_string();
+    assert!(
+        matches!(&err, ConsensusError::Wal(wal::WalError::Corrupt {
+            reason: wal::Corruption::Body(e), ..
+        }) if e.is::<DecodeError>()),
+        "{msg}"
+    );
     assert!(
         msg.contains("00000000000000000000.log")
             && msg.contains("byte offset")
@@ -666,7 +671,7 @@ fn wal_with_membership(cfg: &StorageConfig, m: Membership<NodeId, BasicNode>) {
 fn several_voters_on_disk_rule_out_acknowledging_before_fsync_at_start() {
     for (ids, early) in [(&[1][..], true), (&[1, 2, 3][..], false)] {
         // In the log.
-        let dir = crate::wal::tests::TestDir::new("consensus-ack-log");
+        let dir = crate::storage::wal::tests::TestDir::new("consensus-ack-log");
         let cfg = unsynced(dir.path());
         wal_with_membership(&cfg, voters(ids));
         let r = recover(&cfg, Arc::new(ListHook::default()), AckMode::Pipelined).unwrap();
@@ -677,7 +682,7 @@ fn several_voters_on_disk_rule_out_acknowledging_before_fsync_at_start() {
         r.wal.close();
 
         // In the newest snapshot, with an empty log after it.
-        let dir = crate::wal::tests::TestDir::new("consensus-ack-snap");
+        let dir = crate::storage::wal::tests::TestDir::new("consensus-ack-snap");
         let cfg = unsynced(dir.path());
         let meta = SnapshotMeta {
             last_log_id: Some(log_id(1, 1, 5)),
@@ -700,7 +705,7 @@ fn several_voters_on_disk_rule_out_acknowledging_before_fsync_at_start() {
 /// with several voters it ends the acknowledge-before-fsync mode too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_installed_snapshot_of_several_voters_ends_acknowledging_before_fsync() {
-    let dir = crate::wal::tests::TestDir::new("consensus-ack-install");
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-ack-install");
     let cfg = unsynced(dir.path());
     let hook = Arc::new(ListHook::default());
     let r = recover(&cfg, hook.clone(), AckMode::Pipelined).unwrap();

@@ -64,7 +64,7 @@ pub struct Shared {
     /// only). A lock of its own: a flood of connects must not contend with reads and applies.
     conns_per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Held from the start of `Keeper::start` until shutdown completes.
-    pub(crate) data_lock: Mutex<Option<crate::data_lock::DataDirLock>>,
+    pub(crate) data_lock: Mutex<Option<crate::storage::data_lock::DataDirLock>>,
     /// The tree's last applied zxid, published by the apply path so replies that only need
     /// the zxid (pings, watch management) do not take the state lock.
     last_zxid: AtomicI64,

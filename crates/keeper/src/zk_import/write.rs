@@ -61,7 +61,7 @@ pub(crate) fn to_data_tree(zk: &ZkTree) -> Result<DataTree, ImportError> {
     });
     // The configuration is not kept: the keeper replaces it with its own at start.
     DataTree::from_parts(TreeConfig::default(), sessions, zk.last_zxid, nodes)
-        .map_err(|e| ImportError::Tree(e.to_string()))
+        .map_err(ImportError::Tree)
 }
 
 /// Writes `tree` as corral's initial state in `dest`; the snapshot's size in bytes.
@@ -69,8 +69,8 @@ pub(crate) fn write_corral_state(
     tree: &DataTree,
     dest: &StorageConfig,
 ) -> Result<u64, ImportError> {
-    let last = u64::try_from(tree.last_zxid())
-        .map_err(|_| ImportError::Tree(format!("negative last zxid {}", tree.last_zxid())))?;
+    let last =
+        u64::try_from(tree.last_zxid()).map_err(|_| ImportError::NegativeZxid(tree.last_zxid()))?;
     write_initial_state(dest, last, |sink| tree.write_snapshot(1 << 20, sink))
         .map_err(ImportError::Write)
 }
@@ -98,5 +98,39 @@ mod tests {
         ] {
             assert_eq!(hex(&zk_session_password(id)), want, "session {id:#x}");
         }
+    }
+
+    /// A replayed tree corral-tree refuses keeps corral-tree's error as the source.
+    #[test]
+    fn an_orphan_node_is_a_tree_error_with_corral_trees_cause() {
+        let mut zk = ZkTree::empty();
+        let root = zk.nodes.get("/").map(|n| n.acl.clone()).unwrap();
+        zk.nodes.insert(
+            "/missing/child".to_string(),
+            super::super::replay::ZNode {
+                data: None,
+                acl: root,
+                stat: Default::default(),
+            },
+        );
+        let e = to_data_tree(&zk).err().unwrap();
+        let msg = e.to_string();
+        assert!(matches!(e, ImportError::Tree(_)), "{msg}");
+        assert!(
+            msg.starts_with("the imported tree is not consistent: ") && msg.contains("/missing"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_negative_last_zxid_is_refused_before_anything_is_written() {
+        let mut zk = ZkTree::empty();
+        zk.last_zxid = -5;
+        let tree = to_data_tree(&zk).unwrap();
+        let dir = crate::storage::wal::tests::TestDir::new("import-negative");
+        let dest = StorageConfig::new(dir.path().join("data"));
+        let e = write_corral_state(&tree, &dest).err().unwrap();
+        assert!(matches!(e, ImportError::NegativeZxid(-5)), "{e}");
+        assert!(!dir.path().join("data").exists(), "nothing written");
     }
 }

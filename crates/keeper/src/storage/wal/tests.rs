@@ -2,6 +2,7 @@
 //! tails and refusal of mid-log corruption, preallocation failure.
 
 use super::*;
+use std::fs::{self, OpenOptions};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
@@ -477,6 +478,53 @@ fn corruption_in_the_middle_refuses_to_start() {
     assert!(msg.contains("another replica"), "{msg}");
     // Refusing touches nothing.
     assert_eq!(fs::read(&path).unwrap(), before);
+}
+
+/// A body the reader refuses stops the open as corruption at that record's offset, the
+/// reader's own error kept as the source.
+#[test]
+fn a_refused_body_is_corruption_with_the_readers_error_as_source() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("body of {0} does not decode")]
+    struct Undecodable(u64);
+
+    let d = TestDir::new("wal-refused");
+    let segs = written_log(&d, 40);
+    let path = seg_path(&d, segs[1]);
+    let refused = segs[1] + 1;
+    let off = offsets(&path, segs[1])[1];
+    let e = Wal::open(opts(d.path(), 300), |i, _| {
+        if i == refused {
+            return Err(Undecodable(i).into());
+        }
+        Ok(())
+    })
+    .err()
+    .unwrap();
+    let msg = e.to_string();
+    let WalError::Corrupt {
+        file,
+        offset,
+        reason: Corruption::Body(source),
+        ..
+    } = e
+    else {
+        panic!("not a refused body: {msg}");
+    };
+    assert_eq!((file, offset), (path.clone(), off));
+    assert!(
+        source
+            .downcast_ref::<Undecodable>()
+            .is_some_and(|u| u.0 == refused),
+        "{source:?}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "{} at byte offset {off}: body of {refused} does not decode",
+            path.display()
+        )),
+        "{msg}"
+    );
 }
 
 #[test]

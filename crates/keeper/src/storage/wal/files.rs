@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_large_file_is_removed_in_steps() {
-        let dir = crate::wal::tests::TestDir::new("files-gradual");
+        let dir = crate::storage::wal::tests::TestDir::new("files-gradual");
         let p = dir.path().join("big");
         let f = File::create(&p).unwrap();
         f.set_len(9 << 20).unwrap();
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn zero_range_spans_chunks_and_touches_nothing_else() {
-        let dir = crate::wal::tests::TestDir::new("files-zero");
+        let dir = crate::storage::wal::tests::TestDir::new("files-zero");
         let p = dir.path().join("z");
         let len = (3 << 20) + 100;
         fs::write(&p, vec![7u8; len]).unwrap();
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn framed_round_trip_and_damage() {
-        let dir = crate::wal::tests::TestDir::new("files");
+        let dir = crate::storage::wal::tests::TestDir::new("files");
         let p = dir.path().join("v");
         assert!(read_framed(&p).unwrap().is_none());
         write_atomic(&p, &frame(b"hello"), true).unwrap();

@@ -13,11 +13,17 @@
 //! [`StorageHealth::writes_blocked`] and retries every second. Readers `pread` written records
 //! from any thread.
 //!
+//! Files: this one holds the handle and what the threads share; `recover` reads the log at
+//! open, before the threads start; `writer` and `prealloc` are the two threads; `segment` is
+//! the record format, `files` the file helpers storage shares.
+//!
 //! Owns: files under its directory and the meaning of index, offset and segment. Must not: know
 //! what a record body means (consensus encodes raft entries), decide what is committed, or touch
 //! snapshots (it only learns, through [`Wal::set_retain_floor`], below which index it may delete).
 
 mod files;
+mod prealloc;
+mod recover;
 mod segment;
 mod writer;
 
@@ -25,7 +31,7 @@ pub use files::{frame, read_framed, remove_gradually, sync_dir, write_atomic};
 pub(crate) use files::{parse_index, with_path, write_paced, Throttle, PACE_BYTES};
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -35,7 +41,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use segment::{Parsed, ScanEnd, HEADER, INDEX};
+use prealloc::PreState;
+use recover::{Recovered, RecoveredSegment};
+use segment::{Parsed, HEADER, INDEX};
 use tokio::sync::oneshot;
 
 /// Default segment size, as ZooKeeper preallocates 64 MiB transaction logs.
@@ -89,7 +97,8 @@ pub enum WalError {
         file: PathBuf,
         dir: PathBuf,
         offset: u64,
-        reason: String,
+        #[source]
+        reason: Corruption,
     },
     /// Segments that do not follow each other.
     #[error(
@@ -100,6 +109,22 @@ pub enum WalError {
     )]
     Gap { file: PathBuf, expected: u64 },
 }
+
+/// What is wrong at the offset a [`WalError::Corrupt`] names.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    /// The frame: a torn or short header, a checksum mismatch, an index out of sequence.
+    #[error("{0}")]
+    Frame(String),
+    /// The frame is sound but the reader given to [`Wal::open`] refused the body (it does not
+    /// decode); its error, which says where in the body.
+    #[error("{0}")]
+    Body(#[source] BodyError),
+}
+
+/// Why the reader given to [`Wal::open`] refused a record's body: the caller's own error type,
+/// kept as the source of the [`WalError::Corrupt`] it becomes.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One record framed for the log, built by the caller before it is queued: the body is
 /// encoded straight into the bytes the writer thread writes.
@@ -207,19 +232,6 @@ struct Stats {
     hist: Option<hdrhistogram::Histogram<u64>>,
 }
 
-/// State of the preallocator, shared with the writer under `Shared::pre`.
-#[derive(Default)]
-struct PreState {
-    /// The writer wants a next segment.
-    wanted: bool,
-    /// A preallocated file is waiting at `<dir>/prealloc.tmp`, of this many bytes.
-    ready: Option<u64>,
-    in_progress: bool,
-    shutdown: bool,
-    /// Segments purged and renamed to `<name>.deleting`, for this thread to delete.
-    doomed: Vec<PathBuf>,
-}
-
 struct Shared {
     opts: WalOptions,
     index: Mutex<ReadIndex>,
@@ -274,17 +286,6 @@ enum Ctl {
     },
 }
 
-/// One segment as recovery found it.
-pub(crate) struct RecoveredSegment {
-    first: u64,
-    path: PathBuf,
-    /// Index of its last record, if any.
-    last: Option<u64>,
-    /// Byte offset where its data ends.
-    end: u64,
-    capacity: u64,
-}
-
 /// The write-ahead log handle. Dropping it (or [`Wal::close`]) stops the threads after the
 /// queued work is done.
 pub struct Wal {
@@ -297,115 +298,12 @@ impl Wal {
     /// Opens (or creates) the WAL in `opts.dir`, calling `visit(index, body)` for every
     /// record in order. A torn tail of the last segment is cut (with a warning); damage before it
     /// is an error that names file and offset. `visit` may refuse a record (e.g. undecodable)
-    /// with a message; that is reported as corruption at the record's offset.
+    /// with its own error; that is reported as corruption at the record's offset.
     pub fn open(
         opts: WalOptions,
-        mut visit: impl FnMut(u64, &[u8]) -> Result<(), String>,
+        visit: impl FnMut(u64, &[u8]) -> Result<(), BodyError>,
     ) -> Result<Wal, WalError> {
-        let dir = opts.dir.clone();
-        fs::create_dir_all(&dir).map_err(|e| files::with_path(&dir, e))?;
-        // A preallocated file from an earlier run may be partial; a fresh one is cheap.
-        let stale = dir.join(PREALLOC_NAME);
-        match fs::remove_file(&stale) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(files::with_path(&stale, e).into()),
-        }
-        let mut names = Vec::new();
-        for ent in fs::read_dir(&dir).map_err(|e| files::with_path(&dir, e))? {
-            let ent = ent.map_err(|e| files::with_path(&dir, e))?;
-            // A purged segment whose deletion a stop interrupted.
-            if ent
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.ends_with(DOOMED_SUFFIX))
-            {
-                let p = ent.path();
-                fs::remove_file(&p).map_err(|e| files::with_path(&p, e))?;
-                continue;
-            }
-            if let Some(first) = ent
-                .file_name()
-                .to_str()
-                .and_then(segment::parse_segment_name)
-            {
-                names.push(first);
-            }
-        }
-        names.sort_unstable();
-
-        let mut segs: Vec<RecoveredSegment> = Vec::new();
-        let mut locs = VecDeque::new();
-        let mut base = None;
-        let n = names.len();
-        for (i, first) in names.into_iter().enumerate() {
-            let path = dir.join(segment::segment_name(first));
-            if let Some(prev) = segs.last() {
-                let expected = prev.last.map_or(prev.first, |l| l + 1);
-                if first != expected {
-                    return Err(WalError::Gap {
-                        file: path,
-                        expected,
-                    });
-                }
-            }
-            let bytes = fs::read(&path).map_err(|e| files::with_path(&path, e))?;
-            let (recs, end) = segment::scan(&bytes, first);
-            let corrupt = |offset: u64, reason: String| WalError::Corrupt {
-                file: path.clone(),
-                dir: dir.clone(),
-                offset,
-                reason,
-            };
-            let data_end = match end {
-                ScanEnd::Clean { end } => end,
-                ScanEnd::Bad {
-                    offset,
-                    reason,
-                    followed_by_valid,
-                } => {
-                    if i + 1 != n {
-                        return Err(corrupt(
-                            offset,
-                            format!("{reason}, in a segment that is not the last"),
-                        ));
-                    }
-                    if followed_by_valid {
-                        return Err(corrupt(
-                            offset,
-                            format!("{reason}, followed by valid records"),
-                        ));
-                    }
-                    tracing::warn!(
-                        file = %path.display(),
-                        offset,
-                        "write-ahead log ends in a torn or corrupt record ({reason}); cutting the \
-                         log at the last good record (the lost tail was never acknowledged)"
-                    );
-                    cut_tail(&path, &bytes, offset, opts.force_sync)?;
-                    offset
-                }
-            };
-            for r in &recs {
-                visit(r.index, &bytes[r.body.clone()]).map_err(|m| corrupt(r.offset, m))?;
-                if base.is_none() {
-                    base = Some(r.index);
-                }
-                let len = (r.body.end - r.body.start + INDEX) as u32;
-                locs.push_back(Loc {
-                    seg: first,
-                    offset: r.offset,
-                    len,
-                });
-            }
-            segs.push(RecoveredSegment {
-                first,
-                path,
-                last: recs.last().map(|r| r.index),
-                end: data_end,
-                capacity: bytes.len() as u64,
-            });
-        }
+        let Recovered { segs, locs, base } = recover::recover(&opts, visit)?;
 
         let mut files = BTreeMap::new();
         let mut log_bytes = 0;
@@ -446,7 +344,7 @@ impl Wal {
         threads.push(
             std::thread::Builder::new()
                 .name("wal-prealloc".into())
-                .spawn(move || writer::preallocator(pre_shared))
+                .spawn(move || prealloc::preallocator(pre_shared))
                 .map_err(WalError::Io)?,
         );
         let w = writer::Writer::new(Arc::clone(&shared), segs, next)?;
@@ -628,28 +526,6 @@ impl Drop for Wal {
 
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the write-ahead log is closed")
-}
-
-/// Zeroes a segment from `offset` to its last non-zero byte, so the cut tail reads as end of
-/// data and a later scan finds nothing behind it.
-fn cut_tail(path: &Path, bytes: &[u8], offset: u64, sync: bool) -> io::Result<()> {
-    let start = offset as usize;
-    let Some(last_nonzero) = bytes[start.min(bytes.len())..]
-        .iter()
-        .rposition(|&b| b != 0)
-    else {
-        return Ok(());
-    };
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| files::with_path(path, e))?;
-    files::zero_range(&f, offset, (start + last_nonzero + 1) as u64, false)
-        .map_err(|e| files::with_path(path, e))?;
-    if sync {
-        f.sync_data().map_err(|e| files::with_path(path, e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::wal::{
+use super::wal::{
     parse_index, remove_gradually, sync_dir, with_path, write_paced, Throttle, PACE_BYTES,
 };
 
@@ -143,6 +143,43 @@ impl Drop for MappedFile {
 /// pieces): alternating between encoding and waiting on the disk every piece measured worse.
 const GATHER_BYTES: usize = 4 << 20;
 
+/// Why [`SnapshotStore::load`] refused a snapshot file. Each names the file; damage names the
+/// byte offset where it was found.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotLoadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {damage} at byte offset {offset}", path.display())]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        damage: Damage,
+    },
+}
+
+/// What is wrong with a snapshot file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("file ends early")]
+    EndsEarly,
+    #[error("not a corral snapshot (bad magic)")]
+    BadMagic,
+    #[error("unsupported snapshot version {0}")]
+    Version(u32),
+    #[error("metadata checksum mismatch")]
+    MetaChecksum,
+    #[error("payload length too large")]
+    PayloadTooLarge,
+    #[error("trailing bytes after the payload")]
+    TrailingBytes,
+    #[error("payload checksum mismatch")]
+    PayloadChecksum,
+}
+
 /// The snapshot directory.
 #[derive(Clone, Debug)]
 pub struct SnapshotStore {
@@ -208,35 +245,39 @@ impl SnapshotStore {
     }
 
     /// Reads and verifies one snapshot; the error names the file and what is wrong.
-    pub fn load(&self, index: u64) -> Result<LoadedSnapshot, String> {
+    pub fn load(&self, index: u64) -> Result<LoadedSnapshot, SnapshotLoadError> {
         let path = self.path_of(index);
-        let mapped = open_for_reading(&path)
-            .and_then(MappedFile::map)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mapped = match open_for_reading(&path).and_then(MappedFile::map) {
+            Ok(m) => m,
+            Err(source) => return Err(SnapshotLoadError::Io { path, source }),
+        };
         let bytes = mapped.bytes();
-        let bad =
-            |off: usize, what: &str| format!("{}: {what} at byte offset {off}", path.display());
-        let take = |at: usize, n: usize| -> Result<&[u8], String> {
+        let bad = |offset: usize, damage: Damage| SnapshotLoadError::Damaged {
+            path: path.clone(),
+            offset: offset as u64,
+            damage,
+        };
+        let take = |at: usize, n: usize| -> Result<&[u8], SnapshotLoadError> {
             bytes
                 .get(at..at.saturating_add(n))
-                .ok_or_else(|| bad(at, "file ends early"))
+                .ok_or_else(|| bad(at, Damage::EndsEarly))
         };
         if take(0, 8)? != MAGIC {
-            return Err(bad(0, "not a corral snapshot (bad magic)"));
+            return Err(bad(0, Damage::BadMagic));
         }
-        let u32_at = |at: usize| -> Result<u32, String> {
+        let u32_at = |at: usize| -> Result<u32, SnapshotLoadError> {
             let b = take(at, 4)?;
             Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         };
         let version = u32_at(8)?;
         if version != VERSION {
-            return Err(bad(8, &format!("unsupported snapshot version {version}")));
+            return Err(bad(8, Damage::Version(version)));
         }
         let meta_len = u32_at(12)? as usize;
         let meta_crc = u32_at(16)?;
         let meta = take(20, meta_len)?;
         if crc32c::crc32c(meta) != meta_crc {
-            return Err(bad(20, "metadata checksum mismatch"));
+            return Err(bad(20, Damage::MetaChecksum));
         }
         let at = 20 + meta_len;
         let pl = take(at, 8)?;
@@ -245,13 +286,13 @@ impl SnapshotStore {
         let payload_crc = u32_at(at + 8)?;
         let start = at + 12;
         let payload_len =
-            usize::try_from(payload_len).map_err(|_| bad(at, "payload length too large"))?;
+            usize::try_from(payload_len).map_err(|_| bad(at, Damage::PayloadTooLarge))?;
         let payload = take(start, payload_len)?;
         if start + payload_len != bytes.len() {
-            return Err(bad(start + payload_len, "trailing bytes after the payload"));
+            return Err(bad(start + payload_len, Damage::TrailingBytes));
         }
         if crc32c::crc32c(payload) != payload_crc {
-            return Err(bad(start, "payload checksum mismatch"));
+            return Err(bad(start, Damage::PayloadChecksum));
         }
         let meta = meta.to_vec();
         Ok(LoadedSnapshot {
@@ -452,153 +493,4 @@ fn open_for_reading(path: &Path) -> io::Result<File> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wal::tests::TestDir;
-
-    #[test]
-    fn names_round_trip() {
-        assert_eq!(snapshot_name(7), "snapshot.00000000000000000007");
-        assert_eq!(parse_name(&snapshot_name(u64::MAX)), Some(u64::MAX));
-        assert_eq!(parse_name("snapshot.7"), None);
-        assert_eq!(parse_name("snapshot.00000000000000000007.tmp"), None);
-        assert_eq!(parse_name("00000000000000000007.log"), None);
-        // Twenty digits, but past u64.
-        assert_eq!(parse_name("snapshot.99999999999999999999"), None);
-    }
-
-    #[test]
-    fn snapshot_writes_are_held_to_the_configured_rate() {
-        let d = TestDir::new("snap-rate");
-        // 2 MB at 4 MB/s: at least half a second, whatever the disk's speed.
-        let s = SnapshotStore::open(d.path())
-            .unwrap()
-            .with_write_rate(Some(4_000_000));
-        let payload = vec![7u8; 2_000_000];
-        let t = std::time::Instant::now();
-        s.write(1, b"m", &payload).unwrap();
-        let took = t.elapsed();
-        assert!(took >= std::time::Duration::from_millis(450), "{took:?}");
-        assert_eq!(s.load(1).unwrap().payload(), payload);
-    }
-
-    #[test]
-    fn write_load_retain() {
-        let d = TestDir::new("snap");
-        let s = SnapshotStore::open(d.path()).unwrap();
-        for i in [5u64, 10, 15, 20] {
-            s.write(i, format!("meta{i}").as_bytes(), &vec![i as u8; 1000])
-                .unwrap();
-        }
-        assert!(d.path().join("snapshot.00000000000000000020").exists());
-        assert_eq!(s.list().unwrap(), vec![20, 15, 10, 5]);
-        let l = s.load(15).unwrap();
-        assert_eq!(l.meta, b"meta15");
-        assert_eq!(l.payload(), vec![15u8; 1000]);
-        assert_eq!(s.retain(3).unwrap(), Some(10));
-        assert_eq!(s.list().unwrap(), vec![20, 15, 10]);
-        assert!(
-            d.path().join(SPARE).exists(),
-            "the purged snapshot is kept as the spare"
-        );
-
-        // Damage is reported with file and offset.
-        let p = s.path_of(20);
-        let mut b = fs::read(&p).unwrap();
-        let n = b.len();
-        b[n - 1] ^= 1;
-        fs::write(&p, &b).unwrap();
-        let e = s.load(20).unwrap_err();
-        assert!(
-            e.contains("payload checksum") && e.contains(&p.display().to_string()),
-            "{e}"
-        );
-        fs::write(&p, &b[..n / 2]).unwrap();
-        assert!(s.load(20).unwrap_err().contains("ends early"));
-
-        // Leftover temp files and interrupted deletions vanish on open.
-        fs::write(d.path().join("snapshot.00000000000000000099.tmp"), b"x").unwrap();
-        fs::write(
-            d.path().join("snapshot.00000000000000000001.deleting"),
-            b"x",
-        )
-        .unwrap();
-        let s = SnapshotStore::open(d.path()).unwrap();
-        assert_eq!(s.list().unwrap(), vec![20, 15, 10]);
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            4,
-            "3 snapshots and the spare"
-        );
-
-        // A streamed payload reads back whole, its length and checksum filled in at the end.
-        let pieces: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 300_000]).collect();
-        s.write_with(30, b"m30", |sink| pieces.iter().try_for_each(|p| sink(p)))
-            .unwrap();
-        assert_eq!(s.load(30).unwrap().payload(), pieces.concat());
-        let (mut f, start) = s.open_payload(30).unwrap();
-        let mut rest = Vec::new();
-        f.read_to_end(&mut rest).unwrap();
-        assert_eq!((rest, start), (pieces.concat(), 20 + 3 + 12));
-        assert!(
-            !d.path().join(SPARE).exists(),
-            "the new snapshot took the spare"
-        );
-        // A producer that fails leaves nothing behind.
-        let e = s
-            .write_with(40, b"m40", |sink| {
-                sink(b"partial")?;
-                Err(io::Error::other("disk full"))
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("disk full"), "{e}");
-        assert_eq!(s.list().unwrap(), vec![30, 20, 15, 10]);
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 4);
-    }
-
-    #[test]
-    fn retired_snapshots_are_overwritten_unless_being_read() {
-        let d = TestDir::new("spare");
-        let s = SnapshotStore::open(d.path()).unwrap();
-        let big = vec![7u8; 3 << 20];
-        s.write(1, b"m1", &big).unwrap();
-        s.write(2, b"m2", &[2u8; 5000]).unwrap();
-        assert_eq!(s.retain(1).unwrap(), Some(2));
-        let spare = d.path().join(SPARE);
-        let spare_len = fs::metadata(&spare).unwrap().len();
-        assert_eq!(
-            s.total_bytes(),
-            spare_len + fs::metadata(s.path_of(2)).unwrap().len()
-        );
-
-        // A smaller snapshot written over the larger spare is cut to its own length.
-        s.write(3, b"m3", &[3u8; 1000]).unwrap();
-        assert!(!spare.exists());
-        assert_eq!(
-            fs::metadata(s.path_of(3)).unwrap().len(),
-            20 + 2 + 12 + 1000
-        );
-        assert_eq!(s.load(3).unwrap().payload(), vec![3u8; 1000]);
-
-        // A snapshot being read is deleted, not overwritten: the reader keeps its bytes.
-        let (mut reader, _) = s.open_payload(2).unwrap();
-        s.write(4, b"m4", &big).unwrap();
-        assert_eq!(s.retain(2).unwrap(), Some(3));
-        assert!(
-            !spare.exists(),
-            "a snapshot being read must not become the spare"
-        );
-        s.write(5, b"m5", &big).unwrap();
-        let mut read = Vec::new();
-        reader.read_to_end(&mut read).unwrap();
-        assert_eq!(read, vec![2u8; 5000]);
-        drop(reader);
-        assert_eq!(s.retain(1).unwrap(), Some(5));
-        assert!(spare.exists());
-        assert_eq!(s.list().unwrap(), vec![5]);
-        assert!(
-            s.open_payload(3).is_err(),
-            "a purged snapshot cannot be opened"
-        );
-    }
-}
+mod tests;
