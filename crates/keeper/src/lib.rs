@@ -29,7 +29,8 @@
 //! - [`wal`], [`snapshot_store`], [`snapshot_data`], `restore`, `data_lock`, `background`:
 //!   storage. The WAL's one writer thread owns every file change of the log; snapshots are
 //!   encoded off the request path at low CPU priority.
-//! - [`admin`], [`four_letter`]: the four-letter words; they build only what they print.
+//! - [`admin`]: the four-letter words. Each gathers only what it prints, one lock at a time;
+//!   never changes state.
 //! - `stats`: server-wide counters (atomics) and throttled log lines.
 //! - [`zk_import`]: reads ZooKeeper's data directory (snapshots and logs) into a first
 //!   snapshot, before consensus starts. Never writes ZooKeeper's files.
@@ -46,7 +47,6 @@ pub mod config;
 mod connection;
 pub mod consensus;
 mod data_lock;
-pub mod four_letter;
 mod housekeeping;
 pub mod keeper;
 mod listener;
