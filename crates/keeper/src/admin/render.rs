@@ -32,7 +32,6 @@ pub(crate) fn needs_server(cmd: &str) -> bool {
             | "wchc"
             | "wchp"
             | "wchs"
-            | "hash"
     )
 }
 
@@ -40,10 +39,6 @@ pub(crate) fn needs_server(cmd: &str) -> bool {
 /// just closes, as for `telnet close`).
 pub(crate) fn render(cmd: &str, snap: &AdminSnapshot) -> String {
     if needs_server(cmd) && !snap.serving {
-        // ZooKeeper prints the not-serving text without a newline for `hash` only.
-        if cmd == "hash" {
-            return NOT_SERVING.to_string();
-        }
         return format!("{NOT_SERVING}\n");
     }
     let mut out = String::new();
@@ -106,11 +101,6 @@ pub(crate) fn render(cmd: &str, snap: &AdminSnapshot) -> String {
                 }
             }
             out.push('\n');
-        }
-        "hash" => {
-            for (zxid, digest) in &snap.digest_log {
-                let _ = writeln!(out, "{zxid:x}: {digest}");
-            }
         }
         "mntr" => mntr::monitor(&mut out, snap),
         _ => {}

@@ -133,8 +133,6 @@ pub(crate) struct AdminSnapshot {
     pub uptime_ms: u64,
     /// The current (for `stmk`: the newly set) trace mask.
     pub trace_mask: i64,
-    /// (zxid, digest) history for `hash`.
-    pub digest_log: Vec<(i64, i64)>,
     /// Extra `mntr` values: a name ZooKeeper prints anyway replaces its default value, any other
     /// name is appended (e.g. leader-only `zk_synced_followers`, corral's own counters).
     pub metrics: Vec<(String, String)>,
