@@ -128,7 +128,7 @@ pub(crate) fn gather(keeper: &Shared, needs: Needs) -> AdminSnapshot {
                 .watches
                 .entries()
                 .filter(|(_, table, _)| *table == Table::Data)
-                .filter_map(|(conn, _, path)| session_of.get(&conn).map(|s| (*s, path.to_string())))
+                .filter_map(|(conn, _, path)| Some((*session_of.get(&conn)?, path.to_string())))
                 .collect();
         }
         if needs.watch_summary {
