@@ -31,7 +31,8 @@
 //!   written whole and paced, encoded off the request path at low CPU priority
 //!   (`storage::background`); start-up's restore; the data-dir lock. Never interprets an
 //!   entry, never knows about connections or sessions; depends on no other keeper module.
-//! - [`admin`], [`four_letter`]: the four-letter words; they build only what they print.
+//! - [`admin`]: the four-letter words. Each gathers only what it prints, one lock at a time;
+//!   never changes state.
 //! - `stats`: server-wide counters (atomics) and throttled log lines.
 //! - [`zk_import`]: reads ZooKeeper's data directory (snapshots and logs) into a first
 //!   snapshot, before consensus starts. Never writes ZooKeeper's files.
@@ -46,7 +47,6 @@ mod apply;
 pub mod config;
 mod connection;
 pub mod consensus;
-pub mod four_letter;
 mod housekeeping;
 pub mod keeper;
 mod listener;

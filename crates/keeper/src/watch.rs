@@ -226,6 +226,19 @@ impl WatchRegistry {
     pub fn total(&self) -> usize {
         self.by_conn.values().map(|s| s.len()).sum()
     }
+
+    /// One table counted without reading a path (`wchs`): the connections holding a watch in
+    /// it, its distinct paths, and its watches (one per connection and path).
+    pub fn census(&self, table: Table) -> (Vec<ConnId>, usize, usize) {
+        let conns = self
+            .by_conn
+            .iter()
+            .filter(|(_, mine)| mine.iter().any(|(t, _)| *t == table))
+            .map(|(c, _)| *c)
+            .collect();
+        let tbl = self.table_ref(table);
+        (conns, tbl.len(), tbl.values().map(BTreeMap::len).sum())
+    }
 }
 
 /// `/a/b/c` → `/a/b/c`, `/a/b`, `/a`, `/`.

@@ -58,6 +58,42 @@ int_enum!(
     }
 );
 
+impl OpCode {
+    /// The four-letter abbreviation ZooKeeper shows as a connection's last operation (`lop=` in
+    /// the `cons` admin command). `None` for the opcodes ZooKeeper never names there
+    /// (notification, auth, sasl, error), for which it keeps showing its initial "NA".
+    pub fn short_name(self) -> Option<&'static str> {
+        use OpCode::*;
+        Some(match self {
+            Create | Create2 | CreateContainer | CreateTtl => "CREA",
+            Delete | DeleteContainer => "DELE",
+            Exists => "EXIS",
+            GetData => "GETD",
+            SetData => "SETD",
+            GetAcl => "GETA",
+            SetAcl => "SETA",
+            GetChildren | GetChildren2 => "GETC",
+            Sync => "SYNC",
+            Ping => "PING",
+            Check => "CHEC",
+            Multi => "MULT",
+            Reconfig => "RECO",
+            CheckWatches => "CHKW",
+            RemoveWatches => "REMW",
+            MultiRead => "MLTR",
+            SetWatches => "SETW",
+            GetEphemerals => "GETE",
+            GetAllChildrenNumber => "GETACN",
+            SetWatches2 => "STW2",
+            AddWatch => "ADDW",
+            WhoAmI => "HOMI",
+            CreateSession => "SESS",
+            CloseSession => "CLOS",
+            Notification | Auth | Sasl | Error => return None,
+        })
+    }
+}
+
 int_enum!(
     /// KeeperException.Code values carried in `ReplyHeader.err`.
     ErrorCode {
@@ -199,5 +235,58 @@ pub mod perms {
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.name(), self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpCode;
+
+    #[test]
+    fn short_names_are_zookeepers() {
+        // (opcode, the name ZooKeeper 3.8 shows in `cons`), written out from its source.
+        let expected = [
+            (1, "CREA"),
+            (15, "CREA"),
+            (19, "CREA"),
+            (21, "CREA"),
+            (2, "DELE"),
+            (20, "DELE"),
+            (3, "EXIS"),
+            (4, "GETD"),
+            (5, "SETD"),
+            (6, "GETA"),
+            (7, "SETA"),
+            (8, "GETC"),
+            (12, "GETC"),
+            (9, "SYNC"),
+            (11, "PING"),
+            (13, "CHEC"),
+            (14, "MULT"),
+            (16, "RECO"),
+            (17, "CHKW"),
+            (18, "REMW"),
+            (22, "MLTR"),
+            (101, "SETW"),
+            (103, "GETE"),
+            (104, "GETACN"),
+            (105, "STW2"),
+            (106, "ADDW"),
+            (107, "HOMI"),
+            (-10, "SESS"),
+            (-11, "CLOS"),
+        ];
+        for (code, name) in expected {
+            let op = OpCode::from_i32(code).unwrap_or_else(|| panic!("no opcode {code}"));
+            assert_eq!(op.short_name(), Some(name), "{op:?}");
+        }
+        for op in [
+            OpCode::Notification,
+            OpCode::Auth,
+            OpCode::Sasl,
+            OpCode::Error,
+        ] {
+            assert_eq!(op.short_name(), None, "{op:?}");
+        }
     }
 }

@@ -45,6 +45,7 @@ use file::parse;
 pub use security::UnenforcedKey;
 pub use servers::{ServerEntry, ServerRole};
 pub use whitelist::FourLetterWhitelist;
+pub(crate) use whitelist::FOUR_LETTER_WORDS;
 
 /// ZooKeeper's `DEFAULT_TICK_TIME`, used when a config file does not set tickTime (Kafka's bundled
 /// `zookeeper.properties` relies on it).

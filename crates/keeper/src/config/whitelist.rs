@@ -1,13 +1,20 @@
 //! The four-letter-word whitelist (`4lw.commands.whitelist`): which words the client port
 //! answers.
 //!
-//! Owns parsing the list and the rule that `srvr` is always allowed. Must never hold a word
-//! corral does not know ([`crate::four_letter::KNOWN`] lists those): unknown names are returned
-//! for a warning and dropped.
+//! Owns parsing the list, the rule that `srvr` is always allowed, and the list of words corral
+//! knows ([`FOUR_LETTER_WORDS`]: kept here, not in `admin`, which recognises and answers them,
+//! so that config depends on nothing that depends on config). Must never hold a word corral
+//! does not know: unknown names are returned for a warning and dropped.
 
 use std::collections::BTreeSet;
 
-use crate::four_letter;
+/// Every four-letter word corral answers: ZooKeeper 3.8's (its `FourLetterCommands`) but
+/// `hash`, its tree-digest history, which corral does not keep (DESIGN-NOTES.md says why): it
+/// is answered as any unknown word is, and naming it in the whitelist draws a warning.
+pub(crate) const FOUR_LETTER_WORDS: &[&str] = &[
+    "conf", "cons", "crst", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc",
+    "wchp", "wchs", "dirs", "mntr", "isro",
+];
 
 /// Which four-letter words may run. `srvr` is always allowed because zkServer.sh's `status`
 /// depends on it; the default (ZooKeeper 3.5.3 and later) allows nothing else.
@@ -48,7 +55,7 @@ impl FourLetterWhitelist {
             if name == "*" {
                 return (FourLetterWhitelist::all(), Vec::new());
             }
-            match four_letter::KNOWN.iter().find(|k| **k == name) {
+            match FOUR_LETTER_WORDS.iter().find(|k| **k == name) {
                 Some(known) => {
                     list.commands.insert(known);
                 }

@@ -58,11 +58,11 @@ where
             return None;
         }
     }
-    let Some(cmd) = crate::four_letter::recognize([buf[0], buf[1], buf[2], buf[3]]) else {
+    let Some(cmd) = crate::admin::recognize([buf[0], buf[1], buf[2], buf[3]]) else {
         return Some(wr);
     };
     let mut extra = None;
-    if crate::four_letter::needs_trace_mask(cmd) {
+    if crate::admin::needs_trace_mask(cmd) {
         let mask = tokio::time::timeout_at(deadline, read_at_least(rd, buf, 12));
         if !matches!(mask.await, Ok(Ok(()))) {
             return None;
@@ -105,7 +105,7 @@ async fn four_letter_word<W: AsyncWrite + Unpin>(
     let text = if keeper.config.four_letter_whitelist.allows(cmd) {
         crate::admin::four_letter_reply(keeper, cmd, extra)
     } else {
-        crate::four_letter::not_whitelisted(cmd)
+        crate::admin::not_whitelisted(cmd)
     };
     debug!(%remote, cmd, "four-letter word");
     // Within the handshake bound too: a large reply (dump, cons, wchp) to a client that never

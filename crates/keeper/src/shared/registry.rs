@@ -136,8 +136,8 @@ impl ConnRegistry {
         self.by_id.values()
     }
 
-    /// The session each connection holds, for the watch listings.
-    pub fn session_of(&self, id: ConnId) -> Option<i64> {
-        self.by_id.get(&id).map(|h| h.session_id)
+    /// Each connection and the session it holds, for the watch listings.
+    pub fn sessions(&self) -> impl Iterator<Item = (ConnId, i64)> + '_ {
+        self.by_id.iter().map(|(id, h)| (*id, h.session_id))
     }
 }
