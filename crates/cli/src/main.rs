@@ -108,7 +108,7 @@ fn import_zk(
     from_log: Option<&std::path::Path>,
     to: &std::path::Path,
 ) -> ExitCode {
-    let storage = corral_keeper::consensus::StorageConfig::new(to);
+    let storage = corral_keeper::StorageConfig::new(to);
     match zk_import::import_offline(from, from_log, &storage) {
         Ok(s) => {
             println!(

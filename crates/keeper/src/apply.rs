@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEvent};
 use corral_tree::{ApplyResult, Entry, EntryOp};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::consensus::{RestoreError, SnapshotEncoder, StateMachineHook};
 use crate::outbound::Pushed;
@@ -119,13 +119,34 @@ fn track_sessions(keeper: &Shared, entry: &Entry, res: &ApplyResult) {
         EntryOp::CloseSession { session_id, reason } => {
             // A session closed by anyone but its own client has expired.
             let expired = entry.session_id != *session_id;
-            keeper.sessions().bury(
+            let mut sessions = keeper.sessions();
+            let ob = sessions.bury(
                 *session_id,
                 reason,
                 expired,
                 res.deleted_ephemerals.clone(),
                 now,
             );
+            if expired {
+                // The whole story of an expiry in one line: who, how long silent, what it
+                // last did, what went with it.
+                let ended_ms = ob
+                    .ended_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                info!(
+                    session = format!("0x{:x}", ob.session_id),
+                    remote = ob.remote.map(|r| r.to_string()),
+                    timeout_ms = ob.timeout_ms,
+                    silent_for_ms = ob.silent_for_ms,
+                    last_op = ob.last_op,
+                    ephemerals_deleted = ?ob.ephemerals_deleted,
+                    ended_ms,
+                    "session ended: {}",
+                    ob.reason
+                );
+            }
+            drop(sessions);
             // An expired session also loses its connection; the client's own close is
             // answered first by the connection.
             if expired {

@@ -21,13 +21,13 @@
 //!   Owns ordering and durability of entries. Never interprets an entry.
 //! - `apply`: a committed entry → the tree → session tracking → watch events queued to
 //!   connections, under one hold of the state lock. Never blocks.
-//! - [`session`]: liveness and precise expiry, stall forgiveness, obituaries. Decides *when*
+//! - `session`: liveness and precise expiry, stall forgiveness, obituaries. Decides *when*
 //!   a session expires. Pure bookkeeping.
-//! - [`watch`]: the watch registry, ZooKeeper 3.8's model. Pure bookkeeping.
+//! - `watch`: the watch registry, ZooKeeper 3.8's model. Pure bookkeeping.
 //! - `housekeeping`: the periodic loops on the leader: session expiry (a CloseSession entry
 //!   through consensus), containers and TTL nodes.
-//! - [`storage`]: the files under dataDir and dataLogDir. [`storage::wal`], whose one writer
-//!   thread owns every change of the log's files; [`storage::snapshot_store`], snapshots
+//! - `storage`: the files under dataDir and dataLogDir. `storage::wal`, whose one writer
+//!   thread owns every change of the log's files; `storage::snapshot_store`, snapshots
 //!   written whole and paced, encoded off the request path at low CPU priority
 //!   (`storage::background`); start-up's restore; the data-dir lock. Never interprets an
 //!   entry, never knows about connections or sessions; depends on no other keeper module.
@@ -42,22 +42,24 @@
 //! starts, as its initial snapshot). It must not know the wire encoding beyond what
 //! corral-proto exposes, nor decide write results (that is corral-tree's `apply`).
 
-pub mod admin;
+mod admin;
 mod apply;
 pub mod config;
 mod connection;
-pub mod consensus;
+mod consensus;
 mod housekeeping;
 pub mod keeper;
 mod listener;
 mod outbound;
-pub mod session;
+mod session;
 mod shared;
 mod stats;
-pub mod storage;
-pub mod watch;
+mod storage;
+mod watch;
 pub mod zk_import;
 
+pub use admin::java_date;
+pub use consensus::StorageConfig;
 pub use keeper::{Keeper, StartError};
 
 #[cfg(test)]

@@ -123,14 +123,6 @@ impl SessionTracker {
         self.live.get(&id)
     }
 
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&i64, &Liveness)> {
         self.live.iter()
     }
@@ -195,7 +187,7 @@ impl SessionTracker {
         expired: bool,
         ephemerals: Vec<String>,
         now: Instant,
-    ) {
+    ) -> &Obituary {
         self.expired_total += u64::from(expired);
         let l = self.live.remove(&id);
         let ob = Obituary {
@@ -217,8 +209,11 @@ impl SessionTracker {
             self.obituaries.pop_front();
         }
         self.obituaries.push_back(ob);
+        &self.obituaries[self.obituaries.len() - 1]
     }
 
+    /// The latest obituaries, oldest first (issue 13 serves them to operators).
+    #[cfg(test)]
     pub fn obituaries(&self) -> impl Iterator<Item = &Obituary> {
         self.obituaries.iter()
     }
@@ -301,7 +296,7 @@ mod tests {
         assert_eq!(ob.len(), 1);
         assert_eq!(ob[0].last_op, "create");
         assert_eq!(ob[0].silent_for_ms, Some(1010));
-        assert!(t.is_empty());
+        assert!(t.get(5).is_none());
         // Only expiries count as expired; a client's own close does not.
         t.track(6, Duration::from_millis(1000), t0);
         t.bury(6, "closed by the client", false, vec![], t0);

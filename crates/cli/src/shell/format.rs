@@ -25,7 +25,7 @@ pub fn format_stat(s: &Stat) -> String {
 
 /// Java's `Date.toString()` in UTC, as zkCli prints ctime and mtime; one formatter serves
 /// the shell and the four-letter words.
-pub use corral_keeper::admin::java_date;
+pub use corral_keeper::java_date;
 
 /// Java's message for an error code (KeeperException.getCodeMessage).
 pub fn code_message(code: ErrorCode) -> String {

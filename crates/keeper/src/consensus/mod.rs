@@ -590,8 +590,8 @@ mod state_machine;
 #[cfg(test)]
 mod tests;
 
+pub use codec::DecodeError;
 use codec::*;
-pub use codec::{DecodeError, DecodeProblem, Decoding};
 pub use error::*;
 pub use log_store::*;
 pub use network::*;

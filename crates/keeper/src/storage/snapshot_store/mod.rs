@@ -22,9 +22,7 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::wal::{
-    parse_index, remove_gradually, sync_dir, with_path, write_paced, Throttle, PACE_BYTES,
-};
+use super::wal::{parse_index, remove_gradually, sync_dir, with_path, write_paced, Throttle};
 
 const MAGIC: &[u8; 8] = b"CRLSNAP\0";
 const VERSION: u32 = 1;
@@ -326,10 +324,12 @@ impl SnapshotStore {
     }
 
     /// Writes a snapshot durably (temp file, fsync, rename, fsync directory) and returns its
-    /// size in bytes. On failure the temp file is removed and nothing else changes.
+    /// size in bytes. On failure the temp file is removed and nothing else changes. (The
+    /// keeper streams with [`SnapshotStore::write_with`]; this whole-buffer form is for tests.)
+    #[cfg(test)]
     pub fn write(&self, index: u64, meta: &[u8], payload: &[u8]) -> io::Result<u64> {
         self.write_with(index, meta, |sink| {
-            payload.chunks(PACE_BYTES).try_for_each(sink)
+            payload.chunks(super::wal::PACE_BYTES).try_for_each(sink)
         })
     }
 

@@ -27,8 +27,10 @@ mod recover;
 mod segment;
 mod writer;
 
+#[cfg(test)]
+pub(crate) use files::PACE_BYTES;
 pub use files::{frame, read_framed, remove_gradually, sync_dir, write_atomic};
-pub(crate) use files::{parse_index, with_path, write_paced, Throttle, PACE_BYTES};
+pub(crate) use files::{parse_index, with_path, write_paced, Throttle};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
