@@ -17,7 +17,7 @@
 //!   consensus.
 //! - `outbound`: a connection's byte-bounded queue and the task writing it to the socket.
 //!   Decides nothing about what is sent.
-//! - [`consensus`]: the openraft group (log store, state machine adapter, network, codec).
+//! - `consensus`: the openraft group (log store, state machine adapter, network, codec).
 //!   Owns ordering and durability of entries. Never interprets an entry.
 //! - `apply`: a committed entry → the tree → session tracking → watch events queued to
 //!   connections, under one hold of the state lock. Never blocks.
@@ -31,7 +31,7 @@
 //!   written whole and paced, encoded off the request path at low CPU priority
 //!   (`storage::background`); start-up's restore; the data-dir lock. Never interprets an
 //!   entry, never knows about connections or sessions; depends on no other keeper module.
-//! - [`admin`]: the four-letter words. Each gathers only what it prints, one lock at a time;
+//! - `admin`: the four-letter words. Each gathers only what it prints, one lock at a time;
 //!   never changes state.
 //! - `stats`: server-wide counters (atomics) and throttled log lines.
 //! - [`zk_import`]: reads ZooKeeper's data directory (snapshots and logs) into a first
