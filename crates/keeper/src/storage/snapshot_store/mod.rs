@@ -333,9 +333,9 @@ impl SnapshotStore {
         })
     }
 
-    /// Writes a snapshot durably (temp file, fsync, rename, fsync directory), the payload streamed: `produce` hands it to the sink in
-    /// pieces, each written out and paced (`write_paced`) as it comes, so a large payload
-    /// is never whole in memory. Length and checksum are filled in at the end.
+    /// Writes a snapshot durably (temp file, fsync, rename, fsync directory), the payload
+    /// streamed: `produce` hands it to the sink in pieces, each written out and paced
+    /// (`write_paced`) as it comes, so a large payload is never whole in memory. Length and checksum are filled in at the end.
     pub fn write_with(
         &self,
         index: u64,
