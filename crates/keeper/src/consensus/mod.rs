@@ -586,6 +586,7 @@ mod error;
 mod log_store;
 mod network;
 mod persist;
+mod proposal;
 mod state_machine;
 #[cfg(test)]
 mod tests;
@@ -595,6 +596,7 @@ use codec::*;
 pub use error::*;
 pub use log_store::*;
 pub use network::*;
+pub use proposal::Proposal;
 pub(crate) use persist::write_initial_state;
 use persist::*;
 pub use state_machine::*;
