@@ -6,11 +6,14 @@ use corral_proto::Reader;
 
 // Integers are big-endian. A log id is `term u64 | node u64 | index u64`; optional values carry
 // a leading 0/1 byte. A WAL record body is `term | node | kind u8 | data`, the index being the
-// WAL's own: kind 0 = blank, 1 = client entry (`Entry::encode`), 2 = membership.
+// WAL's own: kind 0 = blank, 1 = client entry (`Entry::encode`), 2 = membership, 3 = tagged client
+// entry (origin, seq, then `Entry::encode`).
 
 pub(super) const KIND_BLANK: u8 = 0;
 pub(super) const KIND_NORMAL: u8 = 1;
 pub(super) const KIND_MEMBERSHIP: u8 = 2;
+/// A client entry with its origin tag (see [`Proposal`]); `KIND_NORMAL` is one without.
+pub(super) const KIND_PROPOSAL: u8 = 3;
 /// Version byte in front of the vote, committed and snapshot-meta encodings.
 pub(super) const META_VERSION: u8 = 1;
 
@@ -24,6 +27,8 @@ pub enum Decoding {
     Vote,
     Committed,
     SnapshotMeta,
+    /// The high-water marks in front of a snapshot payload.
+    SnapshotPrefix,
 }
 
 impl std::fmt::Display for Decoding {
@@ -33,6 +38,7 @@ impl std::fmt::Display for Decoding {
             Decoding::Vote => f.write_str("the raft vote"),
             Decoding::Committed => f.write_str("the committed index"),
             Decoding::SnapshotMeta => f.write_str("the snapshot metadata"),
+            Decoding::SnapshotPrefix => f.write_str("the sequence marks of the snapshot"),
         }
     }
 }
@@ -68,46 +74,46 @@ pub enum DecodeProblem {
 /// corral-proto's jute reader, naming what it reads and where each field starts in its
 /// errors. Integers are jute's big-endian ones read as unsigned (the same bytes); strings are
 /// jute's (a length of -1, never written here, reads as empty).
-struct Rd<'a> {
+pub(super) struct Rd<'a> {
     r: Reader<'a>,
     what: Decoding,
 }
 
 impl<'a> Rd<'a> {
-    fn new(b: &'a [u8], what: Decoding) -> Self {
+    pub(super) fn new(b: &'a [u8], what: Decoding) -> Self {
         Rd {
             r: Reader::new(b),
             what,
         }
     }
-    fn fail(&self, offset: usize, problem: impl Into<DecodeProblem>) -> DecodeError {
+    pub(super) fn fail(&self, offset: usize, problem: impl Into<DecodeProblem>) -> DecodeError {
         DecodeError {
             what: self.what,
             offset,
             problem: problem.into(),
         }
     }
-    fn field<T>(
+    pub(super) fn field<T>(
         &mut self,
         read: impl FnOnce(&mut Reader<'a>) -> Result<T, corral_proto::DecodeError>,
     ) -> Result<T, DecodeError> {
         let at = self.r.position();
         read(&mut self.r).map_err(|e| self.fail(at, e))
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
         self.field(Reader::u8)
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
         self.field(|r| r.i32().map(|v| v as u32))
     }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(super) fn u64(&mut self) -> Result<u64, DecodeError> {
         self.field(|r| r.i64().map(|v| v as u64))
     }
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(super) fn string(&mut self) -> Result<String, DecodeError> {
         self.field(Reader::string)
     }
     /// A one-byte tag read by `check`, which refuses a bad one with its problem.
-    fn tag<T>(
+    pub(super) fn tag<T>(
         &mut self,
         check: impl FnOnce(u8) -> Result<T, DecodeProblem>,
     ) -> Result<T, DecodeError> {
@@ -115,13 +121,19 @@ impl<'a> Rd<'a> {
         let t = self.u8()?;
         check(t).map_err(|p| self.fail(at, p))
     }
-    fn version(&mut self) -> Result<(), DecodeError> {
+    pub(super) fn version(&mut self) -> Result<(), DecodeError> {
         self.tag(|v| match v {
             META_VERSION => Ok(()),
             v => Err(DecodeProblem::Version(v)),
         })
     }
-    fn end(&self) -> Result<(), DecodeError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        self.field(|r| r.take(n))
+    }
+    pub(super) fn position(&self) -> usize {
+        self.r.position()
+    }
+    pub(super) fn end(&self) -> Result<(), DecodeError> {
         self.r.finish().map_err(|e| self.fail(self.r.position(), e))
     }
 }
@@ -208,10 +220,10 @@ pub(super) fn log_record(entry: &LogEntry) -> io::Result<wal::Record> {
     // corral-tree encodes a client entry into a buffer of its own; its size, known first, lets
     // the record be allocated once.
     let client = match &entry.payload {
-        EntryPayload::Normal(e) => e.encode(),
+        EntryPayload::Normal(p) => p.entry.encode(),
         _ => Vec::new(),
     };
-    let hint = 8 + 8 + 1 + client.len();
+    let hint = 8 + 8 + 1 + 16 + client.len();
     wal::Record::encode(entry.log_id.index, hint, |out| {
         put_log_body(out, entry, &client)
     })
@@ -223,8 +235,16 @@ pub(super) fn put_log_body(out: &mut Vec<u8>, entry: &LogEntry, client: &[u8]) {
     put_u64(out, entry.log_id.leader_id.node_id);
     match &entry.payload {
         EntryPayload::Blank => out.push(KIND_BLANK),
-        EntryPayload::Normal(_) => {
+        // Untagged entries keep the first format, so what was written before tags reads back
+        // to the same bytes.
+        EntryPayload::Normal(p) if p.origin == 0 => {
             out.push(KIND_NORMAL);
+            out.extend_from_slice(client);
+        }
+        EntryPayload::Normal(p) => {
+            out.push(KIND_PROPOSAL);
+            put_u64(out, p.origin);
+            put_u64(out, p.seq);
             out.extend_from_slice(client);
         }
         EntryPayload::Membership(m) => {
@@ -239,17 +259,22 @@ pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, Deco
     let term = r.u64()?;
     let node = r.u64()?;
     let kind = r.tag(|k| match k {
-        KIND_BLANK | KIND_NORMAL | KIND_MEMBERSHIP => Ok(k),
+        KIND_BLANK | KIND_NORMAL | KIND_MEMBERSHIP | KIND_PROPOSAL => Ok(k),
         k => Err(DecodeProblem::Kind(k)),
     })?;
     let payload = match kind {
         KIND_BLANK => EntryPayload::Blank,
-        KIND_NORMAL => {
+        KIND_NORMAL | KIND_PROPOSAL => {
+            let (origin, seq) = if kind == KIND_PROPOSAL {
+                (r.u64()?, r.u64()?)
+            } else {
+                (0, 0)
+            };
             // The client entry runs to the end of the body, in corral-tree's encoding.
             let at = r.r.position();
-            let client =
+            let entry =
                 Entry::decode(r.r.rest()).map_err(|e| r.fail(at, DecodeProblem::ClientEntry(e)))?;
-            EntryPayload::Normal(client)
+            EntryPayload::Normal(Proposal { origin, seq, entry })
         }
         _ => EntryPayload::Membership(get_membership(&mut r)?),
     };
@@ -365,7 +390,7 @@ mod tests {
 
     fn body(e: &LogEntry) -> Vec<u8> {
         let client = match &e.payload {
-            EntryPayload::Normal(x) => x.encode(),
+            EntryPayload::Normal(x) => x.entry.encode(),
             _ => Vec::new(),
         };
         let mut out = Vec::new();
@@ -405,7 +430,15 @@ mod tests {
         };
         for (hex, index, payload) in [
             (BLANK, 10, EntryPayload::Blank),
-            (NORMAL, 11, EntryPayload::Normal(client)),
+            (
+                NORMAL,
+                11,
+                EntryPayload::Normal(Proposal {
+                    origin: 0,
+                    seq: 0,
+                    entry: client,
+                }),
+            ),
             (MEMBERSHIP, 12, EntryPayload::Membership(membership())),
         ] {
             let e = LogEntry {

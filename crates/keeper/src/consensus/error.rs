@@ -89,9 +89,14 @@ pub enum ConsensusError {
     /// A task or thread of consensus panicked.
     #[error("the {what} panicked")]
     Panicked { what: &'static str },
-    /// raft committed a client entry without the state machine's result for it.
-    #[error("no apply result for the client entry at zxid {zxid:#x}")]
-    NoApplyResult { zxid: i64 },
+    /// The entry was lost in a change of leader that kept a later entry of this member; it
+    /// was not applied.
+    #[error("the write was lost in a change of leader and not applied")]
+    Dropped,
+    /// A snapshot from the leader brought this member past the entry: it was applied, but
+    /// its result is not known here.
+    #[error("the write was applied, but its result arrived inside a snapshot")]
+    AppliedBySnapshot,
 }
 
 impl ConsensusError {

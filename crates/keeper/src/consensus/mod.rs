@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use corral_tree::{ApplyResult, Entry};
 use openraft::error::{
-    ClientWriteError, Fatal, InitializeError, InstallSnapshotError, RPCError, RaftError,
-    Unreachable,
+    Fatal, InitializeError, InstallSnapshotError, RPCError, RaftError, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -101,10 +100,10 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 openraft::declare_raft_types!(
     /// The openraft type configuration of corral's log.
     pub TypeConfig:
-        D = Entry,
-        // `None` for openraft's own blank and membership entries, which have no client result;
-        // a placeholder `ApplyResult` could be mistaken for a real reply.
-        R = Option<ApplyResult>,
+        D = Proposal,
+        // Results reach their clients through `Pending`, from this member's own apply, not
+        // through openraft's responder (which only the leader has).
+        R = (),
         NodeId = NodeId,
         Node = BasicNode,
         SnapshotData = SnapshotData,
@@ -127,6 +126,8 @@ pub struct Consensus {
     shut_down: Arc<AtomicBool>,
     // The durable log and snapshots.
     storage: Arc<StorageHandle>,
+    // Entries submitted here, until applied here.
+    pending: Arc<Pending>,
 }
 
 /// Where and how the durable log and snapshots live (from zoo.cfg: dataDir, dataLogDir,
@@ -212,36 +213,6 @@ pub struct StorageStats {
     pub writes_blocked: bool,
 }
 
-/// A submitted entry whose result is still to come (see [`Consensus::submit`]).
-pub struct Submitted(
-    <<TypeConfig as openraft::RaftTypeConfig>::Responder as openraft::raft::responder::Responder<
-        TypeConfig,
-    >>::Receiver,
-);
-
-impl Submitted {
-    /// Waits until the entry is committed and applied here; its zxid and apply result.
-    pub async fn wait(self) -> Result<(i64, ApplyResult), ConsensusError> {
-        match self.0.await {
-            // The responder was dropped: raft stopped before answering.
-            Err(_) => Err(ConsensusError::Shutdown),
-            Ok(Ok(resp)) => {
-                let zxid = zxid_of(resp.log_id.index)?;
-                match resp.data {
-                    Some(result) => Ok((zxid, result)),
-                    None => Err(ConsensusError::NoApplyResult { zxid }),
-                }
-            }
-            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ConsensusError::NotLeader {
-                leader: f.leader_id,
-            }),
-            Ok(Err(e @ ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ConsensusError::raft("the client write failed", e))
-            }
-        }
-    }
-}
-
 /// Snapshot counters, updated by snapshot builders.
 #[derive(Default)]
 struct SnapCounters {
@@ -319,14 +290,19 @@ impl Consensus {
             wal,
             persist,
             snapshot,
+            high_water: recovered_high_water,
         } = recovered;
 
+        let pending = Arc::new(Pending::new(STANDALONE_ID));
+        pending.start_after(recovered_high_water.get(STANDALONE_ID));
         let early_acks = Arc::clone(&log.inner.early_acks);
         // Entries acknowledged before their fsync must not apply before it; once the mode
         // ends the gate stays (it then never waits).
         let gate = early_acks.allowed().then(|| wal.durability());
-        let mut sm = HookStateMachine::new(hook, Arc::clone(&persist), early_acks);
+        let mut sm =
+            HookStateMachine::new(hook, Arc::clone(&persist), early_acks, Arc::clone(&pending));
         sm.durable_gate = gate;
+        sm.high_water = recovered_high_water;
         if let Some(snap) = snapshot {
             sm.last_applied = snap.meta.last_log_id;
             sm.last_membership = snap.meta.last_membership.clone();
@@ -359,7 +335,12 @@ impl Consensus {
                 return Err(ConsensusError::raft("cannot start raft", e));
             }
         };
-        let consensus = Consensus::lead(raft, handle).await?;
+        tokio::spawn(run_submitter::<NoForwarder>(
+            raft.clone(),
+            Arc::clone(&pending),
+            None,
+        ));
+        let consensus = Consensus::lead(raft, handle, pending).await?;
         if probe {
             spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
         }
@@ -384,13 +365,18 @@ impl Consensus {
     }
 
     /// Initializes the one-voter group if it is new and waits until this node leads.
-    async fn lead(raft: Raft, storage: Arc<StorageHandle>) -> Result<Consensus, ConsensusError> {
+    async fn lead(
+        raft: Raft,
+        storage: Arc<StorageHandle>,
+        pending: Arc<Pending>,
+    ) -> Result<Consensus, ConsensusError> {
         let consensus = Consensus {
             metrics: raft.metrics(),
             raft,
             node_id: STANDALONE_ID,
             shut_down: Arc::new(AtomicBool::new(false)),
             storage,
+            pending,
         };
         // Asked first: openraft logs an ERROR when told to initialize a group that already is,
         // and every clean restart would print one.
@@ -467,16 +453,12 @@ impl Consensus {
         self.submit(entry).await?.wait().await
     }
 
-    /// Hands `entry` to raft behind every entry submitted before it — the order of `submit`
+    /// Takes `entry` behind every entry submitted here before it — the order of `submit`
     /// calls is the log order — and returns at once with a handle to await its result. A
     /// connection submits its writes one after another without waiting for each to commit, so
     /// many of its writes share one group-commit fsync while their order is kept.
     pub async fn submit(&self, entry: Entry) -> Result<Submitted, ConsensusError> {
-        match self.raft.client_write_ff(entry).await {
-            Ok(rx) => Ok(Submitted(rx)),
-            Err(Fatal::Stopped) => Err(ConsensusError::Shutdown),
-            Err(e) => Err(ConsensusError::raft("cannot submit the entry", e)),
-        }
+        self.pending.submit(entry)
     }
 
     /// Whether this node currently leads the group (and so may expire sessions).
@@ -492,6 +474,7 @@ impl Consensus {
     /// [`ConsensusError::Shutdown`]. Calling it again is harmless.
     pub async fn shutdown(&self) {
         self.shut_down.store(true, Ordering::Release);
+        self.pending.close();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft core ended abnormally on shutdown: {e}");
         }
@@ -588,6 +571,7 @@ mod network;
 mod persist;
 mod proposal;
 mod state_machine;
+mod submit;
 #[cfg(test)]
 mod tests;
 
@@ -596,7 +580,9 @@ use codec::*;
 pub use error::*;
 pub use log_store::*;
 pub use network::*;
-pub use proposal::Proposal;
 pub(crate) use persist::write_initial_state;
 use persist::*;
+pub use proposal::{HighWater, Proposal};
 pub use state_machine::*;
+pub use submit::Submitted;
+use submit::*;

@@ -108,6 +108,8 @@ pub(super) struct Recovered {
     pub(super) wal: Arc<Wal>,
     pub(super) persist: Arc<SnapshotPersist>,
     pub(super) snapshot: Option<StoredSnapshot>,
+    /// The sequence marks the snapshot carried (none without one).
+    pub(super) high_water: HighWater,
 }
 
 /// Loads the newest valid snapshot into the hook and opens the log after it.
@@ -163,13 +165,17 @@ pub(super) fn recover(
             let thread = std::thread::Builder::new()
                 .name("corral-restore".into())
                 .spawn(move || {
-                    let restore = || -> Result<(), ConsensusError> {
+                    let restore = || -> Result<HighWater, ConsensusError> {
                         let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index))?;
-                        let payload = loaded.payload();
+                        let (marks, payload) = HighWater::split_snapshot(loaded.payload())
+                            .map_err(|source| ConsensusError::Decode {
+                                path: loaded.path.clone(),
+                                source,
+                            })?;
                         hook.restore(zxid, payload)
                             .map_err(|source| ConsensusError::Restore { zxid, source })?;
                         tracing::info!(zxid, bytes = payload.len(), "restored snapshot");
-                        Ok(())
+                        Ok(marks)
                     };
                     let restored = restore();
                     // Restored and on disk: the bytes are not kept in memory.
@@ -220,11 +226,12 @@ pub(super) fn recover(
     })?;
     let wal = Arc::new(wal);
     let mut snapshot = None;
+    let mut high_water = HighWater::default();
     if let Some(thread) = restoring {
         let (restored, s) = thread.join().map_err(|_| ConsensusError::Panicked {
             what: "snapshot restore thread",
         })?;
-        restored?;
+        high_water = restored?;
         snapshot = Some(s);
     }
 
@@ -317,6 +324,7 @@ pub(super) fn recover(
         wal,
         persist,
         snapshot,
+        high_water,
     })
 }
 

@@ -8,8 +8,11 @@
 //! answers its client from its own state machine (a client always reads its own writes).
 //! Must not: carry anything the state machine reads; the tree sees only the entry.
 
+use std::collections::BTreeMap;
+
 use corral_tree::Entry;
 
+use super::codec::{DecodeError, Decoding, Rd};
 use super::NodeId;
 
 /// A client entry and its tag. `origin` 0 marks an entry written before tags existed (or by
@@ -21,4 +24,60 @@ pub struct Proposal {
     /// Increasing per origin, across its restarts (see `Submitter`).
     pub seq: u64,
     pub entry: Entry,
+}
+
+/// For every origin, the highest sequence number applied: what makes a resubmitted entry
+/// harmless. Part of the replicated state (every member computes the same from the log), so
+/// it travels with snapshots, as a prefix of their payload ([`HighWater::snapshot_prefix`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HighWater(BTreeMap<NodeId, u64>);
+
+/// Marks a snapshot payload that begins with high-water marks; a payload without it (written
+/// before tags existed, or by the ZooKeeper import) begins with the tree's own magic.
+const PREFIX_MAGIC: &[u8; 4] = b"CRSQ";
+
+impl HighWater {
+    /// True when `p` was applied already (by this origin's sequence); untagged entries never are.
+    pub fn is_duplicate(&self, p: &Proposal) -> bool {
+        p.origin != 0 && self.0.get(&p.origin).is_some_and(|&hw| p.seq <= hw)
+    }
+
+    pub fn record(&mut self, p: &Proposal) {
+        if p.origin != 0 {
+            self.0.insert(p.origin, p.seq);
+        }
+    }
+
+    pub fn get(&self, origin: NodeId) -> u64 {
+        self.0.get(&origin).copied().unwrap_or(0)
+    }
+
+    /// The bytes put before the state machine's own snapshot payload.
+    pub fn snapshot_prefix(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 16 * self.0.len());
+        out.extend_from_slice(PREFIX_MAGIC);
+        out.extend_from_slice(&(self.0.len() as u32).to_be_bytes());
+        for (origin, seq) in &self.0 {
+            out.extend_from_slice(&origin.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        out
+    }
+
+    /// Splits a snapshot payload into its high-water marks and the state machine's bytes.
+    pub fn split_snapshot(payload: &[u8]) -> Result<(HighWater, &[u8]), DecodeError> {
+        if !payload.starts_with(PREFIX_MAGIC) {
+            return Ok((HighWater::default(), payload));
+        }
+        let mut r = Rd::new(payload, Decoding::SnapshotPrefix);
+        r.take(PREFIX_MAGIC.len())?;
+        let n = r.u32()?;
+        let mut marks = BTreeMap::new();
+        for _ in 0..n {
+            let origin = r.u64()?;
+            marks.insert(origin, r.u64()?);
+        }
+        let at = r.position();
+        Ok((HighWater(marks), &payload[at..]))
+    }
 }

@@ -32,6 +32,10 @@ pub struct HookStateMachine {
     // The log store's acknowledge-before-fsync switch: a snapshot installed from a leader
     // brings a membership the log never sees as an entry.
     pub(super) early_acks: Arc<EarlyAcks>,
+    /// Per origin, the last sequence applied: later copies of an entry are skipped.
+    pub(super) high_water: HighWater,
+    /// This member's own entries waiting for their apply.
+    pub(super) pending: Arc<Pending>,
 }
 
 impl HookStateMachine {
@@ -39,6 +43,7 @@ impl HookStateMachine {
         hook: Arc<dyn StateMachineHook>,
         persist: Arc<SnapshotPersist>,
         early_acks: Arc<EarlyAcks>,
+        pending: Arc<Pending>,
     ) -> Self {
         HookStateMachine {
             hook,
@@ -49,6 +54,8 @@ impl HookStateMachine {
             persist,
             durable_gate: None,
             early_acks,
+            high_water: HighWater::default(),
+            pending,
         }
     }
 }
@@ -73,10 +80,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(
-        &mut self,
-        entries: I,
-    ) -> Result<Vec<Option<ApplyResult>>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = LogEntry> + Send,
         I::IntoIter: Send,
@@ -104,17 +108,24 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         for entry in entries {
             let log_id = entry.log_id;
             match entry.payload {
-                EntryPayload::Normal(ref e) => {
+                // A copy of an entry applied before (handed to two leaders): skipped on
+                // every member alike, as the marks are part of the replicated state.
+                EntryPayload::Normal(ref p) if self.high_water.is_duplicate(p) => {}
+                EntryPayload::Normal(ref p) => {
                     let zxid = zxid_of(log_id.index)
                         .map_err(|e| StorageIOError::apply(log_id, AnyError::new(&e)))?;
-                    results.push(Some(self.hook.apply(zxid, e)));
+                    let result = self.hook.apply(zxid, &p.entry);
+                    self.high_water.record(p);
+                    if p.origin == self.pending.me() {
+                        self.pending.applied(p.seq, zxid, result);
+                    }
                 }
-                EntryPayload::Blank => results.push(None),
+                EntryPayload::Blank => {}
                 EntryPayload::Membership(ref m) => {
                     self.last_membership = StoredMembership::new(Some(log_id), m.clone());
-                    results.push(None);
                 }
             }
+            results.push(());
             self.last_applied = Some(log_id);
         }
         Ok(results)
@@ -133,7 +144,15 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
                 last_membership: self.last_membership.clone(),
                 snapshot_id,
             },
-            encoder: self.hook.snapshot(),
+            // The marks as of this view go in front of the state machine's bytes.
+            encoder: self.hook.snapshot().map(|enc| {
+                let prefix = self.high_water.snapshot_prefix();
+                let wrapped: SnapshotEncoder = Arc::new(move |scratch, sink| {
+                    sink(&prefix)?;
+                    enc(scratch, sink)
+                });
+                wrapped
+            }),
             current_snapshot: Arc::clone(&self.current_snapshot),
             persist: Arc::clone(&self.persist),
         }
@@ -172,9 +191,14 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
             .into());
         }
         let on_disk = meta.last_log_id.map(|l| l.index);
+        let (marks, payload) =
+            HighWater::split_snapshot(&data).map_err(|e| read_err(AnyError::new(&e)))?;
         self.hook
-            .restore(zxid, &data)
+            .restore(zxid, payload)
             .map_err(|e| read_err(AnyError::new(&e)))?;
+        self.pending
+            .covered_by_snapshot(marks.get(self.pending.me()));
+        self.high_water = marks;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let data = match on_disk {

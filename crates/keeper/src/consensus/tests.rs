@@ -53,7 +53,11 @@ fn purging_the_cache_keeps_its_byte_count() {
     for i in 1..=100u64 {
         let e = LogEntry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
-            payload: EntryPayload::Normal(entry(i as i64)),
+            payload: EntryPayload::Normal(Proposal {
+                origin: 0,
+                seq: 0,
+                entry: entry(i as i64),
+            }),
         };
         m.insert(e, i as usize);
     }
@@ -711,7 +715,12 @@ async fn an_installed_snapshot_of_several_voters_ends_acknowledging_before_fsync
     let r = recover(&cfg, hook.clone(), AckMode::Pipelined).unwrap();
     assert!(r.log.inner.acks_on_queue(), "a new node: one voter at most");
     let early = Arc::clone(&r.log.inner.early_acks);
-    let mut sm = HookStateMachine::new(hook.clone(), Arc::clone(&r.persist), early);
+    let mut sm = HookStateMachine::new(
+        hook.clone(),
+        Arc::clone(&r.persist),
+        early,
+        Arc::new(Pending::new(1)),
+    );
     let meta = SnapshotMeta {
         last_log_id: Some(log_id(2, 2, 40)),
         last_membership: StoredMembership::new(Some(log_id(1, 2, 3)), voters(&[1, 2, 3])),
@@ -726,4 +735,99 @@ async fn an_installed_snapshot_of_several_voters_ends_acknowledging_before_fsync
         "three voters: after fsync only"
     );
     r.wal.close();
+}
+
+/// A proposal handed to two leaders is applied once on every member; the origin's client
+/// gets this member's own result; an earlier entry of the origin overtaken by a later one is
+/// failed, never left waiting; the marks survive a snapshot and a restore from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_applies_once_however_often_it_is_submitted() {
+    let dir = crate::storage::wal::tests::TestDir::new("consensus-exactly-once");
+    let cfg = unsynced(dir.path());
+    let hook = Arc::new(ListHook::default());
+    let r = recover(&cfg, hook.clone(), AckMode::AfterSync).unwrap();
+    let pending = Arc::new(Pending::new(7));
+    let mut sm = HookStateMachine::new(
+        hook.clone(),
+        Arc::clone(&r.persist),
+        Arc::clone(&r.log.inner.early_acks),
+        Arc::clone(&pending),
+    );
+    let first = pending.submit(entry(1)).unwrap();
+    let overtaken = pending.submit(entry(2)).unwrap();
+    let third = pending.submit(entry(3)).unwrap();
+    let tagged = |origin, seq, n| Proposal {
+        origin,
+        seq,
+        entry: entry(n),
+    };
+    let at = |index, p| LogEntry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(p),
+    };
+    sm.apply(vec![
+        at(1, tagged(7, 1, 1)),
+        at(2, tagged(7, 1, 1)), // the same entry, from a second leader
+        at(3, tagged(9, 5, 50)),
+        at(4, tagged(7, 3, 3)),  // entry 2 was lost, entry 3 kept
+        at(5, tagged(9, 4, 40)), // older than 9's mark: a copy
+        at(6, tagged(0, 0, 60)), // untagged: always applied
+        at(7, tagged(0, 0, 60)),
+    ])
+    .await
+    .unwrap();
+    let applied: Vec<i64> = hook.applied.lock().unwrap().iter().map(|a| a.1).collect();
+    assert_eq!(applied, vec![1, 50, 3, 60, 60]);
+    assert_eq!(first.wait().await.unwrap().0, 1);
+    assert!(matches!(
+        overtaken.wait().await,
+        Err(ConsensusError::Dropped)
+    ));
+    assert_eq!(third.wait().await.unwrap().0, 4);
+
+    // Through a snapshot: the marks come back with the state.
+    let mut builder = sm.get_snapshot_builder().await;
+    let snap = builder.build_snapshot().await.unwrap();
+    let bytes = snap.snapshot.into_bytes().await.unwrap();
+    let (marks, rest) = HighWater::split_snapshot(&bytes).unwrap();
+    assert_eq!((marks.get(7), marks.get(9), marks.get(1)), (3, 5, 0));
+    assert_eq!(rest.len(), 5 * 16, "the hook's own bytes follow the marks");
+    let hook2 = Arc::new(ListHook::default());
+    let pending2 = Arc::new(Pending::new(7));
+    let waiting = pending2.submit(entry(9)).unwrap();
+    let mut sm2 = HookStateMachine::new(
+        hook2.clone(),
+        Arc::clone(&r.persist),
+        Arc::clone(&r.log.inner.early_acks),
+        Arc::clone(&pending2),
+    );
+    sm2.install_snapshot(&snap.meta, Box::new(SnapshotData::memory(bytes)))
+        .await
+        .unwrap();
+    assert_eq!(hook2.applied.lock().unwrap().len(), 5);
+    assert!(
+        matches!(waiting.wait().await, Err(ConsensusError::AppliedBySnapshot)),
+        "seq 1 of origin 7 is inside the snapshot"
+    );
+    sm2.apply(vec![at(8, tagged(7, 3, 3)), at(9, tagged(7, 4, 4))])
+        .await
+        .unwrap();
+    let after: Vec<i64> = hook2.applied.lock().unwrap().iter().map(|a| a.1).collect();
+    assert_eq!(
+        after[5..],
+        [4],
+        "the copy of 3 is skipped after a restore too"
+    );
+    r.wal.close();
+}
+
+#[test]
+fn snapshots_without_marks_read_as_before() {
+    let legacy = b"CRTS and the rest of a tree";
+    let (marks, rest) = HighWater::split_snapshot(legacy).unwrap();
+    assert_eq!((marks, rest), (HighWater::default(), &legacy[..]));
+    let mut cut = HighWater::default().snapshot_prefix();
+    cut.extend_from_slice(&[0, 0, 0, 2, 0, 0]);
+    cut[7] = 2;
+    assert!(HighWater::split_snapshot(&cut).is_err());
 }
