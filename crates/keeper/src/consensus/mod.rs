@@ -590,13 +590,16 @@ mod proposal;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+// The TCP network (issue 12) is its user; until it is wired, only the tests are.
+#[allow(dead_code)]
+mod wire;
 
 pub use codec::DecodeError;
 use codec::*;
 pub use error::*;
 pub use log_store::*;
 pub use network::*;
-pub use proposal::Proposal;
 pub(crate) use persist::write_initial_state;
 use persist::*;
+pub use proposal::Proposal;
 pub use state_machine::*;
