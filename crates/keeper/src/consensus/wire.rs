@@ -87,7 +87,8 @@ pub enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A follower hands its clients' writes to the leader of `term`.
+    /// A follower hands its clients' writes to the member it takes for the leader; `term` is
+    /// the term in which it does.
     Forward {
         term: u64,
         proposals: Vec<Proposal>,
