@@ -219,14 +219,19 @@ fn get_membership(r: &mut Rd<'_>) -> Result<Membership<NodeId, BasicNode>, Decod
 pub(super) fn log_record(entry: &LogEntry) -> io::Result<wal::Record> {
     // corral-tree encodes a client entry into a buffer of its own; its size, known first, lets
     // the record be allocated once.
-    let client = match &entry.payload {
-        EntryPayload::Normal(p) => p.entry.encode(),
-        _ => Vec::new(),
-    };
+    let client = client_bytes(entry);
     let hint = 8 + 8 + 1 + 16 + client.len();
     wal::Record::encode(entry.log_id.index, hint, |out| {
         put_log_body(out, entry, &client)
     })
+}
+
+/// The client part of a log entry's body: corral-tree's encoding of its entry, or nothing.
+pub(super) fn client_bytes(entry: &LogEntry) -> Vec<u8> {
+    match &entry.payload {
+        EntryPayload::Normal(p) => p.entry.encode(),
+        _ => Vec::new(),
+    }
 }
 
 /// A WAL record body; `client` is the encoded client entry when the payload is one.

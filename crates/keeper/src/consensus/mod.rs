@@ -574,6 +574,8 @@ mod state_machine;
 mod submit;
 #[cfg(test)]
 mod tests;
+// The TCP network (issue 12) is its user; until it is wired, only the tests are.
+mod wire;
 
 pub use codec::DecodeError;
 use codec::*;
