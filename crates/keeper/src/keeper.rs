@@ -12,7 +12,9 @@ use tracing::{info, warn};
 
 use crate::apply::Hook;
 use crate::config::Config;
-use crate::consensus::{Consensus, ConsensusError, StateMachineHook, StorageConfig};
+use crate::config::ServerRole;
+use crate::consensus::{Consensus, ConsensusError, MemberConfig, StateMachineHook, StorageConfig};
+use crate::housekeeping::liveness::SessionsHeard;
 use crate::shared::{lock, Shared, State};
 use crate::zk_import;
 
@@ -40,6 +42,10 @@ pub enum StartError {
     ImportPanicked(String),
     #[error("cannot recover the data: {0}")]
     Recover(#[source] ConsensusError),
+    #[error("this member's id is unknown: dataDir/myid must name one of the server.N lines")]
+    NoServerId,
+    #[error("cannot resolve this member's quorum address {0}")]
+    QuorumAddress(String),
 }
 
 impl Keeper {
@@ -116,9 +122,25 @@ impl Keeper {
         let recovering = Instant::now();
         // Returns once the snapshot is restored and every logged entry re-applied, so the
         // keeper (and ruok) answers only when it can serve what it acknowledged before.
-        let consensus = Consensus::start_durable(hook, storage)
-            .await
-            .map_err(StartError::Recover)?;
+        let consensus = if self.shared.config.is_distributed() {
+            let members = self.member_config().await?;
+            info!(
+                me = members.me,
+                voters = ?members.voters,
+                quorum = %members.listen,
+                timing_ms = ?members.timing,
+                "starting as an ensemble member"
+            );
+            let liveness = Arc::new(SessionsHeard(Arc::clone(&self.shared)));
+            Consensus::start_member(hook, storage, members, liveness)
+                .await
+                .map_err(StartError::Recover)?
+        } else {
+            Consensus::start_durable(hook, storage)
+                .await
+                .map_err(StartError::Recover)?
+        };
+        let member = consensus.role() != Some("standalone");
         let restored: Vec<(i64, i32)> = {
             let st = self.shared.state();
             info!(
@@ -145,6 +167,12 @@ impl Keeper {
         }
         self.shared
             .spawn(crate::housekeeping::expiry::run(Arc::clone(&self.shared)));
+        if member {
+            self.shared
+                .spawn(crate::housekeeping::liveness::report(Arc::clone(
+                    &self.shared,
+                )));
+        }
         self.shared
             .spawn(crate::housekeeping::containers::run(Arc::clone(
                 &self.shared,
@@ -166,6 +194,51 @@ impl Keeper {
             remote,
             (),
         ));
+    }
+
+    /// This member and its peers, from the `server.N` lines and `myid`.
+    async fn member_config(&self) -> Result<MemberConfig, StartError> {
+        let c = &self.shared.config;
+        let me = c.server_id.ok_or(StartError::NoServerId)?;
+        let quorum_addr = |host: &str, port: u16| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        };
+        let addrs = c
+            .servers
+            .iter()
+            .map(|s| (s.id, quorum_addr(&s.host, s.quorum_port)))
+            .collect();
+        let voters = c
+            .servers
+            .iter()
+            .filter(|s| s.role == ServerRole::Participant)
+            .map(|s| s.id)
+            .collect();
+        let mine = c
+            .servers
+            .iter()
+            .find(|s| s.id == me)
+            .ok_or(StartError::NoServerId)?;
+        let written = quorum_addr(&mine.host, mine.quorum_port);
+        let listen = tokio::net::lookup_host(written.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| StartError::QuorumAddress(written.clone()))?;
+        Ok(MemberConfig {
+            me,
+            addrs,
+            voters,
+            listen,
+            timing: c.raft_timing(),
+            // The largest entry (a jute.maxbuffer request) twice over, and never under 64 MiB
+            // so a catch-up batch of small entries goes in few frames.
+            max_frame: (2 * c.jute_max_buffer + (1 << 20)).max(64 << 20),
+        })
     }
 
     fn storage_config(&self) -> StorageConfig {

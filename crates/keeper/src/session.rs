@@ -9,11 +9,17 @@
 //! was not running (a paused process, a starved runtime) and could not hear its clients;
 //! that lost time is added to every deadline instead of being counted against the clients.
 //!
+//! In an ensemble every member tracks every session (the log creates and closes them), but
+//! only the leader's deadlines count: followers report the sessions their clients touched
+//! ([`SessionTracker::take_report`]), the leader records who holds each session and tells a
+//! member when one of its sessions has moved to another ([`SessionTracker::heard_at`]), and a
+//! new leader grants every session a fresh full timeout ([`SessionTracker::refresh_all`]).
+//!
 //! This module decides *when*; expiring is done by the expiry loop
 //! (`housekeeping`) proposing a CloseSession entry, so the ephemerals go away
 //! through the log like any other change. Pure bookkeeping: no I/O, no lock of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +41,8 @@ pub struct Liveness {
     pub last_op: &'static str,
     /// Set once an expiry has been proposed, so it is proposed once.
     pub expiring: bool,
+    /// The member whose client connection last touched it (as far as this member knows).
+    pub held_by: Option<u64>,
 }
 
 /// Why and how a session ended, for operators.
@@ -61,7 +69,14 @@ pub struct Due {
 
 #[derive(Default)]
 pub struct SessionTracker {
+    /// This member's id (1 standalone).
+    me: u64,
     live: HashMap<i64, Liveness>,
+    /// Sessions this member's clients touched since the last report to the leader.
+    touched: HashSet<i64>,
+    /// On the leader: per member, the sessions that moved from it to another member, to be
+    /// told in the answer to its next report.
+    moved_away: HashMap<u64, Vec<i64>>,
     /// No session not yet expiring has a deadline before this (None: there is none), so
     /// the checker, which runs every few milliseconds, scans only when one may be due.
     earliest: Option<Instant>,
@@ -75,6 +90,13 @@ pub struct SessionTracker {
 }
 
 impl SessionTracker {
+    pub fn new(me: u64) -> SessionTracker {
+        SessionTracker {
+            me,
+            ..SessionTracker::default()
+        }
+    }
+
     /// Starts tracking with a fresh full timeout (new session, restart, new leader).
     pub fn track(&mut self, id: i64, timeout: Duration, now: Instant) {
         let entry = self.live.entry(id).or_insert(Liveness {
@@ -84,6 +106,7 @@ impl SessionTracker {
             remote: None,
             last_op: "createSession",
             expiring: false,
+            held_by: None,
         });
         entry.timeout = timeout;
         entry.last_heard = now;
@@ -96,21 +119,84 @@ impl SessionTracker {
         self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
     }
 
-    /// Records a packet from the session's client.
+    /// Records a packet from the session's client, on this member.
     pub fn touch(&mut self, id: i64, now: Instant, op: &'static str, remote: Option<SocketAddr>) {
-        if let Some(l) = self.live.get_mut(&id) {
-            l.last_heard = now;
-            l.deadline = now + l.timeout;
-            if op != "ping" {
-                l.last_op = op;
-            }
-            if remote.is_some() {
-                l.remote = remote;
-            }
-            // Usually later than before; earlier only after the timeout was lowered.
-            let deadline = l.deadline;
-            self.lower_earliest(deadline);
+        let me = self.me;
+        let Some(l) = self.live.get_mut(&id) else {
+            return;
+        };
+        l.last_heard = now;
+        l.deadline = now + l.timeout;
+        if op != "ping" {
+            l.last_op = op;
         }
+        if remote.is_some() {
+            l.remote = remote;
+        }
+        // Usually later than before; earlier only after the timeout was lowered.
+        let deadline = l.deadline;
+        self.note_holder(id, me);
+        self.touched.insert(id);
+        self.lower_earliest(deadline);
+    }
+
+    /// On the leader: member `from` heard the session's client at `heard` (its report).
+    pub fn heard_at(&mut self, id: i64, heard: Instant, from: u64) {
+        let Some(l) = self.live.get_mut(&id) else {
+            return;
+        };
+        if heard > l.last_heard {
+            l.last_heard = heard;
+            l.deadline = heard + l.timeout;
+        }
+        let deadline = l.deadline;
+        self.note_holder(id, from);
+        self.lower_earliest(deadline);
+    }
+
+    /// `id` is now held by `member`; the member that held it before must drop its connection.
+    fn note_holder(&mut self, id: i64, member: u64) {
+        let Some(l) = self.live.get_mut(&id) else {
+            return;
+        };
+        if let Some(before) = l.held_by.replace(member).filter(|&b| b != member) {
+            self.moved_away.entry(before).or_default().push(id);
+        }
+    }
+
+    /// The sessions this member's clients touched since the last call, with how long ago
+    /// each was last heard (for the leader; idle times, not instants, so no clocks are
+    /// compared between members).
+    pub fn take_report(&mut self, now: Instant) -> Vec<(i64, u32)> {
+        let touched = std::mem::take(&mut self.touched);
+        touched
+            .into_iter()
+            .filter_map(|id| {
+                let l = self.live.get(&id)?;
+                let idle = now.saturating_duration_since(l.last_heard).as_millis();
+                Some((id, u32::try_from(idle).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    /// A report that did not reach the leader: its sessions go in the next one.
+    pub fn unreport(&mut self, sessions: &[(i64, u32)]) {
+        self.touched.extend(sessions.iter().map(|s| s.0));
+    }
+
+    /// On the leader: the sessions that moved away from `member` since it was last told.
+    pub fn take_moved_away(&mut self, member: u64) -> Vec<i64> {
+        self.moved_away.remove(&member).unwrap_or_default()
+    }
+
+    /// A new leader: every session gets a fresh full timeout from now, as the leader could
+    /// not have heard the reports that went to the one before it.
+    pub fn refresh_all(&mut self, now: Instant) {
+        for l in self.live.values_mut() {
+            l.deadline = l.deadline.max(now + l.timeout);
+            l.expiring = false;
+        }
+        self.earliest = self.live.values().map(|l| l.deadline).min();
     }
 
     pub fn set_timeout(&mut self, id: i64, timeout: Duration) {
@@ -301,5 +387,54 @@ mod tests {
         t.track(6, Duration::from_millis(1000), t0);
         t.bury(6, "closed by the client", false, vec![], t0);
         assert_eq!((t.expired_total, t.obituaries().count()), (1, 2));
+    }
+
+    #[test]
+    fn leader_learns_from_reports_and_tells_the_member_a_session_left() {
+        let t0 = Instant::now();
+        // A follower (member 2): its clients' touches go into its next report, once.
+        let mut follower = SessionTracker::new(2);
+        follower.track(7, Duration::from_millis(4000), t0);
+        follower.touch(7, t0 + Duration::from_millis(100), "ping", None);
+        assert_eq!(
+            follower.take_report(t0 + Duration::from_millis(350)),
+            vec![(7, 250)]
+        );
+        assert!(follower
+            .take_report(t0 + Duration::from_millis(400))
+            .is_empty());
+        follower.unreport(&[(7, 250)]);
+        assert_eq!(
+            follower.take_report(t0 + Duration::from_millis(400)).len(),
+            1
+        );
+
+        // The leader (member 1) moves the deadline with the report and records the holder.
+        let mut leader = SessionTracker::new(1);
+        leader.track(7, Duration::from_millis(4000), t0);
+        leader.heard_at(7, t0 + Duration::from_millis(3000), 2);
+        assert!(leader.due(t0 + Duration::from_millis(6999)).is_empty());
+        // A stale report never moves it back.
+        leader.heard_at(7, t0 + Duration::from_millis(10), 2);
+        assert!(leader.due(t0 + Duration::from_millis(6999)).is_empty());
+        assert!(leader.take_moved_away(2).is_empty());
+        // The client moves to member 3: member 2 is told once; then to the leader itself.
+        leader.heard_at(7, t0 + Duration::from_millis(3100), 3);
+        assert_eq!(leader.take_moved_away(2), vec![7]);
+        assert!(leader.take_moved_away(2).is_empty());
+        leader.touch(7, t0 + Duration::from_millis(3200), "ping", None);
+        assert_eq!(leader.take_moved_away(3), vec![7]);
+        assert_eq!(leader.due(t0 + Duration::from_millis(7200)).len(), 1);
+    }
+
+    #[test]
+    fn a_new_leader_grants_a_fresh_full_timeout() {
+        let t0 = Instant::now();
+        let mut t = SessionTracker::new(3);
+        t.track(1, Duration::from_millis(1000), t0);
+        // Silent for 5 s as far as this member knows, but it just became leader.
+        t.refresh_all(t0 + Duration::from_millis(5000));
+        assert!(t.due(t0 + Duration::from_millis(5999)).is_empty());
+        assert_eq!(t.due(t0 + Duration::from_millis(6000)).len(), 1);
     }
 }

@@ -40,8 +40,12 @@ pub(crate) fn full_version() -> String {
 pub(crate) fn gather(keeper: &Shared, needs: Needs) -> AdminSnapshot {
     let mut snap = AdminSnapshot {
         version: full_version(),
-        serving: keeper.consensus().is_some(),
-        server_state: "standalone".into(),
+        serving: keeper.consensus().is_some_and(|c| c.role().is_some()),
+        server_state: keeper
+            .consensus()
+            .and_then(|c| c.role())
+            .unwrap_or("standalone")
+            .into(),
         trace_mask: words::trace_mask(),
         ..AdminSnapshot::default()
     };
@@ -273,6 +277,16 @@ fn corral_metrics(
         ),
         ("zk_snap_count", keeper.config.snap_count.to_string()),
     ];
+    if let Some((learners, synced)) = keeper.consensus().and_then(|c| c.followers()) {
+        // The leader's view of its followers (ZooKeeper 3.8 prints these on the leader only;
+        // zk_followers is the older name of zk_learners).
+        metrics.extend([
+            ("zk_learners", learners.to_string()),
+            ("zk_followers", learners.to_string()),
+            ("zk_synced_followers", synced.to_string()),
+            ("zk_pending_syncs", "0".to_string()),
+        ]);
+    }
     if let Some(s) = storage {
         // Storage health: what an operator checks when writes slow down or fail.
         metrics.extend([

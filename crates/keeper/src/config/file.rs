@@ -44,27 +44,8 @@ pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
     };
     let text = std::fs::read_to_string(path).map_err(io)?;
     let (mut config, pending, mut warnings) = parse_lines(&text, path)?;
-    if config.servers.len() > 1 {
-        // Refused before myid is needed: the operator must learn this first.
-        let members: Vec<String> = config
-            .servers
-            .iter()
-            .map(|s| format!("server.{}", s.id))
-            .collect();
-        return Err(ConfigError::Invalid {
-            path: pending.path.clone(),
-            key: members.join(", "),
-            msg: format!(
-                "{} ensemble members are configured, but corral does not replicate yet: each \
-                 member would run alone with its own data, a split brain. Keep only this \
-                 server's server.N line to run it standalone",
-                members.len()
-            ),
-        });
-    }
     if config.is_distributed() {
-        // One member with standaloneEnabled=false: a quorum of one, which is standalone;
-        // its id comes from myid, as ZooKeeper reads it.
+        // This member's id comes from myid, as ZooKeeper reads it.
         let myid_path = config.data_dir.join("myid");
         let myid = std::fs::read_to_string(&myid_path).map_err(|source| ConfigError::Io {
             path: myid_path.display().to_string(),

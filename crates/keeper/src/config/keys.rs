@@ -18,7 +18,6 @@ use super::{Config, FourLetterWhitelist, DEFAULT_GLOBAL_OUTSTANDING_LIMIT, MIN_S
 /// Keys ZooKeeper's config parser understands that corral accepts but does not act on (yet).
 const NOT_USED: &[&str] = &[
     "initLimit",
-    "syncLimit",
     "connectToLearnerMasterLimit",
     "electionAlg",
     "electionPortBindRetry",
@@ -65,6 +64,15 @@ const NOT_USED_PREFIXES: &[&str] = &[
     "netty.",
     "sasl",
 ];
+
+fn positive_ms(value: &str) -> Result<u32, String> {
+    match int(value)? {
+        n if n > 0 => Ok(n as u32),
+        _ => Err(format!(
+            "{value:?} must be a positive number of milliseconds"
+        )),
+    }
+}
 
 impl Config {
     /// One key of the file. Ok(Some(w)) = accepted with a warning; Err(msg) = bad value.
@@ -150,6 +158,17 @@ impl Config {
                 // A repeated server.N replaces the earlier one, as a repeated property does.
                 self.servers.retain(|s| s.id != id);
                 self.servers.push(entry);
+            }
+            "syncLimit" => {
+                let n = int(value)?;
+                if n <= 0 {
+                    return Err(format!("{value:?} must be a positive number of ticks"));
+                }
+                self.sync_limit = n as u32;
+            }
+            "corral.raft.heartbeatMs" => self.raft_heartbeat_ms = Some(positive_ms(value)?),
+            "corral.raft.electionTimeoutMs" => {
+                self.raft_election_timeout_ms = Some(positive_ms(value)?)
             }
             "corral.allowUnenforcedSecurity" => {
                 self.allow_unenforced_security = strict_bool(value)?

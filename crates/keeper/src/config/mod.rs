@@ -123,6 +123,14 @@ pub struct Config {
     /// `corral.allowUnenforcedSecurity=true`, or `corral serve --allow-unenforced-security`:
     /// start anyway, with a warning naming each key.
     pub allow_unenforced_security: bool,
+    /// `syncLimit` (ticks): a follower this long without hearing from the leader gives up on
+    /// it. Bounds the raft election timeout.
+    pub sync_limit: u32,
+    /// `corral.raft.heartbeatMs`: how often the leader heartbeats; unset, tickTime / 20.
+    pub raft_heartbeat_ms: Option<u32>,
+    /// `corral.raft.electionTimeoutMs`: a follower that hears no leader for a random time
+    /// between this and twice this starts an election; unset, tickTime / 8.
+    pub raft_election_timeout_ms: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +194,9 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             client_port_listen_backlog: None,
             allow_unenforced_security: false,
+            sync_limit: 5,
+            raft_heartbeat_ms: None,
+            raft_election_timeout_ms: None,
         }
     }
 }
@@ -261,6 +272,29 @@ impl Config {
                 .to_string(),
             ),
         ]
+    }
+
+    /// The raft timing of an ensemble member: (heartbeat, election timeout min, max) in ms.
+    ///
+    /// ZooKeeper's followers wait syncLimit ticks (10 s by default) before giving up on a
+    /// silent leader, and notice a dead one sooner only because its TCP connections break.
+    /// Raft elects on silence, and a follower refuses to vote while its leader's lease (the
+    /// election timeout's maximum) runs, so the defaults are a fraction of a tick: a heartbeat
+    /// every tickTime/40 (50 ms), elections after tickTime*3/40 to twice that (150-300 ms).
+    /// A leader whose process died is noticed at once through its connections (see the quorum
+    /// port's handling). Never longer than syncLimit ticks.
+    pub(crate) fn raft_timing(&self) -> (u64, u64, u64) {
+        let tick = u64::from(self.tick_time_ms);
+        let limit = (tick * u64::from(self.sync_limit.max(1))).max(20);
+        let election = self
+            .raft_election_timeout_ms
+            .map_or(tick * 3 / 40, u64::from)
+            .clamp(20, limit);
+        let heartbeat = self
+            .raft_heartbeat_ms
+            .map_or(tick / 40, u64::from)
+            .clamp(5, election / 2);
+        (heartbeat, election, election * 2)
     }
 
     /// How long a connection may take to complete its handshake.

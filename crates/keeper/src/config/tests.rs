@@ -503,16 +503,28 @@ fn load_reads_file_and_myid_for_an_ensemble() {
         dir.display()
     );
     assert!(std::fs::write(&cfg, text).is_ok());
-    // Two members: refused before myid is even read (each would be its own standalone
-    // keeper, a split brain).
+    // Two members: an ensemble, whose member id comes from myid.
+    match load(&cfg) {
+        Err(ConfigError::Io { path, .. }) => assert!(path.ends_with("myid")),
+        other => panic!("expected the missing myid to be reported, got {other:?}"),
+    }
+    assert!(std::fs::write(dir.join("myid"), "3\n").is_ok());
     match load(&cfg) {
         Err(e @ ConfigError::Invalid { .. }) => {
-            let text = e.to_string();
-            assert!(text.contains("server.1, server.2"), "{text}");
-            assert!(text.contains("split brain"), "{text}");
+            assert!(e.to_string().contains("no server.3 line"), "{e}")
         }
-        other => panic!("expected the ensemble to be refused, got {other:?}"),
+        other => panic!("expected myid 3 to be refused, got {other:?}"),
     }
+    assert!(std::fs::write(dir.join("myid"), "1\n").is_ok());
+    match load(&cfg) {
+        Ok((c, _)) => {
+            assert!(c.is_distributed());
+            assert_eq!((c.server_id, c.client_port), (Some(1), 2181));
+            assert_eq!(c.servers.len(), 2);
+        }
+        Err(e) => panic!("{e}"),
+    }
+    assert!(std::fs::remove_file(dir.join("myid")).is_ok());
     // One member with standaloneEnabled=false: its id comes from myid.
     let text = format!(
         "dataDir={}\nstandaloneEnabled=false\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n",
@@ -538,5 +550,39 @@ fn load_reads_file_and_myid_for_an_ensemble() {
             assert!(e.to_string().contains("/nonexistent/zoo.cfg"))
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn raft_timing_follows_the_tick_and_can_be_set() {
+    let (c, _) = parse(
+        "dataDir=/tmp/x\nclientPort=2181\ntickTime=2000\n",
+        Path::new("zoo.cfg"),
+    )
+    .unwrap();
+    assert_eq!(c.raft_timing(), (50, 150, 300));
+    let (c, _) = parse(
+        "dataDir=/tmp/x\nclientPort=2181\ntickTime=2000\ncorral.raft.heartbeatMs=20\ncorral.raft.electionTimeoutMs=400\n",
+        Path::new("zoo.cfg"),
+    )
+    .unwrap();
+    assert_eq!(c.raft_timing(), (20, 400, 800));
+    // Never beyond syncLimit ticks; the heartbeat stays under half the election timeout.
+    let (c, _) = parse(
+        "dataDir=/tmp/x\nclientPort=2181\ntickTime=100\nsyncLimit=2\ncorral.raft.electionTimeoutMs=5000\ncorral.raft.heartbeatMs=900\n",
+        Path::new("zoo.cfg"),
+    )
+    .unwrap();
+    assert_eq!(c.raft_timing(), (100, 200, 400));
+    for bad in [
+        "corral.raft.heartbeatMs=0",
+        "syncLimit=-1",
+        "corral.raft.electionTimeoutMs=x",
+    ] {
+        let text = format!("dataDir=/tmp/x\nclientPort=2181\n{bad}\n");
+        match parse(&text, Path::new("zoo.cfg")) {
+            Err(ConfigError::BadValue { key, .. }) => assert!(bad.starts_with(&key), "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
     }
 }

@@ -49,8 +49,7 @@ impl Responder {
                 );
             }
             Request::Sync(p) => {
-                // Standalone: every committed entry is already applied here. In an ensemble
-                // this waits for the leader's commit index.
+                // The responder has caught up with the leader's commit index already.
                 let err = match corral_tree::path::validate(&p.path) {
                     Ok(()) => ErrorCode::Ok,
                     Err(e) => e,

@@ -118,6 +118,17 @@ impl Responder {
                 served,
             } => {
                 self.identities = identities;
+                if matches!(req, Request::Sync(_)) {
+                    // In an ensemble, first catch up with what the leader has committed.
+                    if let Some(c) = link.keeper.consensus() {
+                        if let Err(e) = c.catch_up().await {
+                            warn!(remote = %link.remote, "sync could not catch up with the leader: {e}; closing connection");
+                            link.close("sync failed");
+                            let _ = served.send(());
+                            return false;
+                        }
+                    }
+                }
                 self.dispatch(xid, req);
                 let _ = served.send(());
                 self.record(op, xid, link.last_zxid(), started);

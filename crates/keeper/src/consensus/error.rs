@@ -13,6 +13,13 @@ pub enum ConsensusError {
     /// This node is not the leader; `leader` is the one it knows of, if any.
     #[error("not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<NodeId> },
+    /// The quorum port could not be bound.
+    #[error("cannot listen on the quorum port {addr} (server.N's first port): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     /// Consensus has been shut down.
     #[error("consensus is shut down")]
     Shutdown,

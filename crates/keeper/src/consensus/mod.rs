@@ -128,6 +128,112 @@ pub struct Consensus {
     storage: Arc<StorageHandle>,
     // Entries submitted here, until applied here.
     pending: Arc<Pending>,
+    // The peers of an ensemble member; None standalone.
+    ensemble: Option<Arc<Ensemble>>,
+}
+
+/// What a member of an ensemble keeps besides raft: links to the leader for its reports and
+/// read indexes, and the stop of its quorum port.
+struct Ensemble {
+    reports: LeaderLinks,
+    reads: LeaderLinks,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// The parts [`open`] recovers, ready for a raft node.
+struct Opened {
+    sm: HookStateMachine,
+    log: DurableLogStore,
+    handle: Arc<StorageHandle>,
+    pending: Arc<Pending>,
+}
+
+/// Snapshots every snapCount entries, or never if the hook cannot snapshot.
+fn snapshot_policy(probe: bool, storage: &StorageConfig) -> SnapshotPolicy {
+    if probe {
+        SnapshotPolicy::LogsSinceLast(storage.snap_count.max(1))
+    } else {
+        tracing::warn!(
+            "the state machine cannot snapshot: snapshots are off and the write-ahead log \
+             grows without bound"
+        );
+        SnapshotPolicy::Never
+    }
+}
+
+/// Recovers the durable log and snapshots into `hook` (see [`Consensus::start_durable`]) and
+/// builds the state machine and the pending entries of member `me` on them.
+async fn open(
+    hook: Arc<dyn StateMachineHook>,
+    storage: &StorageConfig,
+    ack: AckMode,
+    me: NodeId,
+) -> Result<Opened, ConsensusError> {
+    require_fresh(hook.as_ref())?;
+    if !storage.force_sync {
+        tracing::warn!(
+            "forceSync=no: the write-ahead log is not fsynced; an OS crash or power loss \
+             may lose acknowledged writes"
+        );
+    }
+    // Disk-heavy recovery (reading every segment, restoring the snapshot) runs off the
+    // async workers.
+    let st = storage.clone();
+    let h = Arc::clone(&hook);
+    let recovered = tokio::task::spawn_blocking(move || recover(&st, h, ack))
+        .await
+        .map_err(|_| ConsensusError::Panicked {
+            what: "recovery task",
+        })??;
+    let Recovered {
+        log,
+        wal,
+        persist,
+        snapshot,
+        high_water,
+    } = recovered;
+
+    let pending = Arc::new(Pending::new(me));
+    pending.start_after(high_water.get(me));
+    let early_acks = Arc::clone(&log.inner.early_acks);
+    // Entries acknowledged before their fsync must not apply before it; once the mode
+    // ends the gate stays (it then never waits).
+    let gate = early_acks.allowed().then(|| wal.durability());
+    let mut sm =
+        HookStateMachine::new(hook, Arc::clone(&persist), early_acks, Arc::clone(&pending));
+    sm.durable_gate = gate;
+    sm.high_water = high_water;
+    if let Some(snap) = snapshot {
+        sm.last_applied = snap.meta.last_log_id;
+        sm.last_membership = snap.meta.last_membership.clone();
+        sm.current_snapshot = Arc::new(Mutex::new(Some(snap)));
+    }
+
+    let purger = (storage.purge_interval_hours > 0).then(|| {
+        let p = Arc::clone(&persist);
+        let every = Duration::from_secs(u64::from(storage.purge_interval_hours) * 3600);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let p = Arc::clone(&p);
+                let _ = tokio::task::spawn_blocking(move || p.apply_retention()).await;
+            }
+        })
+    });
+    let handle = Arc::new(StorageHandle {
+        wal: Arc::clone(&wal),
+        log: log.clone(),
+        persist,
+        purger,
+    });
+    Ok(Opened {
+        sm,
+        log,
+        handle,
+        pending,
+    })
 }
 
 /// Where and how the durable log and snapshots live (from zoo.cfg: dataDir, dataLogDir,
@@ -257,77 +363,17 @@ impl Consensus {
         storage: StorageConfig,
         ack: AckMode,
     ) -> Result<Consensus, ConsensusError> {
-        require_fresh(hook.as_ref())?;
-        if !storage.force_sync {
-            tracing::warn!(
-                "forceSync=no: the write-ahead log is not fsynced; an OS crash or power loss \
-                 may lose acknowledged writes"
-            );
-        }
         let probe = hook.snapshot().is_some();
-        let policy = if probe {
-            SnapshotPolicy::LogsSinceLast(storage.snap_count.max(1))
-        } else {
-            tracing::warn!(
-                "the state machine cannot snapshot: snapshots are off and the write-ahead log \
-                 grows without bound"
-            );
-            SnapshotPolicy::Never
-        };
-        let config = Arc::new(standalone_config(policy, storage.snap_count.max(1))?);
-
-        // Disk-heavy recovery (reading every segment, restoring the snapshot) runs off the
-        // async workers.
-        let st = storage.clone();
-        let h = Arc::clone(&hook);
-        let recovered = tokio::task::spawn_blocking(move || recover(&st, h, ack))
-            .await
-            .map_err(|_| ConsensusError::Panicked {
-                what: "recovery task",
-            })??;
-        let Recovered {
+        let config = Arc::new(standalone_config(
+            snapshot_policy(probe, &storage),
+            storage.snap_count.max(1),
+        )?);
+        let Opened {
+            sm,
             log,
-            wal,
-            persist,
-            snapshot,
-            high_water: recovered_high_water,
-        } = recovered;
-
-        let pending = Arc::new(Pending::new(STANDALONE_ID));
-        pending.start_after(recovered_high_water.get(STANDALONE_ID));
-        let early_acks = Arc::clone(&log.inner.early_acks);
-        // Entries acknowledged before their fsync must not apply before it; once the mode
-        // ends the gate stays (it then never waits).
-        let gate = early_acks.allowed().then(|| wal.durability());
-        let mut sm =
-            HookStateMachine::new(hook, Arc::clone(&persist), early_acks, Arc::clone(&pending));
-        sm.durable_gate = gate;
-        sm.high_water = recovered_high_water;
-        if let Some(snap) = snapshot {
-            sm.last_applied = snap.meta.last_log_id;
-            sm.last_membership = snap.meta.last_membership.clone();
-            sm.current_snapshot = Arc::new(Mutex::new(Some(snap)));
-        }
-
-        let purger = (storage.purge_interval_hours > 0).then(|| {
-            let p = Arc::clone(&persist);
-            let every = Duration::from_secs(u64::from(storage.purge_interval_hours) * 3600);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let p = Arc::clone(&p);
-                    let _ = tokio::task::spawn_blocking(move || p.apply_retention()).await;
-                }
-            })
-        });
-        let handle = Arc::new(StorageHandle {
-            wal: Arc::clone(&wal),
-            log: log.clone(),
-            persist,
-            purger,
-        });
+            handle,
+            pending,
+        } = open(hook, &storage, ack, STANDALONE_ID).await?;
         let raft = match Raft::new(STANDALONE_ID, config, NoNetwork, log, sm).await {
             Ok(r) => r,
             Err(e) => {
@@ -364,6 +410,113 @@ impl Consensus {
         Ok(consensus)
     }
 
+    /// Starts this member of an ensemble: recovers its data, listens on its quorum port,
+    /// and joins the group. A new ensemble is initialised once, by its lowest-numbered voter;
+    /// the others wait to hear from a leader. Returns once the member runs, not once it has a
+    /// leader: it serves reads of what it has meanwhile, and writes wait for a leader.
+    pub async fn start_member(
+        hook: Arc<dyn StateMachineHook>,
+        storage: StorageConfig,
+        members: MemberConfig,
+        liveness: Arc<dyn LivenessHooks>,
+    ) -> Result<Consensus, ConsensusError> {
+        let me = members.me;
+        let probe = hook.snapshot().is_some();
+        let config = Arc::new(member_config(
+            snapshot_policy(probe, &storage),
+            storage.snap_count.max(1),
+            members.timing,
+        )?);
+        // Bound first: a port in use is reported before a long recovery.
+        let listener = tokio::net::TcpListener::bind(members.listen)
+            .await
+            .map_err(|source| ConsensusError::Listen {
+                addr: members.listen,
+                source,
+            })?;
+        let Opened {
+            sm,
+            log,
+            handle,
+            pending,
+        } = open(hook, &storage, AckMode::AfterSync, me).await?;
+        let network = TcpNetwork {
+            me,
+            max_frame: members.max_frame,
+        };
+        let raft = match Raft::new(me, config, network, log, sm).await {
+            Ok(r) => r,
+            Err(e) => {
+                handle.close();
+                return Err(ConsensusError::raft("cannot start raft", e));
+            }
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let service = Arc::new(PeerService {
+            raft: raft.clone(),
+            members: members.clone(),
+            max_frame: members.max_frame,
+            liveness,
+        });
+        tokio::spawn(serve_peers(listener, service, stop.clone()));
+        let forwarder = Arc::new(PeerForwarder {
+            raft: raft.clone(),
+            links: LeaderLinks::new(&members, members.max_frame),
+        });
+        tokio::spawn(run_submitter(
+            raft.clone(),
+            Arc::clone(&pending),
+            Some(forwarder),
+        ));
+        let consensus = Consensus {
+            metrics: raft.metrics(),
+            raft,
+            node_id: me,
+            shut_down: Arc::new(AtomicBool::new(false)),
+            storage: handle,
+            pending,
+            ensemble: Some(Arc::new(Ensemble {
+                reports: LeaderLinks::new(&members, members.max_frame),
+                reads: LeaderLinks::new(&members, members.max_frame),
+                stop,
+            })),
+        };
+        if let Err(e) = consensus.bootstrap(&members).await {
+            consensus.shutdown().await;
+            return Err(e);
+        }
+        if probe {
+            spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
+        }
+        Ok(consensus)
+    }
+
+    /// Initialises a new ensemble's membership, on its lowest-numbered voter only (the others
+    /// learn it from that one's first entries); nothing on a member that has a log.
+    async fn bootstrap(&self, members: &MemberConfig) -> Result<(), ConsensusError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ConsensusError::raft("cannot read the membership", e))?;
+        if initialized || members.voters.first() != Some(&members.me) {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .voters
+            .iter()
+            .map(|id| {
+                let addr = members.addrs.get(id).cloned().unwrap_or_default();
+                (*id, BasicNode { addr })
+            })
+            .collect();
+        tracing::info!(voters = ?members.voters, "initialising the ensemble's membership");
+        match self.raft.initialize(nodes).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ConsensusError::raft("cannot initialise the ensemble", e)),
+        }
+    }
+
     /// Initializes the one-voter group if it is new and waits until this node leads.
     async fn lead(
         raft: Raft,
@@ -377,6 +530,7 @@ impl Consensus {
             shut_down: Arc::new(AtomicBool::new(false)),
             storage,
             pending,
+            ensemble: None,
         };
         // Asked first: openraft logs an ERROR when told to initialize a group that already is,
         // and every clean restart would print one.
@@ -458,7 +612,133 @@ impl Consensus {
     /// connection submits its writes one after another without waiting for each to commit, so
     /// many of its writes share one group-commit fsync while their order is kept.
     pub async fn submit(&self, entry: Entry) -> Result<Submitted, ConsensusError> {
-        self.pending.submit(entry)
+        self.pending.submit(entry, None)
+    }
+
+    /// Proposes a decision only a leader may take (a session expiry): refused unless this
+    /// member leads, and dropped rather than handed to the next leader if it loses the lead
+    /// first — a leader cut off from the others must not have its decisions applied by the
+    /// leader that replaced it. Waits until applied here.
+    pub async fn propose_as_leader(
+        &self,
+        entry: Entry,
+    ) -> Result<(i64, ApplyResult), ConsensusError> {
+        let term = {
+            let m = self.metrics.borrow();
+            if !self.is_leader() {
+                return Err(ConsensusError::NotLeader {
+                    leader: m.current_leader,
+                });
+            }
+            m.current_term
+        };
+        self.pending.submit(entry, Some(term))?.wait().await
+    }
+
+    /// Sends the leader the sessions this member's clients touched (id, ms idle); returns the
+    /// sessions that moved from this member to another since its last report. Standalone:
+    /// nothing to report to.
+    pub async fn report_liveness(
+        &self,
+        sessions: Vec<(i64, u32)>,
+    ) -> Result<Vec<i64>, ConsensusError> {
+        let Some(ensemble) = &self.ensemble else {
+            return Ok(Vec::new());
+        };
+        let leader = self
+            .leader()
+            .ok_or(ConsensusError::NotLeader { leader: None })?;
+        let req = wire::Request::SessionReport {
+            from: self.node_id,
+            sessions,
+        };
+        match ensemble.reports.call(&self.raft, leader, req).await {
+            Ok(wire::Response::SessionReportReply { moved_away }) => Ok(moved_away),
+            Ok(_) => Err(ConsensusError::NotLeader {
+                leader: Some(leader),
+            }),
+            Err(e) => Err(ConsensusError::raft("cannot report to the leader", e)),
+        }
+    }
+
+    /// `sync`: returns once this member has applied everything the leader had committed when
+    /// asked (ZooKeeper's sync: a read after it sees every write acknowledged before it).
+    pub async fn catch_up(&self) -> Result<(), ConsensusError> {
+        let Some(ensemble) = &self.ensemble else {
+            // Standalone: everything committed is applied before it is acknowledged.
+            return Ok(());
+        };
+        let index = if self.is_leader() {
+            let (read, _) = self
+                .raft
+                .get_read_log_id()
+                .await
+                .map_err(|e| ConsensusError::raft("cannot confirm the lead", e))?;
+            read.map_or(0, |l| l.index)
+        } else {
+            let leader = self
+                .leader()
+                .ok_or(ConsensusError::NotLeader { leader: None })?;
+            match ensemble
+                .reads
+                .call(&self.raft, leader, wire::Request::ReadIndex)
+                .await
+            {
+                Ok(wire::Response::ReadIndexReply(Ok(index))) => index,
+                Ok(wire::Response::ReadIndexReply(Err(n))) => {
+                    return Err(ConsensusError::NotLeader { leader: n.leader })
+                }
+                Ok(_) => {
+                    return Err(ConsensusError::NotLeader {
+                        leader: Some(leader),
+                    })
+                }
+                Err(e) => return Err(ConsensusError::raft("cannot ask the leader", e)),
+            }
+        };
+        self.raft
+            .wait(Some(CATCH_UP_WAIT))
+            .applied_index_at_least(Some(index), "sync")
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::raft("sync did not catch up", e))
+    }
+
+    /// The leader this member knows of.
+    fn leader(&self) -> Option<NodeId> {
+        self.metrics.borrow().current_leader
+    }
+
+    /// What `srvr` and `mntr` call this member: standalone, leader, follower or observer;
+    /// None while it has no leader (ZooKeeper's "not currently serving requests").
+    pub fn role(&self) -> Option<&'static str> {
+        if self.ensemble.is_none() {
+            return Some("standalone");
+        }
+        let m = self.metrics.borrow();
+        match m.state {
+            ServerState::Leader if m.current_leader == Some(self.node_id) => Some("leader"),
+            ServerState::Follower if m.current_leader.is_some() => Some("follower"),
+            ServerState::Learner if m.current_leader.is_some() => Some("observer"),
+            _ => None,
+        }
+    }
+
+    /// On the leader: how many voters and learners follow, and how many of them have the
+    /// leader's last entry (mntr's zk_followers, zk_synced_followers).
+    pub fn followers(&self) -> Option<(usize, usize)> {
+        let m = self.metrics.borrow();
+        let replication = m.replication.as_ref()?;
+        let last = m.last_log_index;
+        let others = replication.iter().filter(|(id, _)| **id != self.node_id);
+        let (mut all, mut synced) = (0, 0);
+        for (_, matched) in others {
+            all += 1;
+            if matched.map(|l| l.index) == last {
+                synced += 1;
+            }
+        }
+        Some((all, synced))
     }
 
     /// Whether this node currently leads the group (and so may expire sessions).
@@ -475,6 +755,9 @@ impl Consensus {
     pub async fn shutdown(&self) {
         self.shut_down.store(true, Ordering::Release);
         self.pending.close();
+        if let Some(e) = &self.ensemble {
+            e.stop.cancel();
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft core ended abnormally on shutdown: {e}");
         }
@@ -533,8 +816,32 @@ fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
     Ok(())
 }
 
+/// How long `sync` waits for this member to apply up to the leader's commit index.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+
 /// How long replaying the log after the saved committed index may take at start-up.
 const RECOVERY_WAIT: Duration = Duration::from_secs(600);
+
+/// openraft configuration for an ensemble member: the standalone one with `timing`
+/// (heartbeat, election timeout min and max, ms).
+fn member_config(
+    snapshot_policy: SnapshotPolicy,
+    keep_after_snapshot: u64,
+    timing: (u64, u64, u64),
+) -> Result<openraft::Config, ConsensusError> {
+    let (heartbeat, election_min, election_max) = timing;
+    let config = openraft::Config {
+        heartbeat_interval: heartbeat,
+        election_timeout_min: election_min,
+        election_timeout_max: election_max.max(election_min + 1),
+        // Snapshot chunks well inside a quorum frame.
+        snapshot_max_chunk_size: 1 << 20,
+        ..standalone_config(snapshot_policy, keep_after_snapshot)?
+    };
+    config
+        .validate()
+        .map_err(|e| ConsensusError::raft("bad raft configuration", e))
+}
 
 /// openraft configuration for a one-voter group.
 fn standalone_config(
@@ -574,8 +881,8 @@ mod state_machine;
 mod submit;
 #[cfg(test)]
 mod tests;
-// The TCP network (issue 12) is its user; until it is wired, only the tests are.
 mod wire;
+// The TCP network (issue 12) is its user; until it is wired, only the tests are.
 
 pub use codec::DecodeError;
 use codec::*;

@@ -1,7 +1,604 @@
-//! The raft network. Standalone has no peers ([`NoNetwork`]); the ensemble's TCP network goes
-//! here. Must not know about clients.
+//! The raft network: TCP between ensemble members on their quorum ports, in [`wire`]'s frames.
+//!
+//! The dialing side ([`PeerLink`]) holds one connection to one member and makes one call at a
+//! time on it; openraft's replication streams ([`TcpNetwork`]), the submitter's forwarding
+//! ([`PeerForwarder`]), the session reports and `sync`'s read index each own their links, so a
+//! slow snapshot transfer never holds up a heartbeat or a forwarded write. The listening side
+//! ([`serve_peers`]) answers every connection in order: raft RPCs go to the raft node,
+//! forwarded writes into the leader's log, session reports to the keeper's
+//! [`LivenessHooks`]. A standalone keeper has no peers ([`NoNetwork`]).
+//!
+//! Must not: know about clients or sessions beyond passing reports through, or decide
+//! anything raft decides.
 
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Frame, Hello, PeerCodec, Request, Response};
 use super::*;
+
+/// openraft's cluster name, checked in every hello: two ensembles never talk to each other.
+pub(super) const CLUSTER: &str = "corral";
+
+/// How long dialing a member may take.
+const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a keeper call (forward, report, read index) may wait for its answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the keeper does with peers' reports; called on the leader.
+pub trait LivenessHooks: Send + Sync + 'static {
+    /// Member `from` heard these sessions (id, ms since last heard there). Returns the sessions
+    /// `from` no longer holds (their clients moved to another member).
+    fn sessions_heard(&self, from: NodeId, sessions: &[(i64, u32)]) -> Vec<i64>;
+}
+
+/// The members of an ensemble as zoo.cfg lists them.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    pub me: NodeId,
+    /// Every member's quorum address, `host:port` as written (resolved when dialed).
+    pub addrs: BTreeMap<NodeId, String>,
+    /// The voting members (participants); the others are observers (raft learners).
+    pub voters: BTreeSet<NodeId>,
+    /// Where this member listens for its peers.
+    pub listen: SocketAddr,
+    /// (heartbeat, election timeout min, max), ms.
+    pub timing: (u64, u64, u64),
+    /// The largest quorum frame, either way: holds the largest entry and snapshot chunk.
+    pub max_frame: usize,
+}
+
+/// Why a call to a peer failed; the caller retries later or reports the peer unreachable.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CallError {
+    #[error("member {0} has no known address")]
+    NoAddress(NodeId),
+    #[error("cannot connect to member {target} at {addr}: {source}")]
+    Connect {
+        target: NodeId,
+        addr: String,
+        source: io::Error,
+    },
+    #[error("member {target} refused this member: {reason}")]
+    Refused { target: NodeId, reason: String },
+    #[error("member {target} did not answer within {ms} ms")]
+    Timeout { target: NodeId, ms: u128 },
+    #[error("connection to member {target}: {source}")]
+    Wire {
+        target: NodeId,
+        source: wire::WireError,
+    },
+    #[error("member {target} closed the connection")]
+    Closed { target: NodeId },
+}
+
+/// One connection to one member, dialed on first use and again after any failure.
+pub(super) struct PeerLink {
+    me: NodeId,
+    target: NodeId,
+    addr: Option<String>,
+    conn: Option<PeerConn>,
+    max_frame: usize,
+}
+
+struct PeerConn {
+    stream: TcpStream,
+    codec: PeerCodec<Response>,
+    buf: BytesMut,
+    out: BytesMut,
+    next_id: u64,
+}
+
+impl PeerLink {
+    pub(super) fn new(me: NodeId, target: NodeId, addr: Option<String>, max_frame: usize) -> Self {
+        PeerLink {
+            me,
+            target,
+            addr,
+            conn: None,
+            max_frame,
+        }
+    }
+
+    pub(super) fn set_addr(&mut self, addr: Option<String>) {
+        if addr != self.addr {
+            self.addr = addr;
+            self.conn = None;
+        }
+    }
+
+    /// Sends `req` and waits for its answer (within `ttl`); on any failure the connection is
+    /// dropped, so the next call dials afresh.
+    pub(super) async fn call(
+        &mut self,
+        req: Request,
+        ttl: Duration,
+    ) -> Result<Response, CallError> {
+        let target = self.target;
+        let result = tokio::time::timeout(ttl, self.call_inner(req)).await;
+        match result {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(CallError::Timeout {
+                    target,
+                    ms: ttl.as_millis(),
+                })
+            }
+        }
+    }
+
+    async fn call_inner(&mut self, req: Request) -> Result<Response, CallError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.dial().await?);
+        }
+        let target = self.target;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(CallError::Closed { target });
+        };
+        conn.round_trip(target, req).await
+    }
+
+    async fn dial(&self) -> Result<PeerConn, CallError> {
+        let target = self.target;
+        let addr = self.addr.clone().ok_or(CallError::NoAddress(target))?;
+        let connect = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str()));
+        let stream = match connect.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                return Err(CallError::Connect {
+                    target,
+                    addr,
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(CallError::Connect {
+                    target,
+                    addr,
+                    source: io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                })
+            }
+        };
+        // Raft messages are small and latency-bound: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        let mut conn = PeerConn {
+            stream,
+            codec: PeerCodec::new(self.max_frame),
+            buf: BytesMut::with_capacity(64 * 1024),
+            out: BytesMut::new(),
+            next_id: 1,
+        };
+        let hello = Request::Hello(Hello::new(CLUSTER, self.me, target));
+        match conn.round_trip(target, hello).await? {
+            Response::HelloOk => Ok(conn),
+            Response::Refused { reason } => Err(CallError::Refused { target, reason }),
+            other => Err(CallError::Refused {
+                target,
+                reason: format!("answered the hello with {}", wire::kind_name(other.kind())),
+            }),
+        }
+    }
+}
+
+impl PeerConn {
+    async fn round_trip(&mut self, target: NodeId, req: Request) -> Result<Response, CallError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let wire_err = |source| CallError::Wire { target, source };
+        self.out.clear();
+        self.codec
+            .encode(Frame { id, msg: req }, &mut self.out)
+            .map_err(wire_err)?;
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(|e| wire_err(e.into()))?;
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf).map_err(wire_err)? {
+                if frame.id == id {
+                    return Ok(frame.msg);
+                }
+                // An answer to a call that timed out earlier cannot arrive: a timeout drops
+                // the connection. Anything else is a broken peer.
+                return Err(CallError::Closed { target });
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| wire_err(e.into()))?;
+            if n == 0 {
+                return Err(CallError::Closed { target });
+            }
+        }
+    }
+}
+
+impl CallError {
+    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Unreachable(Unreachable::new(self))
+    }
+}
+
+// ---- openraft's side ----
+
+/// openraft's network factory over TCP: a [`PeerLink`] per replication stream.
+pub struct TcpNetwork {
+    pub(super) me: NodeId,
+    pub(super) max_frame: usize,
+}
+
+impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
+    type Network = RaftPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> RaftPeer {
+        let addr = (!node.addr.is_empty()).then(|| node.addr.clone());
+        RaftPeer {
+            link: PeerLink::new(self.me, target, addr, self.max_frame),
+            max_frame: self.max_frame,
+        }
+    }
+}
+
+pub struct RaftPeer {
+    link: PeerLink,
+    max_frame: usize,
+}
+
+impl RaftNetwork<TypeConfig> for RaftPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let target = self.link.target;
+        match self
+            .link
+            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(resp) => wire::append_entries_reply(target, resp),
+            Err(CallError::Wire {
+                source:
+                    wire::WireError::TooLarge {
+                        entries_fit: Some(n),
+                        ..
+                    },
+                ..
+            }) => Err(wire::too_large(n, self.max_frame)),
+            Err(e) => Err(e.unreachable()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let target = self.link.target;
+        match self
+            .link
+            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(resp) => wire::install_snapshot_reply(target, resp),
+            Err(e) => Err(e.unreachable()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let target = self.link.target;
+        match self.link.call(Request::Vote(rpc), option.hard_ttl()).await {
+            Ok(resp) => wire::vote_reply(target, resp),
+            Err(e) => Err(e.unreachable()),
+        }
+    }
+}
+
+// ---- The keeper's calls to the leader ----
+
+/// Links to the members, for the keeper's calls (forward, report, read index): one per
+/// member, addressed from the current membership (zoo.cfg's addresses before it is known).
+pub(super) struct LeaderLinks {
+    me: NodeId,
+    max_frame: usize,
+    config_addrs: BTreeMap<NodeId, String>,
+    links: tokio::sync::Mutex<BTreeMap<NodeId, PeerLink>>,
+}
+
+impl LeaderLinks {
+    pub(super) fn new(members: &MemberConfig, max_frame: usize) -> LeaderLinks {
+        LeaderLinks {
+            me: members.me,
+            max_frame,
+            config_addrs: members.addrs.clone(),
+            links: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Calls member `target` with `req`.
+    pub(super) async fn call(
+        &self,
+        raft: &Raft,
+        target: NodeId,
+        req: Request,
+    ) -> Result<Response, CallError> {
+        let metrics = raft.metrics();
+        let known = metrics
+            .borrow()
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == target)
+            .map(|(_, n)| n.addr.clone())
+            .filter(|a| !a.is_empty());
+        let addr = known.or_else(|| self.config_addrs.get(&target).cloned());
+        let mut links = self.links.lock().await;
+        let link = links
+            .entry(target)
+            .or_insert_with(|| PeerLink::new(self.me, target, None, self.max_frame));
+        link.set_addr(addr);
+        link.call(req, CALL_TIMEOUT).await
+    }
+}
+
+/// The submitter's way to the leader (see [`Forwarder`]).
+pub(super) struct PeerForwarder {
+    pub(super) raft: Raft,
+    pub(super) links: LeaderLinks,
+}
+
+impl Forwarder for PeerForwarder {
+    async fn forward(
+        &self,
+        leader: NodeId,
+        term: u64,
+        proposals: Vec<Proposal>,
+    ) -> Result<ForwardOutcome, ForwardError> {
+        let req = Request::Forward { term, proposals };
+        match self.links.call(&self.raft, leader, req).await {
+            Ok(Response::ForwardReply {
+                accepted,
+                not_leader: None,
+            }) => Ok(ForwardOutcome::Accepted(accepted as usize)),
+            Ok(Response::ForwardReply { accepted, .. }) if accepted > 0 => {
+                Ok(ForwardOutcome::Accepted(accepted as usize))
+            }
+            Ok(Response::ForwardReply { .. }) => Ok(ForwardOutcome::NotLeader),
+            Ok(other) => Err(ForwardError(format!(
+                "member {leader} answered a forward with {}",
+                wire::kind_name(other.kind())
+            ))),
+            Err(e) => Err(ForwardError(e.to_string())),
+        }
+    }
+}
+
+// ---- The listening side ----
+
+/// What the quorum port's connections need.
+pub(super) struct PeerService {
+    pub(super) raft: Raft,
+    pub(super) members: MemberConfig,
+    pub(super) max_frame: usize,
+    pub(super) liveness: Arc<dyn LivenessHooks>,
+}
+
+/// Accepts members' connections until `stop`; each is served by its own task.
+pub(super) async fn serve_peers(
+    listener: TcpListener,
+    service: Arc<PeerService>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                let service = Arc::clone(&service);
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut from = None;
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = serve_peer(stream, &service, &mut from) => if let Err(e) = r {
+                            tracing::debug!(%remote, "quorum connection ended: {e}");
+                        }
+                    }
+                    if let Some(peer) = from {
+                        service.peer_connection_lost(peer).await;
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors, say: back off rather than spin.
+                tracing::warn!("quorum port accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one member's connection; `from` is set to the member once its hello is accepted.
+async fn serve_peer(
+    mut stream: TcpStream,
+    service: &PeerService,
+    from: &mut Option<NodeId>,
+) -> Result<(), wire::WireError> {
+    let mut codec = PeerCodec::<Request>::new(service.max_frame);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut out = BytesMut::new();
+    loop {
+        let frame = loop {
+            if let Some(f) = codec.decode(&mut buf)? {
+                break f;
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let resp = match (frame.msg, *from) {
+            (Request::Hello(h), None) => {
+                let check = h.check(CLUSTER, service.members.me, |id| {
+                    service.members.addrs.contains_key(&id)
+                });
+                if check.is_ok() {
+                    *from = Some(h.from);
+                }
+                wire::hello_reply(check)
+            }
+            (_, None) | (Request::Hello(_), Some(_)) => Response::Refused {
+                reason: "expected one hello, first".into(),
+            },
+            (req, Some(peer)) => service.handle(peer, req).await,
+        };
+        let refused = matches!(resp, Response::Refused { .. });
+        out.clear();
+        codec.encode(
+            Frame {
+                id: frame.id,
+                msg: resp,
+            },
+            &mut out,
+        )?;
+        stream.write_all(&out).await?;
+        if refused {
+            return Ok(());
+        }
+    }
+}
+
+impl PeerService {
+    async fn handle(&self, peer: NodeId, req: Request) -> Response {
+        match req {
+            Request::AppendEntries(r) => match self.raft.append_entries(r).await {
+                Ok(resp) => Response::AppendEntries(resp),
+                Err(e) => Response::RaftError(e.into()),
+            },
+            Request::Vote(r) => match self.raft.vote(r).await {
+                Ok(resp) => Response::Vote(resp),
+                Err(e) => Response::RaftError(e.into()),
+            },
+            Request::InstallSnapshot(r) => match self.raft.install_snapshot(r).await {
+                Ok(resp) => Response::InstallSnapshot(resp),
+                Err(e) => Response::RaftError(e.into()),
+            },
+            Request::Forward { term, proposals } => self.accept_forward(term, proposals).await,
+            Request::SessionReport { from, sessions } => {
+                if from != peer || !self.leads() {
+                    // A report that reached a member that does not lead is dropped; the
+                    // reporter sends it again to whoever leads.
+                    return Response::Error {
+                        message: format!("member {} does not lead", self.members.me),
+                    };
+                }
+                Response::SessionReportReply {
+                    moved_away: self.liveness.sessions_heard(from, &sessions),
+                }
+            }
+            Request::ReadIndex => match self.raft.get_read_log_id().await {
+                Ok((read, _)) => Response::ReadIndexReply(Ok(read.map_or(0, |l| l.index))),
+                Err(_) => Response::ReadIndexReply(Err(wire::NotLeader {
+                    leader: self.raft.metrics().borrow().current_leader,
+                })),
+            },
+            Request::Hello(_) => Response::Refused {
+                reason: "a second hello".into(),
+            },
+        }
+    }
+
+    /// A connection from `peer` ended. If `peer` is the leader and its quorum port now refuses
+    /// connections, its process is gone (a crash or kill -9 closes its sockets at once, as
+    /// ZooKeeper's followers notice): this member stands for election now instead of waiting
+    /// out the leader's lease and an election timeout. Every surviving voter does the same;
+    /// their first round may split, the next (one election timeout later) elects.
+    async fn peer_connection_lost(&self, peer: NodeId) {
+        let following = |raft: &Raft| {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.state == ServerState::Follower && m.current_leader == Some(peer)
+        };
+        if peer == self.members.me || !following(&self.raft) {
+            return;
+        }
+        let Some(addr) = self.members.addrs.get(&peer) else {
+            return;
+        };
+        let probe = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str())).await;
+        if let Ok(Err(e)) = probe {
+            // Several of its connections end at once: one election is enough.
+            if e.kind() == io::ErrorKind::ConnectionRefused && following(&self.raft) {
+                tracing::info!(
+                    leader = peer,
+                    "the leader's quorum port refuses connections: its process is gone; \
+                     standing for election now"
+                );
+                let _ = self.raft.trigger().elect().await;
+            }
+        }
+    }
+
+    fn leads(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.members.me)
+    }
+
+    /// A follower's writes, into this leader's log in order, while it leads in `term`.
+    async fn accept_forward(&self, term: u64, mut proposals: Vec<Proposal>) -> Response {
+        let not_leader = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let leads = m.state == ServerState::Leader
+                && m.current_leader == Some(self.members.me)
+                && m.current_term == term;
+            (!leads).then_some((m.current_term, m.current_leader))
+        };
+        if not_leader.is_some() {
+            return Response::ForwardReply {
+                accepted: 0,
+                not_leader,
+            };
+        }
+        stamp_leader_time(&mut proposals);
+        let mut accepted = 0u32;
+        for p in proposals {
+            if self.raft.client_write_ff(p).await.is_err() {
+                return Response::ForwardReply {
+                    accepted,
+                    not_leader: Some((term, None)),
+                };
+            }
+            accepted += 1;
+        }
+        Response::ForwardReply {
+            accepted,
+            not_leader: None,
+        }
+    }
+}
+
+// ---- Standalone ----
 
 /// The network of a group without peers. openraft asks for a connection only to replicate to or
 /// request votes from another member, which a one-voter group has none of; should it happen

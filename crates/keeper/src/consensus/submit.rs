@@ -40,6 +40,9 @@ impl Submitted {
 struct Waiter {
     entry: Entry,
     reply: oneshot::Sender<Outcome>,
+    /// A leader's own decision (an expiry): valid only while this member leads in that term,
+    /// never handed to another leader.
+    leader_term: Option<u64>,
 }
 
 /// Entries submitted here and not yet applied here, by sequence number.
@@ -90,7 +93,11 @@ impl Pending {
         inner.next_seq = inner.next_seq.max(floor + 1).max(clock);
     }
 
-    pub(super) fn submit(&self, entry: Entry) -> Result<Submitted, ConsensusError> {
+    pub(super) fn submit(
+        &self,
+        entry: Entry,
+        leader_term: Option<u64>,
+    ) -> Result<Submitted, ConsensusError> {
         let (reply, rx) = oneshot::channel();
         {
             let mut inner = self.lock();
@@ -99,15 +106,35 @@ impl Pending {
             }
             let seq = inner.next_seq;
             inner.next_seq += 1;
-            inner.waiting.insert(seq, Waiter { entry, reply });
+            inner.waiting.insert(
+                seq,
+                Waiter {
+                    entry,
+                    reply,
+                    leader_term,
+                },
+            );
         }
         self.added.notify_one();
         Ok(Submitted(rx))
     }
 
-    /// Up to [`MAX_BATCH`] waiting entries after `after`, as proposals, in order.
-    fn unsent(&self, after: u64) -> Vec<Proposal> {
-        let inner = self.lock();
+    /// Up to [`MAX_BATCH`] waiting entries after `after`, as proposals, in order, for
+    /// `target` (leader, term). A leader's own decision meant for another term or leader is
+    /// failed instead: it was decided on what that leader knew.
+    fn unsent(&self, after: u64, target: (NodeId, u64)) -> Vec<Proposal> {
+        let mut inner = self.lock();
+        let stale: Vec<u64> = inner
+            .waiting
+            .range(after + 1..)
+            .filter(|(_, w)| w.leader_term.is_some_and(|t| (self.me, t) != target))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in stale {
+            if let Some(w) = inner.waiting.remove(&seq) {
+                let _ = w.reply.send(Err(ConsensusError::Dropped));
+            }
+        }
         inner
             .waiting
             .range(after + 1..)
@@ -236,7 +263,7 @@ pub(super) async fn run_submitter<F: Forwarder>(
             sent_upto = 0;
         }
         let batch = match target {
-            Some(_) => pending.unsent(sent_upto),
+            Some(t) => pending.unsent(sent_upto, t),
             None => Vec::new(),
         };
         let Some((leader, term)) = target.filter(|_| !batch.is_empty()) else {

@@ -753,9 +753,9 @@ async fn a_proposal_applies_once_however_often_it_is_submitted() {
         Arc::clone(&r.log.inner.early_acks),
         Arc::clone(&pending),
     );
-    let first = pending.submit(entry(1)).unwrap();
-    let overtaken = pending.submit(entry(2)).unwrap();
-    let third = pending.submit(entry(3)).unwrap();
+    let first = pending.submit(entry(1), None).unwrap();
+    let overtaken = pending.submit(entry(2), None).unwrap();
+    let third = pending.submit(entry(3), None).unwrap();
     let tagged = |origin, seq, n| Proposal {
         origin,
         seq,
@@ -794,7 +794,7 @@ async fn a_proposal_applies_once_however_often_it_is_submitted() {
     assert_eq!(rest.len(), 5 * 16, "the hook's own bytes follow the marks");
     let hook2 = Arc::new(ListHook::default());
     let pending2 = Arc::new(Pending::new(7));
-    let waiting = pending2.submit(entry(9)).unwrap();
+    let waiting = pending2.submit(entry(9), None).unwrap();
     let mut sm2 = HookStateMachine::new(
         hook2.clone(),
         Arc::clone(&r.persist),

@@ -3,7 +3,7 @@
 //! Owns the framing (`[u32 length of the rest][u32 crc32c of the body][body]`, the body being
 //! `[u64 request id][u8 kind][payload]`), the payload of every message ([`Request`],
 //! [`Response`]), the hello check ([`Hello::check`]), the sizing of append-entries against the
-//! frame limit ([`append_entries_fit`], [`too_large`]), and the way a decoded reply becomes what
+//! frame limit (`append_entries_fit`, [`too_large`]), and the way a decoded reply becomes what
 //! openraft's `RaftNetwork` methods return ([`append_entries_reply`], [`vote_reply`],
 //! [`install_snapshot_reply`]). [`PeerCodec`] is the tokio-util codec over a connection.
 //!
@@ -366,10 +366,6 @@ impl<In> PeerCodec<In> {
             _in: PhantomData,
         }
     }
-
-    pub fn max_frame(&self) -> usize {
-        self.max_frame
-    }
 }
 
 impl<In: WireMessage> Decoder for PeerCodec<In> {
@@ -418,6 +414,7 @@ const SCRATCH_KEEP: usize = 1 << 20;
 /// How many of `req`'s first entries fit in one frame of `max_frame` bytes (all of them when
 /// the whole request fits). Encodes the request to count, so call it only after
 /// [`WireError::TooLarge`], whose `entries_fit` already says the same.
+#[cfg(test)]
 pub fn append_entries_fit(req: &AppendEntriesRequest<TypeConfig>, max_frame: usize) -> usize {
     // As `encode_frame` lays it out: the frame header and body head, then the payload.
     let mut scratch = vec![0; FRAME_HEADER + BODY_HEAD];

@@ -34,7 +34,7 @@ pub(crate) async fn run(keeper: Arc<Shared>) {
             identities: Vec::new(),
             op: EntryOp::PurgeContainersAndTtl { candidates },
         };
-        if let Err(e) = keeper.propose(entry).await {
+        if let Err(e) = keeper.propose_as_leader(entry).await {
             warn!("container/TTL cleanup failed: {e}");
         }
     }

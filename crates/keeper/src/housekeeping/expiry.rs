@@ -15,6 +15,8 @@ use crate::shared::{now_ms, Shared};
 
 pub(crate) async fn run(keeper: Arc<Shared>) {
     let mut expected = Instant::now() + CHECK_INTERVAL;
+    // Leading since the last wake-up; a standalone keeper leads from its start.
+    let mut was_leader = keeper.is_leader();
     loop {
         tokio::select! {
             _ = keeper.shutting_down() => return,
@@ -22,8 +24,15 @@ pub(crate) async fn run(keeper: Arc<Shared>) {
         }
         let now = Instant::now();
         let late = now.saturating_duration_since(expected);
+        let leader = keeper.is_leader();
         let due = {
             let mut sessions = keeper.sessions();
+            if leader && !was_leader {
+                // The reports of the sessions held elsewhere went to the leader before:
+                // nobody is expired on what this member did not hear.
+                info!("leading: every session gets a fresh full timeout");
+                sessions.refresh_all(now);
+            }
             if late > STALL_THRESHOLD {
                 warn!(
                     late_ms = late.as_millis() as u64,
@@ -31,19 +40,16 @@ pub(crate) async fn run(keeper: Arc<Shared>) {
                 );
                 sessions.forgive_stall(late);
             }
-            sessions.due(now)
-        };
-        expected = next_wake(&keeper, now);
-        if due.is_empty() {
-            continue;
-        }
-        if !keeper.is_leader() {
-            let mut sessions = keeper.sessions();
-            for d in due {
-                sessions.unmark(d.session_id);
+            // A follower's deadlines do not count (it does not hear the sessions held
+            // elsewhere): it expires nobody, and leading later refreshes them all.
+            if leader {
+                sessions.due(now)
+            } else {
+                Vec::new()
             }
-            continue;
-        }
+        };
+        was_leader = leader;
+        expected = next_wake(&keeper, now);
         for d in due {
             propose_expiry(&keeper, d);
         }
@@ -79,7 +85,7 @@ fn propose_expiry(keeper: &Arc<Shared>, d: Due) {
     };
     let task_keeper = Arc::clone(keeper);
     keeper.spawn(async move {
-        if let Err(e) = task_keeper.propose(entry).await {
+        if let Err(e) = task_keeper.propose_as_leader(entry).await {
             warn!(session = format!("0x{id:x}"), "expiry proposal failed: {e}");
             task_keeper.sessions().unmark(id);
         }

@@ -99,13 +99,14 @@ impl Shared {
         let server_id = config.server_id.map_or(1, |id| (id & 0xff) as i64);
         let base = ((now_ms() << 24) as u64 >> 8) as i64 | (server_id << 56);
         let outstanding = Outstanding::new(u64::from(config.global_outstanding_limit));
+        let member_id = config.server_id.unwrap_or(1);
         Shared {
             config,
             state: Mutex::new(State {
                 tree: DataTree::new(tree_config),
                 watches: WatchRegistry::default(),
             }),
-            sessions: Mutex::new(SessionTracker::default()),
+            sessions: Mutex::new(SessionTracker::new(member_id)),
             conns: Mutex::new(ConnRegistry::default()),
             consensus: OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
@@ -169,6 +170,18 @@ impl Shared {
     pub(crate) async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), ConsensusError> {
         match self.consensus.get() {
             Some(c) => c.propose(entry).await,
+            None => Err(ConsensusError::NotStarted),
+        }
+    }
+
+    /// Proposes a leader's own decision (expiry, container or TTL cleanup): see
+    /// `Consensus::propose_as_leader`.
+    pub(crate) async fn propose_as_leader(
+        &self,
+        entry: Entry,
+    ) -> Result<(i64, ApplyResult), ConsensusError> {
+        match self.consensus.get() {
+            Some(c) => c.propose_as_leader(entry).await,
             None => Err(ConsensusError::NotStarted),
         }
     }

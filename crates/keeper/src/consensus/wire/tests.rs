@@ -152,7 +152,15 @@ fn membership() -> impl Strategy<Value = Membership<NodeId, BasicNode>> {
 fn log_entry() -> impl Strategy<Value = LogEntry> {
     let payload = prop_oneof![
         Just(EntryPayload::Blank),
-        client_entry().prop_map(EntryPayload::Normal),
+        // Untagged (origin 0 carries no sequence) and tagged client entries.
+        client_entry().prop_map(|entry| EntryPayload::Normal(Proposal {
+            origin: 0,
+            seq: 0,
+            entry
+        })),
+        (1..=u64::MAX, any::<u64>(), client_entry()).prop_map(|(origin, seq, entry)| {
+            EntryPayload::Normal(Proposal { origin, seq, entry })
+        }),
         membership().prop_map(EntryPayload::Membership),
     ];
     (log_id(), any::<u64>(), payload).prop_map(|(id, index, payload)| LogEntry {

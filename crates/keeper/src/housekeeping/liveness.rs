@@ -1,0 +1,87 @@
+//! Session liveness across an ensemble. A follower reports the sessions its clients touched to
+//! the leader every [`report_interval`] and closes the connections of sessions the leader says
+//! have moved to another member; the leader takes reports in ([`SessionsHeard`]). Must not:
+//! expire anything (the expiry loop does, on the leader only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::consensus::{LivenessHooks, NodeId};
+use crate::shared::Shared;
+
+/// ZooKeeper's followers report at least every half tick; corral reports more often still
+/// (never less often than every 500 ms), so the leader's view of a session held elsewhere is
+/// at most that old.
+pub(crate) fn report_interval(tick_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(tick_ms / 2).clamp(10, 500))
+}
+
+/// The follower side: report, then drop what moved away. Runs on every member of an ensemble
+/// (a leader's report is a no-op: its own touches are its tracker's).
+pub(crate) async fn report(keeper: Arc<Shared>) {
+    let every = report_interval(keeper.config.tick_time_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = keeper.shutting_down() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(consensus) = keeper.consensus() else {
+            continue;
+        };
+        if consensus.is_leader() {
+            // Its own clients' touches are already in its tracker.
+            keeper.sessions().take_report(Instant::now());
+            continue;
+        }
+        let heard = keeper.sessions().take_report(Instant::now());
+        match consensus.report_liveness(heard.clone()).await {
+            Ok(moved) => close_moved(&keeper, &moved),
+            Err(e) => {
+                debug!("session report to the leader failed: {e}");
+                keeper.sessions().unreport(&heard);
+            }
+        }
+    }
+}
+
+/// Closes this member's connections of sessions now held by another member, as ZooKeeper
+/// closes the old connection of a session that moved.
+fn close_moved(keeper: &Shared, moved: &[i64]) {
+    for &id in moved {
+        if let Some(c) = keeper.conns().detach_session(id) {
+            info!(
+                session = format!("0x{id:x}"),
+                remote = %c.remote,
+                "session moved to another member; closing its old connection here"
+            );
+            c.out.close("session moved");
+        }
+    }
+}
+
+/// The leader side of reports.
+pub(crate) struct SessionsHeard(pub(crate) Arc<Shared>);
+
+impl LivenessHooks for SessionsHeard {
+    fn sessions_heard(&self, from: NodeId, sessions: &[(i64, u32)]) -> Vec<i64> {
+        let now = Instant::now();
+        let me = self.0.config.server_id.unwrap_or(1);
+        let (moved, mine) = {
+            let mut t = self.0.sessions();
+            for &(id, idle_ms) in sessions {
+                let heard = now
+                    .checked_sub(Duration::from_millis(u64::from(idle_ms)))
+                    .unwrap_or(now);
+                t.heard_at(id, heard, from);
+            }
+            (t.take_moved_away(from), t.take_moved_away(me))
+        };
+        close_moved(&self.0, &mine);
+        moved
+    }
+}
