@@ -185,17 +185,28 @@ impl ServerProcess {
         port: u16,
         cmd: Command,
     ) -> Result<ServerProcess, String> {
+        let mut p = Self::spawn_unready(name, dir, port, cmd)?;
+        p.wait_ready()?;
+        Ok(p)
+    }
+
+    /// Launches without waiting for it to serve (an ensemble member serves once a leader is
+    /// elected, which needs the other members started too).
+    fn spawn_unready(
+        name: &'static str,
+        dir: PathBuf,
+        port: u16,
+        cmd: Command,
+    ) -> Result<ServerProcess, String> {
         let child = launch(name, &dir, cmd)?;
-        let mut p = ServerProcess {
+        Ok(ServerProcess {
             name,
             pid: child.id(),
             port,
             dir,
             child,
             generation: 0,
-        };
-        p.wait_ready()?;
-        Ok(p)
+        })
     }
 
     /// Waits until the port accepts and a session can be created (and closed again, so no
@@ -340,6 +351,65 @@ impl CorralServer {
     pub fn respawn(&mut self) -> Result<(), String> {
         let cmd = corral_serve_cmd(&self.proc.dir.join("zoo.cfg"));
         self.proc.relaunch(cmd)
+    }
+}
+
+/// A corral ensemble on loopback: `n` members, each in its own temp dir with its zoo.cfg
+/// (the same `server.N` lines, its own client port) and `data/myid`. Dropping it stops
+/// every member that still runs.
+pub struct CorralEnsemble {
+    pub members: Vec<CorralServer>,
+}
+
+impl CorralEnsemble {
+    /// Starts `n` members and waits until each serves sessions (a leader is elected).
+    pub fn start(n: usize, extra_cfg: &str) -> CorralEnsemble {
+        Self::try_start(n, extra_cfg).unwrap_or_else(|e| panic!("cannot start the ensemble: {e}"))
+    }
+
+    pub fn try_start(n: usize, extra_cfg: &str) -> Result<CorralEnsemble, String> {
+        let servers: String = (1..=n)
+            .map(|id| format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port()))
+            .collect();
+        let mut members = Vec::with_capacity(n);
+        for id in 1..=n {
+            let dir = fresh_temp_dir("corral-ens").map_err(|e| format!("temp dir: {e}"))?;
+            let port = free_port();
+            let cfg = write_zoo_cfg(&dir, port, &format!("{servers}{extra_cfg}"))?;
+            std::fs::write(dir.join("data").join("myid"), format!("{id}\n"))
+                .map_err(|e| format!("write myid: {e}"))?;
+            let proc = ServerProcess::spawn_unready("corral", dir, port, corral_serve_cmd(&cfg))?;
+            members.push(CorralServer { proc });
+        }
+        for m in members.iter_mut() {
+            m.proc.wait_ready()?;
+        }
+        Ok(CorralEnsemble { members })
+    }
+
+    /// Client addresses of every member, comma separated (a connect string).
+    pub fn connect_string(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.addr())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the member whose `srvr` says `Mode: leader`, waiting up to `within`.
+    pub fn leader(&mut self, within: Duration) -> Option<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            for (i, m) in self.members.iter_mut().enumerate() {
+                if m.is_running() && m.four_letter("srvr").contains("Mode: leader") {
+                    return Some(i);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -27,6 +27,11 @@ pub(super) const CLUSTER: &str = "corral";
 
 /// How long dialing a member may take.
 const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Probes of a lost leader's quorum port before it is taken to be alive.
+const PROBES: usize = 5;
+/// After a dead leader is noticed, how long the first voter waits for the others to have
+/// voided its lease before it asks for their votes.
+const LEASE_VOIDING: Duration = Duration::from_millis(25);
 /// How long a keeper call (forward, report, read index) may wait for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -529,9 +534,13 @@ impl PeerService {
 
     /// A connection from `peer` ended. If `peer` is the leader and its quorum port now refuses
     /// connections, its process is gone (a crash or kill -9 closes its sockets at once, as
-    /// ZooKeeper's followers notice): this member stands for election now instead of waiting
-    /// out the leader's lease and an election timeout. Every surviving voter does the same;
-    /// their first round may split, the next (one election timeout later) elects.
+    /// ZooKeeper's followers notice): the members stand for election now instead of waiting
+    /// out the leader's lease and an election timeout.
+    ///
+    /// So that the first round elects: every survivor but the lowest-numbered voter starts
+    /// an election at once (voiding the dead leader's lease with its own vote, in the next
+    /// term), and the lowest-numbered voter, a moment later, one term further, which all the
+    /// others can grant. If it is behind them or gone too, a later round elects as usual.
     async fn peer_connection_lost(&self, peer: NodeId) {
         let following = |raft: &Raft| {
             let m = raft.metrics();
@@ -544,18 +553,40 @@ impl PeerService {
         let Some(addr) = self.members.addrs.get(&peer) else {
             return;
         };
-        let probe = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str())).await;
-        if let Ok(Err(e)) = probe {
-            // Several of its connections end at once: one election is enough.
-            if e.kind() == io::ErrorKind::ConnectionRefused && following(&self.raft) {
-                tracing::info!(
-                    leader = peer,
-                    "the leader's quorum port refuses connections: its process is gone; \
-                     standing for election now"
-                );
-                let _ = self.raft.trigger().elect().await;
+        // A dying process's listening socket may close a moment after its connections: a
+        // few probes, a few milliseconds apart, before calling it alive.
+        let mut gone = false;
+        for _ in 0..PROBES {
+            let probe = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str())).await;
+            if matches!(&probe, Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused) {
+                gone = true;
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Several of its connections end at once: one election is enough.
+        if !gone || !following(&self.raft) {
+            return;
+        }
+        let first_voter = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let voters = m.membership_config.membership().voter_ids();
+            voters.filter(|&v| v != peer).min()
+        };
+        tracing::info!(
+            leader = peer,
+            "the leader's quorum port refuses connections: its process is gone; \
+             standing for election now"
+        );
+        if first_voter == Some(self.members.me) {
+            tokio::time::sleep(LEASE_VOIDING).await;
+            if !following(&self.raft) {
+                return;
+            }
+            let _ = self.raft.trigger().elect().await;
+        }
+        let _ = self.raft.trigger().elect().await;
     }
 
     fn leads(&self) -> bool {
