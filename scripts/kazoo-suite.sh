@@ -19,6 +19,8 @@
 #                      Real ZooKeeper: --server-cmd scripts/real-zk-server.sh
 #   --tests PATHS      test files / node ids, space separated (default kazoo/tests)
 #   -k EXPR            pytest -k expression
+#   --cluster-size N   servers per kazoo test cluster (ZOOKEEPER_CLUSTER_SIZE; default
+#                      3, kazoo's own default: an ensemble of corral members)
 #   --port-offset N    ZOOKEEPER_PORT_OFFSET (default: a free range N..N+4)
 #   --workdir DIR      default /tmp/corral-kazoo-suite
 #   --skip-multi       deselect the 7 tests that need >1 server
@@ -43,6 +45,7 @@ tests="kazoo/tests"
 kexpr=""
 port_offset=""
 skip_multi=0
+cluster_size=3
 min_pass=""
 expected=""
 extra=()
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
         --tests) tests=$2; shift 2 ;;
         -k) kexpr=$2; shift 2 ;;
         --port-offset) port_offset=$2; shift 2 ;;
+        --cluster-size) cluster_size=$2; shift 2 ;;
         --workdir) workdir=$2; shift 2 ;;
         --skip-multi) skip_multi=1; shift ;;
         --min-pass) min_pass=$2; shift 2 ;;
@@ -122,14 +126,15 @@ SHIM
 chmod +x "$workdir/shim/java"
 
 # 4. harness environment.
-free_ports() {   # 5 consecutive free ports (client..client+4)
-    python3 - <<'PY'
-import random, socket
+free_ports() {   # kazoo's harness takes base+10i .. base+10i+3 for server i: all of them free
+    CLUSTER_SIZE=$cluster_size python3 - <<'PY'
+import os, random, socket
+size = int(os.environ["CLUSTER_SIZE"])
 for _ in range(200):
     base = random.randrange(20000, 60000, 10)
     socks = []
     try:
-        for p in range(base, base + 5):
+        for p in range(base, base + 10 * max(size, 1)):
             s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
         print(base); break
     except OSError:
@@ -143,7 +148,7 @@ fixed_ports=$port_offset
 j=/usr/share/java
 export ZOOKEEPER_PATH=$j
 export ZOOKEEPER_CLASSPATH=$j/zookeeper.jar:$j/netty-codec.jar:$j/netty-resolver.jar:$j/netty-transport-native-unix-common.jar:$j/servlet-api.jar:$j/slf4j-log4j12.jar:$j/log4j-1.2.jar
-export ZOOKEEPER_VERSION=3.8.0 ZOOKEEPER_CLUSTER_SIZE=1 ZOOKEEPER_PORT_OFFSET=$port_offset
+export ZOOKEEPER_VERSION=3.8.0 ZOOKEEPER_CLUSTER_SIZE=$cluster_size ZOOKEEPER_PORT_OFFSET=$port_offset
 unset CI ZOOKEEPER_JAAS_AUTH ZOOKEEPER_LOCAL_SESSION_RO ZOOKEEPER_OBSERVER_START_ID
 export KAZOO_SUITE_REAL_JAVA=$real_java KAZOO_SUITE_SERVER_CMD=$server_cmd
 export PATH=$workdir/shim:$PATH

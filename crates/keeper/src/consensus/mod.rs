@@ -485,6 +485,7 @@ impl Consensus {
             consensus.shutdown().await;
             return Err(e);
         }
+        spawn_observer_adder(consensus.raft.clone(), members);
         if probe {
             spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
         }
@@ -801,6 +802,51 @@ fn spawn_snapshot_catch_up(raft: Raft, snap_count: u64) {
             last_snapshot = snapshot;
             if applied.saturating_sub(snapshot.unwrap_or(0)) >= snap_count {
                 let _ = raft.trigger().snapshot().await;
+            }
+        }
+    });
+}
+
+/// Observers (zoo.cfg's `:observer` members) are raft learners: whichever member leads adds
+/// those the membership lacks, so they replicate everything and vote in nothing. Ends with
+/// the raft core.
+fn spawn_observer_adder(raft: Raft, members: MemberConfig) {
+    let observers: Vec<NodeId> = members
+        .addrs
+        .keys()
+        .copied()
+        .filter(|id| !members.voters.contains(id))
+        .collect();
+    if observers.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        loop {
+            let missing: Vec<NodeId> = {
+                let m = metrics.borrow_and_update();
+                let leads = m.state == ServerState::Leader && m.current_leader == Some(members.me);
+                let known: BTreeSet<NodeId> =
+                    m.membership_config.nodes().map(|(id, _)| *id).collect();
+                if leads {
+                    observers
+                        .iter()
+                        .copied()
+                        .filter(|o| !known.contains(o))
+                        .collect()
+                } else {
+                    Vec::new()
+                }
+            };
+            for id in missing {
+                let addr = members.addrs.get(&id).cloned().unwrap_or_default();
+                match raft.add_learner(id, BasicNode { addr }, false).await {
+                    Ok(_) => tracing::info!(observer = id, "observer added as a raft learner"),
+                    Err(e) => tracing::warn!(observer = id, "cannot add the observer: {e}"),
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
             }
         }
     });
