@@ -254,3 +254,141 @@ async fn leader_killed_under_load_loses_nothing_and_drops_no_other_client() {
     );
     assert!(worst_gap < Duration::from_secs(5), "{worst_gap:?}");
 }
+
+/// Writes `n` values to `path` through `c`, failing the test on any error.
+async fn write_some(c: &zk::Client, path: &str, from: i64, n: i64) -> i64 {
+    for v in from..from + n {
+        c.set_data(path, v.to_string().as_bytes(), None)
+            .await
+            .unwrap_or_else(|e| panic!("write {v} at {path}: {e}"));
+    }
+    from + n - 1
+}
+
+/// The zxid a member's `srvr` reports.
+fn zxid_of(m: &common::CorralServer) -> Option<i64> {
+    m.four_letter("srvr")
+        .lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|z| i64::from_str_radix(z.trim(), 16).ok())
+}
+
+/// Five members, two of them (the leader among them) killed at once: the three left keep
+/// taking writes; restarted, the two catch up with everything written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_lose_two_and_keep_writing_then_catch_up() {
+    let mut ens = CorralEnsemble::start(5, "");
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let other = (leader + 1) % 5;
+    let survivors: Vec<usize> = (0..5).filter(|&i| i != leader && i != other).collect();
+    let c = connect(&ens.members[survivors[0]].addr()).await;
+    let path = format!("/{}", unique_name("five"));
+    c.create(&path, b"0", &persistent()).await.expect("create");
+    write_some(&c, &path, 1, 50).await;
+
+    ens.members[leader].kill9().expect("kill the leader");
+    ens.members[other].kill9().expect("kill a follower");
+    let started = Instant::now();
+    let last = write_some(&c, &path, 51, 200).await;
+    eprintln!(
+        "two of five killed: 200 writes through member {} in {} ms",
+        survivors[0] + 1,
+        started.elapsed().as_millis()
+    );
+    let readers = [
+        connect(&ens.members[survivors[1]].addr()).await,
+        connect(&ens.members[survivors[2]].addr()).await,
+    ];
+    for r in &readers {
+        r.sync(&path).await.expect("sync");
+        assert_eq!(
+            r.get_data(&path).await.expect("read").0,
+            last.to_string().as_bytes()
+        );
+    }
+
+    for i in [leader, other] {
+        ens.members[i].restart().expect("restart");
+    }
+    let target = zxid_of(&ens.members[survivors[0]]).expect("zxid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in [leader, other] {
+        while zxid_of(&ens.members[i]).is_none_or(|z| z < target) {
+            assert!(
+                Instant::now() < deadline,
+                "member {} did not catch up",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let back = connect(&ens.members[i].addr()).await;
+        assert_eq!(
+            back.get_data(&path).await.expect("read").0,
+            last.to_string().as_bytes(),
+            "member {} after catching up",
+            i + 1
+        );
+    }
+}
+
+/// Every member restarted in turn (SIGTERM, start again) under load: the clients move to
+/// other members and keep their sessions, and every acknowledged write is there at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_loses_no_session_and_no_write() {
+    let mut ens = CorralEnsemble::start(3, "");
+    let hosts = ens.connect_string();
+    let root = format!("/{}", unique_name("rolling"));
+    let setup = connect(&hosts).await;
+    setup.create(&root, b"", &persistent()).await.expect("root");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let c = connect(&hosts).await;
+        let path = format!("{root}/w{w}");
+        c.create(&path, b"0", &persistent()).await.expect("create");
+        let eph = format!("{root}/e{w}");
+        c.create(&eph, b"", &ephemeral()).await.expect("ephemeral");
+        let stop = Arc::clone(&stop);
+        writers.push(tokio::spawn(async move {
+            let session = c.session().id();
+            let (mut acked, mut n, mut failed) = (0i64, 0i64, 0u32);
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                // A write in flight when its member stops gets ConnectionLoss: its outcome
+                // is unknown to the client, so it is retried with the same value.
+                loop {
+                    match c.set_data(&path, n.to_string().as_bytes(), None).await {
+                        Ok(_) => break,
+                        Err(zk::Error::SessionExpired) => panic!("{path}: session expired"),
+                        Err(_) => {
+                            failed += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                acked = n;
+            }
+            (c, session, path, eph, acked, failed)
+        }));
+    }
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let status = ens.members[i]
+            .terminate(Duration::from_secs(10))
+            .expect("SIGTERM");
+        assert!(status.success(), "member {} exited with {status}", i + 1);
+        ens.members[i].restart().expect("restart");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        let (c, session, path, eph, acked, failed) = w.await.expect("writer");
+        assert_eq!(c.session().id(), session, "{path}: same session");
+        c.sync(&path).await.expect("sync");
+        let (data, _) = c.get_data(&path).await.expect("read back");
+        assert_eq!(String::from_utf8_lossy(&data), acked.to_string(), "{path}");
+        assert!(c.check_stat(&eph).await.expect("exists").is_some(), "{eph}");
+        eprintln!("{path}: {acked} writes acknowledged, {failed} retried after a lost connection");
+    }
+}
