@@ -120,6 +120,10 @@ echo "$(date +%T) pid=$$ cfg=$cfg" >> "$KAZOO_SUITE_LAUNCH_LOG"
 if [ "${KAZOO_SUITE_SERVER_LOG:-file}" != inherit ]; then
     exec >> "$(dirname "$cfg")/zookeeper.log" 2>&1
 fi
+# corral has no JVM: read-only mode, which the harness turns on with -Dreadonlymode.enabled,
+# becomes corral's zoo.cfg key of that name (real ZooKeeper, through real-zk-server.sh,
+# gets the JVM flag back from the environment and ignores the key).
+[ -z "${ZK_READONLY:-}" ] || echo "readonlymode.enabled=$ZK_READONLY" >> "$cfg"
 cmd=${KAZOO_SUITE_SERVER_CMD//\{cfg\}/$(printf '%q' "$cfg")}
 eval "exec $cmd"
 SHIM

@@ -40,12 +40,17 @@ pub(crate) fn full_version() -> String {
 pub(crate) fn gather(keeper: &Shared, needs: Needs) -> AdminSnapshot {
     let mut snap = AdminSnapshot {
         version: full_version(),
-        serving: keeper.consensus().is_some_and(|c| c.role().is_some()),
-        server_state: keeper
-            .consensus()
-            .and_then(|c| c.role())
-            .unwrap_or("standalone")
-            .into(),
+        serving: keeper.read_only() || keeper.consensus().is_some_and(|c| c.role().is_some()),
+        server_state: if keeper.read_only() {
+            "read-only"
+        } else {
+            keeper
+                .consensus()
+                .and_then(|c| c.role())
+                .unwrap_or("standalone")
+        }
+        .into(),
+        read_only: keeper.read_only(),
         trace_mask: words::trace_mask(),
         ..AdminSnapshot::default()
     };
@@ -471,6 +476,7 @@ mod tests {
             keeper.conns().attach(
                 conn,
                 ConnHandle {
+                    read_only: false,
                     out,
                     remote: "127.0.0.1:2000".parse().expect("addr"),
                     session_id: session,

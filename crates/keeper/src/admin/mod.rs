@@ -46,7 +46,7 @@ pub(crate) fn four_letter_reply(keeper: &Shared, cmd: &str, extra: Option<[u8; 8
         _ => {}
     }
     // While the keeper does not serve, most words print one fixed line: nothing to gather.
-    let serving = keeper.consensus().is_some_and(|c| c.role().is_some());
+    let serving = keeper.read_only() || keeper.consensus().is_some_and(|c| c.role().is_some());
     let needs = if serving || !render::needs_server(cmd) {
         Needs::of(cmd)
     } else {

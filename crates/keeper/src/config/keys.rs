@@ -290,11 +290,9 @@ impl Config {
                     .map_err(|_| format!("port out of range: {value:?} (0-65535)"))?;
             }
             "zookeeper.admin.serverAddress" => self.admin_server_address = resolve(value)?,
-            "zookeeper.readonlymode.enabled" => {
-                return Ok(Some(format!(
-                    "{key}: corral has no read-only mode; ignored"
-                )));
-            }
+            // ZooKeeper reads the JVM property `readonlymode.enabled`; corral has no JVM, so
+            // the zoo.cfg key of that name turns it on.
+            "zookeeper.readonlymode.enabled" => self.read_only_mode = strict_bool(value)?,
             _ => return Ok(Some(format!("ignoring unknown key {key}"))),
         }
         Ok(None)

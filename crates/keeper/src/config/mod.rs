@@ -123,6 +123,9 @@ pub struct Config {
     /// `corral.allowUnenforcedSecurity=true`, or `corral serve --allow-unenforced-security`:
     /// start anyway, with a warning naming each key.
     pub allow_unenforced_security: bool,
+    /// `readonlymode.enabled`: an ensemble member cut off from the quorum serves reads to
+    /// clients that ask for a read-only session.
+    pub read_only_mode: bool,
     /// `syncLimit` (ticks): a follower this long without hearing from the leader gives up on
     /// it. Bounds the raft election timeout.
     pub sync_limit: u32,
@@ -195,6 +198,7 @@ impl Default for Config {
             client_port_listen_backlog: None,
             allow_unenforced_security: false,
             sync_limit: 5,
+            read_only_mode: false,
             raft_heartbeat_ms: None,
             raft_election_timeout_ms: None,
         }
@@ -280,7 +284,9 @@ impl Config {
     /// silent leader, and notice a dead one sooner only because its TCP connections break.
     /// Raft elects on silence, and a follower refuses to vote while its leader's lease (the
     /// election timeout's maximum) runs, so the defaults are a fraction of a tick: a heartbeat
-    /// every tickTime/40 (50 ms), elections after tickTime*3/40 to twice that (150-300 ms).
+    /// every tickTime/20 (100 ms; openraft also waits no longer than that for a follower's
+    /// answer, which includes its fsync), elections after tickTime/8 to twice that (250-500 ms): on a
+    /// loaded 2-core machine 150-300 ms let late heartbeats start needless elections.
     /// A leader whose process died is noticed at once through its connections (see the quorum
     /// port's handling). Never longer than syncLimit ticks.
     pub(crate) fn raft_timing(&self) -> (u64, u64, u64) {
@@ -288,11 +294,11 @@ impl Config {
         let limit = (tick * u64::from(self.sync_limit.max(1))).max(20);
         let election = self
             .raft_election_timeout_ms
-            .map_or(tick * 3 / 40, u64::from)
+            .map_or(tick / 8, u64::from)
             .clamp(20, limit);
         let heartbeat = self
             .raft_heartbeat_ms
-            .map_or(tick / 40, u64::from)
+            .map_or(tick / 20, u64::from)
             .clamp(5, election / 2);
         (heartbeat, election, election * 2)
     }

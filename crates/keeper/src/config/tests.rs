@@ -442,8 +442,11 @@ fn system_properties() {
     assert_eq!(c.jute_max_buffer, 4_194_304);
     let (c, _) = parse_ok(&format!("{BASE}4lw.commands.whitelist=*\n"));
     assert!(c.four_letter_whitelist.is_all());
-    let (_, w) = parse_ok(&format!("{BASE}readonlymode.enabled=true\n"));
-    assert!(w.iter().any(|w| w.contains("read-only")), "{w:?}");
+    assert!(!parse_ok(BASE).0.read_only_mode);
+    let (c, w) = parse_ok(&format!("{BASE}readonlymode.enabled=true\n"));
+    assert!(c.read_only_mode, "{w:?}");
+    assert!(!w.iter().any(|w| w.contains("readonly")), "{w:?}");
+    assert!(set("readonlymode.enabled=yes").is_err());
     let (_, w) = parse_ok(&format!("{BASE}nonsense=1\n"));
     assert!(w.iter().any(|w| w.contains("nonsense")), "{w:?}");
     match set("jute.maxbuffer=big") {
@@ -560,7 +563,7 @@ fn raft_timing_follows_the_tick_and_can_be_set() {
         Path::new("zoo.cfg"),
     )
     .unwrap();
-    assert_eq!(c.raft_timing(), (50, 150, 300));
+    assert_eq!(c.raft_timing(), (100, 250, 500));
     let (c, _) = parse(
         "dataDir=/tmp/x\nclientPort=2181\ntickTime=2000\ncorral.raft.heartbeatMs=20\ncorral.raft.electionTimeoutMs=400\n",
         Path::new("zoo.cfg"),

@@ -24,6 +24,9 @@ use crate::shared::{now_ms, Shared};
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Attached {
     pub session_id: i64,
+    /// A read-only session (this member is cut off from the quorum): writes are refused
+    /// with NotReadOnly, nothing goes through consensus.
+    pub read_only: bool,
 }
 
 /// Reads the first four bytes: a four-letter word is answered here and the connection ends
@@ -181,6 +184,21 @@ async fn answer_connect(link: &Link, body: &[u8]) -> Result<Attached, Close> {
         return Err("client zxid ahead".into());
     }
     let timeout = keeper.config.negotiate_timeout(req.timeout);
+    // A client that accepts a read-only session, where read-only mode is on.
+    let may_read_only = req.read_only == Some(true) && keeper.config.read_only_mode;
+    if keeper.read_only() {
+        // ZooKeeper's read-only server: only clients that allow it.
+        if !may_read_only {
+            info!(%remote, "refusing a client that does not allow read-only mode: this member is cut off from the quorum");
+            return Err("not a read-only client".into());
+        }
+        return Ok(read_only_session(link, timeout));
+    }
+    if keeper.cut_off() {
+        // No quorum to create or keep a session with: the client tries another member.
+        info!(%remote, "refusing a client: this member is cut off from the quorum");
+        return Err("cut off from the quorum".into());
+    }
     let read_only = req.read_only.map(|_| false);
     if req.session_id == 0 {
         let session_id = keeper.next_session_id();
@@ -195,14 +213,32 @@ async fn answer_connect(link: &Link, body: &[u8]) -> Result<Attached, Close> {
                 passwd: passwd.clone(),
             },
         };
-        if let Err(e) = keeper.propose(entry).await {
-            warn!(%remote, "cannot create session: {e}");
-            return Err(format!("session creation failed: {e}"));
+        let created = async {
+            if !may_read_only {
+                return Some(keeper.propose(entry).await);
+            }
+            // No quorum may be there to create it: if this member turns out to be cut off,
+            // the client gets a read-only session instead of waiting out its timeout.
+            tokio::select! {
+                r = keeper.propose(entry) => Some(r),
+                _ = became_cut_off(keeper) => None,
+            }
+        };
+        match created.await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                warn!(%remote, "cannot create session: {e}");
+                return Err(format!("session creation failed: {e}"));
+            }
+            None => return Ok(read_only_session(link, timeout)),
         }
-        attach(link, session_id, timeout);
+        attach(link, session_id, timeout, false);
         info!(%remote, session = format!("0x{session_id:x}"), timeout, "session established");
         send_connect_response(link, timeout, session_id, passwd, read_only);
-        return Ok(Attached { session_id });
+        return Ok(Attached {
+            session_id,
+            read_only: false,
+        });
     }
     let password_matches = keeper
         .state()
@@ -224,12 +260,35 @@ async fn answer_connect(link: &Link, body: &[u8]) -> Result<Attached, Close> {
         link.close("session expired");
         return Err("session expired or invalid password".into());
     }
-    attach(link, req.session_id, timeout);
+    attach(link, req.session_id, timeout, false);
     info!(%remote, session = format!("0x{:x}", req.session_id), timeout, "session resumed");
     send_connect_response(link, timeout, req.session_id, req.passwd, read_only);
     Ok(Attached {
         session_id: req.session_id,
+        read_only: false,
     })
+}
+
+/// A session local to this member, cut off from the quorum: nothing goes through consensus
+/// (there is no quorum); it ends with its connection or when the quorum is back.
+fn read_only_session(link: &Link, timeout: i32) -> Attached {
+    let keeper = &link.keeper;
+    let session_id = keeper.next_session_id();
+    let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+    attach(link, session_id, timeout, true);
+    info!(remote = %link.remote, session = format!("0x{session_id:x}"), timeout, "read-only session established");
+    send_connect_response(link, timeout, session_id, passwd, Some(true));
+    Attached {
+        session_id,
+        read_only: true,
+    }
+}
+
+/// Resolves once this member counts as cut off from the quorum.
+async fn became_cut_off(keeper: &Shared) {
+    while !keeper.cut_off() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn send_connect_response(
@@ -250,7 +309,7 @@ fn send_connect_response(
 }
 
 /// Binds the session to this connection, closing any older connection that held it.
-fn attach(link: &Link, session_id: i64, timeout: i32) {
+fn attach(link: &Link, session_id: i64, timeout: i32, read_only: bool) {
     let keeper = &link.keeper;
     // The connect request is this connection's first packet.
     link.stats.packets_received.fetch_add(1, Relaxed);
@@ -261,6 +320,7 @@ fn attach(link: &Link, session_id: i64, timeout: i32) {
         timeout_ms: timeout,
         established: SystemTime::now(),
         stats: Arc::clone(&link.stats),
+        read_only,
     };
     if let Some(old) = keeper.conns().attach(link.id, handle) {
         old.out.close("session moved to a new connection");

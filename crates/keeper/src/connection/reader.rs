@@ -33,6 +33,7 @@ enum Flow {
 struct Intake {
     link: Arc<Link>,
     session_id: i64,
+    read_only: bool,
     identities: Vec<Id>,
     /// Requests on their way to the responder, in arrival order.
     pipe: mpsc::Sender<Deferred>,
@@ -56,6 +57,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(
     let mut intake = Intake {
         link: Arc::clone(link),
         session_id: session.session_id,
+        read_only: session.read_only,
         identities: vec![Id {
             scheme: "ip".into(),
             id: link.remote.ip().to_string(),
@@ -139,6 +141,23 @@ impl Intake {
             // Handled on arrival, as ZooKeeper does, so the writes that follow carry the new
             // identity; clients match its reply by its own xid (-4).
             Ok(Request::Auth(auth)) => return self.auth(auth),
+            Ok(Request::CloseSession) if self.read_only => {
+                // A read-only session is this member's alone: closing it is closing the
+                // connection, after its reply.
+                closing = Some("client closed its read-only session".to_string());
+                Deferred::Reply {
+                    xid,
+                    zxid: link.last_zxid(),
+                    err: ErrorCode::Ok,
+                    close: Some("read-only session closed by client"),
+                }
+            }
+            Ok(req) if req.is_write() && self.read_only => Deferred::Reply {
+                xid,
+                zxid: link.last_zxid(),
+                err: ErrorCode::NotReadOnly,
+                close: None,
+            },
             Ok(req) if req.is_write() && keeper.writes_blocked() => {
                 // The log has no room (disk full): refuse before proposing, so nothing is
                 // half-done, keep the connection, and let reads go on. SystemError is the one

@@ -138,6 +138,18 @@ struct Ensemble {
     reports: LeaderLinks,
     reads: LeaderLinks,
     stop: tokio_util::sync::CancellationToken,
+    /// Since when this member has known no leader (None while it knows one), and, while it
+    /// leads, when a quorum last acknowledged it.
+    leadership: Arc<Mutex<Leadership>>,
+    /// A leader that no quorum has acknowledged for this long counts as no leader: the
+    /// others have elected or are electing another (the election timeout's maximum).
+    quorum_lost_after: Duration,
+}
+
+#[derive(Default)]
+struct Leadership {
+    leaderless_since: Option<Instant>,
+    quorum_acked: Option<Instant>,
 }
 
 /// The parts [`open`] recovers, ready for a raft node.
@@ -468,6 +480,7 @@ impl Consensus {
             Arc::clone(&pending),
             Some(forwarder),
         ));
+        let leadership = watch_leadership(&raft);
         let consensus = Consensus {
             metrics: raft.metrics(),
             raft,
@@ -479,6 +492,8 @@ impl Consensus {
                 reports: LeaderLinks::new(&members, members.max_frame),
                 reads: LeaderLinks::new(&members, members.max_frame),
                 stop,
+                leadership,
+                quorum_lost_after: Duration::from_millis(members.timing.2),
             })),
         };
         if let Err(e) = consensus.bootstrap(&members).await {
@@ -705,6 +720,22 @@ impl Consensus {
             .map_err(|e| ConsensusError::raft("sync did not catch up", e))
     }
 
+    /// How long this ensemble member has known no leader; None while it knows one, and
+    /// always for a standalone keeper.
+    ///
+    /// A leader that no quorum has acknowledged for longer than the election timeout counts
+    /// as leaderless from then on: cut off from the others, it can commit nothing (openraft
+    /// keeps it leader until it hears a higher term).
+    pub fn leaderless_for(&self) -> Option<Duration> {
+        let e = self.ensemble.as_ref()?;
+        let l = e.leadership.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_leader() {
+            let acked = l.quorum_acked?;
+            return acked.elapsed().checked_sub(e.quorum_lost_after);
+        }
+        l.leaderless_since.map(|s| s.elapsed())
+    }
+
     /// The leader this member knows of.
     fn leader(&self) -> Option<NodeId> {
         self.metrics.borrow().current_leader
@@ -715,6 +746,10 @@ impl Consensus {
     pub fn role(&self) -> Option<&'static str> {
         if self.ensemble.is_none() {
             return Some("standalone");
+        }
+        if self.leaderless_for().is_some() {
+            // A leader cut off from its quorum.
+            return None;
         }
         let m = self.metrics.borrow();
         match m.state {
@@ -805,6 +840,44 @@ fn spawn_snapshot_catch_up(raft: Raft, snap_count: u64) {
             }
         }
     });
+}
+
+/// Keeps the instant since which `raft` has known no leader (from its start, until it hears
+/// one), and while it leads, when a quorum last acknowledged it. Ends with the raft core.
+fn watch_leadership(raft: &Raft) -> Arc<Mutex<Leadership>> {
+    let shared = Arc::new(Mutex::new(Leadership {
+        leaderless_since: Some(Instant::now()),
+        quorum_acked: None,
+    }));
+    let mut metrics = raft.metrics();
+    let slot = Arc::clone(&shared);
+    tokio::spawn(async move {
+        loop {
+            let (has_leader, acked_ms) = {
+                let m = metrics.borrow_and_update();
+                let leads = m.state == ServerState::Leader && m.current_leader == Some(m.id);
+                (
+                    m.current_leader.is_some(),
+                    m.millis_since_quorum_ack.filter(|_| leads),
+                )
+            };
+            {
+                let mut l = slot.lock().unwrap_or_else(|p| p.into_inner());
+                match (has_leader, l.leaderless_since) {
+                    (true, _) => l.leaderless_since = None,
+                    (false, None) => l.leaderless_since = Some(Instant::now()),
+                    (false, Some(_)) => {}
+                }
+                let now = Instant::now();
+                l.quorum_acked =
+                    acked_ms.map(|ms| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now));
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    shared
 }
 
 /// Observers (zoo.cfg's `:observer` members) are raft learners: whichever member leads adds

@@ -19,6 +19,8 @@ use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
+use openraft::network::RPCTypes;
+
 use super::wire::{self, Frame, Hello, PeerCodec, Request, Response};
 use super::*;
 
@@ -97,6 +99,9 @@ struct PeerConn {
     buf: BytesMut,
     out: BytesMut,
     next_id: u64,
+    /// A call is between its request and its answer. openraft drops an RPC that outlives
+    /// its own deadline: a connection left so holds an answer nobody reads, and is dropped.
+    in_flight: bool,
 }
 
 impl PeerLink {
@@ -143,6 +148,9 @@ impl PeerLink {
     }
 
     async fn call_inner(&mut self, req: Request) -> Result<Response, CallError> {
+        if self.conn.as_ref().is_some_and(|c| c.in_flight) {
+            self.conn = None;
+        }
         if self.conn.is_none() {
             self.conn = Some(self.dial().await?);
         }
@@ -182,6 +190,7 @@ impl PeerLink {
             buf: BytesMut::with_capacity(64 * 1024),
             out: BytesMut::new(),
             next_id: 1,
+            in_flight: false,
         };
         let hello = Request::Hello(Hello::new(CLUSTER, self.me, target));
         match conn.round_trip(target, hello).await? {
@@ -204,6 +213,7 @@ impl PeerConn {
         self.codec
             .encode(Frame { id, msg: req }, &mut self.out)
             .map_err(wire_err)?;
+        self.in_flight = true;
         self.stream
             .write_all(&self.out)
             .await
@@ -211,6 +221,7 @@ impl PeerConn {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buf).map_err(wire_err)? {
                 if frame.id == id {
+                    self.in_flight = false;
                     return Ok(frame.msg);
                 }
                 // An answer to a call that timed out earlier cannot arrive: a timeout drops
@@ -230,8 +241,28 @@ impl PeerConn {
 }
 
 impl CallError {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        RPCError::Unreachable(Unreachable::new(self))
+    /// What openraft is told. Only a member that cannot be reached at all is Unreachable,
+    /// which makes openraft back off from it (500 ms): a slow answer or a broken connection
+    /// is retried at once, or the one follower left after a failover would stall commits.
+    fn to_rpc<E: std::error::Error>(
+        &self,
+        me: NodeId,
+        action: RPCTypes,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            CallError::NoAddress(_) | CallError::Connect { .. } | CallError::Refused { .. } => {
+                RPCError::Unreachable(Unreachable::new(self))
+            }
+            CallError::Timeout { target, ms } => RPCError::Timeout(openraft::error::Timeout {
+                action,
+                id: me,
+                target: *target,
+                timeout: Duration::from_millis(u64::try_from(*ms).unwrap_or(u64::MAX)),
+            }),
+            CallError::Wire { .. } | CallError::Closed { .. } => {
+                RPCError::Network(openraft::error::NetworkError::new(self))
+            }
+        }
     }
 }
 
@@ -281,7 +312,7 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
                     },
                 ..
             }) => Err(wire::too_large(n, self.max_frame)),
-            Err(e) => Err(e.unreachable()),
+            Err(e) => Err(e.to_rpc(self.link.me, RPCTypes::AppendEntries)),
         }
     }
 
@@ -300,7 +331,7 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
             .await
         {
             Ok(resp) => wire::install_snapshot_reply(target, resp),
-            Err(e) => Err(e.unreachable()),
+            Err(e) => Err(e.to_rpc(self.link.me, RPCTypes::InstallSnapshot)),
         }
     }
 
@@ -312,7 +343,7 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         let target = self.link.target;
         match self.link.call(Request::Vote(rpc), option.hard_ttl()).await {
             Ok(resp) => wire::vote_reply(target, resp),
-            Err(e) => Err(e.unreachable()),
+            Err(e) => Err(e.to_rpc(self.link.me, RPCTypes::Vote)),
         }
     }
 }

@@ -33,6 +33,13 @@ pub(crate) async fn report(keeper: Arc<Shared>) {
         let Some(consensus) = keeper.consensus() else {
             continue;
         };
+        if !keeper.read_only() {
+            end_read_only_sessions(&keeper);
+        }
+        if keeper.cut_off() {
+            drop_sessions_while_cut_off(&keeper);
+            continue;
+        }
         if consensus.is_leader() {
             // Its own clients' touches are already in its tracker.
             keeper.sessions().take_report(Instant::now());
@@ -46,6 +53,46 @@ pub(crate) async fn report(keeper: Arc<Shared>) {
                 keeper.sessions().unreport(&heard);
             }
         }
+    }
+}
+
+/// Cut off from the quorum: every read-write session's connection is closed, so its client
+/// moves to a member that can keep it alive (see `Shared::cut_off`).
+fn drop_sessions_while_cut_off(keeper: &Shared) {
+    let read_write: Vec<_> = keeper
+        .conns()
+        .handles()
+        .filter(|c| !c.read_only)
+        .cloned()
+        .collect();
+    if read_write.is_empty() {
+        return;
+    }
+    info!(
+        connections = read_write.len(),
+        "cut off from the quorum: closing client connections so they move to a member of it"
+    );
+    for c in read_write {
+        c.out.close("cut off from the quorum");
+    }
+}
+
+/// This member has a leader again: its read-only sessions end (their clients reconnect to
+/// a read-write member), as ZooKeeper's read-only server shuts down when the quorum returns.
+fn end_read_only_sessions(keeper: &Shared) {
+    let read_only: Vec<_> = keeper
+        .conns()
+        .handles()
+        .filter(|c| c.read_only)
+        .cloned()
+        .collect();
+    for c in read_only {
+        info!(
+            session = format!("0x{:x}", c.session_id),
+            remote = %c.remote,
+            "the quorum is back; closing a read-only session"
+        );
+        c.out.close("read-only mode ended");
     }
 }
 

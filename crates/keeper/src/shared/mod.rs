@@ -70,6 +70,11 @@ pub struct Shared {
     last_zxid: AtomicI64,
 }
 
+/// How long a member must know no leader before it counts as cut off from the quorum (and
+/// turns read-only, if allowed): an election takes well under this, so a leader change keeps
+/// every client of the surviving members connected.
+pub(crate) const CUT_OFF_AFTER: Duration = Duration::from_secs(2);
+
 /// Wall-clock milliseconds, the time carried in entries.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -144,6 +149,25 @@ impl Shared {
 
     pub(crate) fn consensus(&self) -> Option<&Consensus> {
         self.consensus.get()
+    }
+
+    /// This ensemble member has known no leader (or, leading, no quorum) for
+    /// [`CUT_OFF_AFTER`]: it is cut off from the quorum. Like a ZooKeeper member that lost
+    /// its quorum, it serves no session it cannot keep alive: it closes its clients'
+    /// connections so they move to a member of the quorum, whose leader would otherwise
+    /// expire them while this member answered their pings.
+    pub(crate) fn cut_off(&self) -> bool {
+        self.consensus
+            .get()
+            .and_then(|c| c.leaderless_for())
+            .is_some_and(|d| d >= CUT_OFF_AFTER)
+    }
+
+    /// Read-only mode (`readonlymode.enabled`): cut off from the quorum, this member serves
+    /// read-only sessions, local to it, and refuses the others, as ZooKeeper's read-only
+    /// server does. It ends when a leader is heard.
+    pub(crate) fn read_only(&self) -> bool {
+        self.config.read_only_mode && self.cut_off()
     }
 
     pub(crate) fn is_leader(&self) -> bool {

@@ -21,6 +21,8 @@ pub(crate) struct ConnHandle {
     pub timeout_ms: i32,
     pub established: SystemTime,
     pub stats: Arc<ConnStats>,
+    /// A read-only session of a member cut off from the quorum: local to this member.
+    pub read_only: bool,
 }
 
 /// `cons` figures of one connection. `min_latency_ms` is u64::MAX until the first request.
