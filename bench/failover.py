@@ -494,7 +494,10 @@ def main():
     if runs:
         print(table(runs, summary, server), file=sys.stderr)
     for f in failed:
-        print("run %d failed: %s" % (f["run"], f["error"].splitlines()[0]), file=sys.stderr)
+        # The first server line says why (ensemble.sh's own lines start with "ensemble:").
+        lines = f["error"].splitlines()
+        why = next((l for l in lines[1:] if not l.startswith("ensemble:")), lines[0])
+        print("run %d failed: %s" % (f["run"], why), file=sys.stderr)
     print(json.dumps({"bench": "failover", "server": server, "members": args.members,
                       "clients_per_member": args.clients_per_member, "op": args.op,
                       "rate": args.rate, "session_timeout_s": args.session_timeout,

@@ -19,7 +19,7 @@
 # (127.0.0.1:P1,127.0.0.1:P2,...) as the only line on stdout; progress goes to stderr. If that
 # does not happen in time, it stops what it started, shows the end of each log and exits 1.
 # DIR must not hold an ensemble already. Members run until `stop`: the script itself exits.
-# Env: CORRAL_BIN; CORRAL_ARGS (extra words after `serve`); ZK_JVMFLAGS (default -Xmx512m).
+# Env: CORRAL_BIN; CORRAL_ARGS (extra words after `serve`, kept in DIR for restart); ZK_JVMFLAGS (default -Xmx512m).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -84,8 +84,8 @@ launch() {
         ZK_JVMFLAGS=${ZK_JVMFLAGS:--Xmx512m} setsid "$repo/scripts/real-zk-server.sh" "$cfg" \
             >> "$dir/$id/server.log" 2>&1 < /dev/null &
     else
-        # shellcheck disable=SC2086
-        setsid "$(cat "$dir/corral_bin")" serve ${CORRAL_ARGS:-} --config "$cfg" \
+        # shellcheck disable=SC2046
+        setsid "$(cat "$dir/corral_bin")" serve $(cat "$dir/corral_args") --config "$cfg" \
             >> "$dir/$id/server.log" 2>&1 < /dev/null &
     fi
     echo $! > "$dir/$id/pid"
@@ -105,12 +105,20 @@ wait_ready() {
             case $m in leader|follower|observer|standalone) ;; *) ready=0 ;; esac
         done
         for id in $(members "$dir"); do
-            alive "$dir" "$id" && [ "$(mode "$(client_port "$dir" "$id")")" = leader ] && leader=1
+            alive "$dir" "$id" && is_leader "$dir" "$id" && leader=1
         done
         [ "$ready" = 1 ] && [ "$leader" = 1 ] && return 0
         [ "$SECONDS" -lt "$deadline" ] || { log "not ready after ${timeout}s"; return 1; }
         sleep 0.2
     done
+}
+
+# is_leader DIR ID: srvr says leader; a lone member that says standalone leads too (ZooKeeper
+# with standaloneEnabled=false says leader, corral today says standalone).
+is_leader() {
+    local m
+    m=$(mode "$(client_port "$1" "$2")")
+    [ "$m" = leader ] || { [ "$m" = standalone ] && [ "$(members "$1" | wc -l)" = 1 ]; }
 }
 
 stop_all() {
@@ -160,9 +168,9 @@ cmd_start() {
     local dir="" n=3 kind=corral timeout=90 bin id ports i servers=""
     while [ $# -gt 0 ]; do
         case $1 in
-            --members) n=${2:-}; shift 2 ;;
+            --members) [ $# -ge 2 ] || die "--members wants a number"; n=$2; shift 2 ;;
             --zookeeper) kind=zookeeper; shift ;;
-            --timeout) timeout=${2:-}; shift 2 ;;
+            --timeout) [ $# -ge 2 ] || die "--timeout wants seconds"; timeout=$2; shift 2 ;;
             -*) die "unknown option $1" ;;
             *) [ -z "$dir" ] || die "one DIR only"; dir=$1; shift ;;
         esac
@@ -180,7 +188,10 @@ cmd_start() {
     dir=$(cd "$dir" && pwd)
     [ -z "$(members "$dir")" ] || die "$dir already holds an ensemble (stop it and remove it first)"
     echo "$kind" > "$dir/kind"
-    [ "$kind" = zookeeper ] || realpath "$bin" > "$dir/corral_bin"
+    if [ "$kind" = corral ]; then   # kept for restart, whatever the environment is then
+        realpath "$bin" > "$dir/corral_bin"
+        printf '%s\n' "${CORRAL_ARGS:-}" > "$dir/corral_args"
+    fi
 
     read -r -a ports <<< "$(free_ports $((3 * n)))"
     for ((i = 1; i <= n; i++)); do
@@ -259,7 +270,7 @@ case $cmd in
     leader)
         need_dir "${1:-}"
         for id in $(members "$1"); do
-            alive "$1" "$id" && [ "$(mode "$(client_port "$1" "$id")")" = leader ] && { echo "$id"; exit 0; }
+            alive "$1" "$id" && is_leader "$1" "$id" && { echo "$id"; exit 0; }
         done
         die "no member reports Mode: leader" ;;
     connect)
