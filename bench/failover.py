@@ -16,7 +16,9 @@ client writes in a loop, --rate writes per second (0: back to back), one write i
 and records every write it sent (send time) and every one acknowledged (ack time, value or
 path). After --warmup seconds it asks each member `srvr`, sends SIGKILL to the one reporting
 `Mode: leader` (T0 = just before the kill), keeps the load for --after seconds, stops the
-writers, checks what survived, and stops the ensemble.
+writers, checks what survived, and stops the ensemble. --no-kill makes a control run: the
+same, without the kill, T0 being when it would have been (every client counts as surviving),
+to tell the failover's stalls from those an ensemble has anyway.
 
 The clients are split by the member they were connected to at T0: the surviving clients (on a
 member that lives) and the clients of the killed member, which must reconnect elsewhere.
@@ -30,8 +32,16 @@ Per run it reports:
                    acknowledgements; the time until ALL surviving clients write again.
   killed_writing_s the same for the clients of the killed member (they have to move).
   gap_s            the longest gap between consecutive acknowledgements of the surviving
-                   clients taken together (one merged timeline) that ends after T0 and starts
-                   at most 1 s before it: how long no surviving client saw a write succeed.
+                   clients taken together (one merged timeline) that ends after T0: how long
+                   no surviving client saw a write succeed. gap_at_s is where it starts, from
+                   T0: below 0 when writes had already stopped before the kill, well above
+                   elected_s when a later stall was longer than the failover's.
+  inflight_at_kill_s  the age at T0 of the oldest write a surviving client had in flight
+                   (sent before T0, answered after it): above a few tens of ms, the ensemble
+                   was already stalled when its leader was killed.
+  stalls           gaps longer than 0.25 s in the surviving clients' merged timeline over
+                   the whole run, the failover's included: more than 1 means the ensemble
+                   stalled without a kill too (a spurious election, say).
   elected_s        time from T0 until a surviving member answers `srvr` with Mode: leader
                    (polled every 20 ms, so +-20 ms).
   sessions_expired clients whose session expired (kazoo state LOST) although this process
@@ -246,14 +256,17 @@ def one_run(n, args, edir, log):
         attached = {w.idx: w.connected_port() for w in writers}
         pid = leader.pid()
         t0 = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-        say("run %d: killed the leader, member %d (pid %d)" % (n, leader.id, pid))
+        if args.no_kill:
+            say("run %d: control run, the leader (member %d) is left alone" % (n, leader.id))
+        else:
+            os.kill(pid, signal.SIGKILL)
+            say("run %d: killed the leader, member %d (pid %d)" % (n, leader.id, pid))
 
-        survivors = [m for m in members if m is not leader]
+        survivors = [m for m in members if m is not leader or args.no_kill]
         elected = None
         end = t0 + args.after
         while time.monotonic() < end:
-            if elected is None:
+            if elected is None and not args.no_kill:
                 for m in survivors:
                     if mode(m.port) == "leader":
                         elected = time.monotonic() - t0
@@ -278,7 +291,7 @@ def one_run(n, args, edir, log):
         # Surviving = connected to a surviving member at T0 (its home, unless it had moved).
         def on_survivor(w):
             port = attached[w.idx] if attached[w.idx] is not None else w.home.port
-            return port != leader.port
+            return port != leader.port or args.no_kill
         surv = [w for w in writers if on_survivor(w)]
         dead = [w for w in writers if not on_survivor(w)]
 
@@ -289,12 +302,15 @@ def one_run(n, args, edir, log):
         firsts = [first_ack_after(w, t0) for w in surv]
         kfirsts = [first_ack_after(w, t0) for w in dead]
         merged = sorted(t_ack for w in surv for (_, t_ack, _, _) in w.acks)
-        gap = 0.0
+        gap, gap_at = 0.0, None
         for a, b in zip(merged, merged[1:]):
-            if b > t0 and a >= t0 - 1.0:
-                gap = max(gap, b - a)
-        if merged and merged[-1] <= t0:
+            if b > t0 and b - a > gap:
+                gap, gap_at = b - a, a - t0
+        if not merged or merged[-1] <= t0:
             gap = None  # nothing acknowledged after the kill
+        stalls = sum(1 for a, b in zip(merged, merged[1:]) if b - a > 0.25)
+        inflight = max([t0 - t_sent for w in surv for (t_sent, t_done, *_) in w.acks + w.errors
+                        if t_sent < t0 < t_done], default=0.0)
 
         def disconnects(ws):
             return sum(1 for w in ws if any(t >= t0 and s == KazooState.SUSPENDED for t, s in w.states))
@@ -318,11 +334,14 @@ def one_run(n, args, edir, log):
                       if any(s == KazooState.LOST and t < w.closed_at for t, s in w.states))
         res = {
             "run": n,
-            "killed": leader.id,
+            "killed": None if args.no_kill else leader.id,
             "first_write_s": min((f for f in firsts if f is not None), default=None),
             "all_writing_s": None if None in firsts or not firsts else max(firsts),
             "killed_writing_s": None if None in kfirsts or not kfirsts else max(kfirsts),
             "gap_s": gap,
+            "gap_at_s": gap_at,
+            "inflight_at_kill_s": inflight,
+            "stalls": stalls,
             "elected_s": elected,
             "sessions_expired": expired,
             "writes_lost": max(v for v in lost_by_member.values()),
@@ -338,6 +357,8 @@ def one_run(n, args, edir, log):
             "sent": sum(w.sent for w in writers),
             "error_kinds": sorted({e for w in writers for _, _, e in w.errors}),
         }
+        if args.keep:
+            dump_events(os.path.join(edir, "events.json"), t0, writers, attached, leader)
         return res
     finally:
         for w in writers:
@@ -351,6 +372,21 @@ def one_run(n, args, edir, log):
         stop = run_ensemble("stop", edir)
         if stop.returncode != 0:
             say("scripts/ensemble.sh stop %s: %s" % (edir, stop.stderr.strip()))
+
+
+def dump_events(path, t0, writers, attached, leader):
+    """Every client's acknowledgements, errors and states, times in seconds from the kill,
+    for a look at a run afterwards (--keep)."""
+    out = {"killed": leader.id, "clients": []}
+    for w in writers:
+        out["clients"].append({
+            "client": w.idx, "home": w.home.id, "port_at_kill": attached[w.idx],
+            "acks": [[round(a - t0, 6), round(b - t0, 6), k, v] for a, b, k, v in w.acks],
+            "errors": [[round(a - t0, 6), round(b - t0, 6), e] for a, b, e in w.errors],
+            "states": [[round(t - t0, 6), str(st)] for t, st in w.states],
+        })
+    with open(path, "w") as f:
+        json.dump(out, f)
 
 
 def count_lost(member, writers, args, log):
@@ -393,6 +429,9 @@ FIELDS = [  # (key, heading, format)
     ("all_writing_s", "all writing", "%.3f"),
     ("killed_writing_s", "killed's writing", "%.3f"),
     ("gap_s", "gap", "%.3f"),
+    ("gap_at_s", "gap at", "%.3f"),
+    ("inflight_at_kill_s", "in flight", "%.3f"),
+    ("stalls", "stalls", "%d"),
     ("elected_s", "elected", "%.3f"),
     ("sessions_expired", "expired", "%d"),
     ("writes_lost", "lost", "%d"),
@@ -420,14 +459,14 @@ def summarize(runs):
     return out
 
 
-def table(runs, summary, server):
+def table(runs, summary, server, what):
     heads = ["run"] + [h for _, h, _ in FIELDS]
     rows = [[str(r["run"])] + [fmt(f, r[k]) for k, _, f in FIELDS] for r in runs]
     for stat in ("median", "min", "max"):
         rows.append([stat] + [fmt("%.3f" if f == "%.3f" else ("%g"), summary[k][stat])
                               for k, _, f in FIELDS])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
-    lines = ["%s: leader kill -9, times in seconds from the kill" % server,
+    lines = ["%s: %s, times in seconds from the kill" % (server, what),
              "  ".join(h.rjust(w) for h, w in zip(heads, widths))]
     for i, row in enumerate(rows):
         if i == len(runs):
@@ -451,7 +490,11 @@ def main():
     p.add_argument("--op-timeout", type=float, default=15.0,
                    help="seconds a write may wait for its reply before it counts as an error")
     p.add_argument("--keep", action="store_true",
-                   help="keep each run's directory (zoo.cfg, server logs, kazoo.log)")
+                   help="keep each run's directory (zoo.cfg, server logs, kazoo.log, and "
+                        "events.json: every acknowledgement, error and state change)")
+    p.add_argument("--no-kill", action="store_true",
+                   help="control run: the same load and figures, but the leader is not killed "
+                        "(T0 is when it would have been)")
     p.add_argument("--strict", action="store_true",
                    help="exit 3 when an acknowledged write was lost or a session expired")
     args = p.parse_args()
@@ -492,7 +535,8 @@ def main():
 
     summary = summarize(runs) if runs else {}
     if runs:
-        print(table(runs, summary, server), file=sys.stderr)
+        print(table(runs, summary, server,
+                    "control runs (no kill)" if args.no_kill else "leader kill -9"), file=sys.stderr)
     for f in failed:
         # The first server line says why (ensemble.sh's own lines start with "ensemble:").
         lines = f["error"].splitlines()
@@ -500,6 +544,7 @@ def main():
         print("run %d failed: %s" % (f["run"], why), file=sys.stderr)
     print(json.dumps({"bench": "failover", "server": server, "members": args.members,
                       "clients_per_member": args.clients_per_member, "op": args.op,
+                      "kill": not args.no_kill,
                       "rate": args.rate, "session_timeout_s": args.session_timeout,
                       "runs": runs, "failed": failed, "summary": summary},
                      separators=(",", ":")))
