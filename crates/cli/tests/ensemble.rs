@@ -392,3 +392,45 @@ async fn rolling_restart_loses_no_session_and_no_write() {
         eprintln!("{path}: {acked} writes acknowledged, {failed} retried after a lost connection");
     }
 }
+
+/// A member stopped while the others write far past their snapshots (snapCount 50: the log it
+/// would need is purged) catches up from the leader's snapshot, received to a file, and
+/// then serves the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_far_behind_catches_up_by_snapshot() {
+    let mut ens = CorralEnsemble::start(3, "snapCount=50\n");
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let behind = (leader + 1) % 3;
+    let writer_at = (leader + 2) % 3;
+    ens.members[behind].kill9().expect("kill a follower");
+    let c = connect(&ens.members[writer_at].addr()).await;
+    let root = format!("/{}", unique_name("catchup"));
+    c.create(&root, b"", &persistent()).await.expect("root");
+    for i in 0..300 {
+        c.create(
+            &format!("{root}/n{i:04}"),
+            format!("{i}").as_bytes(),
+            &persistent(),
+        )
+        .await
+        .expect("create");
+    }
+    ens.members[behind].restart().expect("restart");
+    let back = connect(&ens.members[behind].addr()).await;
+    back.sync(&root).await.expect("sync");
+    let kids = back.list_children(&root).await.expect("children");
+    assert_eq!(kids.len(), 300);
+    assert_eq!(
+        back.get_data(&format!("{root}/n0299"))
+            .await
+            .expect("read")
+            .0,
+        b"299"
+    );
+    let log = ens.members[behind].stderr_text();
+    assert!(
+        log.contains("installed the leader's snapshot"),
+        "caught up without a snapshot:\n{}",
+        ens.members[behind].log_tail()
+    );
+}

@@ -158,10 +158,20 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         }
     }
 
+    /// A file in the snapshot directory: a snapshot of millions of znodes arrives in chunks
+    /// and is never whole in memory.
     async fn begin_receiving_snapshot(
         &mut self,
     ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
-        Ok(Box::new(SnapshotData::memory(Vec::new())))
+        let path = self.persist.store.receiving_path();
+        match SnapshotData::receive_into(path).await {
+            Ok(d) => Ok(Box::new(d)),
+            Err(e) => Err(StorageIOError::write_snapshot(
+                None,
+                AnyError::new(&e).add_context(|| "creating the file to receive a snapshot in"),
+            )
+            .into()),
+        }
     }
 
     async fn install_snapshot(
@@ -172,6 +182,9 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         // Before anything after this snapshot is appended to the log.
         self.early_acks.note(meta.last_membership.membership());
         let read_err = |e: AnyError| StorageIOError::read_snapshot(Some(meta.signature()), e);
+        if let SnapshotData::Receiving { file, path } = *snapshot {
+            return self.install_received(meta, file, path).await;
+        }
         let data = Arc::new(snapshot.into_bytes().await.map_err(|e| {
             read_err(AnyError::new(&e).add_context(|| "reading the received snapshot"))
         })?);
@@ -232,6 +245,72 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
             meta: s.meta.clone(),
             snapshot: Box::new(data),
         }))
+    }
+}
+
+impl HookStateMachine {
+    /// Installs a snapshot received into a file: it becomes a snapshot file of the store
+    /// (copied in pieces), which is then mapped and restored from, as at start-up.
+    async fn install_received(
+        &mut self,
+        meta: &StoredSnapshotMeta,
+        mut file: tokio::fs::File,
+        received: std::path::PathBuf,
+    ) -> Result<(), StorageError<NodeId>> {
+        use tokio::io::AsyncWriteExt;
+        let read_err = |e: AnyError| -> StorageError<NodeId> {
+            StorageIOError::read_snapshot(Some(meta.signature()), e).into()
+        };
+        file.flush()
+            .await
+            .map_err(|e| read_err(AnyError::new(&e)))?;
+        drop(file);
+        let Some(last) = meta.last_log_id else {
+            return Err(read_err(AnyError::error(
+                "a snapshot without a last log id",
+            )));
+        };
+        let zxid = zxid_of(last.index).map_err(|e| read_err(AnyError::new(&e)))?;
+        let (persist, m) = (Arc::clone(&self.persist), meta.clone());
+        let hook = Arc::clone(&self.hook);
+        // Disk and decoding work: off the async workers.
+        let restored = tokio::task::spawn_blocking(move || -> Result<HighWater, String> {
+            let copied = persist.persist_streamed(&m, Instant::now(), |sink| {
+                use std::io::Read;
+                let mut f = std::fs::File::open(&received)?;
+                let mut piece = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut piece)?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    sink(&piece[..n])?;
+                }
+            });
+            let _ = std::fs::remove_file(&received);
+            if !copied {
+                return Err("cannot write the received snapshot to disk".into());
+            }
+            let loaded = persist.store.load(last.index).map_err(|e| e.to_string())?;
+            let (marks, payload) =
+                HighWater::split_snapshot(loaded.payload()).map_err(|e| e.to_string())?;
+            hook.restore(zxid, payload).map_err(|e| e.to_string())?;
+            Ok(marks)
+        })
+        .await
+        .map_err(|e| read_err(AnyError::new(&e)))?
+        .map_err(|e| read_err(AnyError::error(e)))?;
+        self.pending
+            .covered_by_snapshot(restored.get(self.pending.me()));
+        self.high_water = restored;
+        self.last_applied = meta.last_log_id;
+        self.last_membership = meta.last_membership.clone();
+        *lock_snapshot(&self.current_snapshot)? = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data: SnapshotBytes::Disk(last.index),
+        });
+        tracing::info!(zxid, "installed the leader's snapshot");
+        Ok(())
     }
 }
 

@@ -6,6 +6,9 @@
 //! in memory, or reading the file back for each of those calls, would cost start-up time and
 //! resident memory for nothing. So a snapshot that is on disk is handed out as its open file.
 //!
+//! A snapshot received from a leader is written, chunk by chunk, to a file of its own
+//! ([`SnapshotData::Receiving`]), so a large one is never whole in memory either.
+//!
 //! Owns: that choice and the byte-stream view of each. Must not: interpret the bytes.
 
 use std::io::{self, Cursor, SeekFrom};
@@ -25,6 +28,11 @@ pub enum SnapshotData {
         file: tokio::fs::File,
         start: u64,
     },
+    /// A snapshot being received from the leader, written to `path` as it arrives.
+    Receiving {
+        file: tokio::fs::File,
+        path: std::path::PathBuf,
+    },
 }
 
 impl SnapshotData {
@@ -40,10 +48,23 @@ impl SnapshotData {
         }
     }
 
+    /// A new file at `path` to receive a snapshot into.
+    pub async fn receive_into(path: std::path::PathBuf) -> io::Result<SnapshotData> {
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(SnapshotData::Receiving { file, path })
+    }
+
     /// All the payload bytes (reads the file if on disk).
     pub async fn into_bytes(self) -> io::Result<Vec<u8>> {
         match self {
             SnapshotData::Memory(c) => Ok(c.into_inner()),
+            SnapshotData::Receiving { mut file, .. } => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                file.seek(SeekFrom::Start(0)).await?;
+                let mut v = Vec::new();
+                file.read_to_end(&mut v).await?;
+                Ok(v)
+            }
             SnapshotData::File { mut file, start } => {
                 use tokio::io::{AsyncReadExt, AsyncSeekExt};
                 file.seek(SeekFrom::Start(start)).await?;
@@ -70,7 +91,9 @@ impl AsyncRead for SnapshotData {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_read(cx, buf),
-            SnapshotData::File { file, .. } => Pin::new(file).poll_read(cx, buf),
+            SnapshotData::File { file, .. } | SnapshotData::Receiving { file, .. } => {
+                Pin::new(file).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -83,6 +106,7 @@ impl AsyncWrite for SnapshotData {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_write(cx, buf),
+            SnapshotData::Receiving { file, .. } => Pin::new(file).poll_write(cx, buf),
             SnapshotData::File { .. } => Poll::Ready(Err(read_only())),
         }
     }
@@ -90,6 +114,7 @@ impl AsyncWrite for SnapshotData {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_flush(cx),
+            SnapshotData::Receiving { file, .. } => Pin::new(file).poll_flush(cx),
             SnapshotData::File { .. } => Poll::Ready(Ok(())),
         }
     }
@@ -97,6 +122,7 @@ impl AsyncWrite for SnapshotData {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_shutdown(cx),
+            SnapshotData::Receiving { file, .. } => Pin::new(file).poll_shutdown(cx),
             SnapshotData::File { .. } => Poll::Ready(Ok(())),
         }
     }
@@ -106,6 +132,7 @@ impl AsyncSeek for SnapshotData {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).start_seek(position),
+            SnapshotData::Receiving { file, .. } => Pin::new(file).start_seek(position),
             SnapshotData::File { file, start } => {
                 let position = match position {
                     SeekFrom::Start(n) => SeekFrom::Start(n.saturating_add(*start)),
@@ -119,6 +146,7 @@ impl AsyncSeek for SnapshotData {
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         match self.get_mut() {
             SnapshotData::Memory(c) => Pin::new(c).poll_complete(cx),
+            SnapshotData::Receiving { file, .. } => Pin::new(file).poll_complete(cx),
             // Saturating: tokio's File reports 0 until its first seek, whatever the position.
             SnapshotData::File { file, start } => match Pin::new(file).poll_complete(cx) {
                 Poll::Ready(Ok(at)) => Poll::Ready(Ok(at.saturating_sub(*start))),

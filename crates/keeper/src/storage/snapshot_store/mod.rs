@@ -238,6 +238,12 @@ impl SnapshotStore {
         Ok(v)
     }
 
+    /// Where a snapshot from the leader is received; a crash leaves it to [`Self::open`]'s
+    /// clean-up (`.tmp`).
+    pub fn receiving_path(&self) -> PathBuf {
+        self.dir.join("snapshot.receiving.tmp")
+    }
+
     pub fn path_of(&self, index: u64) -> PathBuf {
         self.dir.join(snapshot_name(index))
     }
