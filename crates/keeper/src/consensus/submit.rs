@@ -122,7 +122,7 @@ impl Pending {
     /// Up to [`MAX_BATCH`] waiting entries after `after`, as proposals, in order, for
     /// `target` (leader, term). A leader's own decision meant for another term or leader is
     /// failed instead: it was decided on what that leader knew.
-    fn unsent(&self, after: u64, target: (NodeId, u64)) -> Vec<Proposal> {
+    pub(super) fn unsent(&self, after: u64, target: (NodeId, u64)) -> Vec<Proposal> {
         let mut inner = self.lock();
         let stale: Vec<u64> = inner
             .waiting

@@ -831,3 +831,26 @@ fn snapshots_without_marks_read_as_before() {
     cut[7] = 2;
     assert!(HighWater::split_snapshot(&cut).is_err());
 }
+
+/// A leader's own decision (an expiry) goes only to that leader in that term: handed to
+/// another leader, or to itself in a later term, it is dropped; client writes go anywhere.
+#[tokio::test]
+async fn a_leaders_decision_is_never_handed_to_another_leader() {
+    let pending = Pending::new(3);
+    let write = pending.submit(entry(1), None).unwrap();
+    let expiry = pending.submit(entry(2), Some(7)).unwrap();
+    // Leading in term 7: both go.
+    assert_eq!(pending.unsent(0, (3, 7)).len(), 2);
+    // Member 1 leads now: the expiry is dropped, the client's write goes to it.
+    let to_new = pending.unsent(0, (1, 8));
+    assert_eq!(
+        to_new
+            .iter()
+            .map(|p| p.entry.session_id)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    assert!(matches!(expiry.wait().await, Err(ConsensusError::Dropped)));
+    pending.applied(to_new[0].seq, 5, ListHook::default().apply(5, &entry(1)));
+    assert_eq!(write.wait().await.unwrap().0, 5);
+}
