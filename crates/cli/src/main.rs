@@ -77,7 +77,16 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // openraft narrates every vote at info; operators need our lines, not those.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"))
+                // The keeper answers each client from its own apply and drops openraft's
+                // per-write receiver (client_write_ff, "fire and forget"); openraft warns of
+                // every such drop, which at every write costs more than the write. Whatever
+                // RUST_LOG says, that line stays off.
+                .add_directive(
+                    "openraft::raft::responder=error"
+                        .parse()
+                        .expect("a constant directive"),
+                ),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

@@ -43,6 +43,8 @@ pub struct Liveness {
     pub expiring: bool,
     /// The member whose client connection last touched it (as far as this member knows).
     pub held_by: Option<u64>,
+    /// Touched here since the last report to the leader (it is in `touched`).
+    pub to_report: bool,
 }
 
 /// Why and how a session ended, for operators.
@@ -107,6 +109,7 @@ impl SessionTracker {
             last_op: "createSession",
             expiring: false,
             held_by: None,
+            to_report: false,
         });
         entry.timeout = timeout;
         entry.last_heard = now;
@@ -135,8 +138,22 @@ impl SessionTracker {
         }
         // Usually later than before; earlier only after the timeout was lowered.
         let deadline = l.deadline;
-        self.note_holder(id, me);
-        self.touched.insert(id);
+        // Every packet comes through here: the sets are touched only on the first packet
+        // since the last report, or when the session has just moved to this member.
+        let moved_from = match l.held_by {
+            Some(b) if b == me => None,
+            before => {
+                l.held_by = Some(me);
+                before
+            }
+        };
+        let first_since_report = !std::mem::replace(&mut l.to_report, true);
+        if let Some(before) = moved_from {
+            self.moved_away.entry(before).or_default().push(id);
+        }
+        if first_since_report {
+            self.touched.insert(id);
+        }
         self.lower_earliest(deadline);
     }
 
@@ -172,7 +189,8 @@ impl SessionTracker {
         touched
             .into_iter()
             .filter_map(|id| {
-                let l = self.live.get(&id)?;
+                let l = self.live.get_mut(&id)?;
+                l.to_report = false;
                 let idle = now.saturating_duration_since(l.last_heard).as_millis();
                 Some((id, u32::try_from(idle).unwrap_or(u32::MAX)))
             })
@@ -181,7 +199,12 @@ impl SessionTracker {
 
     /// A report that did not reach the leader: its sessions go in the next one.
     pub fn unreport(&mut self, sessions: &[(i64, u32)]) {
-        self.touched.extend(sessions.iter().map(|s| s.0));
+        for &(id, _) in sessions {
+            if let Some(l) = self.live.get_mut(&id) {
+                l.to_report = true;
+                self.touched.insert(id);
+            }
+        }
     }
 
     /// On the leader: the sessions that moved away from `member` since it was last told.
