@@ -20,7 +20,7 @@ mod reader;
 mod responder;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use corral_proto::frame::FrameBuffer;
@@ -30,6 +30,7 @@ use tracing::info;
 
 use crate::outbound::{self, OutQueue, WriterEnd};
 use crate::shared::registry::ConnStats;
+use crate::shared::throttle::InFlight;
 use crate::shared::Shared;
 use crate::watch::ConnId;
 
@@ -44,7 +45,7 @@ struct Link {
     out: Arc<OutQueue>,
     stats: Arc<ConnStats>,
     /// Requests taken in and not yet answered.
-    in_flight: AtomicUsize,
+    in_flight: InFlight,
 }
 
 impl Link {
@@ -115,7 +116,7 @@ pub(crate) async fn serve<R, W, H>(
         remote,
         out,
         stats,
-        in_flight: AtomicUsize::new(0),
+        in_flight: InFlight::default(),
     });
     let mut buf = FrameBuffer::with(buf);
     let (session_id, reason) = match handshake::connect(&link, &mut rd, &mut buf, deadline).await {
