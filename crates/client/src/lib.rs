@@ -12,19 +12,28 @@
 //!   or abrupt close — plus typed calls on top (create, getData, setData, ...). `corral shell`
 //!   and `corral bench` use it directly.
 //!
-//! Not here yet: persistent watches as streams, node/tree caches, and the lock and leader
-//! election recipes.
+//! - [`PersistentWatch`]: a persistent (optionally recursive) watch as a stream that survives
+//!   reconnections and expiries and says where its gaps are ([`PersistentEvent::Rearmed`]).
+//! - [`NodeCache`] / [`TreeCache`]: a node or a subtree kept current, re-read after every gap;
+//!   what differs from what they held is reported as the changes made during the outage
+//!   ([`ResyncReport`], also on [`Client::resync_reports`]).
 //!
 //! Must not: contain server logic or encode anything itself. Every byte on the wire is
 //! produced and parsed by `corral-proto`, the one codec the server and the tests also use.
 
 #![warn(missing_docs)]
 
+mod cache;
 mod client;
 mod connection;
 mod error;
 mod ops;
+mod persistent;
+mod queue;
 
+pub use cache::{
+    CacheEvent, CachedNode, Change, ChangeKind, NodeCache, ResyncCause, ResyncReport, TreeCache,
+};
 pub use client::{
     Client, ClientBuilder, EphemeralNode, EphemeralOutcome, EphemeralRecovery, RecoveryReport,
     SessionEvent, SessionState, Watch, WatchKind,
@@ -32,6 +41,7 @@ pub use client::{
 pub use connection::{ConnectOptions, Connection, Reply, WatchedEvent};
 pub use corral_proto::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};
 pub use error::ClientError;
+pub use persistent::{PersistentEvent, PersistentWatch};
 
 /// The wire types, re-exported so callers need not depend on corral-proto themselves.
 pub use corral_proto as proto;
