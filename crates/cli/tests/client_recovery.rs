@@ -12,8 +12,8 @@
 //!   ephemeral and its watch survive, and the watch fires for a change made after.
 
 mod common;
+mod proxy;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{unique_name, CorralServer, RealZk};
@@ -23,97 +23,15 @@ use corral_client::{
     ClientError, ConnectOptions, Connection, EphemeralOutcome, PersistentEvent, ResyncCause,
     ResyncReport, SessionEvent, SessionState,
 };
+use proxy::Proxy;
 use std::collections::BTreeMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 /// Session timeout asked for in the expiry tests; both servers allow it with
 /// minSessionTimeout=1000.
 const SHORT_TIMEOUT: Duration = Duration::from_millis(2000);
 const SERVER_CFG: &str = "minSessionTimeout=1000";
-
-/// A TCP proxy on 127.0.0.1 that can freeze all traffic through it (both directions, new
-/// connections included): bytes read while frozen are held until thawed, as a partition
-/// that heals would deliver them.
-struct Proxy {
-    addr: String,
-    frozen: Arc<watch::Sender<bool>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("proxy addr").to_string();
-        let frozen = Arc::new(watch::channel(false).0);
-        let f = frozen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let target = target.clone();
-                let f = f.clone();
-                tokio::spawn(async move {
-                    if *f.borrow() {
-                        // A connection attempted during the partition never reaches the
-                        // server (its SYN was lost): the client gave up on it meanwhile,
-                        // and delivering its handshake late would steal the session from
-                        // whoever holds it then.
-                        thawed(&mut f.subscribe()).await;
-                        drop(client);
-                        return;
-                    }
-                    let Ok(server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    tokio::spawn(pump(cr, sw, f.subscribe()));
-                    tokio::spawn(pump(sr, cw, f.subscribe()));
-                });
-            }
-        });
-        Proxy { addr, frozen, task }
-    }
-
-    fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-
-    fn thaw(&self) {
-        self.frozen.send_replace(false);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn thawed(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|frozen| !*frozen).await;
-}
-
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        thawed(&mut frozen).await;
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        thawed(&mut frozen).await;
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    thawed(&mut frozen).await;
-    let _ = to.shutdown().await;
-}
 
 /// The next session event within `within`, or a panic naming what was awaited.
 async fn next_event(rx: &mut broadcast::Receiver<SessionEvent>, within: Duration) -> SessionEvent {

@@ -454,7 +454,7 @@ fn parse_connect_string(s: &str) -> Result<(Vec<String>, String), ClientError> {
 
 /// A random number for jitter and server choice. std's RandomState is seeded from the OS per
 /// process and stepped per call, which is all jitter needs (no extra crate).
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
@@ -963,6 +963,17 @@ impl Client {
         self.inner.lock().current.clone()
     }
 
+    /// Sessions this client had before the current one (their leftover ephemerals are its
+    /// own).
+    pub(crate) fn previous_sessions(&self) -> Vec<i64> {
+        self.inner.lock().previous_sessions.clone()
+    }
+
+    /// Whether an expiry is followed by a new session.
+    pub(crate) fn recovers(&self) -> bool {
+        self.inner.recovery
+    }
+
     /// The current session's id (0 while there is none).
     pub fn session_id(&self) -> i64 {
         self.inner.lock().session_id
@@ -995,11 +1006,20 @@ impl Client {
     /// the caller saw expires while it waits, it fails with SessionExpired (the caller's
     /// view of the world, e.g. that it is the leader, belongs to the dead session).
     pub(crate) async fn conn(&self) -> Result<Connection, ClientError> {
+        self.conn_in(None).await
+    }
+
+    /// [`Client::conn`] for a call that belongs to `session` (when given) rather than to
+    /// whichever session is current when it is made: anything else is SessionExpired.
+    pub(crate) async fn conn_in(&self, session: Option<i64>) -> Result<Connection, ClientError> {
         let mut rx = self.inner.link.subscribe();
         let (wait, seen) = {
             let m = self.inner.lock();
-            (m.timeout, m.session_id)
+            (m.timeout, session.unwrap_or(m.session_id))
         };
+        if session.is_some() && seen != self.inner.lock().session_id {
+            return Err(ClientError::SessionExpired);
+        }
         let got = tokio::time::timeout(wait, async {
             loop {
                 match &*rx.borrow_and_update() {
@@ -1251,11 +1271,20 @@ impl Client {
     /// Runs create / delete / setData / check operations atomically (see
     /// [`Connection::multi`]); paths in `ops` and in the results are chroot-relative.
     pub async fn multi(&self, ops: Vec<Request>) -> Result<Vec<MultiResult>, ClientError> {
+        self.multi_in(ops, None).await
+    }
+
+    /// [`Client::multi`], sent only in `session` if given (else SessionExpired).
+    pub(crate) async fn multi_in(
+        &self,
+        ops: Vec<Request>,
+        session: Option<i64>,
+    ) -> Result<Vec<MultiResult>, ClientError> {
         let ops = ops
             .into_iter()
             .map(|op| self.chroot_op(op))
             .collect::<Result<Vec<_>, _>>()?;
-        let c = self.conn().await?;
+        let c = self.conn_in(session).await?;
         let results = c.multi(ops).await.map_err(Self::lost)?;
         Ok(results
             .into_iter()

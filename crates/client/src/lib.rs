@@ -17,6 +17,9 @@
 //! - [`NodeCache`] / [`TreeCache`]: a node or a subtree kept current, re-read after every gap;
 //!   what differs from what they held is reported as the changes made during the outage
 //!   ([`ResyncReport`], also on [`Client::resync_reports`]).
+//! - Recipes: [`Lock`] (sequential ephemerals, each waiter watching only its predecessor) and
+//!   [`LeaderElection`] with a fencing epoch (the Kafka controller pattern: every leader
+//!   write is a multi that checks the epoch, so a deposed leader's writes fail).
 //!
 //! Must not: contain server logic or encode anything itself. Every byte on the wire is
 //! produced and parsed by `corral-proto`, the one codec the server and the tests also use.
@@ -26,7 +29,9 @@
 mod cache;
 mod client;
 mod connection;
+mod election;
 mod error;
+mod lock;
 mod ops;
 mod persistent;
 mod queue;
@@ -40,7 +45,9 @@ pub use client::{
 };
 pub use connection::{ConnectOptions, Connection, Reply, WatchedEvent};
 pub use corral_proto::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};
+pub use election::{LeaderElection, Leadership, LeadershipLost};
 pub use error::ClientError;
+pub use lock::{Lock, LockGuard};
 pub use persistent::{PersistentEvent, PersistentWatch};
 
 /// The wire types, re-exported so callers need not depend on corral-proto themselves.
