@@ -1020,6 +1020,15 @@ impl Client {
         if session.is_some() && seen != self.inner.lock().session_id {
             return Err(ClientError::SessionExpired);
         }
+        // The common case, without arming a timer.
+        match &*rx.borrow_and_update() {
+            Link::Up(c) if seen != 0 && c.session_id() != seen => {
+                return Err(ClientError::SessionExpired)
+            }
+            Link::Up(c) if !c.is_closed() => return Ok(c.clone()),
+            Link::Gone(t) => return Err(t.error()),
+            _ => {}
+        }
         let got = tokio::time::timeout(wait, async {
             loop {
                 match &*rx.borrow_and_update() {
