@@ -630,6 +630,18 @@ async fn server_move(server: &str) {
     );
     assert_eq!(report.changes, vec![change("/n", ChangeKind::Updated)]);
     assert_eq!(node_cache.current().map(|n| n.data), Some(b"n1".to_vec()));
+    // The persistent watch under the cache was re-sent with setWatches2: it still fires.
+    obs.set_data(&format!("{root}/n"), b"n2", -1)
+        .await
+        .expect("change the cached node after the move");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while node_cache.current().map(|n| n.data) != Some(b"n2".to_vec()) {
+        assert!(
+            Instant::now() < deadline,
+            "the node cache missed a change after the move"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stat = obs
         .exists(&format!("{root}/eph"), false)
         .await

@@ -10,7 +10,8 @@
 //! - [`Connection`]: one session over one TCP connection — the handshake, pipelined requests
 //!   with their replies matched in order, watch notifications, keep-alive pings and an orderly
 //!   or abrupt close — plus typed calls on top (create, getData, setData, ...). `corral shell`
-//!   and `corral bench` use it directly.
+//!   (which mirrors zkCli's view of one connection) and `corral bench`'s probe use it
+//!   directly.
 //!
 //! - [`PersistentWatch`]: a persistent (optionally recursive) watch as a stream that survives
 //!   reconnections and expiries and says where its gaps are ([`PersistentEvent::Rearmed`]).
