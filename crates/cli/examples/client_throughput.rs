@@ -237,9 +237,16 @@ async fn setup(server: &str) -> Result<(), String> {
     c.close().await.map_err(|e| format!("setup close: {e}"))
 }
 
+/// One run: round, library, workload, ops/s, client CPU µs per op.
+type Figure = (usize, Lib, Op, f64, Option<f64>);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 #[tokio::main]
@@ -259,7 +266,7 @@ async fn main() {
         std::process::exit(1);
     }
     println!("{CLIENTS} clients x {IN_FLIGHT} in flight, {KEYS} keys of {VALUE} B, {secs} s per run, {rounds} rounds");
-    let mut figures: Vec<(Lib, Op, f64)> = Vec::new();
+    let mut figures: Vec<Figure> = Vec::new();
     for round in 0..rounds {
         for op in [Op::Get, Op::Set] {
             let order = if round % 2 == 0 {
@@ -283,7 +290,7 @@ async fn main() {
                             cpu(r.client_cpu_us),
                             cpu(r.server_cpu_us)
                         );
-                        figures.push((lib, op, r.ops_per_sec));
+                        figures.push((round, lib, op, r.ops_per_sec, r.client_cpu_us));
                     }
                     Err(e) => {
                         eprintln!("client_throughput: {lib:?} {op:?}: {e}");
@@ -293,20 +300,39 @@ async fn main() {
             }
         }
     }
+    // Runs of one round are next to each other in time, so their ratio suffers least from
+    // a machine whose load drifts; the median of those ratios is the figure to quote.
     for op in [Op::Get, Op::Set] {
-        let m = |lib| {
+        let of = |lib: Lib, f: &dyn Fn(&Figure) -> Option<f64>| {
             median(
                 figures
                     .iter()
-                    .filter(|(l, o, _)| *l == lib && *o == op)
-                    .map(|(_, _, v)| *v)
+                    .filter(|x| x.1 == lib && x.2 == op)
+                    .filter_map(f)
                     .collect(),
             )
         };
-        let (c, z) = (m(Lib::Corral), m(Lib::ZkClient));
+        let rate = |x: &Figure| Some(x.3);
+        let cpu = |x: &Figure| x.4;
+        let paired: Vec<f64> = (0..rounds)
+            .filter_map(|r| {
+                let get = |lib| {
+                    figures
+                        .iter()
+                        .find(|x| x.0 == r && x.1 == lib && x.2 == op)
+                        .map(|x| x.3)
+                };
+                Some(get(Lib::Corral)? / get(Lib::ZkClient)?.max(1.0))
+            })
+            .collect();
         println!(
-            "median {op:?}: corral-client {c:.0} ops/s, zookeeper-client {z:.0} ops/s, ratio {:.2}",
-            c / z.max(1.0)
+            "{op:?}: median ops/s corral-client {:.0}, zookeeper-client {:.0}; median of per-round ratios {:.2} ({} rounds); median client CPU us/op {:.2} vs {:.2}",
+            of(Lib::Corral, &rate),
+            of(Lib::ZkClient, &rate),
+            median(paired.clone()),
+            paired.len(),
+            of(Lib::Corral, &cpu),
+            of(Lib::ZkClient, &cpu),
         );
     }
 }
