@@ -71,9 +71,7 @@ async fn run() -> Result<(), String> {
         }
     });
 
-    let election = client
-        .leader_election(DIR, &name)
-        .suspended_fraction(0.25);
+    let election = client.leader_election(DIR, &name).suspended_fraction(0.25);
     let state_path = format!("{DIR}/state");
     let stop = async {
         match until {
