@@ -1,6 +1,7 @@
 //! `corral bench`: a load driver on corral-client, for corral and for any ZooKeeper server.
 //!
-//! Shape: `--clients` sessions, each driven by one task that keeps at most `--outstanding`
+//! Shape: `--clients` sessions (corral-client `Client`s, recovery off: a lost session ends
+//! its client), each driven by one task that keeps at most `--outstanding`
 //! requests in flight on its connection (closed loop: a new request goes out when a reply
 //! comes back). Each request is timed from the moment it is handed to the connection to the
 //! moment its reply arrives, and recorded in an HDR histogram (µs). The run ends after `--ops`
@@ -17,7 +18,9 @@
 //!
 //! Workloads: `create`, `set`, `get`, `mixed` (90 % get / 10 % set, as zkbench), `populate`
 //! (bulk-load a tree as fast as pipelining allows) and `probe` (poll until given paths are
-//! readable, for measuring start-to-serving time after a restart).
+//! readable, for measuring start-to-serving time after a restart). The probe alone uses the
+//! single-connection `Connection`: it measures when a server first answers, which a `Client`
+//! (retrying, resuming) would hide.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
-use corral_client::proto::{
-    CreateMode, CreateRequest, ErrorCode, GetDataRequest, Request, SetDataRequest,
+use corral_client::proto::{Acl, CreateMode, ErrorCode, GetDataRequest, Request};
+use corral_client::{
+    open_acl_unsafe, Client, ClientBuilder, ClientError, ConnectOptions, Connection,
 };
-use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection, Reply};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
@@ -190,15 +193,6 @@ fn populate_path(root: &str, i: u64) -> String {
     child(root, &format!("a{:04}/b{:07}", i / POPULATE_PER_PARENT, i))
 }
 
-fn create_req(path: String, data: &[u8]) -> Request {
-    Request::Create(CreateRequest {
-        path,
-        data: Some(data.to_vec()),
-        acl: open_acl_unsafe(),
-        flags: CreateMode::Persistent.code(),
-    })
-}
-
 fn unix_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -225,6 +219,16 @@ fn write_latency_log(
     out.flush()
 }
 
+/// A load session: a `Client` without recovery, so that an expiry ends it (and is counted)
+/// instead of being papered over by a new session.
+async fn connect_client(server: &str, timeout_ms: i32) -> Result<Client, ClientError> {
+    ClientBuilder::new(server)
+        .session_timeout(Duration::from_millis(timeout_ms.max(1) as u64))
+        .recovery(false)
+        .connect()
+        .await
+}
+
 async fn connect(server: &str, timeout_ms: i32) -> Result<Connection, ClientError> {
     Connection::connect(
         server,
@@ -237,30 +241,40 @@ async fn connect(server: &str, timeout_ms: i32) -> Result<Connection, ClientErro
 }
 
 /// Creates `path` and its missing ancestors (empty data); existing ones are fine.
-async fn mkdirs(conn: &Connection, path: &str) -> Result<(), String> {
+async fn mkdirs(client: &Client, path: &str) -> Result<(), String> {
     let mut cur = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         cur.push('/');
         cur.push_str(part);
-        match conn.request(create_req(cur.clone(), &[])).await {
-            Ok(r) if r.err == ErrorCode::Ok || r.err == ErrorCode::NodeExists => {}
-            Ok(r) => return Err(format!("create {cur}: {}", r.err)),
-            Err(e) => return Err(format!("create {cur}: {e}")),
-        }
+        create_ok(
+            client
+                .create(&cur, &[], &open_acl_unsafe(), CreateMode::Persistent)
+                .await,
+        )
+        .map_err(|e| format!("create {cur}: {e}"))?;
     }
     Ok(())
 }
 
+/// A create's result, with an existing node counted as success.
+fn create_ok(r: Result<String, ClientError>) -> Result<(), ClientError> {
+    match r {
+        Ok(_) | Err(ClientError::Server(ErrorCode::NodeExists)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates many znodes, pipelined; an existing one is fine (so a rerun reuses the key set).
 async fn create_many(
-    conn: &Connection,
+    client: &Client,
     paths: impl Iterator<Item = String>,
     data: &[u8],
 ) -> Result<(), String> {
     let mut inflight = JoinSet::new();
-    let check = |r: Result<Result<Reply, ClientError>, tokio::task::JoinError>| match r {
-        Ok(Ok(r)) if r.err == ErrorCode::Ok || r.err == ErrorCode::NodeExists => Ok(()),
-        Ok(Ok(r)) => Err(format!("setup create: {}", r.err)),
+    let data = Arc::new(data.to_vec());
+    let acl = Arc::new(open_acl_unsafe());
+    let check = |r: Result<Result<(), ClientError>, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("setup create: {e}")),
         Err(e) => Err(format!("setup task: {e}")),
     };
@@ -270,9 +284,10 @@ async fn create_many(
                 check(r)?;
             }
         }
-        let c = conn.clone();
-        let req = create_req(p, data);
-        inflight.spawn(async move { c.request(req).await });
+        let (c, data, acl) = (client.clone(), data.clone(), acl.clone());
+        inflight.spawn(async move {
+            create_ok(c.create(&p, &data, &acl, CreateMode::Persistent).await)
+        });
     }
     while let Some(r) = inflight.join_next().await {
         check(r)?;
@@ -358,9 +373,17 @@ enum Outcome {
     Lost(String),
 }
 
+/// One timed request.
+enum Op {
+    Get(String),
+    Set(String),
+    Create(String),
+}
+
 struct Driver {
     id: usize,
-    conn: Connection,
+    client: Client,
+    acl: Arc<Vec<Acl>>,
     workload: Workload,
     outstanding: usize,
     value: Arc<Vec<u8>>,
@@ -377,27 +400,19 @@ struct Driver {
 
 impl Driver {
     /// The next request to send, or None when the run is over for this client.
-    async fn next_request(&mut self) -> Option<Request> {
+    async fn next_request(&mut self) -> Option<Op> {
         let i = self.budget.take()?;
         let key =
             |rng: &mut Rng, dir: &str, keys: u64| child(dir, &format!("k{:07}", rng.below(keys)));
-        let get = |path| Request::GetData(GetDataRequest { path, watch: false });
-        let set = |path, value: &[u8]| {
-            Request::SetData(SetDataRequest {
-                path,
-                data: Some(value.to_vec()),
-                version: -1,
-            })
-        };
         Some(match self.workload {
-            Workload::Get => get(key(&mut self.rng, &self.key_dir, self.keys)),
-            Workload::Set => set(key(&mut self.rng, &self.key_dir, self.keys), &self.value),
+            Workload::Get => Op::Get(key(&mut self.rng, &self.key_dir, self.keys)),
+            Workload::Set => Op::Set(key(&mut self.rng, &self.key_dir, self.keys)),
             Workload::Mixed => {
                 let path = key(&mut self.rng, &self.key_dir, self.keys);
                 if self.rng.below(10) == 0 {
-                    set(path, &self.value)
+                    Op::Set(path)
                 } else {
-                    get(path)
+                    Op::Get(path)
                 }
             }
             Workload::Create => {
@@ -407,18 +422,24 @@ impl Driver {
                 if seq.is_multiple_of(CREATE_BUCKET) {
                     // The bucket must exist before any create inside it is sent: awaiting it
                     // here orders it before them on this connection. Not timed.
-                    match self.conn.request(create_req(bucket.clone(), &[])).await {
-                        Ok(r) if r.err == ErrorCode::Ok || r.err == ErrorCode::NodeExists => {}
-                        Ok(r) => self.note_error(format!("create bucket {bucket}: {}", r.err)),
+                    let made = self
+                        .client
+                        .create(&bucket, &[], &self.acl, CreateMode::Persistent)
+                        .await;
+                    match create_ok(made) {
+                        Ok(()) => {}
+                        Err(ClientError::Server(code)) => {
+                            self.note_error(format!("create bucket {bucket}: {code}"))
+                        }
                         Err(e) => {
                             self.lose(format!("create bucket {bucket}: {e}"));
                             return None;
                         }
                     }
                 }
-                create_req(child(&bucket, &format!("n{seq:07}")), &self.value)
+                Op::Create(child(&bucket, &format!("n{seq:07}")))
             }
-            Workload::Populate => create_req(populate_path(&self.base, i), &self.value),
+            Workload::Populate => Op::Create(populate_path(&self.base, i)),
             Workload::Probe => unreachable!("run() hands probe to probe(), never to a Driver"),
         })
     }
@@ -501,15 +522,22 @@ impl Driver {
             let Some(req) = self.next_request().await else {
                 break;
             };
-            let conn = self.conn.clone();
-            let is_write = !matches!(req, Request::GetData(_));
+            let (client, value, acl) = (self.client.clone(), self.value.clone(), self.acl.clone());
+            let is_write = !matches!(req, Op::Get(_));
             inflight.spawn(async move {
                 let sent = Instant::now();
-                let r = conn.request(req).await;
+                let r = match req {
+                    Op::Get(p) => client.get_data(&p).await.map(|_| ()),
+                    Op::Set(p) => client.set_data(&p, &value, -1).await.map(|_| ()),
+                    Op::Create(p) => client
+                        .create(&p, &value, &acl, CreateMode::Persistent)
+                        .await
+                        .map(|_| ()),
+                };
                 let elapsed = sent.elapsed();
                 let outcome = match r {
-                    Ok(r) if r.err == ErrorCode::Ok => Outcome::Ok,
-                    Ok(r) => Outcome::Server(r.err),
+                    Ok(()) => Outcome::Ok,
+                    Err(ClientError::Server(code)) => Outcome::Server(code),
                     Err(e) => Outcome::Lost(e.to_string()),
                 };
                 Done {
@@ -603,7 +631,7 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
         for i in 0..a.clients {
             let server = a.server.clone();
             let t = a.session_timeout;
-            connecting.spawn(async move { (i, connect(&server, t).await) });
+            connecting.spawn(async move { (i, connect_client(&server, t).await) });
         }
         let mut got = Vec::new();
         while let Some(r) = connecting.join_next().await {
@@ -693,10 +721,12 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
         (stop, task)
     });
     let mut drivers = JoinSet::new();
+    let acl = Arc::new(open_acl_unsafe());
     for (i, conn) in conns.iter().enumerate() {
         let d = Driver {
             id: i,
-            conn: conn.clone(),
+            client: conn.clone(),
+            acl: acl.clone(),
             workload: a.workload,
             outstanding,
             value: value.clone(),
@@ -764,9 +794,7 @@ async fn load(a: &BenchArgs) -> Result<ExitCode, String> {
     }
     // Close sessions politely but never wait long on a sick server.
     for c in &conns {
-        if !c.is_closed() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.close()).await;
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.close()).await;
     }
 
     let ops = hist.len();

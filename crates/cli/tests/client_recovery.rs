@@ -5,110 +5,33 @@
 //!   the lost watch reported;
 //! - the same with the old session kept alive from elsewhere (the Kafka /brokers/ids/N case:
 //!   the node still exists, owned by the dead session): the node is taken over;
+//! - through that expiry, a `TreeCache`, a `NodeCache` and a persistent watch re-armed in the
+//!   new session: the caches re-read, equal a fresh read, and report exactly the changes
+//!   made while the client was cut off;
 //! - a server restart (killed, restarted on the same data dir and port): the session, its
 //!   ephemeral and its watch survive, and the watch fires for a change made after.
 
 mod common;
+mod proxy;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{unique_name, CorralServer, RealZk};
 use corral_client::proto::{CreateMode, ErrorCode, EventType};
 use corral_client::{
-    creator_all_acl, open_acl_unsafe, Client, ClientBuilder, ClientError, ConnectOptions,
-    Connection, EphemeralOutcome, SessionEvent, SessionState,
+    creator_all_acl, open_acl_unsafe, CachedNode, Change, ChangeKind, Client, ClientBuilder,
+    ClientError, ConnectOptions, Connection, EphemeralOutcome, PersistentEvent, ResyncCause,
+    ResyncReport, SessionEvent, SessionState,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch};
+use proxy::Proxy;
+use std::collections::BTreeMap;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 /// Session timeout asked for in the expiry tests; both servers allow it with
 /// minSessionTimeout=1000.
 const SHORT_TIMEOUT: Duration = Duration::from_millis(2000);
 const SERVER_CFG: &str = "minSessionTimeout=1000";
-
-/// A TCP proxy on 127.0.0.1 that can freeze all traffic through it (both directions, new
-/// connections included): bytes read while frozen are held until thawed, as a partition
-/// that heals would deliver them.
-struct Proxy {
-    addr: String,
-    frozen: Arc<watch::Sender<bool>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("proxy addr").to_string();
-        let frozen = Arc::new(watch::channel(false).0);
-        let f = frozen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let target = target.clone();
-                let f = f.clone();
-                tokio::spawn(async move {
-                    if *f.borrow() {
-                        // A connection attempted during the partition never reaches the
-                        // server (its SYN was lost): the client gave up on it meanwhile,
-                        // and delivering its handshake late would steal the session from
-                        // whoever holds it then.
-                        thawed(&mut f.subscribe()).await;
-                        drop(client);
-                        return;
-                    }
-                    let Ok(server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    tokio::spawn(pump(cr, sw, f.subscribe()));
-                    tokio::spawn(pump(sr, cw, f.subscribe()));
-                });
-            }
-        });
-        Proxy { addr, frozen, task }
-    }
-
-    fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-
-    fn thaw(&self) {
-        self.frozen.send_replace(false);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn thawed(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|frozen| !*frozen).await;
-}
-
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        thawed(&mut frozen).await;
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        thawed(&mut frozen).await;
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    thawed(&mut frozen).await;
-    let _ = to.shutdown().await;
-}
 
 /// The next session event within `within`, or a panic naming what was awaited.
 async fn next_event(rx: &mut broadcast::Receiver<SessionEvent>, within: Duration) -> SessionEvent {
@@ -175,6 +98,66 @@ async fn owned_within(
     }
 }
 
+/// The subtree at `root` (server path) as a fresh read sees it, keyed by chroot-relative path
+/// (`chroot` stripped).
+async fn fresh_tree(obs: &Connection, chroot: &str, root: &str) -> BTreeMap<String, CachedNode> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_string()];
+    while let Some(path) = todo.pop() {
+        let (data, stat) = match obs.get_data(&path, false).await {
+            Ok(v) => v,
+            Err(ClientError::Server(ErrorCode::NoNode)) => continue,
+            Err(e) => panic!("fresh read of {path}: {e}"),
+        };
+        let children = match obs.get_children(&path, false).await {
+            Ok(c) => c,
+            Err(ClientError::Server(ErrorCode::NoNode)) => continue,
+            Err(e) => panic!("fresh read of {path}'s children: {e}"),
+        };
+        for c in children {
+            todo.push(format!("{path}/{c}"));
+        }
+        let rel = path.strip_prefix(chroot).unwrap_or(&path).to_string();
+        out.insert(rel, CachedNode { data, stat });
+    }
+    out
+}
+
+/// One resync report for each of `roots` (in that order), within `within`.
+async fn resyncs_for(
+    rx: &mut broadcast::Receiver<ResyncReport>,
+    roots: &[&str],
+    within: Duration,
+) -> Vec<ResyncReport> {
+    let deadline = Instant::now() + within;
+    let mut got: Vec<Option<ResyncReport>> = vec![None; roots.len()];
+    while got.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(r)) => {
+                if let Some(i) = roots.iter().position(|root| *root == r.root) {
+                    assert!(
+                        got[i].is_none(),
+                        "a second resync report for {}: {r:?}",
+                        r.root
+                    );
+                    got[i] = Some(r);
+                }
+            }
+            Ok(Err(e)) => panic!("resync report stream failed: {e}"),
+            Err(_) => panic!("resync reports for {roots:?} not all within {within:?}: {got:?}"),
+        }
+    }
+    got.into_iter().flatten().collect()
+}
+
+fn change(path: &str, kind: ChangeKind) -> Change {
+    Change {
+        path: path.to_string(),
+        kind,
+    }
+}
+
 /// The forced-expiry scenario against the server at `server`. With `zombie`, the old session
 /// is kept alive from a direct connection while the client's traffic is frozen, so the old
 /// node still exists when the client's new session comes up.
@@ -193,6 +176,22 @@ async fn forced_expiry(server: &str, zombie: bool) {
     )
     .await
     .expect("create the watched node");
+    for (p, d) in [
+        ("/tree", "t"),
+        ("/tree/a", "v0"),
+        ("/tree/b", "b"),
+        ("/tree/c", ""),
+        ("/tree/c/d", "d"),
+    ] {
+        obs.create(
+            &format!("{root}{p}"),
+            d.as_bytes(),
+            &open_acl_unsafe(),
+            CreateMode::Persistent,
+        )
+        .await
+        .expect("create the cached tree");
+    }
 
     // The client sees only the chroot.
     let client = ClientBuilder::new(&format!("{}{root}", proxy.addr))
@@ -218,8 +217,27 @@ async fn forced_expiry(server: &str, zombie: bool) {
         .get_data_w("/watched")
         .await
         .expect("leave a data watch");
+    let tree = client
+        .tree_cache("/tree")
+        .await
+        .expect("start the tree cache");
+    assert_eq!(
+        tree.snapshot(),
+        fresh_tree(&obs, &root, &format!("{root}/tree")).await
+    );
+    assert_eq!(tree.snapshot().len(), 5);
+    let node_cache = client
+        .node_cache("/tree/a")
+        .await
+        .expect("start the node cache");
+    assert_eq!(node_cache.current().map(|n| n.data), Some(b"v0".to_vec()));
+    let mut pwatch = client
+        .watch_persistent("/tree", true)
+        .await
+        .expect("add a persistent recursive watch");
     let mut events = client.session_events();
     let mut reports = client.recovery_reports();
+    let mut resyncs = client.resync_reports();
 
     // Keep the old session alive from a direct connection (after the freeze, so the client
     // cannot notice and resume it).
@@ -252,6 +270,24 @@ async fn forced_expiry(server: &str, zombie: bool) {
     } else {
         None
     };
+
+    // Changes the client cannot see: its caches must find them after the expiry.
+    obs.set_data(&format!("{root}/tree/a"), b"v1", -1)
+        .await
+        .expect("update during the outage");
+    obs.delete(&format!("{root}/tree/b"), -1)
+        .await
+        .expect("delete during the outage");
+    for p in ["/tree/new", "/tree/c/e"] {
+        obs.create(
+            &format!("{root}{p}"),
+            b"n",
+            &open_acl_unsafe(),
+            CreateMode::Persistent,
+        )
+        .await
+        .expect("create during the outage");
+    }
 
     let suspended = next_event(&mut events, timeout * 2).await;
     assert_eq!(suspended.state, SessionState::Suspended, "{suspended:?}");
@@ -332,6 +368,79 @@ async fn forced_expiry(server: &str, zombie: bool) {
     assert_eq!(
         report.lost_watches,
         vec![("/watched".to_string(), corral_client::WatchKind::Data)]
+    );
+    assert!(
+        report
+            .rearmed
+            .iter()
+            .any(|(p, rec, r)| p == "/tree" && *rec && r.is_ok()),
+        "{report:?}"
+    );
+
+    // The caches re-read in the new session and report exactly the outage's changes.
+    let cause = ResyncCause::NewSession {
+        old_session_id: old,
+        new_session_id: new,
+    };
+    let mut got = resyncs_for(&mut resyncs, &["/tree", "/tree/a"], Duration::from_secs(2)).await;
+    let node_report = got.pop().expect("two reports");
+    let tree_report = got.pop().expect("two reports");
+    let resynced_after = connected.at.elapsed();
+    assert_eq!(tree_report.cause, cause);
+    assert_eq!(
+        tree_report.changes,
+        vec![
+            change("/tree/a", ChangeKind::Updated),
+            change("/tree/b", ChangeKind::Deleted),
+            change("/tree/c/e", ChangeKind::Created),
+            change("/tree/new", ChangeKind::Created),
+        ]
+    );
+    assert_eq!(node_report.cause, cause);
+    assert_eq!(
+        node_report.changes,
+        vec![change("/tree/a", ChangeKind::Updated)]
+    );
+    let fresh = fresh_tree(&obs, &root, &format!("{root}/tree")).await;
+    assert_eq!(tree.snapshot(), fresh, "tree cache after the re-read");
+    assert_eq!(fresh.len(), 6);
+    assert_eq!(node_cache.current().map(|n| n.data), Some(b"v1".to_vec()));
+    eprintln!(
+        "caches: both re-read {resynced_after:?} after Connected; tree changes {:?}",
+        tree_report.changes
+    );
+    // The persistent watch says where its gap is, then works in the new session.
+    match tokio::time::timeout(Duration::from_secs(1), pwatch.next()).await {
+        Ok(Some(PersistentEvent::Rearmed {
+            session_id,
+            expired_session,
+        })) => {
+            assert_eq!(session_id, new);
+            assert_eq!(expired_session, Some(old));
+        }
+        other => panic!("persistent watch after the expiry: {other:?}"),
+    }
+    obs.set_data(&format!("{root}/tree/c/d"), b"d2", -1)
+        .await
+        .expect("update after recovery");
+    match tokio::time::timeout(Duration::from_secs(2), pwatch.next()).await {
+        Ok(Some(PersistentEvent::Node(ev))) => {
+            assert_eq!(ev.event_type, EventType::NodeDataChanged);
+            assert_eq!(ev.path, "/tree/c/d");
+        }
+        other => panic!("persistent watch in the new session: {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while tree.get("/tree/c/d").map(|n| n.data) != Some(b"d2".to_vec()) {
+        assert!(
+            Instant::now() < deadline,
+            "tree cache did not see the change after recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        tree.snapshot(),
+        fresh_tree(&obs, &root, &format!("{root}/tree")).await
     );
 
     if let Some(keeper) = keeper {
@@ -457,7 +566,11 @@ async fn server_move(server: &str) {
     let b = Proxy::start(server.to_string()).await;
     let root = format!("/{}", unique_name("move"));
     let obs = observer(server).await;
-    for (p, d) in [(root.clone(), ""), (format!("{root}/w"), "v0")] {
+    for (p, d) in [
+        (root.clone(), ""),
+        (format!("{root}/w"), "v0"),
+        (format!("{root}/n"), "n0"),
+    ] {
         obs.create(&p, d.as_bytes(), &open_acl_unsafe(), CreateMode::Persistent)
             .await
             .expect("create test nodes");
@@ -484,9 +597,15 @@ async fn server_move(server: &str) {
     let using = client.status().server.expect("a server while connected");
     let (frozen, other) = if using == a.addr { (&a, &b) } else { (&b, &a) };
     assert_eq!(using, frozen.addr);
+    let node_cache = client.node_cache("/n").await.expect("node cache");
+    let mut resyncs = client.resync_reports();
     let mut events = client.session_events();
     frozen.freeze();
     let t0 = Instant::now();
+    // A change the client cannot see until it moves: the resumed session's re-read finds it.
+    obs.set_data(&format!("{root}/n"), b"n1", -1)
+        .await
+        .expect("change the cached node during the freeze");
     let evs = events_until_connected(&mut events, Duration::from_secs(10)).await;
     assert_eq!(
         states(&evs),
@@ -500,6 +619,29 @@ async fn server_move(server: &str) {
         evs[0].at - t0,
         evs[1].at - t0
     );
+    let report = resyncs_for(&mut resyncs, &["/n"], Duration::from_secs(2))
+        .await
+        .pop()
+        .expect("one report");
+    assert_eq!(
+        report.cause,
+        ResyncCause::Reconnected { session_id: sid },
+        "{report:?}"
+    );
+    assert_eq!(report.changes, vec![change("/n", ChangeKind::Updated)]);
+    assert_eq!(node_cache.current().map(|n| n.data), Some(b"n1".to_vec()));
+    // The persistent watch under the cache was re-sent with setWatches2: it still fires.
+    obs.set_data(&format!("{root}/n"), b"n2", -1)
+        .await
+        .expect("change the cached node after the move");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while node_cache.current().map(|n| n.data) != Some(b"n2".to_vec()) {
+        assert!(
+            Instant::now() < deadline,
+            "the node cache missed a change after the move"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stat = obs
         .exists(&format!("{root}/eph"), false)
         .await

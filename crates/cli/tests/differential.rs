@@ -528,6 +528,7 @@ fn client_error_kind(e: &corral_client::ClientError) -> &'static str {
         E::AuthFailed => "auth failed",
         E::BadConnectString(..) => "bad connect string",
         E::BadPath(_) => "bad path",
+        E::NotLeader => "not leader",
     }
 }
 

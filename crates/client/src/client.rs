@@ -31,6 +31,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::cache::ResyncReport;
+use crate::persistent::{PersistentEvent, PersistentSpec};
 use crate::{open_acl_unsafe, ClientError, ConnectOptions, Connection, WatchedEvent};
 
 /// ZooKeeper's default client port, used when a connect string names a host without one.
@@ -130,6 +132,10 @@ pub struct RecoveryReport {
     /// [`ClientError::SessionExpired`]); changes to these nodes during the outage were missed
     /// and the application should re-read them.
     pub lost_watches: Vec<(String, WatchKind)>,
+    /// Persistent watches added again in the new session (chroot-relative path, recursive),
+    /// or the error that stopped it. Their streams get [`PersistentEvent::Rearmed`]; the
+    /// caches built on them re-read and send a [`ResyncReport`] of what changed.
+    pub rearmed: Vec<(String, bool, Result<(), String>)>,
 }
 
 /// Builds a [`Client`].
@@ -190,6 +196,7 @@ impl ClientBuilder {
         let (link, _) = watch::channel(Link::Down);
         let (events, _) = broadcast::channel(256);
         let (reports, _) = broadcast::channel(64);
+        let (resyncs, _) = broadcast::channel(64);
         let (shutdown, _) = watch::channel(false);
         let first = Instant::now();
         let inner = Arc::new(Inner {
@@ -201,11 +208,13 @@ impl ClientBuilder {
             link,
             events,
             reports,
+            resyncs,
             shutdown,
             state: Mutex::new(Mut {
                 auth: self.auth,
                 watches: HashMap::new(),
                 ephemerals: HashMap::new(),
+                persistent: HashMap::new(),
                 next_id: 1,
                 previous_sessions: Vec::new(),
                 session_id: 0,
@@ -226,8 +235,8 @@ impl ClientBuilder {
         let recovery = inner.recovery;
         let driver = tokio::spawn(drive(inner.clone()));
         let client = Client {
+            guard: Arc::new(Guard(driver.abort_handle(), inner.clone())),
             inner,
-            guard: Arc::new(Guard(driver.abort_handle())),
         };
         let wait = self.connect_timeout.unwrap_or(self.session_timeout);
         let up = tokio::time::timeout(wait, async {
@@ -258,7 +267,7 @@ impl ClientBuilder {
 /// same session; paths are relative to the connect string's chroot.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     guard: Arc<Guard>,
 }
 
@@ -273,12 +282,14 @@ impl std::fmt::Debug for Client {
 }
 
 /// Stops the driver when the last handle goes; the connection then drops (no closeSession:
-/// the session expires on the server, as with a crashed process).
-struct Guard(AbortHandle);
+/// the session expires on the server, as with a crashed process). Persistent watches still
+/// held end their streams.
+struct Guard(AbortHandle, Arc<Inner>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         self.0.abort();
+        close_persistent(&self.1);
     }
 }
 
@@ -308,7 +319,7 @@ enum Link {
     Gone(Terminal),
 }
 
-struct Inner {
+pub(crate) struct Inner {
     servers: Vec<String>,
     /// Index of the first server tried, random so that clients sharing a list spread out.
     start: usize,
@@ -319,6 +330,8 @@ struct Inner {
     link: watch::Sender<Link>,
     events: broadcast::Sender<SessionEvent>,
     reports: broadcast::Sender<RecoveryReport>,
+    /// What the caches found changed when they re-read after a gap.
+    pub(crate) resyncs: broadcast::Sender<ResyncReport>,
     shutdown: watch::Sender<bool>,
     state: Mutex<Mut>,
 }
@@ -326,13 +339,15 @@ struct Inner {
 type WatchSender = oneshot::Sender<Result<WatchedEvent, ClientError>>;
 
 /// Everything the driver and the handles share that changes.
-struct Mut {
+pub(crate) struct Mut {
     auth: Vec<(String, Vec<u8>)>,
     /// Pending one-shot watches by (server path, kind).
     watches: HashMap<(String, WatchKind), Vec<(u64, WatchSender)>>,
     /// Live EphemeralNode handles by id.
     ephemerals: HashMap<u64, EphemeralSpec>,
-    next_id: u64,
+    /// Live persistent watches by id.
+    pub(crate) persistent: HashMap<u64, PersistentSpec>,
+    pub(crate) next_id: u64,
     /// Sessions this client had before the current one: their leftover ephemerals are ours.
     previous_sessions: Vec<i64>,
     session_id: i64,
@@ -352,7 +367,7 @@ struct EphemeralSpec {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Mut> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Mut> {
         // Every mutation under this lock is a single insert/remove/assignment, so a panic
         // elsewhere cannot leave it half-done.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -374,7 +389,7 @@ impl Inner {
         let _ = self.events.send(ev);
     }
 
-    fn server_path(&self, path: &str) -> Result<String, ClientError> {
+    pub(crate) fn server_path(&self, path: &str) -> Result<String, ClientError> {
         if !path.starts_with('/') {
             return Err(ClientError::BadPath(path.to_string()));
         }
@@ -387,7 +402,7 @@ impl Inner {
         }
     }
 
-    fn client_path(&self, path: &str) -> String {
+    pub(crate) fn client_path(&self, path: &str) -> String {
         strip_chroot(&self.chroot, path)
     }
 }
@@ -439,7 +454,7 @@ fn parse_connect_string(s: &str) -> Result<(Vec<String>, String), ClientError> {
 
 /// A random number for jitter and server choice. std's RandomState is seeded from the OS per
 /// process and stepped per call, which is all jitter needs (no extra crate).
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
@@ -469,6 +484,9 @@ async fn drive(inner: Arc<Inner>) {
     let mut deadline: Option<Instant> = None;
     // The expired session and the watches it lost, until the new session's recovery ran.
     let mut pending_recovery: Option<(i64, Vec<(String, WatchKind)>)> = None;
+    // Whether a connection served a session before: every later one follows a gap that
+    // persistent watches must be told about.
+    let mut served_before = false;
     loop {
         if *shutdown.borrow() {
             return;
@@ -564,6 +582,7 @@ async fn drive(inner: Arc<Inner>) {
             Err(ClientError::Server(ErrorCode::AuthFailed)) | Err(ClientError::AuthFailed) => {
                 conn.abort();
                 fail_watches(&inner, || ClientError::AuthFailed);
+                close_persistent(&inner);
                 inner.link.send_replace(Link::Gone(Terminal::AuthFailed));
                 inner.publish(SessionState::AuthFailed, conn.session_id(), Some(addr));
                 return;
@@ -575,8 +594,10 @@ async fn drive(inner: Arc<Inner>) {
                 continue;
             }
         }
+        let expired_session = pending_recovery.as_ref().map(|(old, _)| *old);
         if let Some((old, lost_watches)) = pending_recovery.take() {
             let ephemerals = recover_ephemerals(&inner, &conn, handshake_at).await;
+            let rearmed = rearm_persistent(&inner, &conn).await;
             if conn.is_closed() {
                 // The new connection died during recovery: resume the new session on the
                 // next one and recover again there (creating is idempotent for our nodes).
@@ -589,10 +610,27 @@ async fn drive(inner: Arc<Inner>) {
                 new_session_id: conn.session_id(),
                 ephemerals,
                 lost_watches,
+                rearmed,
             };
             tracing::info!(?report, "session recovered");
             let _ = inner.reports.send(report);
         }
+        if served_before {
+            let marker = PersistentEvent::Rearmed {
+                session_id: conn.session_id(),
+                expired_session,
+            };
+            let queues: Vec<_> = inner
+                .lock()
+                .persistent
+                .values()
+                .map(|s| s.queue.clone())
+                .collect();
+            for q in queues {
+                q.push(marker.clone());
+            }
+        }
+        served_before = true;
         attempt = 0;
         // State first: whoever sees the link up (connect() returning) must see Connected.
         inner.publish(
@@ -608,6 +646,7 @@ async fn drive(inner: Arc<Inner>) {
                     Some(ev) if ev.state == KeeperState::AuthFailed => {
                         conn.abort();
                         fail_watches(&inner, || ClientError::AuthFailed);
+                close_persistent(&inner);
                         inner.link.send_replace(Link::Gone(Terminal::AuthFailed));
                         inner.publish(SessionState::AuthFailed, conn.session_id(), Some(addr));
                         return;
@@ -651,6 +690,7 @@ fn expire(inner: &Inner, session_id: i64) -> Option<Vec<(String, WatchKind)>> {
     inner.publish(SessionState::Expired, session_id, None);
     if !inner.recovery {
         inner.link.send_replace(Link::Gone(Terminal::Expired));
+        close_persistent(inner);
         return None;
     }
     inner.publish(SessionState::Connecting, 0, None);
@@ -671,6 +711,40 @@ fn fail_watches(inner: &Inner, err: impl Fn() -> ClientError) -> Vec<(String, Wa
     lost
 }
 
+/// Ends every persistent watch's stream (the client stopped for good).
+fn close_persistent(inner: &Inner) {
+    let queues: Vec<_> = inner
+        .lock()
+        .persistent
+        .values()
+        .map(|s| s.queue.clone())
+        .collect();
+    for q in queues {
+        q.close();
+    }
+}
+
+/// Adds every persistent watch again in a new session.
+async fn rearm_persistent(
+    inner: &Inner,
+    conn: &Connection,
+) -> Vec<(String, bool, Result<(), String>)> {
+    let mut specs: Vec<(String, bool, corral_proto::AddWatchMode)> = inner
+        .lock()
+        .persistent
+        .values()
+        .map(|s| (s.path.clone(), s.recursive, s.mode()))
+        .collect();
+    specs.sort_by(|a, b| a.0.cmp(&b.0));
+    specs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let mut out = Vec::with_capacity(specs.len());
+    for (path, recursive, mode) in specs {
+        let r = conn.add_watch(&path, mode).await.map_err(|e| e.to_string());
+        out.push((inner.client_path(&path), recursive, r));
+    }
+    out
+}
+
 /// Auth, then (on a resumed session) the watches this client holds.
 async fn prepare(
     inner: &Inner,
@@ -684,12 +758,19 @@ async fn prepare(
     if new_session {
         return Ok(());
     }
-    let (relative_zxid, mut keys) = {
+    let (relative_zxid, mut keys, mut persistent) = {
         let m = inner.lock();
         let keys: Vec<(String, WatchKind)> = m.watches.keys().cloned().collect();
-        (m.last_zxid.max(conn.last_zxid()), keys)
+        let persistent: Vec<(String, bool)> = m
+            .persistent
+            .values()
+            .map(|s| (s.path.clone(), s.recursive))
+            .collect();
+        (m.last_zxid.max(conn.last_zxid()), keys, persistent)
     };
     keys.sort();
+    persistent.sort();
+    persistent.dedup();
     let mut batch = SetWatches2 {
         relative_zxid,
         data_watches: Vec::new(),
@@ -707,18 +788,19 @@ async fn prepare(
             WatchKind::Child => batch.child_watches.push(path),
         }
         if bytes >= SET_WATCHES_CHUNK {
-            let full = std::mem::replace(
-                &mut batch,
-                SetWatches2 {
-                    relative_zxid,
-                    data_watches: Vec::new(),
-                    exist_watches: Vec::new(),
-                    child_watches: Vec::new(),
-                    persistent_watches: Vec::new(),
-                    persistent_recursive_watches: Vec::new(),
-                },
-            );
-            conn.call(Request::SetWatches2(full)).await?;
+            flush_set_watches(conn, &mut batch, relative_zxid).await?;
+            bytes = 0;
+        }
+    }
+    for (path, recursive) in persistent {
+        bytes += path.len() + 4;
+        if recursive {
+            batch.persistent_recursive_watches.push(path);
+        } else {
+            batch.persistent_watches.push(path);
+        }
+        if bytes >= SET_WATCHES_CHUNK {
+            flush_set_watches(conn, &mut batch, relative_zxid).await?;
             bytes = 0;
         }
     }
@@ -726,6 +808,26 @@ async fn prepare(
         conn.call(Request::SetWatches2(batch)).await?;
     }
     Ok(())
+}
+
+/// Sends the batch and leaves an empty one in its place.
+async fn flush_set_watches(
+    conn: &Connection,
+    batch: &mut SetWatches2,
+    relative_zxid: i64,
+) -> Result<(), ClientError> {
+    let full = std::mem::replace(
+        batch,
+        SetWatches2 {
+            relative_zxid,
+            data_watches: Vec::new(),
+            exist_watches: Vec::new(),
+            child_watches: Vec::new(),
+            persistent_watches: Vec::new(),
+            persistent_recursive_watches: Vec::new(),
+        },
+    );
+    conn.call(Request::SetWatches2(full)).await.map(|_| ())
 }
 
 /// Hands a notification to the watches it fires (ZooKeeper's rules: a data change or a
@@ -737,15 +839,22 @@ fn deliver(inner: &Inner, ev: WatchedEvent) {
         EventType::NodeChildrenChanged => &[WatchKind::Child],
         _ => &[],
     };
-    let fired: Vec<(u64, WatchSender)> = {
+    let (fired, persistent) = {
         let mut m = inner.lock();
-        kinds
+        let fired: Vec<(u64, WatchSender)> = kinds
             .iter()
             .filter_map(|k| m.watches.remove(&(ev.path.clone(), *k)))
             .flatten()
-            .collect()
+            .collect();
+        let persistent: Vec<_> = m
+            .persistent
+            .values()
+            .filter(|s| s.matches(&ev.path, ev.event_type))
+            .map(|s| s.queue.clone())
+            .collect();
+        (fired, persistent)
     };
-    if fired.is_empty() {
+    if fired.is_empty() && persistent.is_empty() {
         return;
     }
     let ev = WatchedEvent {
@@ -754,6 +863,9 @@ fn deliver(inner: &Inner, ev: WatchedEvent) {
     };
     for (_, tx) in fired {
         let _ = tx.send(Ok(ev.clone()));
+    }
+    for q in persistent {
+        q.push(PersistentEvent::Node(ev.clone()));
     }
 }
 
@@ -851,6 +963,17 @@ impl Client {
         self.inner.lock().current.clone()
     }
 
+    /// Sessions this client had before the current one (their leftover ephemerals are its
+    /// own).
+    pub(crate) fn previous_sessions(&self) -> Vec<i64> {
+        self.inner.lock().previous_sessions.clone()
+    }
+
+    /// Whether an expiry is followed by a new session.
+    pub(crate) fn recovers(&self) -> bool {
+        self.inner.recovery
+    }
+
     /// The current session's id (0 while there is none).
     pub fn session_id(&self) -> i64 {
         self.inner.lock().session_id
@@ -882,12 +1005,30 @@ impl Client {
     /// session timeout. A call made in one session never runs in the next: if the session
     /// the caller saw expires while it waits, it fails with SessionExpired (the caller's
     /// view of the world, e.g. that it is the leader, belongs to the dead session).
-    async fn conn(&self) -> Result<Connection, ClientError> {
+    pub(crate) async fn conn(&self) -> Result<Connection, ClientError> {
+        self.conn_in(None).await
+    }
+
+    /// [`Client::conn`] for a call that belongs to `session` (when given) rather than to
+    /// whichever session is current when it is made: anything else is SessionExpired.
+    pub(crate) async fn conn_in(&self, session: Option<i64>) -> Result<Connection, ClientError> {
         let mut rx = self.inner.link.subscribe();
         let (wait, seen) = {
             let m = self.inner.lock();
-            (m.timeout, m.session_id)
+            (m.timeout, session.unwrap_or(m.session_id))
         };
+        if session.is_some() && seen != self.inner.lock().session_id {
+            return Err(ClientError::SessionExpired);
+        }
+        // The common case, without arming a timer.
+        match &*rx.borrow_and_update() {
+            Link::Up(c) if seen != 0 && c.session_id() != seen => {
+                return Err(ClientError::SessionExpired)
+            }
+            Link::Up(c) if !c.is_closed() => return Ok(c.clone()),
+            Link::Gone(t) => return Err(t.error()),
+            _ => {}
+        }
         let got = tokio::time::timeout(wait, async {
             loop {
                 match &*rx.borrow_and_update() {
@@ -908,7 +1049,7 @@ impl Client {
     }
 
     /// A connection-level failure of a call becomes ConnectionLoss (its fate is unknown).
-    fn lost(e: ClientError) -> ClientError {
+    pub(crate) fn lost(e: ClientError) -> ClientError {
         match e {
             ClientError::Io(_) | ClientError::Closed | ClientError::Timeout => {
                 ClientError::ConnectionLoss
@@ -1139,11 +1280,20 @@ impl Client {
     /// Runs create / delete / setData / check operations atomically (see
     /// [`Connection::multi`]); paths in `ops` and in the results are chroot-relative.
     pub async fn multi(&self, ops: Vec<Request>) -> Result<Vec<MultiResult>, ClientError> {
+        self.multi_in(ops, None).await
+    }
+
+    /// [`Client::multi`], sent only in `session` if given (else SessionExpired).
+    pub(crate) async fn multi_in(
+        &self,
+        ops: Vec<Request>,
+        session: Option<i64>,
+    ) -> Result<Vec<MultiResult>, ClientError> {
         let ops = ops
             .into_iter()
             .map(|op| self.chroot_op(op))
             .collect::<Result<Vec<_>, _>>()?;
-        let c = self.conn().await?;
+        let c = self.conn_in(session).await?;
         let results = c.multi(ops).await.map_err(Self::lost)?;
         Ok(results
             .into_iter()
@@ -1226,6 +1376,7 @@ impl Client {
         let link = self.inner.link.send_replace(Link::Gone(Terminal::Closed));
         let session = self.session_id();
         fail_watches(&self.inner, || ClientError::Closed);
+        close_persistent(&self.inner);
         let result = match link {
             Link::Up(c) => c.close().await,
             _ => Ok(()),

@@ -30,6 +30,9 @@ use tokio::time::Instant;
 
 use crate::error::{ClientError, Lost};
 
+/// Queued frames are coalesced into writes of up to about this many bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// What the client asks for in the handshake.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -399,6 +402,11 @@ async fn write_loop(
 ) {
     let ping = Request::Ping.to_frame(xid::PING);
     let mut last_sent = Instant::now();
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+    // One timer, re-armed only when it fires (not on every write, which would cost a timer
+    // update per request under load).
+    let idle = tokio::time::sleep_until(last_sent + ping_every);
+    tokio::pin!(idle);
     let result: std::io::Result<()> = async {
         loop {
             tokio::select! {
@@ -414,16 +422,42 @@ async fn write_loop(
                 }
                 msg = outbox.recv() => match msg {
                     Some(bytes) => {
-                        wr.write_all(&bytes).await?;
+                        // Frames already queued go out in the same write: with many requests
+                        // in flight, a syscall per frame would be most of the client's work
+                        // (and of the server's). Woken by the first frame, the writer lets the
+                        // tasks already runnable queue theirs first; alone, it goes on at once.
+                        tokio::task::yield_now().await;
+                        match outbox.try_recv() {
+                            Err(_) => wr.write_all(&bytes).await?,
+                            Ok(next) => {
+                                batch.clear();
+                                batch.extend_from_slice(&bytes);
+                                batch.extend_from_slice(&next);
+                                while batch.len() < WRITE_BATCH {
+                                    match outbox.try_recv() {
+                                        Ok(more) => batch.extend_from_slice(&more),
+                                        Err(_) => break,
+                                    }
+                                }
+                                wr.write_all(&batch).await?;
+                                if batch.capacity() > WRITE_BATCH * 4 {
+                                    // One huge frame must not pin its buffer for good.
+                                    batch = Vec::with_capacity(WRITE_BATCH);
+                                }
+                            }
+                        }
                         last_sent = Instant::now();
                     }
                     None => return Ok(()),
                 },
                 // Only an idle connection needs pings: any request also tells the server
                 // the session is alive.
-                _ = tokio::time::sleep_until(last_sent + ping_every) => {
-                    wr.write_all(&ping).await?;
-                    last_sent = Instant::now();
+                _ = &mut idle => {
+                    if Instant::now() >= last_sent + ping_every {
+                        wr.write_all(&ping).await?;
+                        last_sent = Instant::now();
+                    }
+                    idle.as_mut().reset(last_sent + ping_every);
                 }
             }
         }
@@ -445,6 +479,10 @@ async fn read_loop(
     let why = async {
         let mut chunk = vec![0u8; 64 * 1024];
         let mut buf = FrameBuffer::with(rest);
+        // As in the writer: one timer, re-armed when it fires, not per read.
+        let mut last_read = Instant::now();
+        let silence = tokio::time::sleep_until(last_read + dead_after);
+        tokio::pin!(silence);
         loop {
             // Handle every complete frame already buffered before reading more.
             loop {
@@ -459,16 +497,24 @@ async fn read_loop(
             }
             let read = tokio::select! {
                 _ = shutdown.changed() => return Lost::Closed,
-                r = tokio::time::timeout(dead_after, rd.read(&mut chunk)) => r,
+                _ = &mut silence => {
+                    // Pings go out every third of the timeout, so two thirds of silence
+                    // means the server or the path to it is gone.
+                    if Instant::now() >= last_read + dead_after {
+                        return Lost::Timeout;
+                    }
+                    silence.as_mut().reset(last_read + dead_after);
+                    continue;
+                }
+                // Cancel-safe: a read interrupted by the other branches loses nothing.
+                r = rd.read(&mut chunk) => r,
             };
             match read {
-                // Pings go out every third of the timeout, so two thirds of silence means
-                // the server or the path to it is gone.
-                Err(_) => return Lost::Timeout,
-                Ok(Err(e)) => return Lost::Io(e.kind(), e.to_string()),
-                Ok(Ok(0)) => return Lost::Closed,
-                Ok(Ok(n)) => {
-                    *shared.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                Err(e) => return Lost::Io(e.kind(), e.to_string()),
+                Ok(0) => return Lost::Closed,
+                Ok(n) => {
+                    last_read = Instant::now();
+                    *shared.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = last_read;
                     buf.extend(&chunk[..n]);
                 }
             }

@@ -48,6 +48,10 @@ pub enum ClientError {
     /// The path is not an absolute ZooKeeper path.
     #[error("bad path {0:?}")]
     BadPath(String),
+    /// A leader-only write was refused: leadership was lost (locally, or the epoch check in
+    /// the write failed on the server because another leader has been elected since).
+    #[error("not the leader")]
+    NotLeader,
 }
 
 impl ClientError {

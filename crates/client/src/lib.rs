@@ -10,28 +10,46 @@
 //! - [`Connection`]: one session over one TCP connection — the handshake, pipelined requests
 //!   with their replies matched in order, watch notifications, keep-alive pings and an orderly
 //!   or abrupt close — plus typed calls on top (create, getData, setData, ...). `corral shell`
-//!   and `corral bench` use it directly.
+//!   (which mirrors zkCli's view of one connection) and `corral bench`'s probe use it
+//!   directly.
 //!
-//! Not here yet: persistent watches as streams, node/tree caches, and the lock and leader
-//! election recipes.
+//! - [`PersistentWatch`]: a persistent (optionally recursive) watch as a stream that survives
+//!   reconnections and expiries and says where its gaps are ([`PersistentEvent::Rearmed`]).
+//! - [`NodeCache`] / [`TreeCache`]: a node or a subtree kept current, re-read after every gap;
+//!   what differs from what they held is reported as the changes made during the outage
+//!   ([`ResyncReport`], also on [`Client::resync_reports`]).
+//! - Recipes: [`Lock`] (sequential ephemerals, each waiter watching only its predecessor) and
+//!   [`LeaderElection`] with a fencing epoch (the Kafka controller pattern: every leader
+//!   write is a multi that checks the epoch, so a deposed leader's writes fail).
 //!
 //! Must not: contain server logic or encode anything itself. Every byte on the wire is
 //! produced and parsed by `corral-proto`, the one codec the server and the tests also use.
 
 #![warn(missing_docs)]
 
+mod cache;
 mod client;
 mod connection;
+mod election;
 mod error;
+mod lock;
 mod ops;
+mod persistent;
+mod queue;
 
+pub use cache::{
+    CacheEvent, CachedNode, Change, ChangeKind, NodeCache, ResyncCause, ResyncReport, TreeCache,
+};
 pub use client::{
     Client, ClientBuilder, EphemeralNode, EphemeralOutcome, EphemeralRecovery, RecoveryReport,
     SessionEvent, SessionState, Watch, WatchKind,
 };
 pub use connection::{ConnectOptions, Connection, Reply, WatchedEvent};
 pub use corral_proto::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};
+pub use election::{LeaderElection, Leadership, LeadershipLost};
 pub use error::ClientError;
+pub use lock::{Lock, LockGuard};
+pub use persistent::{PersistentEvent, PersistentWatch};
 
 /// The wire types, re-exported so callers need not depend on corral-proto themselves.
 pub use corral_proto as proto;

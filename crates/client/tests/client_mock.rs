@@ -14,7 +14,7 @@ use corral_client::proto::{
     ConnectRequest, ConnectResponse, ErrorCode, EventType, Jute, KeeperState, Reader, Request,
     Response, SetWatches2, Stat, WatcherEvent,
 };
-use corral_client::{ClientBuilder, ClientError, SessionState};
+use corral_client::{ClientBuilder, ClientError, PersistentEvent, SessionState};
 use support::{next_request, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -252,4 +252,89 @@ async fn auth_rejected_on_reconnect_is_terminal() {
     ));
     let reconnected = server.await.expect("server script");
     assert!(!reconnected, "the client reconnected after AuthFailed");
+}
+
+/// A persistent recursive watch: added with the chroot, re-sent in setWatches2 when the
+/// session is resumed, followed by a Rearmed marker (the server does not replay what it could
+/// not deliver), and fed only the events ZooKeeper sends a recursive watch.
+#[tokio::test]
+async fn persistent_watch_is_resent_and_marks_its_gap() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, mut buf, _) = accept_session(&listener, 6000).await;
+        let (xid, req) = next_request(&mut s, &mut buf).await.expect("addWatch");
+        let Request::AddWatch(aw) = req else {
+            panic!("expected addWatch, got {req:?}");
+        };
+        assert_eq!((aw.path.as_str(), aw.mode), ("/app/p", 1));
+        // ZooKeeper answers addWatch with an ErrorResponse body.
+        reply(&mut s, xid, 20, ErrorCode::Ok, &Response::ErrorResponse(0)).await;
+        drop(s);
+        let (mut s, mut buf, second) = accept_session(&listener, 6000).await;
+        assert_eq!(second.session_id, 0x42);
+        let (xid, req) = next_request(&mut s, &mut buf).await.expect("setWatches2");
+        let Request::SetWatches2(sw) = req else {
+            panic!("expected setWatches2, got {req:?}");
+        };
+        reply(&mut s, xid, 20, ErrorCode::Ok, &Response::Empty).await;
+        for (zxid, t, path) in [
+            // Not for a recursive watch: ZooKeeper never sends it one, and a stray one must
+            // not reach it.
+            (21, EventType::NodeChildrenChanged, "/app/p"),
+            (21, EventType::NodeCreated, "/app/p/x"),
+            (22, EventType::NodeDataChanged, "/app/px"),
+            (23, EventType::NodeDeleted, "/app/p/x"),
+        ] {
+            let ev = WatcherEvent {
+                event_type: t.code(),
+                state: KeeperState::SyncConnected.code(),
+                path: path.into(),
+            };
+            s.write_all(&frame(&notification_body(zxid, &ev)))
+                .await
+                .expect("write notification");
+        }
+        let _ = next_request(&mut s, &mut buf).await;
+        sw
+    });
+    let client = ClientBuilder::new(&format!("{addr}/app"))
+        .session_timeout(Duration::from_secs(6))
+        .connect()
+        .await
+        .expect("connect");
+    let mut w = client
+        .watch_persistent("/p", true)
+        .await
+        .expect("persistent watch");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on");
+        got.push(match ev {
+            PersistentEvent::Node(e) => format!("{:?} {}", e.event_type, e.path),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        got,
+        vec![
+            "Rearmed { session_id: 66, expired_session: None }".to_string(),
+            "NodeCreated /p/x".to_string(),
+            "NodeDeleted /p/x".to_string(),
+        ]
+    );
+    client.close().await.ok();
+    // Closing ends the stream.
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), w.next())
+            .await
+            .expect("the stream ends at once"),
+        None
+    );
+    let sw = server.await.expect("server script");
+    assert_eq!(sw.persistent_recursive_watches, vec!["/app/p".to_string()]);
+    assert!(sw.persistent_watches.is_empty() && sw.data_watches.is_empty());
 }
