@@ -235,6 +235,9 @@ impl Keeper {
             voters,
             listen,
             timing: c.raft_timing(),
+            quorum_lost_after: Duration::from_millis(
+                u64::from(c.tick_time_ms) * u64::from(c.sync_limit.max(1)),
+            ),
             // The largest entry (a jute.maxbuffer request) twice over, and never under 64 MiB
             // so a catch-up batch of small entries goes in few frames.
             max_frame: (2 * c.jute_max_buffer + (1 << 20)).max(64 << 20),

@@ -141,8 +141,9 @@ struct Ensemble {
     /// Since when this member has known no leader (None while it knows one), and, while it
     /// leads, when a quorum last acknowledged it.
     leadership: Arc<Mutex<Leadership>>,
-    /// A leader that no quorum has acknowledged for this long counts as no leader: the
-    /// others have elected or are electing another (the election timeout's maximum).
+    /// A leader that no quorum has acknowledged for this long counts as no leader
+    /// (syncLimit ticks, as ZooKeeper's leader; a loaded leader's acknowledgements can lag
+    /// by a second or more, which must not cut its clients off).
     quorum_lost_after: Duration,
 }
 
@@ -493,7 +494,7 @@ impl Consensus {
                 reads: LeaderLinks::new(&members, members.max_frame),
                 stop,
                 leadership,
-                quorum_lost_after: Duration::from_millis(members.timing.2),
+                quorum_lost_after: members.quorum_lost_after,
             })),
         };
         if let Err(e) = consensus.bootstrap(&members).await {

@@ -56,6 +56,9 @@ pub struct MemberConfig {
     pub listen: SocketAddr,
     /// (heartbeat, election timeout min, max), ms.
     pub timing: (u64, u64, u64),
+    /// A leader no quorum has acknowledged for this long counts as cut off (ZooKeeper's
+    /// leader gives up after syncLimit ticks without a quorum).
+    pub quorum_lost_after: Duration,
     /// The largest quorum frame, either way: holds the largest entry and snapshot chunk.
     pub max_frame: usize,
 }
