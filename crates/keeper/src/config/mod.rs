@@ -129,10 +129,10 @@ pub struct Config {
     /// `syncLimit` (ticks): a follower this long without hearing from the leader gives up on
     /// it. Bounds the raft election timeout.
     pub sync_limit: u32,
-    /// `corral.raft.heartbeatMs`: how often the leader heartbeats; unset, tickTime / 20.
+    /// `corral.raft.heartbeatMs`: how often the leader heartbeats; unset, tickTime / 8.
     pub raft_heartbeat_ms: Option<u32>,
     /// `corral.raft.electionTimeoutMs`: a follower that hears no leader for a random time
-    /// between this and twice this starts an election; unset, tickTime / 8.
+    /// between this and twice this starts an election; unset, tickTime / 2.
     pub raft_election_timeout_ms: Option<u32>,
 }
 
@@ -281,24 +281,26 @@ impl Config {
     /// The raft timing of an ensemble member: (heartbeat, election timeout min, max) in ms.
     ///
     /// ZooKeeper's followers wait syncLimit ticks (10 s by default) before giving up on a
-    /// silent leader, and notice a dead one sooner only because its TCP connections break.
-    /// Raft elects on silence, and a follower refuses to vote while its leader's lease (the
-    /// election timeout's maximum) runs, so the defaults are a fraction of a tick: a heartbeat
-    /// every tickTime/20 (100 ms; openraft also waits no longer than that for a follower's
-    /// answer, which includes its fsync), elections after tickTime/8 to twice that (250-500 ms): on a
-    /// loaded 2-core machine 150-300 ms let late heartbeats start needless elections.
-    /// A leader whose process died is noticed at once through its connections (see the quorum
-    /// port's handling). Never longer than syncLimit ticks.
+    /// silent leader, and notice a dead one sooner only because its TCP connections break;
+    /// corral notices a dead leader's process the same way (see the quorum port's handling),
+    /// so these only bound how long a silent or cut-off leader is waited for. openraft 0.9
+    /// waits for a follower's answer to an append (its fsync included) no longer than the
+    /// heartbeat interval, and a follower's core does not see heartbeats while its log
+    /// flushes, so on a loaded machine short settings start elections that stall every
+    /// write (measured: tickTime/20 and tickTime/8 gave tens of elections per minute under
+    /// zkbench's write load; tickTime/4 and tickTime gave none). Defaults: a heartbeat every
+    /// tickTime/8 (250 ms), elections after tickTime/2 to twice that (1-2 s). Never longer
+    /// than syncLimit ticks.
     pub(crate) fn raft_timing(&self) -> (u64, u64, u64) {
         let tick = u64::from(self.tick_time_ms);
         let limit = (tick * u64::from(self.sync_limit.max(1))).max(20);
         let election = self
             .raft_election_timeout_ms
-            .map_or(tick / 8, u64::from)
+            .map_or(tick / 2, u64::from)
             .clamp(20, limit);
         let heartbeat = self
             .raft_heartbeat_ms
-            .map_or(tick / 20, u64::from)
+            .map_or(tick / 8, u64::from)
             .clamp(5, election / 2);
         (heartbeat, election, election * 2)
     }

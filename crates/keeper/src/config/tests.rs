@@ -563,7 +563,7 @@ fn raft_timing_follows_the_tick_and_can_be_set() {
         Path::new("zoo.cfg"),
     )
     .unwrap();
-    assert_eq!(c.raft_timing(), (100, 250, 500));
+    assert_eq!(c.raft_timing(), (250, 1000, 2000));
     let (c, _) = parse(
         "dataDir=/tmp/x\nclientPort=2181\ntickTime=2000\ncorral.raft.heartbeatMs=20\ncorral.raft.electionTimeoutMs=400\n",
         Path::new("zoo.cfg"),
