@@ -219,17 +219,26 @@ print("|---|---|---|---|---|")
 for w in workloads:
     f = lambda x: "–" if x is None else f"{x:.1f}"
     print(f"| {w} | {f(role_cpu('corral', w, True))} | {f(role_cpu('corral', w, False))} | {f(role_cpu('zookeeper', w, True))} | {f(role_cpu('zookeeper', w, False))} |")
-fs = [(r["workload"], m) for r in runs if r["kind"] == "corral" for m in r["members"] if "fsync_count_delta" in m]
+# Roles can change during a run (elections), so members are told apart by what they did: the
+# one with the most fsyncs led most of the run, the one with the fewest the least.
+fs = [r for r in runs if r["kind"] == "corral" and all("fsync_count_delta" in m for m in r["members"])]
 if fs:
-    print("\ncorral fsyncs per member (median over rounds): records/fsync, fsync p50/p99 µs at the end of the run\n")
-    print("| workload | role | fsyncs | log records | records per fsync | fsync p50 / p99 µs |")
-    print("|---|---|---|---|---|---|")
+    print("\ncorral log records per fsync (median over rounds), per member by fsync count: a leader fsyncs per"
+          " entry, a follower per received batch\n")
+    print("| workload | most fsyncs (led most) | middle | fewest fsyncs | fsync p50 / p99 µs (busiest, end of run) |")
+    print("|---|---|---|---|---|")
     for w in workloads:
-        for role in ("leader", "follower"):
-            ms = [m for (ww, m) in fs if ww == w and m["role"] == role]
-            if not ms:
+        cols = [[], [], []]
+        lat = []
+        for r in fs:
+            if r["workload"] != w:
                 continue
-            n = med([m["fsync_count_delta"] for m in ms])
-            rec = med([m.get("log_records_delta", 0) for m in ms])
-            print(f"| {w} | {role} | {n:g} | {rec:g} | {rec / n if n else 0:.1f} | {med([m.get('fsync_p50_us', 0) for m in ms]):g} / {med([m.get('fsync_p99_us', 0) for m in ms]):g} |")
+            ms = sorted(r["members"], key=lambda m: -m["fsync_count_delta"])
+            for k, m in enumerate(ms):
+                n = m["fsync_count_delta"]
+                cols[k].append(m.get("log_records_delta", 0) / n if n else float("inf"))
+            lat.append((ms[0].get("fsync_p50_us", 0), ms[0].get("fsync_p99_us", 0)))
+        if lat:
+            f = lambda v: f"{med(v):.1f}"
+            print(f"| {w} | {f(cols[0])} | {f(cols[1])} | {f(cols[2])} | {med([a for a, _ in lat]):g} / {med([b for _, b in lat]):g} |")
 PY
