@@ -119,13 +119,14 @@ def main():
 
             return norm(re.sub(r"version=([0-9a-f]+)", ver, text))
 
-        def stat_str(st):
-            # version/aversion/cversion/lengths/owner compared; zxids and times masked.
+        def stat_str(st, data):
+            # version/aversion/cversion/owner compared; zxids and times masked; the length
+            # is checked against the data (whose version digits differ between servers).
             if raw_stats:
                 return str(st)
-            return "version=%d aversion=%d cversion=%d owner=%d len=%d children=%d" % (
+            return "version=%d aversion=%d cversion=%d owner=%d len=%s children=%d" % (
                 st.version, st.aversion, st.cversion, st.ephemeralOwner,
-                st.dataLength, st.numChildren)
+                "ok" if st.dataLength == len(data) else st.dataLength, st.numChildren)
 
         out = []
 
@@ -156,7 +157,7 @@ def main():
             c.start(timeout=20)
             c.sync("/zookeeper/config")
             data, st = c.get("/zookeeper/config")
-            out.append("member %d /zookeeper/config: %r %s" % (m["id"], norm_config(data), stat_str(st)))
+            out.append("member %d /zookeeper/config: %r %s" % (m["id"], norm_config(data), stat_str(st, data)))
             acl, _ = c.get_acls("/zookeeper/config")
             out.append("member %d acl: %s" % (m["id"], [(a.perms, a.id.scheme, a.id.id) for a in acl]))
             c.stop()
@@ -168,7 +169,7 @@ def main():
                 kw.setdefault("leaving", None)
                 kw.setdefault("new_members", None)
                 data, st = client.reconfig(**kw)
-                return "%r %s" % (norm_config(data), stat_str(st))
+                return "%r %s" % (norm_config(data), stat_str(st, data))
             return go
 
         def current_version():
@@ -192,7 +193,6 @@ def main():
         step("super, no client port", reconfig(zk, joining="server.7=localhost:%d:%d" % tuple(spare[:2])))
         step("super, duplicate address", reconfig(zk, joining="server.7=localhost:%d:%d;%d" % (
             members[0]["quorum"], spare[1], spare[2])))
-        step("super, leave two of three", reconfig(zk, leaving="2,3"))
         step("super, empty", reconfig(zk))
         current = zk.get("/zookeeper/config")[0].decode()
         same = ",".join(l for l in current.split("\n") if l.startswith("server."))
@@ -205,7 +205,11 @@ def main():
             spare[0], spare[1], spare[2], spare[1], spare[2], spare[0])))
         step("super, remove 9, 17, 7", reconfig(zk, leaving="9,17,7"))
         step("super, final read", lambda: "%r %s" % (
-            norm_config(zk.get("/zookeeper/config")[0]), stat_str(zk.get("/zookeeper/config")[1])))
+            (lambda d, st: (norm_config(d), stat_str(st, d)))(*zk.get("/zookeeper/config"))))
+        # Last, as it differs: ZooKeeper refuses a voter set without a synced quorum
+        # (NewConfigNoQuorum, here with server 7 never up); corral accepts it and its raft
+        # membership waits for the new voters (see DESIGN-NOTES "Reconfig").
+        step("super, leave two of three (differs)", reconfig(zk, leaving="2,3"))
         for line in out:
             print(line)
         zk.stop()
