@@ -214,11 +214,9 @@ fn non_incremental(text: &str) -> Result<Vec<Member>, ErrorCode> {
         }
         if let Some(id) = key.strip_prefix("server.") {
             let id = java_long(id).ok_or(ErrorCode::MarshallingError)?;
-            let member = parse_server(id, value.trim())?;
-            if member.client.is_none() {
-                return Err(bad());
-            }
-            map.put(member);
+            // Unlike a joiner, a member here may leave out its client address (seen:
+            // ZooKeeper takes back the lines /zookeeper/config shows for a static clientPort).
+            map.put(parse_server(id, value.trim())?);
         }
     }
     Ok(map.iteration_order())

@@ -1670,6 +1670,19 @@ fn reconfig_with_new_members_replaces_the_membership() {
     assert_eq!(cfg.members[2].quorum_addr(), "[::1]:2005");
     // Rendering what was parsed gives the same bytes.
     assert_eq!(cfg.render(), text.as_bytes());
+    // The lines the node shows for members without a client address are taken back as they
+    // are (ZooKeeper asks for a client address of joiners only).
+    let initial = ENSEMBLE_CFG.rsplit_once('\n').unwrap().0.replace('\n', ",");
+    let r = t.req_as(S1, super_id(), reconfig_req("", "", &initial, -1));
+    let (text, _) = reconfigured(&r);
+    assert_eq!(
+        text,
+        format!(
+            "{}\nversion={:x}",
+            ENSEMBLE_CFG.rsplit_once('\n').unwrap().0,
+            t.zxid
+        )
+    );
 }
 
 #[test]
