@@ -84,8 +84,11 @@ fn bad() -> ErrorCode {
 }
 
 impl ServerConfig {
-    /// The membership zoo.cfg lists, in the order ZooKeeper prints it for a fresh map.
-    pub fn from_members(members: Vec<Member>) -> ServerConfig {
+    /// The membership zoo.cfg lists, in the order ZooKeeper prints it for a fresh map. Put in
+    /// by id, so members whose zoo.cfg lists the lines in another order start with the same
+    /// bytes (the node is replicated state).
+    pub fn from_members(mut members: Vec<Member>) -> ServerConfig {
+        members.sort_by_key(|m| m.id);
         let mut map = JavaMap::with_capacity(16);
         for m in members {
             map.put(m);

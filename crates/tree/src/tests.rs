@@ -1695,3 +1695,23 @@ fn reconfig_survives_a_snapshot() {
         t.tree.node("/zookeeper/config")
     );
 }
+
+#[test]
+fn zoo_cfg_membership_renders_the_same_whatever_the_line_order() {
+    let m = |id: i64, observer: bool| reconfig::Member {
+        id,
+        host: "h".into(),
+        quorum_port: 1000 + id as u16,
+        election_port: 2000 + id as u16,
+        observer,
+        client: (id == 2).then(|| ("0.0.0.0".to_string(), 2181)),
+    };
+    let a = reconfig::ServerConfig::from_members(vec![m(17, true), m(2, false), m(1, false)]);
+    let b = reconfig::ServerConfig::from_members(vec![m(1, false), m(17, true), m(2, false)]);
+    assert_eq!(a.render(), b.render());
+    assert_eq!(
+        String::from_utf8(a.render()).unwrap(),
+        "server.1=h:1001:2001:participant\nserver.17=h:1017:2017:observer\n\
+         server.2=h:1002:2002:participant;0.0.0.0:2181\nversion=0"
+    );
+}
