@@ -116,14 +116,16 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     esac
 done
 [ -n "$main" ] && [ -n "$cfg" ] || exec "$KAZOO_SUITE_REAL_JAVA" "$@"
+# corral reads no JVM properties: the ones the harness passes go into the zoo.cfg as the keys
+# ZooKeeper itself maps to them (an unknown zoo.cfg key K becomes the property zookeeper.K),
+# once, since the harness rewrites the file on every start.
+add_cfg() { grep -qxF "$1" "$cfg" 2> /dev/null || printf '\n%s\n' "$1" >> "$cfg"; }
+[ -z "${ZK_SUPER_DIGEST:-}" ] || add_cfg "DigestAuthenticationProvider.superDigest=$ZK_SUPER_DIGEST"
+[ -z "${ZK_READONLY:-}" ] || add_cfg "readonlymode.enabled=$ZK_READONLY"
 echo "$(date +%T) pid=$$ cfg=$cfg" >> "$KAZOO_SUITE_LAUNCH_LOG"
 if [ "${KAZOO_SUITE_SERVER_LOG:-file}" != inherit ]; then
     exec >> "$(dirname "$cfg")/zookeeper.log" 2>&1
 fi
-# corral has no JVM: read-only mode, which the harness turns on with -Dreadonlymode.enabled,
-# becomes corral's zoo.cfg key of that name (real ZooKeeper, through real-zk-server.sh,
-# gets the JVM flag back from the environment and ignores the key).
-[ -z "${ZK_READONLY:-}" ] || echo "readonlymode.enabled=$ZK_READONLY" >> "$cfg"
 cmd=${KAZOO_SUITE_SERVER_CMD//\{cfg\}/$(printf '%q' "$cfg")}
 eval "exec $cmd"
 SHIM

@@ -434,3 +434,187 @@ async fn a_member_far_behind_catches_up_by_snapshot() {
         ens.members[behind].log_tail()
     );
 }
+
+/// A port bound and not listening: a dial there is refused at once.
+fn refused_port() -> (std::net::TcpListener, u16) {
+    // A listener dropped right away would leave the port to anyone; a bound socket that
+    // never listens refuses connections and keeps it.
+    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    drop(s);
+    let sock = std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind");
+    (sock, port)
+}
+
+/// An incremental reconfig.
+async fn change(
+    c: &zk::Client,
+    joining: &[&str],
+    leaving: &[&str],
+) -> Result<(Vec<u8>, zk::Stat), zk::Error> {
+    let update = c.update_ensemble(
+        zk::EnsembleUpdate::Incremental {
+            joinings: joining.iter().copied(),
+            leavings: leaving.iter().copied(),
+        },
+        None,
+    );
+    tokio::time::timeout(Duration::from_secs(20), update)
+        .await
+        .unwrap_or_else(|_| panic!("reconfig +{joining:?} -{leaving:?}: no answer in 20 s"))
+}
+
+/// mntr's zk_learners on whichever member leads: the members raft replicates to.
+fn learners(ens: &mut CorralEnsemble) -> Option<usize> {
+    let leader = ens.leader(Duration::from_secs(10))?;
+    ens.members[leader]
+        .four_letter("mntr")
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_learners\t"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+fn wait_learners(ens: &mut CorralEnsemble, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while learners(ens) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "zk_learners stayed {:?}, not {want}",
+            learners(ens)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfig_changes_the_membership_without_stalling_and_a_removed_member_stops() {
+    let mut ens = CorralEnsemble::start(
+        3,
+        "reconfigEnabled=true\n\
+         DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n",
+    );
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    // Every member shows the membership zoo.cfg gave, in ZooKeeper's format.
+    let plain = connect(&ens.members[0].addr()).await;
+    let (initial, stat) = plain.get_config().await.expect("config");
+    let text = String::from_utf8(initial.clone()).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (i, l) in lines[..3].iter().enumerate() {
+        assert!(
+            l.starts_with(&format!("server.{}=127.0.0.1:", i + 1)) && l.ends_with(":participant"),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[3], "version=0");
+    assert_eq!((stat.version, stat.aversion), (-1, -1));
+    for m in &ens.members[1..] {
+        let c = connect(&m.addr()).await;
+        assert_eq!(c.get_config().await.expect("config").0, initial);
+    }
+    // Without super: NoAuth.
+    let (_s1, p1) = refused_port();
+    let (_s2, p2) = refused_port();
+    let (_s3, p3) = refused_port();
+    let observer = format!("server.100=127.0.0.1:{p1}:{p2}:observer;127.0.0.1:{p3}");
+    assert!(matches!(
+        change(&plain, &[&observer], &[]).await,
+        Err(zk::Error::NoAuth)
+    ));
+    // A follower's client, with super: the reconfig is forwarded and applied everywhere.
+    let follower = (leader + 1) % 3;
+    let admin = connect(&ens.members[follower].addr()).await;
+    admin
+        .auth("digest", b"super:test")
+        .await
+        .expect("super auth");
+    let (data, stat) = change(&admin, &[&observer], &[])
+        .await
+        .expect("add observer");
+    let text = String::from_utf8(data.clone()).expect("utf-8");
+    assert!(text.contains(&format!("\n{observer}\n")), "{text}");
+    assert_eq!(
+        stat.mzxid,
+        i64::from_str_radix(text.rsplit_once('=').unwrap().1, 16).unwrap()
+    );
+    for m in &ens.members {
+        let c = connect(&m.addr()).await;
+        c.sync("/").await.expect("sync");
+        assert_eq!(c.get_config().await.expect("config").0, data);
+    }
+    // The observer, unreachable, became a raft learner; writes go on.
+    wait_learners(&mut ens, 3);
+    let root = format!("/{}", unique_name("reconfig"));
+    admin
+        .create(&root, b"", &persistent())
+        .await
+        .expect("write");
+
+    let (data, _) = change(&admin, &[], &["100"])
+        .await
+        .expect("remove observer");
+    assert!(!String::from_utf8_lossy(&data).contains("server.100"));
+    wait_learners(&mut ens, 2);
+
+    // A participant that never comes up joins (4 voters, quorum 3) and leaves: neither
+    // stalls the ensemble.
+    let (_s4, p4) = refused_port();
+    let (_s5, p5) = refused_port();
+    let (_s6, p6) = refused_port();
+    let ghost = format!("server.7=127.0.0.1:{p4}:{p5}:participant;127.0.0.1:{p6}");
+    change(&admin, &[&ghost], &[])
+        .await
+        .expect("add a dead participant");
+    wait_learners(&mut ens, 3);
+    admin
+        .create(&format!("{root}/a"), b"", &persistent())
+        .await
+        .expect("write with a dead voter");
+    change(&admin, &[], &["7"])
+        .await
+        .expect("remove the dead participant");
+    wait_learners(&mut ens, 2);
+    admin
+        .create(&format!("{root}/b"), b"", &persistent())
+        .await
+        .expect("write after it left");
+
+    // A live follower removed: it stops serving; the other two go on.
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let gone = (0..3)
+        .find(|i| *i != leader && *i != follower)
+        .unwrap_or(follower);
+    let survivor = (0..3).find(|i| *i != gone).expect("another member");
+    let admin = connect(&ens.members[survivor].addr()).await;
+    admin
+        .auth("digest", b"super:test")
+        .await
+        .expect("super auth");
+    let (data, _) = change(&admin, &[], &[&format!("{}", gone + 1)])
+        .await
+        .expect("remove a member");
+    let text = String::from_utf8(data).expect("utf-8");
+    assert!(!text.contains(&format!("server.{}=", gone + 1)), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("server.")).count(), 2);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(ens.members[gone].addr()).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the removed member still takes clients"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_learners(&mut ens, 1);
+    admin
+        .create(&format!("{root}/c"), b"", &persistent())
+        .await
+        .expect("write after a member left");
+    // Fewer than two voters is refused, as ZooKeeper refuses it.
+    let last = (0..3)
+        .find(|i| *i != gone && *i != survivor)
+        .expect("third");
+    assert!(matches!(
+        change(&admin, &[], &[&format!("{}", last + 1)]).await,
+        Err(zk::Error::BadArguments(_))
+    ));
+}

@@ -13,7 +13,11 @@ use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEv
 use corral_tree::{ApplyResult, Entry, EntryOp};
 use tracing::{info, warn};
 
-use crate::consensus::{RestoreError, SnapshotEncoder, StateMachineHook};
+use corral_tree::reconfig::{ServerConfig, CONFIG_NODE};
+
+use crate::consensus::{
+    DesiredMembership, NodeId, RestoreError, SnapshotEncoder, StateMachineHook,
+};
 use crate::outbound::Pushed;
 use crate::shared::{Shared, State};
 
@@ -61,6 +65,37 @@ impl StateMachineHook for Hook {
         Some(Arc::new(move |scratch, sink| {
             view.write_snapshot_in(SNAPSHOT_CHUNK_BYTES, scratch, sink)
         }))
+    }
+
+    /// The ensemble's `/zookeeper/config`: participants vote, observers learn, each at its
+    /// quorum address.
+    fn desired_membership(&self) -> Option<DesiredMembership> {
+        let data = {
+            let st = self.0.state();
+            st.tree.node(CONFIG_NODE)?.data.clone()?
+        };
+        let config = ServerConfig::parse(&data)?;
+        let mut want = DesiredMembership {
+            since: u64::try_from(config.version).unwrap_or(0),
+            ..DesiredMembership::default()
+        };
+        for m in &config.members {
+            // ZooKeeper takes any long; raft ids are unsigned.
+            let Ok(id) = NodeId::try_from(m.id) else {
+                warn!(
+                    id = m.id,
+                    "a member with a negative id is left out of the membership"
+                );
+                continue;
+            };
+            let side = if m.observer {
+                &mut want.learners
+            } else {
+                &mut want.voters
+            };
+            side.insert(id, m.quorum_addr());
+        }
+        Some(want)
     }
 
     fn restore(&self, _zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {

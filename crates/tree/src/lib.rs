@@ -18,6 +18,7 @@ pub mod acl;
 mod codec;
 pub mod path;
 pub mod quota;
+pub mod reconfig;
 mod tree;
 
 pub use codec::{CodecError, Inconsistency, NodeRecords, RestoredNode};
@@ -83,7 +84,8 @@ pub struct TreeConfig {
     pub extended_types_enabled: bool,
     /// zookeeper.DigestAuthenticationProvider.superDigest: `super:<base64 sha1>`.
     pub super_digest: Option<String>,
-    /// Data of /zookeeper/config.
+    /// Data of /zookeeper/config at start: empty standalone, an ensemble's membership as
+    /// [`reconfig::ServerConfig::render`] gives it.
     pub config_node_data: Vec<u8>,
     /// reconfigEnabled: a standalone ZooKeeper then answers reconfig with Unimplemented
     /// instead of ReconfigDisabled.

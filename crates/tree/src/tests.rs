@@ -1443,3 +1443,275 @@ fn from_parts_builds_what_a_restore_would_and_checks_the_same() {
         assert!(DataTree::from_parts(TreeConfig::default(), Vec::new(), 1, nodes).is_err());
     }
 }
+
+// ---- reconfig, checked against a 3-member ZooKeeper 3.8 ensemble (scripts/reconfig-diff.py) ----
+
+const ENSEMBLE_CFG: &str = "server.1=localhost:2001:3001:participant\n\
+                            server.2=localhost:2002:3002:participant\n\
+                            server.3=localhost:2003:3003:participant\n\
+                            version=0";
+
+fn ensemble() -> T {
+    T::with(TreeConfig {
+        config_node_data: ENSEMBLE_CFG.as_bytes().to_vec(),
+        reconfig_enabled: true,
+        ..Default::default()
+    })
+}
+
+fn super_id() -> Vec<Id> {
+    vec![Id {
+        scheme: "super".into(),
+        id: "super".into(),
+    }]
+}
+
+fn reconfig_req(joining: &str, leaving: &str, members: &str, from: i64) -> Request {
+    Request::Reconfig(ReconfigRequest {
+        joining_servers: joining.into(),
+        leaving_servers: leaving.into(),
+        new_members: members.into(),
+        cur_config_id: from,
+    })
+}
+
+/// The reply's config text and stat.
+fn reconfigured(r: &ApplyResult) -> (String, Stat) {
+    assert_eq!(r.err, ErrorCode::Ok, "{r:?}");
+    match &r.response {
+        Response::Data(Some(d), s) => (String::from_utf8(d.clone()).unwrap(), s.clone()),
+        other => panic!("not data: {other:?}"),
+    }
+}
+
+const OBSERVER: &str = "server.100=0.0.0.0:4001:4002:observer;0.0.0.0:4003";
+
+#[test]
+fn ensemble_config_node_is_zookeepers() {
+    let t = ensemble();
+    let n = t.tree.node("/zookeeper/config").unwrap();
+    assert_eq!(n.data.as_deref(), Some(ENSEMBLE_CFG.as_bytes()));
+    // ZooKeeper writes it with setData(-1): version and aversion -1, world read-only.
+    assert_eq!(n.stat.version, -1);
+    assert_eq!(n.stat.aversion, -1);
+    assert_eq!(&*n.acl, &acl::read_acl_unsafe()[..]);
+}
+
+#[test]
+fn reconfig_adds_and_removes_an_observer_like_zookeeper() {
+    let mut t = ensemble();
+    let r = t.req_as(S1, super_id(), reconfig_req(OBSERVER, "", "", -1));
+    let zxid = t.zxid;
+    let (text, stat) = reconfigured(&r);
+    assert_eq!(
+        text,
+        format!(
+            "server.1=localhost:2001:3001:participant\nserver.2=localhost:2002:3002:participant\n\
+             server.3=localhost:2003:3003:participant\n{OBSERVER}\nversion={zxid:x}"
+        )
+    );
+    assert_eq!((stat.version, stat.mzxid, stat.aversion), (-1, zxid, -1));
+    assert_eq!(stat.data_length as usize, text.len());
+    assert_eq!(
+        r.triggers,
+        vec![trig("/zookeeper/config", EventType::NodeDataChanged)]
+    );
+    // What a read shows afterwards is the reply's.
+    let n = t.tree.node("/zookeeper/config").unwrap();
+    assert_eq!(n.data.as_deref(), Some(text.as_bytes()));
+
+    let r = t.req_as(S1, super_id(), reconfig_req("", "100", "", -1));
+    let (text, _) = reconfigured(&r);
+    assert!(!text.contains("server.100"), "{text}");
+    let version = t.zxid;
+    assert!(text.ends_with(&format!("\nversion={version:x}")));
+    // fromConfig: the current version passes, any other is BadVersion (before the ACL check).
+    assert_eq!(
+        t.req(reconfig_req(OBSERVER, "", "", version + 1)).err,
+        ErrorCode::BadVersion
+    );
+    let r = t.req_as(S1, super_id(), reconfig_req(OBSERVER, "", "", version));
+    assert!(reconfigured(&r).0.contains(OBSERVER));
+}
+
+#[test]
+fn reconfig_errors_come_in_zookeepers_order() {
+    let mut t = ensemble();
+    // Well-formed, no super: NoAuth (the node is world read-only).
+    let no_super = t.req(reconfig_req(
+        "server.999=0.0.0.0:1234:2345:observer;3456",
+        "",
+        "",
+        -1,
+    ));
+    assert_eq!(no_super.err, ErrorCode::NoAuth);
+    // Malformed input is BadArguments even without super; numbers Java cannot parse are
+    // MarshallingError, as ZooKeeper answers.
+    for (joining, leaving, members, err) in [
+        ("some thing", "", "", ErrorCode::BadArguments),
+        ("server.7=localhost:1:2", "", "", ErrorCode::BadArguments),
+        ("server.7=localhost:5:5;6", "", "", ErrorCode::BadArguments),
+        (
+            "server.7=localhost:5:6:witness;7",
+            "",
+            "",
+            ErrorCode::BadArguments,
+        ),
+        ("server.7=localhost:x:6;7", "", "", ErrorCode::BadArguments),
+        (
+            "server.x=localhost:5:6;7",
+            "",
+            "",
+            ErrorCode::MarshallingError,
+        ),
+        ("", "x", "", ErrorCode::MarshallingError),
+        ("", "", "garbage", ErrorCode::BadArguments),
+        // Fewer than two voters left.
+        ("", "2,3", "", ErrorCode::BadArguments),
+        (
+            "",
+            "",
+            "server.1=localhost:2001:3001:participant;2181",
+            ErrorCode::BadArguments,
+        ),
+    ] {
+        for ids in [vec![], super_id()] {
+            let r = t.req_as(S1, ids, reconfig_req(joining, leaving, members, -1));
+            assert_eq!(r.err, err, "{joining:?} {leaving:?} {members:?}");
+            assert!(r.triggers.is_empty());
+        }
+    }
+    // Nothing changed.
+    let n = t.tree.node("/zookeeper/config").unwrap();
+    assert_eq!(n.data.as_deref(), Some(ENSEMBLE_CFG.as_bytes()));
+    // Disabled: before everything else.
+    let mut off = T::with(TreeConfig {
+        config_node_data: ENSEMBLE_CFG.as_bytes().to_vec(),
+        ..Default::default()
+    });
+    assert_eq!(
+        off.req(reconfig_req("some thing", "", "", 5)).err,
+        ErrorCode::ReconfigDisabled
+    );
+}
+
+#[test]
+fn reconfig_orders_servers_as_zookeepers_hash_map() {
+    // Seen on ZooKeeper 3.8: from 1,2,3,7 an incremental add of "8=..." (no "server." needed)
+    // prints 8 first (8 buckets), and adding 17 then 9 to 1,2,3,7,8 grows the map to 16
+    // buckets, where 17 follows 1.
+    let mut t = ensemble();
+    let add =
+        |t: &mut T, j: &str| reconfigured(&t.req_as(S1, super_id(), reconfig_req(j, "", "", -1))).0;
+    add(&mut t, "server.7=localhost:5001:5002;0.0.0.0:5003");
+    let text = add(&mut t, "8=localhost:6001:6002;0.0.0.0:6003");
+    let ids: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["server.8", "server.1", "server.2", "server.3", "server.7", "version"]
+    );
+    assert!(text.contains("server.7=localhost:5001:5002:participant;0.0.0.0:5003\n"));
+    let text = add(
+        &mut t,
+        "server.17=0.0.0.0:7001:7002:observer;7003,server.9=0.0.0.0:8001:8002:observer;8003",
+    );
+    let ids: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "server.1",
+            "server.17",
+            "server.2",
+            "server.3",
+            "server.7",
+            "server.8",
+            "server.9",
+            "version"
+        ]
+    );
+    assert!(text.contains("server.17=0.0.0.0:7001:7002:observer;0.0.0.0:7003\n"));
+    // Leaving ids that are not members is no error; an empty reconfig makes a new version.
+    let before = t
+        .tree
+        .node("/zookeeper/config")
+        .unwrap()
+        .data
+        .clone()
+        .unwrap();
+    let text = add(&mut t, "");
+    let (b, a) = (String::from_utf8(before).unwrap(), text.clone());
+    assert_eq!(
+        b.rsplit_once('\n').unwrap().0,
+        a.rsplit_once('\n').unwrap().0
+    );
+    assert_ne!(b, a);
+}
+
+#[test]
+fn reconfig_with_new_members_replaces_the_membership() {
+    let mut t = ensemble();
+    let members = "server.1=localhost:2001:3001:participant;2181,\
+                   server.2=localhost:2002:3002;127.0.0.1:2182\n\
+                   server.5=[::1]:2005:3005:observer;[::1]:2185";
+    let r = t.req_as(S1, super_id(), reconfig_req("", "", members, -1));
+    let (text, _) = reconfigured(&r);
+    assert_eq!(
+        text,
+        format!(
+            "server.1=localhost:2001:3001:participant;0.0.0.0:2181\n\
+             server.2=localhost:2002:3002:participant;127.0.0.1:2182\n\
+             server.5=[::1]:2005:3005:observer;[::1]:2185\nversion={:x}",
+            t.zxid
+        )
+    );
+    let cfg = reconfig::ServerConfig::parse(text.as_bytes()).unwrap();
+    assert_eq!(cfg.version, t.zxid);
+    assert_eq!(cfg.voters().map(|m| m.id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(cfg.members[2].quorum_addr(), "[::1]:2005");
+    // Rendering what was parsed gives the same bytes.
+    assert_eq!(cfg.render(), text.as_bytes());
+    // The lines the node shows for members without a client address are taken back as they
+    // are (ZooKeeper asks for a client address of joiners only).
+    let initial = ENSEMBLE_CFG.rsplit_once('\n').unwrap().0.replace('\n', ",");
+    let r = t.req_as(S1, super_id(), reconfig_req("", "", &initial, -1));
+    let (text, _) = reconfigured(&r);
+    assert_eq!(
+        text,
+        format!(
+            "{}\nversion={:x}",
+            ENSEMBLE_CFG.rsplit_once('\n').unwrap().0,
+            t.zxid
+        )
+    );
+}
+
+#[test]
+fn reconfig_survives_a_snapshot() {
+    let mut t = ensemble();
+    reconfigured(&t.req_as(S1, super_id(), reconfig_req(OBSERVER, "", "", -1)));
+    let restored = DataTree::decode_snapshot(&t.tree.encode_snapshot()).unwrap();
+    assert_eq!(
+        restored.node("/zookeeper/config"),
+        t.tree.node("/zookeeper/config")
+    );
+}
+
+#[test]
+fn zoo_cfg_membership_renders_the_same_whatever_the_line_order() {
+    let m = |id: i64, observer: bool| reconfig::Member {
+        id,
+        host: "h".into(),
+        quorum_port: 1000 + id as u16,
+        election_port: 2000 + id as u16,
+        observer,
+        client: (id == 2).then(|| ("0.0.0.0".to_string(), 2181)),
+    };
+    let a = reconfig::ServerConfig::from_members(vec![m(17, true), m(2, false), m(1, false)]);
+    let b = reconfig::ServerConfig::from_members(vec![m(1, false), m(17, true), m(2, false)]);
+    assert_eq!(a.render(), b.render());
+    assert_eq!(
+        String::from_utf8(a.render()).unwrap(),
+        "server.1=h:1001:2001:participant\nserver.17=h:1017:2017:observer\n\
+         server.2=h:1002:2002:participant;0.0.0.0:2181\nversion=0"
+    );
+}

@@ -22,6 +22,7 @@ use corral_proto::{
 };
 
 use crate::quota::{self, Limit, QuotaWarning, StatsTrack};
+use crate::reconfig::{self, ServerConfig};
 use crate::{acl, path, ApplyResult, Entry, EntryOp, Inconsistency, TreeConfig, Trigger};
 
 /// `ephemeralOwner` of a container node (EphemeralType.CONTAINER_EPHEMERAL_OWNER).
@@ -244,6 +245,10 @@ impl DataTree {
         let mut config_node = sys(t.config.config_node_data.clone(), acl::read_acl_unsafe());
         // ZooKeeper sets this ACL with setACL(path, acl, -1), which stores -1 as aversion.
         config_node.stat.aversion = -1;
+        // An ensemble's membership is written with a setData of version -1 (kept as -1).
+        if ServerConfig::parse(&t.config.config_node_data).is_some() {
+            config_node.stat.version = -1;
+        }
         let _ = t.put_node("/zookeeper/config".into(), Arc::new(config_node));
         t
     }
@@ -253,7 +258,9 @@ impl DataTree {
     /// A request from a session not in the table is SessionExpired; session 0 stands for the
     /// system and may write, but owns no ephemerals. A multi always answers Ok in the reply
     /// header with the per-op errors in the body, as ZooKeeper does. Reconfig answers
-    /// ReconfigDisabled (Unimplemented with reconfigEnabled). PurgeContainersAndTtl answers `Response::Paths` of what it deleted.
+    /// ReconfigDisabled without reconfigEnabled, Unimplemented in standalone (no membership in
+    /// `/zookeeper/config`), else changes the membership there ([`crate::reconfig`]).
+    /// PurgeContainersAndTtl answers `Response::Paths` of what it deleted.
     pub fn apply(&mut self, zxid: i64, entry: &Entry) -> ApplyResult {
         self.last_zxid = zxid;
         let mut ctx = Ctx {
@@ -320,11 +327,10 @@ impl DataTree {
                 Ok(results) => (ErrorCode::Ok, Response::Multi(results)),
                 Err(e) => (e, Response::Empty),
             },
-            // Standalone: membership changes are refused (an ensemble maps them to raft
-            // membership changes).
-            Request::Reconfig(_) if self.config.reconfig_enabled => {
-                (ErrorCode::Unimplemented, Response::Empty)
-            }
+            Request::Reconfig(r) if self.config.reconfig_enabled => match self.reconfig(ctx, r) {
+                Ok((data, stat)) => (ErrorCode::Ok, Response::Data(Some(data), stat)),
+                Err(e) => (e, Response::Empty),
+            },
             Request::Reconfig(_) => (ErrorCode::ReconfigDisabled, Response::Empty),
             Request::Sync(p) => (ErrorCode::Ok, Response::Path(p.path.clone())),
             // Only the keeper's own cleaner deletes containers (PurgeContainersAndTtl).
@@ -820,6 +826,57 @@ impl DataTree {
             event: EventType::NodeDataChanged,
         });
         Ok(shown)
+    }
+
+    /// A membership change: the next membership, computed from the one `/zookeeper/config`
+    /// holds, is written there at this zxid (its version). Standalone (no membership in the
+    /// node) answers Unimplemented, as a standalone ZooKeeper does. The keeper turns the
+    /// committed node into consensus membership changes; this only decides and records it.
+    fn reconfig(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        req: &corral_proto::ReconfigRequest,
+    ) -> Result<(Vec<u8>, Stat), ErrorCode> {
+        let node = self
+            .nodes
+            .get(reconfig::CONFIG_NODE)
+            .ok_or(ErrorCode::Unimplemented)?;
+        let current = node
+            .data
+            .as_deref()
+            .and_then(ServerConfig::parse)
+            .ok_or(ErrorCode::Unimplemented)?;
+        let next = current.next(req, ctx.zxid)?;
+        // After the arguments, as ZooKeeper checks: the node's ACL (world read-only unless
+        // changed), so in practice the super user only.
+        if !acl::check(&node.acl, perms::WRITE, ctx.ids) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let data = next.render();
+        let old_len = data_len(&node.data) as u64;
+        let updated = Node {
+            data: Some(data.clone()),
+            acl: Arc::clone(&node.acl),
+            stat: Stat {
+                // ZooKeeper writes the node with a setData of version -1, which it stores.
+                version: -1,
+                mzxid: ctx.zxid,
+                mtime: ctx.time_ms,
+                data_length: len_i32(data.len()),
+                ..node.stat.clone()
+            },
+            children: node.children.clone(),
+        };
+        self.data_size = self.data_size.saturating_sub(old_len) + data.len() as u64;
+        let shown = updated.client_stat();
+        if let Some(slot) = self.nodes.get_mut(reconfig::CONFIG_NODE) {
+            *slot = Arc::new(updated);
+        }
+        ctx.triggers.push(Trigger {
+            path: reconfig::CONFIG_NODE.to_string(),
+            event: EventType::NodeDataChanged,
+        });
+        Ok((data, shown))
     }
 
     fn set_acl(

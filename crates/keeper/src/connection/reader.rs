@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use corral_proto::frame::FrameBuffer;
 use corral_proto::jute::{Jute, Reader};
-use corral_proto::{xid, ErrorCode, Id, OpCode, Request, RequestHeader, Response};
+use corral_proto::{ErrorCode, Id, OpCode, Request, RequestHeader, Response};
 use corral_tree::{Entry, EntryOp};
 use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, oneshot};
@@ -139,8 +139,10 @@ impl Intake {
         let mut closing = None;
         let deferred = match Request::decode(op, &body[8..]) {
             // Handled on arrival, as ZooKeeper does, so the writes that follow carry the new
-            // identity; clients match its reply by its own xid (-4).
-            Ok(Request::Auth(auth)) => return self.auth(auth),
+            // identity. The reply carries the request's xid, as ZooKeeper 3.8's does (seen:
+            // auth sent with xid 5 is answered with xid 5): kazoo and the Java client send
+            // -4, the zookeeper-client crate a counter xid it matches the reply by.
+            Ok(Request::Auth(auth)) => return self.auth(xid, auth),
             Ok(Request::CloseSession) if self.read_only => {
                 // A read-only session is this member's alone: closing it is closing the
                 // connection, after its reply.
@@ -260,7 +262,7 @@ impl Intake {
         }
     }
 
-    fn auth(&mut self, auth: corral_proto::AuthPacket) -> Flow {
+    fn auth(&mut self, xid: i32, auth: corral_proto::AuthPacket) -> Flow {
         let link = &self.link;
         let ok = match auth.scheme.as_str() {
             "digest" => match std::str::from_utf8(&auth.auth) {
@@ -287,11 +289,11 @@ impl Intake {
             _ => false,
         };
         if ok {
-            link.reply(xid::AUTH, 0, ErrorCode::Ok, &Response::Empty);
+            link.reply(xid, 0, ErrorCode::Ok, &Response::Empty);
             Flow::Continue
         } else {
             warn!(remote = %link.remote, scheme = auth.scheme, "authentication failed; closing connection");
-            link.reply(xid::AUTH, 0, ErrorCode::AuthFailed, &Response::Empty);
+            link.reply(xid, 0, ErrorCode::AuthFailed, &Response::Empty);
             link.close("auth failed");
             Flow::Close("authentication failed".into())
         }

@@ -36,9 +36,10 @@ use openraft::raft::{
 };
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
-    AnyError, BasicNode, CommittedLeaderId, EntryPayload, LogId, LogState, Membership,
-    RaftLogReader, RaftMetrics, RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder, ServerState,
-    Snapshot, SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError, StoredMembership, Vote,
+    AnyError, BasicNode, ChangeMembers, CommittedLeaderId, EntryPayload, LogId, LogState,
+    Membership, RaftLogReader, RaftMetrics, RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder,
+    ServerState, Snapshot, SnapshotMeta, SnapshotPolicy, StorageError, StorageIOError,
+    StoredMembership, Vote,
 };
 use tokio::sync::watch;
 
@@ -65,6 +66,12 @@ pub trait StateMachineHook: Send + Sync + 'static {
     /// fine only while snapshots are never triggered, because openraft treats a failed snapshot
     /// build as a storage error and stops the node.
     fn snapshot(&self) -> Option<SnapshotEncoder> {
+        None
+    }
+
+    /// The membership the replicated state asks for (an ensemble's `/zookeeper/config`), which
+    /// the leader makes raft's ([`membership`]). None: zoo.cfg's is used (the default).
+    fn desired_membership(&self) -> Option<DesiredMembership> {
         None
     }
 
@@ -453,6 +460,8 @@ impl Consensus {
             handle,
             pending,
         } = open(hook, &storage, AckMode::AfterSync, me).await?;
+        let config_changed = sm.config_changed.subscribe();
+        let desired_hook = Arc::clone(&sm.hook);
         let network = TcpNetwork {
             me,
             max_frame: members.max_frame,
@@ -469,7 +478,7 @@ impl Consensus {
             raft: raft.clone(),
             members: members.clone(),
             max_frame: members.max_frame,
-            liveness,
+            liveness: Arc::clone(&liveness),
         });
         tokio::spawn(serve_peers(listener, service, stop.clone()));
         let forwarder = Arc::new(PeerForwarder {
@@ -501,7 +510,14 @@ impl Consensus {
             consensus.shutdown().await;
             return Err(e);
         }
-        spawn_observer_adder(consensus.raft.clone(), members);
+        membership::spawn_reconciler(
+            consensus.raft.clone(),
+            me,
+            desired_hook,
+            DesiredMembership::from_config(&members),
+            config_changed,
+            liveness,
+        );
         if probe {
             spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
         }
@@ -881,51 +897,6 @@ fn watch_leadership(raft: &Raft) -> Arc<Mutex<Leadership>> {
     shared
 }
 
-/// Observers (zoo.cfg's `:observer` members) are raft learners: whichever member leads adds
-/// those the membership lacks, so they replicate everything and vote in nothing. Ends with
-/// the raft core.
-fn spawn_observer_adder(raft: Raft, members: MemberConfig) {
-    let observers: Vec<NodeId> = members
-        .addrs
-        .keys()
-        .copied()
-        .filter(|id| !members.voters.contains(id))
-        .collect();
-    if observers.is_empty() {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut metrics = raft.metrics();
-        loop {
-            let missing: Vec<NodeId> = {
-                let m = metrics.borrow_and_update();
-                let leads = m.state == ServerState::Leader && m.current_leader == Some(members.me);
-                let known: BTreeSet<NodeId> =
-                    m.membership_config.nodes().map(|(id, _)| *id).collect();
-                if leads {
-                    observers
-                        .iter()
-                        .copied()
-                        .filter(|o| !known.contains(o))
-                        .collect()
-                } else {
-                    Vec::new()
-                }
-            };
-            for id in missing {
-                let addr = members.addrs.get(&id).cloned().unwrap_or_default();
-                match raft.add_learner(id, BasicNode { addr }, false).await {
-                    Ok(_) => tracing::info!(observer = id, "observer added as a raft learner"),
-                    Err(e) => tracing::warn!(observer = id, "cannot add the observer: {e}"),
-                }
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-}
-
 /// Refuses a hook that has applied entries already: recovery restores a snapshot and replays
 /// the log from there, so earlier state would be applied twice or see zxids go backwards.
 fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
@@ -994,6 +965,7 @@ fn standalone_config(
 mod codec;
 mod error;
 mod log_store;
+mod membership;
 mod network;
 mod persist;
 mod proposal;
@@ -1008,6 +980,7 @@ pub use codec::DecodeError;
 use codec::*;
 pub use error::*;
 pub use log_store::*;
+pub use membership::DesiredMembership;
 pub use network::*;
 pub(crate) use persist::write_initial_state;
 use persist::*;

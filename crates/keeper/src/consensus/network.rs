@@ -42,6 +42,10 @@ pub trait LivenessHooks: Send + Sync + 'static {
     /// Member `from` heard these sessions (id, ms since last heard there). Returns the sessions
     /// `from` no longer holds (their clients moved to another member).
     fn sessions_heard(&self, from: NodeId, sessions: &[(i64, u32)]) -> Vec<i64>;
+
+    /// Called once, on this member, when a committed membership no longer holds it (after
+    /// one that did, in this run): a reconfig removed it. The default does nothing.
+    fn left_ensemble(&self) {}
 }
 
 /// The members of an ensemble as zoo.cfg lists them.

@@ -36,6 +36,9 @@ pub struct HookStateMachine {
     pub(super) high_water: HighWater,
     /// This member's own entries waiting for their apply.
     pub(super) pending: Arc<Pending>,
+    /// Bumped when an applied reconfig or an installed snapshot may have changed the
+    /// membership the state asks for (see [`super::membership`]).
+    pub(super) config_changed: Arc<watch::Sender<u64>>,
 }
 
 impl HookStateMachine {
@@ -56,6 +59,7 @@ impl HookStateMachine {
             early_acks,
             high_water: HighWater::default(),
             pending,
+            config_changed: Arc::new(watch::Sender::new(0)),
         }
     }
 }
@@ -115,6 +119,14 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
                     let zxid = zxid_of(log_id.index)
                         .map_err(|e| StorageIOError::apply(log_id, AnyError::new(&e)))?;
                     let result = self.hook.apply(zxid, &p.entry);
+                    if result.err == corral_proto::ErrorCode::Ok
+                        && matches!(
+                            p.entry.op,
+                            corral_tree::EntryOp::Request(corral_proto::Request::Reconfig(_))
+                        )
+                    {
+                        self.config_changed.send_modify(|n| *n += 1);
+                    }
                     self.high_water.record(p);
                     if p.origin == self.pending.me() {
                         self.pending.applied(p.seq, zxid, result);
@@ -209,6 +221,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         self.hook
             .restore(zxid, payload)
             .map_err(|e| read_err(AnyError::new(&e)))?;
+        self.config_changed.send_modify(|n| *n += 1);
         self.pending
             .covered_by_snapshot(marks.get(self.pending.me()));
         self.high_water = marks;

@@ -131,4 +131,15 @@ impl LivenessHooks for SessionsHeard {
         close_moved(&self.0, &mine);
         moved
     }
+
+    /// Removed by a reconfig: this member stops serving, as a removed ZooKeeper server does.
+    /// Its clients are disconnected and go to the members that remain (the listener and
+    /// every connection end, as at shutdown); the process stays until it is stopped.
+    fn left_ensemble(&self) {
+        tracing::error!(
+            "this member was removed from the ensemble by a reconfig; it no longer serves \
+             clients (stop it, or add it back and restart it)"
+        );
+        self.0.shutdown.cancel();
+    }
 }

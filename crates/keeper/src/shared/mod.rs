@@ -75,6 +75,33 @@ pub struct Shared {
 /// every client of the surviving members connected.
 pub(crate) const CUT_OFF_AFTER: Duration = Duration::from_secs(2);
 
+/// `/zookeeper/config` at start: an ensemble's `server.N` lines as ZooKeeper 3.8 shows them
+/// (version 0 until a reconfig); empty standalone, as a standalone ZooKeeper has it. A
+/// client address is shown only when the line gives one (ZooKeeper leaves out a clientPort
+/// that comes from the static config). After start the node is the tree's: a restart keeps
+/// the membership the log or the snapshot holds.
+fn config_node_data(config: &Config) -> Vec<u8> {
+    if !config.is_distributed() {
+        return Vec::new();
+    }
+    let members = config
+        .servers
+        .iter()
+        .map(|s| corral_tree::reconfig::Member {
+            id: i64::try_from(s.id).unwrap_or(i64::MAX),
+            host: s.host.clone(),
+            quorum_port: s.quorum_port,
+            election_port: s.election_port,
+            observer: s.role == crate::config::ServerRole::Observer,
+            client: s.client_port.map(|p| {
+                let host = s.client_host.clone().unwrap_or_else(|| "0.0.0.0".into());
+                (host, p)
+            }),
+        })
+        .collect();
+    corral_tree::reconfig::ServerConfig::from_members(members).render()
+}
+
 /// Wall-clock milliseconds, the time carried in entries.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -94,7 +121,7 @@ impl Shared {
         let tree_config = TreeConfig {
             extended_types_enabled: config.extended_types_enabled,
             super_digest: config.super_digest.clone(),
-            config_node_data: Vec::new(),
+            config_node_data: config_node_data(&config),
             reconfig_enabled: config.reconfig_enabled,
             enforce_quota: config.enforce_quota,
         };
