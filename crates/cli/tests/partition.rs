@@ -1,18 +1,21 @@
 //! Partitions in network namespaces (issue 12, "Done when" 3): a 3-member corral ensemble, one
 //! member per namespace, clients in every namespace talking to their own member; one follower
 //! cut off and healed, then the leader cut off and healed, under a load of versioned writes
-//! and reads. Checks: a cut-off member acknowledges no write invoked while it is cut off, the
-//! majority acknowledges writes within a few seconds of a cut, every member's tree is the same
-//! afterwards (a digest of every path, its data and its whole Stat), the history is
-//! linearizable per znode (writes and synced reads, [`wgl`]), local reads only return values
-//! that were written, and each session's operations take effect in the order issued.
+//! and reads. Checks: a cut-off member acknowledges no write invoked while it is cut off (a
+//! prober per member writes every 200 ms without waiting, so there are such writes), every
+//! majority member acknowledges writes within a few seconds of a cut, the cut-off member
+//! catches up after the heal, every member's tree is the same afterwards (a digest of every
+//! path, its data and its whole Stat), the history is linearizable per znode (writes and
+//! synced reads, [`wgl`]), local reads only return values that were written, and each
+//! session's operations take effect in the order issued.
 //!
 //! Needs root and namespaces made beforehand: `scripts/partition-test.sh` makes them, runs
-//! this test (`--ignored`) with their names in the environment, and deletes them afterwards.
-//! The members run `corral serve` from `CORRAL_BIN` under `ip netns exec`; this process joins
-//! the namespaces per thread ([`netns`]). Client traffic stays inside each namespace (on its
-//! loopback), replication goes over the veth links the script made; nothing leaves them.
-//! Inside a fresh namespace nothing else listens, so each member uses the standard ports.
+//! this test (`--include-ignored`) with their names in the environment, and deletes them
+//! afterwards. The members run `corral serve` from `CORRAL_BIN` under `ip netns exec`; this
+//! process joins the namespaces per thread ([`netns`]). Client traffic stays inside each
+//! namespace (on its loopback), replication goes over the veth links the script made; nothing
+//! leaves them. Inside a fresh namespace nothing else listens, so each member uses the
+//! standard ports.
 
 mod common;
 #[path = "partition/netns.rs"]
@@ -144,6 +147,9 @@ impl Setup {
 struct Members {
     children: Vec<Child>,
     dirs: Vec<PathBuf>,
+    /// Their pids, for the script's trap; removed once they are reaped, so that the trap
+    /// never signals a pid that has since been reused.
+    pids: PathBuf,
 }
 
 impl Members {
@@ -157,6 +163,7 @@ impl Members {
         let mut members = Members {
             children: Vec::new(),
             dirs: Vec::new(),
+            pids: s.dir.join("pids"),
         };
         let mut pids = String::new();
         for (i, m) in s.members.iter().enumerate() {
@@ -193,7 +200,7 @@ impl Members {
             members.dirs.push(dir);
         }
         // The script kills these if this process dies without its Drop running.
-        std::fs::write(s.dir.join("pids"), pids).map_err(|e| format!("pids: {e}"))?;
+        std::fs::write(&members.pids, pids).map_err(|e| format!("pids: {e}"))?;
         Ok(members)
     }
 
@@ -217,6 +224,7 @@ impl Drop for Members {
                 let _ = c.wait();
             }
         }
+        let _ = std::fs::remove_file(&self.pids);
     }
 }
 
@@ -1273,7 +1281,10 @@ fn partitions_in_network_namespaces() {
     for w in bounds.windows(2) {
         let (name, from) = (&w[0].0, w[0].1);
         let to = w[1].1;
-        println!("-- {name}: {:.1} s", (to - from) as f64 / 1e9);
+        println!(
+            "-- {name}: {:.1} s (operations by when they were invoked)",
+            (to - from) as f64 / 1e9
+        );
         for side in 0..3 {
             let t = tally(&history, side, from, to);
             println!(
