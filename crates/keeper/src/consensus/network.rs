@@ -143,14 +143,17 @@ impl PeerLink {
     }
 
     async fn call_inner(&mut self, req: Request) -> Result<Response, CallError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.dial().await?);
-        }
-        let target = self.target;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(CallError::Closed { target });
+        // The connection is out of `self` for the whole call and goes back only once the
+        // answer is in: a call dropped midway (timed out, or abandoned by its caller when the
+        // leader changes) leaves no connection with a half-written request or an unread
+        // answer behind.
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.dial().await?,
         };
-        conn.round_trip(target, req).await
+        let resp = conn.round_trip(self.target, req).await?;
+        self.conn = Some(conn);
+        Ok(resp)
     }
 
     async fn dial(&self) -> Result<PeerConn, CallError> {
