@@ -106,9 +106,6 @@ struct PeerConn {
     buf: BytesMut,
     out: BytesMut,
     next_id: u64,
-    /// A call is between its request and its answer. openraft drops an RPC that outlives
-    /// its own deadline: a connection left so holds an answer nobody reads, and is dropped.
-    in_flight: bool,
 }
 
 impl PeerLink {
@@ -155,17 +152,17 @@ impl PeerLink {
     }
 
     async fn call_inner(&mut self, req: Request) -> Result<Response, CallError> {
-        if self.conn.as_ref().is_some_and(|c| c.in_flight) {
-            self.conn = None;
-        }
-        if self.conn.is_none() {
-            self.conn = Some(self.dial().await?);
-        }
-        let target = self.target;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(CallError::Closed { target });
+        // The connection is out of `self` for the whole call and goes back only once the
+        // answer is in: a call dropped midway (timed out, or abandoned by its caller when the
+        // leader changes) leaves no connection with a half-written request or an unread
+        // answer behind.
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.dial().await?,
         };
-        conn.round_trip(target, req).await
+        let resp = conn.round_trip(self.target, req).await?;
+        self.conn = Some(conn);
+        Ok(resp)
     }
 
     async fn dial(&self) -> Result<PeerConn, CallError> {
@@ -197,7 +194,6 @@ impl PeerLink {
             buf: BytesMut::with_capacity(64 * 1024),
             out: BytesMut::new(),
             next_id: 1,
-            in_flight: false,
         };
         let hello = Request::Hello(Hello::new(CLUSTER, self.me, target));
         match conn.round_trip(target, hello).await? {
@@ -220,7 +216,6 @@ impl PeerConn {
         self.codec
             .encode(Frame { id, msg: req }, &mut self.out)
             .map_err(wire_err)?;
-        self.in_flight = true;
         self.stream
             .write_all(&self.out)
             .await
@@ -228,7 +223,6 @@ impl PeerConn {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buf).map_err(wire_err)? {
                 if frame.id == id {
-                    self.in_flight = false;
                     return Ok(frame.msg);
                 }
                 // An answer to a call that timed out earlier cannot arrive: a timeout drops

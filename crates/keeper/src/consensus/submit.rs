@@ -296,7 +296,31 @@ pub(super) async fn run_submitter<F: Forwarder>(
             continue;
         };
         let seqs: Vec<u64> = batch.iter().map(|p| p.seq).collect();
-        match fwd.forward(leader, term, batch).await {
+        // A leader cut off by a silent network answers nothing until the call times out;
+        // once another leader (or term) is known, waiting for the old one only holds every
+        // write of this member back. Unknown how much it took: the new leader gets all again
+        // (duplicates are skipped when applied).
+        let leader_changed = async {
+            loop {
+                if metrics.changed().await.is_err() {
+                    return true;
+                }
+                let m = metrics.borrow_and_update();
+                if m.current_leader.map(|l| (l, m.current_term)) != Some((leader, term)) {
+                    return false;
+                }
+            }
+        };
+        let forwarded = tokio::select! {
+            r = fwd.forward(leader, term, batch) => r,
+            stopped = leader_changed => {
+                if stopped {
+                    return;
+                }
+                continue;
+            }
+        };
+        match forwarded {
             Ok(ForwardOutcome::Accepted(n)) if n > 0 => {
                 // All of them, or the first n in order.
                 sent_upto = seqs.get(n - 1).copied().unwrap_or(last);
