@@ -17,15 +17,19 @@
 //!   consensus.
 //! - `outbound`: a connection's byte-bounded queue and the task writing it to the socket.
 //!   Decides nothing about what is sent.
-//! - `consensus`: the openraft group (log store, state machine adapter, network, codec).
-//!   Owns ordering and durability of entries. Never interprets an entry.
+//! - `consensus`: the openraft group (log store, state machine adapter, the way in through
+//!   `Pending` and the submitter, the quorum port's network and wire format, membership).
+//!   Owns ordering, durability and exactly-once application of entries, in one member or an
+//!   ensemble. Never interprets an entry.
 //! - `apply`: a committed entry → the tree → session tracking → watch events queued to
 //!   connections, under one hold of the state lock. Never blocks.
-//! - `session`: liveness and precise expiry, stall forgiveness, obituaries. Decides *when*
-//!   a session expires. Pure bookkeeping.
+//! - `session`: liveness and precise expiry, stall forgiveness, obituaries, and in an
+//!   ensemble who holds each session. Decides *when* a session expires. Pure bookkeeping.
 //! - `watch`: the watch registry, ZooKeeper 3.8's model. Pure bookkeeping.
-//! - `housekeeping`: the periodic loops on the leader: session expiry (a CloseSession entry
-//!   through consensus), containers and TTL nodes.
+//! - `housekeeping`: the periodic loops: on the leader, session expiry (a CloseSession entry
+//!   through consensus), containers and TTL nodes; on every member of an ensemble, session
+//!   reports to the leader and closing the sessions that moved away or that a cut-off member
+//!   cannot keep.
 //! - `storage`: the files under dataDir and dataLogDir. `storage::wal`, whose one writer
 //!   thread owns every change of the log's files; `storage::snapshot_store`, snapshots
 //!   written whole and paced, encoded off the request path at low CPU priority

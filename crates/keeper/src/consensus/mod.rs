@@ -1,19 +1,24 @@
-//! Consensus: an openraft group whose log carries [`Entry`] values.
+//! Consensus: an openraft group whose log carries client [`Entry`] values, each tagged as a
+//! [`Proposal`] with the member that took it.
 //!
 //! Owns the raft node: the openraft type configuration, the log store ([`DurableLogStore`] on
 //! the [`wal`] write-ahead log, with snapshots in [`crate::storage::snapshot_store`]), the
-//! encoding of raft entries, votes and snapshot metadata on disk, start-up recovery, the state
-//! machine adapter ([`HookStateMachine`]) that hands every committed client entry to the
-//! keeper's [`StateMachineHook`], the snapshot plumbing, and the network (none yet: standalone
-//! is a one-voter group). [`Consensus`] is the only thing the rest of the keeper uses, and it
-//! has one way in: [`Consensus::submit`] an entry (its place in the log is fixed when it
-//! returns), then [`Submitted::wait`] for its zxid (= raft log index) and its result;
-//! [`Consensus::propose`] is the two in one call. Errors are [`ConsensusError`].
+//! encoding of raft entries, votes and snapshot metadata on disk (`codec`) and on the quorum
+//! port (`wire`), start-up recovery, the state machine adapter ([`HookStateMachine`]) that
+//! hands every committed client entry to the keeper's [`StateMachineHook`] once (copies
+//! skipped by their tag), the snapshot plumbing, the way in (`submit`: entries wait in
+//! `Pending` until applied here and go to whoever leads), the network between members
+//! (`network`: none standalone, TCP on the quorum ports in an ensemble) and the membership
+//! the leader keeps in step with `/zookeeper/config` (`membership`). [`Consensus`] is the
+//! only thing the rest of the keeper uses, and it has one way in: [`Consensus::submit`] an
+//! entry (the order of submits is the log order), then [`Submitted::wait`] for its zxid
+//! (= raft log index) and its result; [`Consensus::propose`] is the two in one call, and
+//! [`Consensus::propose_as_leader`] the same for a leader's own decisions. Errors are
+//! [`ConsensusError`].
 //!
 //! Must not: apply anything itself (the hook owns the tree), know about sessions, connections or
-//! watches, or special-case standalone beyond having no peers: standalone and an ensemble take
-//! the same path through openraft, so the durable log and the TCP network slot in without
-//! changing [`Consensus`]'s callers.
+//! watches (session reports pass through it as opaque pairs), or special-case standalone
+//! beyond having no peers: standalone and an ensemble take the same path through openraft.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
