@@ -373,13 +373,18 @@ async fn election_chaos(server: &str, name: &str, expiry_slack: Duration) {
     }
 }
 
+// Timing-bound (expiry within 3 timeouts, a new leader within timeout + 1 s) with three
+// clients freezing at random: beside the rest of the suite on 2 shared cores it misses its
+// bounds now and then, so it runs alone, by scripts/election-chaos.sh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing-bound chaos run: scripts/election-chaos.sh runs it alone"]
 async fn election_chaos_never_two_leaders_corral() {
     let server = CorralServer::start(SERVER_CFG);
     election_chaos(&server.addr(), "corral", Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing-bound chaos run: scripts/election-chaos.sh runs it alone"]
 async fn election_chaos_never_two_leaders_real_zk() {
     let Some(zk) = RealZk::start(SERVER_CFG) else {
         return;
