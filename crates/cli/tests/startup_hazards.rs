@@ -90,16 +90,21 @@ fn second_keeper_on_the_same_data_dir_is_refused_and_the_first_keeps_serving() {
 }
 
 #[test]
-fn several_server_lines_are_refused_one_is_allowed() {
+fn an_ensemble_member_needs_its_myid_one_server_line_is_standalone() {
     let dir = fresh_temp_dir("ensemble").expect("temp dir");
-    let cfg = write_cfg(
-        &dir,
-        "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890",
-    );
+    let servers =
+        "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890";
+    let cfg = write_cfg(&dir, servers);
+    // Several members and no myid: which one this is cannot be known.
     let (status, err) = serve_expecting_exit(&["--config", &cfg], &dir);
     assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.contains("server.1, server.2, server.3"), "{err}");
-    assert!(err.contains("split brain"), "{err}");
+    assert!(err.contains("myid"), "names myid:\n{err}");
+    // A myid naming no server.N line.
+    std::fs::create_dir_all(dir.join("data")).expect("data dir");
+    std::fs::write(dir.join("data").join("myid"), "7\n").expect("write myid");
+    let (status, err) = serve_expecting_exit(&["--config", &cfg], &dir);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("no server.7 line"), "{err}");
     assert!(
         !dir.join("data").join("wal").exists(),
         "nothing written before refusing"
@@ -109,6 +114,7 @@ fn several_server_lines_are_refused_one_is_allowed() {
     // A single server.N (kazoo's harness writes one) runs standalone.
     let one = CorralServer::start("server.1=127.0.0.1:2888:3888");
     assert!(one.four_letter("ruok").contains("imok"));
+    assert!(one.four_letter("srvr").contains("Mode: standalone"));
 }
 
 #[test]
