@@ -467,15 +467,20 @@ async fn forced_expiry(server: &str, zombie: bool) {
 /// A server that can be killed and restarted on the same port and data.
 trait Restartable {
     fn addr(&self) -> String;
-    fn kill_and_restart(&mut self) -> Result<(), String>;
+    /// kill -9, `down` with nothing on the port, then the server again on the same data.
+    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String>;
+    fn kill_and_restart(&mut self) -> Result<(), String> {
+        self.kill_and_restart_after(Duration::ZERO)
+    }
 }
 
 impl Restartable for CorralServer {
     fn addr(&self) -> String {
         self.proc.addr()
     }
-    fn kill_and_restart(&mut self) -> Result<(), String> {
+    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
         self.kill9()?;
+        std::thread::sleep(down);
         self.restart()
     }
 }
@@ -484,8 +489,9 @@ impl Restartable for RealZk {
     fn addr(&self) -> String {
         self.proc.addr()
     }
-    fn kill_and_restart(&mut self) -> Result<(), String> {
+    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
         self.kill9()?;
+        std::thread::sleep(down);
         self.restart()
     }
 }
@@ -526,7 +532,11 @@ async fn server_restart(server: &mut dyn Restartable) {
     let mut events = client.session_events();
 
     let t0 = Instant::now();
-    tokio::task::block_in_place(|| server.kill_and_restart()).expect("restart the server");
+    // Down long enough for the clients' backoff to grow (ceilings of 400-800 ms): a server
+    // back within ~250 ms (corral) finds them all in their first short waits, and its
+    // listener, bound before it accepts, queues them to be answered in one instant.
+    tokio::task::block_in_place(|| server.kill_and_restart_after(Duration::from_millis(1500)))
+        .expect("restart the server");
     let restarted = t0.elapsed();
     let evs = events_until_connected(&mut events, Duration::from_secs(20)).await;
     assert_eq!(
@@ -696,7 +706,11 @@ async fn many_clients_restart(server: &mut dyn Restartable, name: &str) {
         clients.push((c, rx));
     }
     let t0 = Instant::now();
-    tokio::task::block_in_place(|| server.kill_and_restart()).expect("restart the server");
+    // Down long enough for the clients' backoff to grow (ceilings of 400-800 ms): a server
+    // back within ~250 ms (corral) finds them all in their first short waits, and its
+    // listener, bound before it accepts, queues them to be answered in one instant.
+    tokio::task::block_in_place(|| server.kill_and_restart_after(Duration::from_millis(1500)))
+        .expect("restart the server");
     let back = t0.elapsed();
     eprintln!("{name}: serving again {back:?} after the kill");
     let mut waits = Vec::with_capacity(N);
