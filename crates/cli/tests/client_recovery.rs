@@ -469,9 +469,6 @@ trait Restartable {
     fn addr(&self) -> String;
     /// kill -9, `down` with nothing on the port, then the server again on the same data.
     fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String>;
-    fn kill_and_restart(&mut self) -> Result<(), String> {
-        self.kill_and_restart_after(Duration::ZERO)
-    }
 }
 
 impl Restartable for CorralServer {
