@@ -80,10 +80,11 @@ async fn run(raft: Raft, me: NodeId, mut rx: mpsc::Receiver<Arrival>) {
         let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
+        // The submitter's view of who leads: an arrival it dropped is handed out again
+        // only when that view changes.
         let term = {
             let m = metrics.borrow();
-            (m.current_leader == Some(me) && m.state == ServerState::Leader)
-                .then_some(m.current_term)
+            (m.current_leader == Some(me)).then_some(m.current_term)
         };
         let mut batch = Vec::new();
         let mut bytes = 0usize;
