@@ -98,7 +98,7 @@ impl StateMachineHook for Hook {
         Some(want)
     }
 
-    fn restore(&self, _zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
+    fn restore(&self, bytes: &[u8]) -> Result<(), RestoreError> {
         // Consensus names the zxid in the error it wraps this in.
         let mut tree = crate::storage::restore::decode_snapshot(bytes)?;
         // Settings come from this run's configuration, not from the one that wrote the snapshot.

@@ -18,8 +18,9 @@
 //! - `outbound`: a connection's byte-bounded queue and the task writing it to the socket.
 //!   Decides nothing about what is sent.
 //! - `consensus`: the openraft group (log store, state machine adapter, the way in through
-//!   `Pending` and the submitter, the quorum port's network and wire format, membership).
-//!   Owns ordering, durability and exactly-once application of entries, in one member or an
+//!   `Pending` and the submitter, the leader's intake that batches writes into raft
+//!   entries, the quorum port's network and wire format, membership). Owns ordering,
+//!   durability, zxids and exactly-once application of entries, in one member or an
 //!   ensemble. Never interprets an entry.
 //! - `apply`: a committed entry → the tree → session tracking → watch events queued to
 //!   connections, under one hold of the state lock. Never blocks.

@@ -1002,10 +1002,23 @@ fn snapshot_round_trip_and_entry_codec() {
             identities: vec![],
             op: EntryOp::Request(ttl_req("/t", 5, 7)),
         },
+        Entry {
+            session_id: 3,
+            time_ms: 4,
+            identities: vec![digest_id("a:b")],
+            op: EntryOp::Request(create_req("/big", &[7u8; 100_000], anyone(), 0)),
+        },
     ];
     for e in entries {
         let b = e.encode();
         assert_eq!(Entry::decode(&b).unwrap(), e);
+        // Batches are sized by the estimate: it must follow the encoding, never far below it.
+        let est = e.size_estimate();
+        assert!(
+            est + 8 >= b.len() && est <= 2 * b.len() + 64,
+            "estimate {est} for {} bytes: {e:?}",
+            b.len()
+        );
         for cut in 0..b.len() {
             assert!(Entry::decode(&b[..cut]).is_err(), "cut at {cut}");
         }

@@ -318,8 +318,8 @@ fn corral_metrics(
                 s.snapshot_failures.to_string(),
             ),
             (
-                "zk_corral_last_snapshot_zxid",
-                s.last_snapshot_zxid.to_string(),
+                "zk_corral_last_snapshot_index",
+                s.last_snapshot_index.to_string(),
             ),
             (
                 "zk_corral_writes_blocked",

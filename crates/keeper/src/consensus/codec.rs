@@ -7,13 +7,17 @@ use corral_proto::Reader;
 // Integers are big-endian. A log id is `term u64 | node u64 | index u64`; optional values carry
 // a leading 0/1 byte. A WAL record body is `term | node | kind u8 | data`, the index being the
 // WAL's own: kind 0 = blank, 1 = client entry (`Entry::encode`), 2 = membership, 3 = tagged client
-// entry (origin, seq, then `Entry::encode`).
+// entry (origin, seq, then `Entry::encode`), 4 = a batch of tagged client entries (count u32,
+// then for each: origin, seq, length u32, `Entry::encode`). A batch of one keeps kind 1 or 3,
+// so single entries read the same to a member that predates batches.
 
 pub(super) const KIND_BLANK: u8 = 0;
 pub(super) const KIND_NORMAL: u8 = 1;
 pub(super) const KIND_MEMBERSHIP: u8 = 2;
 /// A client entry with its origin tag (see [`Proposal`]); `KIND_NORMAL` is one without.
 pub(super) const KIND_PROPOSAL: u8 = 3;
+/// Several tagged client entries in one raft entry (see [`Batch`]).
+pub(super) const KIND_BATCH: u8 = 4;
 /// Version byte in front of the vote, committed and snapshot-meta encodings.
 pub(super) const META_VERSION: u8 = 1;
 
@@ -138,6 +142,10 @@ impl<'a> Rd<'a> {
     }
 }
 
+pub(super) fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
 pub(super) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
@@ -226,36 +234,64 @@ pub(super) fn log_record(entry: &LogEntry) -> io::Result<wal::Record> {
     })
 }
 
-/// The client part of a log entry's body: corral-tree's encoding of its entry, or nothing.
+/// The client part of a log entry's body, everything after its kind byte: corral-tree's
+/// encoding of each entry with its tag (see the layout above), or nothing.
 pub(super) fn client_bytes(entry: &LogEntry) -> Vec<u8> {
-    match &entry.payload {
-        EntryPayload::Normal(p) => p.entry.encode(),
-        _ => Vec::new(),
+    let EntryPayload::Normal(batch) = &entry.payload else {
+        return Vec::new();
+    };
+    match batch.0.as_slice() {
+        [p] if p.origin == 0 => p.entry.encode(),
+        [p] => {
+            let client = p.entry.encode();
+            let mut out = Vec::with_capacity(16 + client.len());
+            put_u64(&mut out, p.origin);
+            put_u64(&mut out, p.seq);
+            out.extend_from_slice(&client);
+            out
+        }
+        many => {
+            let mut out = Vec::with_capacity(
+                4 + many
+                    .iter()
+                    .map(|p| 20 + p.entry.size_estimate())
+                    .sum::<usize>(),
+            );
+            put_u32(&mut out, many.len() as u32);
+            for p in many {
+                put_u64(&mut out, p.origin);
+                put_u64(&mut out, p.seq);
+                let client = p.entry.encode();
+                put_u32(&mut out, client.len() as u32);
+                out.extend_from_slice(&client);
+            }
+            out
+        }
     }
 }
 
-/// A WAL record body; `client` is the encoded client entry when the payload is one.
+/// The kind byte of a log entry's body.
+fn kind_of(entry: &LogEntry) -> u8 {
+    match &entry.payload {
+        EntryPayload::Blank => KIND_BLANK,
+        EntryPayload::Normal(b) => match b.0.as_slice() {
+            [p] if p.origin == 0 => KIND_NORMAL,
+            [_] => KIND_PROPOSAL,
+            _ => KIND_BATCH,
+        },
+        EntryPayload::Membership(_) => KIND_MEMBERSHIP,
+    }
+}
+
+/// A WAL record body; `client` is [`client_bytes`] of the entry.
 pub(super) fn put_log_body(out: &mut Vec<u8>, entry: &LogEntry, client: &[u8]) {
     put_u64(out, entry.log_id.leader_id.term);
     put_u64(out, entry.log_id.leader_id.node_id);
+    out.push(kind_of(entry));
     match &entry.payload {
-        EntryPayload::Blank => out.push(KIND_BLANK),
-        // Untagged entries keep the first format, so what was written before tags reads back
-        // to the same bytes.
-        EntryPayload::Normal(p) if p.origin == 0 => {
-            out.push(KIND_NORMAL);
-            out.extend_from_slice(client);
-        }
-        EntryPayload::Normal(p) => {
-            out.push(KIND_PROPOSAL);
-            put_u64(out, p.origin);
-            put_u64(out, p.seq);
-            out.extend_from_slice(client);
-        }
-        EntryPayload::Membership(m) => {
-            out.push(KIND_MEMBERSHIP);
-            put_membership(out, m);
-        }
+        EntryPayload::Blank => {}
+        EntryPayload::Normal(_) => out.extend_from_slice(client),
+        EntryPayload::Membership(m) => put_membership(out, m),
     }
 }
 
@@ -264,7 +300,7 @@ pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, Deco
     let term = r.u64()?;
     let node = r.u64()?;
     let kind = r.tag(|k| match k {
-        KIND_BLANK | KIND_NORMAL | KIND_MEMBERSHIP | KIND_PROPOSAL => Ok(k),
+        KIND_BLANK | KIND_NORMAL | KIND_MEMBERSHIP | KIND_PROPOSAL | KIND_BATCH => Ok(k),
         k => Err(DecodeProblem::Kind(k)),
     })?;
     let payload = match kind {
@@ -277,9 +313,25 @@ pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, Deco
             };
             // The client entry runs to the end of the body, in corral-tree's encoding.
             let at = r.r.position();
-            let entry =
-                Entry::decode(r.r.rest()).map_err(|e| r.fail(at, DecodeProblem::ClientEntry(e)))?;
-            EntryPayload::Normal(Proposal { origin, seq, entry })
+            let rest = r.r.rest();
+            let entry = client_entry(&r, at, rest)?;
+            EntryPayload::Normal(Batch(vec![Proposal { origin, seq, entry }]))
+        }
+        KIND_BATCH => {
+            let n = r.u32()? as usize;
+            // Each takes at least its tag and length: a count the bytes cannot hold reserves
+            // nothing.
+            let mut batch = Vec::with_capacity(n.min(r.r.remaining() / 20));
+            for _ in 0..n {
+                let origin = r.u64()?;
+                let seq = r.u64()?;
+                let len = r.u32()? as usize;
+                let at = r.r.position();
+                let bytes = r.take(len)?;
+                let entry = client_entry(&r, at, bytes)?;
+                batch.push(Proposal { origin, seq, entry });
+            }
+            EntryPayload::Normal(Batch(batch))
         }
         _ => EntryPayload::Membership(get_membership(&mut r)?),
     };
@@ -288,6 +340,11 @@ pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, Deco
         log_id: LogId::new(CommittedLeaderId::new(term, node), index),
         payload,
     })
+}
+
+/// corral-tree's decoding of the client entry in `bytes`, which start at `at`.
+fn client_entry(r: &Rd<'_>, at: usize, bytes: &[u8]) -> Result<Entry, DecodeError> {
+    Entry::decode(bytes).map_err(|e| r.fail(at, DecodeProblem::ClientEntry(e)))
 }
 
 pub(super) fn encode_vote(v: &Vote<NodeId>) -> Vec<u8> {
@@ -394,12 +451,8 @@ mod tests {
     }
 
     fn body(e: &LogEntry) -> Vec<u8> {
-        let client = match &e.payload {
-            EntryPayload::Normal(x) => x.entry.encode(),
-            _ => Vec::new(),
-        };
         let mut out = Vec::new();
-        put_log_body(&mut out, e, &client);
+        put_log_body(&mut out, e, &client_bytes(e));
         out
     }
 
@@ -438,11 +491,11 @@ mod tests {
             (
                 NORMAL,
                 11,
-                EntryPayload::Normal(Proposal {
+                EntryPayload::Normal(Batch(vec![Proposal {
                     origin: 0,
                     seq: 0,
                     entry: client,
-                }),
+                }])),
             ),
             (MEMBERSHIP, 12, EntryPayload::Membership(membership())),
         ] {

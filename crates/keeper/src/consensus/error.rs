@@ -55,9 +55,9 @@ pub enum ConsensusError {
         source: DecodeError,
     },
     /// The state machine refused the newest valid snapshot.
-    #[error("cannot restore the snapshot at zxid {zxid:#x}: {source}")]
+    #[error("cannot restore the snapshot at log index {index}: {source}")]
     Restore {
-        zxid: i64,
+        index: u64,
         #[source]
         source: RestoreError,
     },
@@ -77,8 +77,6 @@ pub enum ConsensusError {
         first: u64,
         snapshot_last: u64,
     },
-    #[error(transparent)]
-    Zxid(#[from] ZxidOverflow),
     /// openraft refused or failed while consensus was doing `doing`; the node does not recover.
     #[error("{doing}: {source}")]
     Raft {
@@ -135,19 +133,6 @@ pub enum RestoreError {
     /// The snapshot's bytes are not a tree.
     #[error(transparent)]
     Snapshot(#[from] crate::storage::restore::SnapshotDecodeError),
-}
-
-/// A raft log index too large to be a zxid. Indexes never reach 2^63 in practice; it is
-/// refused rather than wrapped.
-#[derive(Debug, thiserror::Error)]
-#[error("log index {index} does not fit a zxid")]
-pub struct ZxidOverflow {
-    pub index: u64,
-}
-
-/// A raft log index as a zxid.
-pub(super) fn zxid_of(index: u64) -> Result<i64, ZxidOverflow> {
-    i64::try_from(index).map_err(|_| ZxidOverflow { index })
 }
 
 /// An openraft storage error caused by `e`, its source chain kept.

@@ -42,11 +42,8 @@ impl Consensus {
     ) -> Result<Consensus, ConsensusError> {
         let me = members.me;
         let probe = hook.snapshot().is_some();
-        let config = Arc::new(member_config(
-            snapshot_policy(probe, &storage),
-            storage.snap_count.max(1),
-            members.timing,
-        )?);
+        warn_unless_snapshots(probe);
+        let config = Arc::new(member_config(storage.snap_count.max(1), members.timing)?);
         // Bound first: a port in use is reported before a long recovery.
         let listener = tokio::net::TcpListener::bind(members.listen)
             .await
@@ -62,6 +59,7 @@ impl Consensus {
         } = open(hook, &storage, AckMode::AfterSync, me).await?;
         let config_changed = sm.config_changed.subscribe();
         let desired_hook = Arc::clone(&sm.hook);
+        let (sm_hook, snapshot_zxid) = (Arc::clone(&sm.hook), Arc::clone(&sm.snapshot_zxid));
         let network = TcpNetwork {
             me,
             max_frame: members.max_frame,
@@ -74,8 +72,10 @@ impl Consensus {
             }
         };
         let stop = tokio_util::sync::CancellationToken::new();
+        let intake = Arc::new(Intake::start(raft.clone(), me));
         let service = Arc::new(PeerService {
             raft: raft.clone(),
+            intake: Arc::clone(&intake),
             members: members.clone(),
             max_frame: members.max_frame,
             liveness: Arc::clone(&liveness),
@@ -88,6 +88,7 @@ impl Consensus {
         tokio::spawn(run_submitter(
             raft.clone(),
             Arc::clone(&pending),
+            intake,
             Some(forwarder),
         ));
         let leadership = watch_leadership(&raft);
@@ -119,7 +120,12 @@ impl Consensus {
             liveness,
         );
         if probe {
-            spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
+            spawn_snapshot_scheduler(
+                consensus.raft.clone(),
+                sm_hook,
+                snapshot_zxid,
+                storage.snap_count,
+            );
         }
         Ok(consensus)
     }
@@ -318,7 +324,6 @@ pub(super) fn watch_leadership(raft: &Raft) -> Arc<Mutex<Leadership>> {
 /// openraft configuration for an ensemble member: the standalone one with `timing`
 /// (heartbeat, election timeout min and max, ms).
 pub(super) fn member_config(
-    snapshot_policy: SnapshotPolicy,
     keep_after_snapshot: u64,
     timing: (u64, u64, u64),
 ) -> Result<openraft::Config, ConsensusError> {
@@ -329,7 +334,7 @@ pub(super) fn member_config(
         election_timeout_max: election_max.max(election_min + 1),
         // Snapshot chunks well inside a quorum frame.
         snapshot_max_chunk_size: 1 << 20,
-        ..standalone_config(snapshot_policy, keep_after_snapshot)?
+        ..standalone_config(keep_after_snapshot)?
     };
     config
         .validate()

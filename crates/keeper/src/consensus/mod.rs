@@ -1,5 +1,5 @@
 //! Consensus: an openraft group whose log carries client [`Entry`] values, each tagged as a
-//! [`Proposal`] with the member that took it.
+//! [`Proposal`] with the member that took it, a [`Batch`] of them per raft entry.
 //!
 //! Owns the raft node: the openraft type configuration, the log store ([`DurableLogStore`] on
 //! the [`wal`] write-ahead log, with snapshots in [`crate::storage::snapshot_store`]), the
@@ -9,10 +9,11 @@
 //! skipped by their tag), the snapshot plumbing, the way in (`submit`: entries wait in
 //! `Pending` until applied here and go to whoever leads), the network between members
 //! (`network`: none standalone, TCP on the quorum ports in an ensemble) and the membership
-//! the leader keeps in step with `/zookeeper/config` (`membership`). [`Consensus`] is the
+//! the leader keeps in step with `/zookeeper/config` (`membership`), and the leader's
+//! `intake`, which packs every write waiting for its log into one raft entry. [`Consensus`] is the
 //! only thing the rest of the keeper uses, and it has one way in: [`Consensus::submit`] an
 //! entry (the order of submits is the log order), then [`Submitted::wait`] for its zxid
-//! (= raft log index) and its result; [`Consensus::propose`] is the two in one call, and
+//! and its result; [`Consensus::propose`] is the two in one call, and
 //! [`Consensus::propose_as_leader`] the same for a leader's own decisions. Errors are
 //! [`ConsensusError`].
 //!
@@ -26,7 +27,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -56,9 +57,11 @@ use crate::storage::wal::{self, Wal, WalOptions};
 /// What the keeper supplies to the state machine side of consensus. Called for every
 /// committed entry, exactly once, in log order, on every node.
 pub trait StateMachineHook: Send + Sync + 'static {
-    /// Apply `entry` committed at log index `zxid`.
+    /// Apply `entry` as transaction `zxid`: always [`StateMachineHook::last_applied`] + 1, so
+    /// zxids count the client entries applied (copies skipped), from the state's own first
+    /// zxid (a ZooKeeper import continues ZooKeeper's), identically on every member.
     fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult;
-    /// The log index of the last applied entry (0 when none).
+    /// The zxid of the last applied entry (0 when none), restored snapshots included.
     fn last_applied(&self) -> i64;
 
     /// Captures a consistent view of the state as of the last applied entry and returns the
@@ -80,9 +83,10 @@ pub trait StateMachineHook: Send + Sync + 'static {
         None
     }
 
-    /// Replaces the whole state with a snapshot whose last entry is at log index `zxid`.
-    fn restore(&self, zxid: i64, bytes: &[u8]) -> Result<(), RestoreError> {
-        let _ = (zxid, bytes);
+    /// Replaces the whole state with a snapshot's; [`StateMachineHook::last_applied`] then
+    /// says the snapshot's last zxid.
+    fn restore(&self, bytes: &[u8]) -> Result<(), RestoreError> {
+        let _ = bytes;
         Err(RestoreError::Unsupported)
     }
 }
@@ -112,7 +116,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 openraft::declare_raft_types!(
     /// The openraft type configuration of corral's log.
     pub TypeConfig:
-        D = Proposal,
+        D = Batch,
         // Results reach their clients through `Pending`, from this member's own apply, not
         // through openraft's responder (which only the leader has).
         R = (),
@@ -152,16 +156,14 @@ struct Opened {
     pending: Arc<Pending>,
 }
 
-/// Snapshots every snapCount entries, or never if the hook cannot snapshot.
-fn snapshot_policy(probe: bool, storage: &StorageConfig) -> SnapshotPolicy {
-    if probe {
-        SnapshotPolicy::LogsSinceLast(storage.snap_count.max(1))
-    } else {
+/// Says so when the hook cannot snapshot: snapshots are then off. openraft's own policy is
+/// never used: [`spawn_snapshot_scheduler`] asks for snapshots by zxids, not raft entries.
+fn warn_unless_snapshots(probe: bool) {
+    if !probe {
         tracing::warn!(
             "the state machine cannot snapshot: snapshots are off and the write-ahead log \
              grows without bound"
         );
-        SnapshotPolicy::Never
     }
 }
 
@@ -318,8 +320,8 @@ pub struct StorageStats {
     pub last_snapshot_ms: u64,
     pub snapshots_written: u64,
     pub snapshot_failures: u64,
-    /// Last log index (zxid) of the newest snapshot written or loaded, 0 if none.
-    pub last_snapshot_zxid: i64,
+    /// Raft log index of the newest snapshot written or loaded, 0 if none.
+    pub last_snapshot_index: i64,
     pub writes_blocked: bool,
 }
 
@@ -368,16 +370,15 @@ impl Consensus {
         ack: AckMode,
     ) -> Result<Consensus, ConsensusError> {
         let probe = hook.snapshot().is_some();
-        let config = Arc::new(standalone_config(
-            snapshot_policy(probe, &storage),
-            storage.snap_count.max(1),
-        )?);
+        warn_unless_snapshots(probe);
+        let config = Arc::new(standalone_config(storage.snap_count.max(1))?);
         let Opened {
             sm,
             log,
             handle,
             pending,
         } = open(hook, &storage, ack, STANDALONE_ID).await?;
+        let (sm_hook, snapshot_zxid) = (Arc::clone(&sm.hook), Arc::clone(&sm.snapshot_zxid));
         let raft = match Raft::new(STANDALONE_ID, config, NoNetwork, log, sm).await {
             Ok(r) => r,
             Err(e) => {
@@ -388,11 +389,17 @@ impl Consensus {
         tokio::spawn(run_submitter::<NoForwarder>(
             raft.clone(),
             Arc::clone(&pending),
+            Arc::new(Intake::start(raft.clone(), STANDALONE_ID)),
             None,
         ));
         let consensus = Consensus::lead(raft, handle, pending).await?;
         if probe {
-            spawn_snapshot_catch_up(consensus.raft.clone(), storage.snap_count.max(1));
+            spawn_snapshot_scheduler(
+                consensus.raft.clone(),
+                sm_hook,
+                snapshot_zxid,
+                storage.snap_count,
+            );
         }
 
         // Entries after the saved committed index are committed again by this leader's first
@@ -488,18 +495,17 @@ impl Consensus {
             last_snapshot_ms: c.last_ms,
             snapshots_written: c.written,
             snapshot_failures: c.failures,
-            last_snapshot_zxid: i64::try_from(c.last_index).unwrap_or(i64::MAX),
+            last_snapshot_index: i64::try_from(c.last_index).unwrap_or(i64::MAX),
             writes_blocked: s.wal.health().writes_blocked(),
         }
     }
 
     /// [`Consensus::submit`] then [`Submitted::wait`], for a caller with nothing to do in
-    /// between: the log index (zxid) of `entry` and the hook's ApplyResult for it, once it is
-    /// committed and applied here.
+    /// between: the zxid of `entry` and the hook's ApplyResult for it, once it is committed and
+    /// applied here.
     ///
-    /// Any number of callers may wait at once. openraft 0.9 appends one client entry at a time
-    /// and applies in batches; on the durable log, [`AckMode::Pipelined`] is what lets entries
-    /// queued behind an fsync share the next one.
+    /// Any number of callers may wait at once: entries that wait together go into the leader's
+    /// log as one raft entry ([`Batch`]), which shares one fsync.
     pub async fn propose(&self, entry: Entry) -> Result<(i64, ApplyResult), ConsensusError> {
         self.submit(entry).await?.wait().await
     }
@@ -569,29 +575,52 @@ impl StorageHandle {
     }
 }
 
-/// openraft checks the snapshot policy only as it applies entries, and skips it while a
-/// build runs: a snapshot that fell due during a build waits for the next write, and after
-/// the last write of a burst it never comes (seen: 400 entries past a snapCount of 100, idle).
-/// This asks for it when a build ends and the log has grown snapCount past it meanwhile. Ends
-/// with the raft core, whose metrics channel then closes.
-fn spawn_snapshot_catch_up(raft: Raft, snap_count: u64) {
+/// How often the snapshot scheduler asks again while a snapshot is due and not begun (raft
+/// ignores the ask while another build runs).
+const SNAPSHOT_ASK_AGAIN: Duration = Duration::from_millis(500);
+
+/// Asks raft for a snapshot once snapCount zxids have been applied past the newest snapshot's.
+/// snapCount counts transactions, as ZooKeeper's does; openraft's own policy counts raft
+/// entries, each a [`Batch`] of transactions, and would snapshot ever more rarely as the load
+/// grows. The ask is repeated while due (a build already running ignores it), also after the
+/// last write of a burst. Ends with the raft core, whose metrics channel then closes.
+fn spawn_snapshot_scheduler(
+    raft: Raft,
+    hook: Arc<dyn StateMachineHook>,
+    snapshot_zxid: Arc<AtomicI64>,
+    snap_count: u64,
+) {
+    let snap_count = i64::try_from(snap_count.max(1)).unwrap_or(i64::MAX);
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
-        let mut last_snapshot = metrics.borrow().snapshot.map(|s| s.index);
-        while metrics.changed().await.is_ok() {
-            let (snapshot, applied) = {
-                let m = metrics.borrow_and_update();
-                (
-                    m.snapshot.map(|s| s.index),
-                    m.last_applied.map_or(0, |l| l.index),
-                )
+        let mut asked: Option<Instant> = None;
+        loop {
+            let since = hook
+                .last_applied()
+                .saturating_sub(snapshot_zxid.load(Ordering::Acquire));
+            let recheck = if since < snap_count {
+                None
+            } else {
+                match asked.map(|t| t.elapsed()) {
+                    Some(e) if e < SNAPSHOT_ASK_AGAIN => Some(SNAPSHOT_ASK_AGAIN - e),
+                    _ => {
+                        if raft.trigger().snapshot().await.is_err() {
+                            return;
+                        }
+                        asked = Some(Instant::now());
+                        Some(SNAPSHOT_ASK_AGAIN)
+                    }
+                }
             };
-            if snapshot == last_snapshot {
-                continue;
-            }
-            last_snapshot = snapshot;
-            if applied.saturating_sub(snapshot.unwrap_or(0)) >= snap_count {
-                let _ = raft.trigger().snapshot().await;
+            // Until more applies (or a build ends), or it is time to ask again.
+            let changed = match recheck {
+                None => metrics.changed().await,
+                Some(d) => tokio::time::timeout(d, metrics.changed())
+                    .await
+                    .unwrap_or(Ok(())),
+            };
+            if changed.is_err() {
+                return;
             }
         }
     });
@@ -611,10 +640,7 @@ fn require_fresh(hook: &dyn StateMachineHook) -> Result<(), ConsensusError> {
 const RECOVERY_WAIT: Duration = Duration::from_secs(600);
 
 /// openraft configuration for a one-voter group.
-fn standalone_config(
-    snapshot_policy: SnapshotPolicy,
-    keep_after_snapshot: u64,
-) -> Result<openraft::Config, ConsensusError> {
+fn standalone_config(keep_after_snapshot: u64) -> Result<openraft::Config, ConsensusError> {
     let config = openraft::Config {
         cluster_name: "corral".to_string(),
         // A lone voter elects itself immediately on initialize; these timeouts only matter when
@@ -625,8 +651,8 @@ fn standalone_config(
         // Replication batch size towards followers; large so a lagging follower catches up in
         // few round trips (it has no effect on a lone voter).
         max_payload_entries: 4096,
-        // Every snapCount entries, or never if the hook cannot snapshot.
-        snapshot_policy,
+        // Asked for by zxids instead (`spawn_snapshot_scheduler`).
+        snapshot_policy: SnapshotPolicy::Never,
         // Entries already in a snapshot that raft still serves from the log, so a lagging
         // follower catches up without a snapshot transfer. Disk files are kept longer still:
         // from the oldest retained snapshot on (see `SnapshotPersist::apply_retention`).
@@ -640,6 +666,7 @@ fn standalone_config(
 
 mod codec;
 mod error;
+mod intake;
 mod log_store;
 mod member;
 mod membership;
@@ -651,18 +678,18 @@ mod submit;
 #[cfg(test)]
 mod tests;
 mod wire;
-// The TCP network (issue 12) is its user; until it is wired, only the tests are.
 
 pub use codec::DecodeError;
 use codec::*;
 pub use error::*;
+use intake::*;
 pub use log_store::*;
 use member::*;
 pub use membership::DesiredMembership;
 pub use network::*;
 pub(crate) use persist::write_initial_state;
 use persist::*;
-pub use proposal::{HighWater, Proposal};
+pub use proposal::{Batch, HighWater, Proposal};
 pub use state_machine::*;
 pub use submit::Submitted;
 use submit::*;

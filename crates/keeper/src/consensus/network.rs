@@ -432,6 +432,8 @@ impl Forwarder for PeerForwarder {
 /// What the quorum port's connections need.
 pub(super) struct PeerService {
     pub(super) raft: Raft,
+    /// Forwarded proposals go into this leader's log through it.
+    pub(super) intake: Arc<Intake>,
     pub(super) members: MemberConfig,
     pub(super) max_frame: usize,
     pub(super) liveness: Arc<dyn LivenessHooks>,
@@ -628,7 +630,7 @@ impl PeerService {
     }
 
     /// A follower's writes, into this leader's log in order, while it leads in `term`.
-    async fn accept_forward(&self, term: u64, mut proposals: Vec<Proposal>) -> Response {
+    async fn accept_forward(&self, term: u64, proposals: Vec<Proposal>) -> Response {
         let not_leader = {
             let m = self.raft.metrics();
             let m = m.borrow();
@@ -643,20 +645,16 @@ impl PeerService {
                 not_leader,
             };
         }
-        stamp_leader_time(&mut proposals);
-        let mut accepted = 0u32;
-        for p in proposals {
-            if self.raft.client_write_ff(p).await.is_err() {
-                return Response::ForwardReply {
-                    accepted,
-                    not_leader: Some((term, None)),
-                };
-            }
-            accepted += 1;
-        }
-        Response::ForwardReply {
-            accepted,
-            not_leader: None,
+        let accepted = u32::try_from(proposals.len()).unwrap_or(u32::MAX);
+        match self.intake.put(term, proposals).await {
+            Ok(()) => Response::ForwardReply {
+                accepted,
+                not_leader: None,
+            },
+            Err(IntakeStopped) => Response::ForwardReply {
+                accepted: 0,
+                not_leader: Some((term, None)),
+            },
         }
     }
 }

@@ -166,15 +166,16 @@ pub(super) fn recover(
                 .name("corral-restore".into())
                 .spawn(move || {
                     let restore = || -> Result<HighWater, ConsensusError> {
-                        let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index))?;
+                        let index = meta.last_log_id.map_or(0, |l| l.index);
                         let (marks, payload) = HighWater::split_snapshot(loaded.payload())
                             .map_err(|source| ConsensusError::Decode {
                                 path: loaded.path.clone(),
                                 source,
                             })?;
-                        hook.restore(zxid, payload)
-                            .map_err(|source| ConsensusError::Restore { zxid, source })?;
-                        tracing::info!(zxid, bytes = payload.len(), "restored snapshot");
+                        hook.restore(payload)
+                            .map_err(|source| ConsensusError::Restore { index, source })?;
+                        let zxid = format!("{:#x}", hook.last_applied());
+                        tracing::info!(index, zxid, bytes = payload.len(), "restored snapshot");
                         Ok(marks)
                     };
                     let restored = restore();

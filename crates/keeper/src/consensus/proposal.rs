@@ -1,4 +1,5 @@
-//! What the raft log carries: a client [`Entry`] tagged with where it was first submitted.
+//! What the raft log carries: client [`Entry`] values, each tagged with where it was first
+//! submitted, in batches (one [`Batch`] per raft entry).
 //!
 //! In an ensemble a write may be handed to the leader more than once: its member forwards it,
 //! the leader dies before answering, and the member cannot tell whether the entry survived in
@@ -25,6 +26,13 @@ pub struct Proposal {
     pub seq: u64,
     pub entry: Entry,
 }
+
+/// What one raft entry carries: the proposals a leader took in while its earlier entries were
+/// being made durable, applied in order, each with its own zxid. One entry per batch is what
+/// lets one leader fsync cover many writes: openraft 0.9's core waits for each entry's flush
+/// before it takes the next one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch(pub Vec<Proposal>);
 
 /// For every origin, the highest sequence number applied: what makes a resubmitted entry
 /// harmless. Part of the replicated state (every member computes the same from the log), so

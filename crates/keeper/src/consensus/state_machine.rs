@@ -39,6 +39,9 @@ pub struct HookStateMachine {
     /// Bumped when an applied reconfig or an installed snapshot may have changed the
     /// membership the state asks for (see [`super::membership`]).
     pub(super) config_changed: Arc<watch::Sender<u64>>,
+    /// The zxid of the newest snapshot's view, from the moment its build began (or it was
+    /// restored): what the snapshot scheduler counts snapCount from.
+    pub(super) snapshot_zxid: Arc<AtomicI64>,
 }
 
 impl HookStateMachine {
@@ -49,7 +52,6 @@ impl HookStateMachine {
         pending: Arc<Pending>,
     ) -> Self {
         HookStateMachine {
-            hook,
             last_applied: None,
             last_membership: StoredMembership::default(),
             current_snapshot: Arc::new(Mutex::new(None)),
@@ -60,6 +62,8 @@ impl HookStateMachine {
             high_water: HighWater::default(),
             pending,
             config_changed: Arc::new(watch::Sender::new(0)),
+            snapshot_zxid: Arc::new(AtomicI64::new(hook.last_applied())),
+            hook,
         }
     }
 }
@@ -72,6 +76,39 @@ pub(super) fn lock_snapshot(
     slot.lock().map_err(|_| {
         StorageIOError::read_snapshot(None, AnyError::error("snapshot slot lock poisoned")).into()
     })
+}
+
+impl HookStateMachine {
+    /// One client entry, as the next zxid; a copy of one applied before (handed to two
+    /// leaders) is skipped on every member alike, as the marks are part of the replicated
+    /// state.
+    #[allow(clippy::result_large_err)]
+    fn apply_proposal(
+        &mut self,
+        log_id: LogId<NodeId>,
+        p: &Proposal,
+    ) -> Result<(), StorageError<NodeId>> {
+        if self.high_water.is_duplicate(p) {
+            return Ok(());
+        }
+        let zxid = self.hook.last_applied().checked_add(1).ok_or_else(|| {
+            StorageIOError::apply(log_id, AnyError::error("the zxid reached its maximum"))
+        })?;
+        let result = self.hook.apply(zxid, &p.entry);
+        if result.err == corral_proto::ErrorCode::Ok
+            && matches!(
+                p.entry.op,
+                corral_tree::EntryOp::Request(corral_proto::Request::Reconfig(_))
+            )
+        {
+            self.config_changed.send_modify(|n| *n += 1);
+        }
+        self.high_water.record(p);
+        if p.origin == self.pending.me() {
+            self.pending.applied(p.seq, zxid, result);
+        }
+        Ok(())
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for HookStateMachine {
@@ -114,22 +151,9 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
             match entry.payload {
                 // A copy of an entry applied before (handed to two leaders): skipped on
                 // every member alike, as the marks are part of the replicated state.
-                EntryPayload::Normal(ref p) if self.high_water.is_duplicate(p) => {}
-                EntryPayload::Normal(ref p) => {
-                    let zxid = zxid_of(log_id.index)
-                        .map_err(|e| StorageIOError::apply(log_id, AnyError::new(&e)))?;
-                    let result = self.hook.apply(zxid, &p.entry);
-                    if result.err == corral_proto::ErrorCode::Ok
-                        && matches!(
-                            p.entry.op,
-                            corral_tree::EntryOp::Request(corral_proto::Request::Reconfig(_))
-                        )
-                    {
-                        self.config_changed.send_modify(|n| *n += 1);
-                    }
-                    self.high_water.record(p);
-                    if p.origin == self.pending.me() {
-                        self.pending.applied(p.seq, zxid, result);
+                EntryPayload::Normal(ref batch) => {
+                    for p in &batch.0 {
+                        self.apply_proposal(log_id, p)?;
                     }
                 }
                 EntryPayload::Blank => {}
@@ -146,6 +170,8 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Runs between applies, so the view, last_applied and membership all agree.
         self.snapshot_seq += 1;
+        self.snapshot_zxid
+            .store(self.hook.last_applied(), Ordering::Release);
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.snapshot_seq),
             None => format!("--{}", self.snapshot_seq),
@@ -200,8 +226,6 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         let data = Arc::new(snapshot.into_bytes().await.map_err(|e| {
             read_err(AnyError::new(&e).add_context(|| "reading the received snapshot"))
         })?);
-        let zxid = zxid_of(meta.last_log_id.map_or(0, |l| l.index))
-            .map_err(|e| read_err(AnyError::new(&e)))?;
         // A snapshot from the leader replaces log we may not have: it must be on disk before
         // raft purges that log, or a restart would find neither.
         let (p, m, d) = (Arc::clone(&self.persist), meta.clone(), Arc::clone(&data));
@@ -219,9 +243,11 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         let (marks, payload) =
             HighWater::split_snapshot(&data).map_err(|e| read_err(AnyError::new(&e)))?;
         self.hook
-            .restore(zxid, payload)
+            .restore(payload)
             .map_err(|e| read_err(AnyError::new(&e)))?;
         self.config_changed.send_modify(|n| *n += 1);
+        self.snapshot_zxid
+            .store(self.hook.last_applied(), Ordering::Release);
         self.pending
             .covered_by_snapshot(marks.get(self.pending.me()));
         self.high_water = marks;
@@ -283,7 +309,6 @@ impl HookStateMachine {
                 "a snapshot without a last log id",
             )));
         };
-        let zxid = zxid_of(last.index).map_err(|e| read_err(AnyError::new(&e)))?;
         let (persist, m) = (Arc::clone(&self.persist), meta.clone());
         let hook = Arc::clone(&self.hook);
         // Disk and decoding work: off the async workers.
@@ -307,12 +332,14 @@ impl HookStateMachine {
             let loaded = persist.store.load(last.index).map_err(|e| e.to_string())?;
             let (marks, payload) =
                 HighWater::split_snapshot(loaded.payload()).map_err(|e| e.to_string())?;
-            hook.restore(zxid, payload).map_err(|e| e.to_string())?;
+            hook.restore(payload).map_err(|e| e.to_string())?;
             Ok(marks)
         })
         .await
         .map_err(|e| read_err(AnyError::new(&e)))?
         .map_err(|e| read_err(AnyError::error(e)))?;
+        self.snapshot_zxid
+            .store(self.hook.last_applied(), Ordering::Release);
         self.pending
             .covered_by_snapshot(restored.get(self.pending.me()));
         self.high_water = restored;
@@ -322,7 +349,8 @@ impl HookStateMachine {
             meta: meta.clone(),
             data: SnapshotBytes::Disk(last.index),
         });
-        tracing::info!(zxid, "installed the leader's snapshot");
+        let zxid = format!("{:#x}", self.hook.last_applied());
+        tracing::info!(index = last.index, zxid, "installed the leader's snapshot");
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::*;
 
-/// Longest run of entries handed over in one go.
+/// Longest run of entries handed over in one go (to the intake or the leader's).
 const MAX_BATCH: usize = 512;
 /// Pause after the leader could not be reached, before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -245,6 +245,7 @@ fn now_ms() -> i64 {
 pub(super) async fn run_submitter<F: Forwarder>(
     raft: Raft,
     pending: Arc<Pending>,
+    intake: Arc<Intake>,
     forwarder: Option<Arc<F>>,
 ) {
     let me = pending.me;
@@ -275,15 +276,11 @@ pub(super) async fn run_submitter<F: Forwarder>(
         };
         let last = batch.last().map_or(sent_upto, |p| p.seq);
         if leader == me {
-            let mut batch = batch;
-            stamp_leader_time(&mut batch);
-            for p in batch {
-                // The result comes from this member's apply ([`Pending::applied`]); openraft's
-                // own answer is not awaited. Refused because this member no longer leads, the
-                // entry is handed to the next leader when the metrics say who.
-                if let Err(Fatal::Stopped) | Err(Fatal::Panicked) = raft.client_write_ff(p).await {
-                    return;
-                }
+            // The result comes from this member's apply ([`Pending::applied`]). Dropped
+            // because this member no longer leads in `term`, the entries are handed to the
+            // next leader when the metrics say who.
+            if intake.put(term, batch).await.is_err() {
+                return;
             }
             sent_upto = last;
             continue;

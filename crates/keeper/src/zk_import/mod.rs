@@ -2,9 +2,9 @@
 //! `dataLogDir/version-2` transaction logs, ZooKeeper 3.4 to 3.9) into corral's: the newest
 //! complete snapshot is loaded and the logged transactions after it replayed the way
 //! ZooKeeper's own start-up does (`replay`), then the result is written as the snapshot of
-//! a fresh one-voter group whose last log index is ZooKeeper's last zxid (`write`), so
-//! zxid = log index keeps holding and clients that reconnect with their lastZxidSeen, session
-//! id and password keep their sessions.
+//! a fresh one-voter group whose last log index is ZooKeeper's last zxid (`write`). The tree
+//! carries that zxid and corral's zxids go on from it, so clients that reconnect with their
+//! lastZxidSeen, session id and password keep their sessions.
 //!
 //! Owns: reading ZooKeeper's formats (`files`), the replay, the conversion. Must not:
 //! write anything in ZooKeeper's directories (they are left as they were, so the operator

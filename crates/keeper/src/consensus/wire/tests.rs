@@ -153,14 +153,22 @@ fn log_entry() -> impl Strategy<Value = LogEntry> {
     let payload = prop_oneof![
         Just(EntryPayload::Blank),
         // Untagged (origin 0 carries no sequence) and tagged client entries.
-        client_entry().prop_map(|entry| EntryPayload::Normal(Proposal {
+        client_entry().prop_map(|entry| EntryPayload::Normal(Batch(vec![Proposal {
             origin: 0,
             seq: 0,
             entry
-        })),
+        }]))),
         (1..=u64::MAX, any::<u64>(), client_entry()).prop_map(|(origin, seq, entry)| {
-            EntryPayload::Normal(Proposal { origin, seq, entry })
+            EntryPayload::Normal(Batch(vec![Proposal { origin, seq, entry }]))
         }),
+        // Batches of several (or none), untagged ones among them.
+        prop::collection::vec(
+            (any::<u64>(), any::<u64>(), client_entry())
+                .prop_map(|(origin, seq, entry)| Proposal { origin, seq, entry }),
+            0..4
+        )
+        .prop_filter("not one", |ps| ps.len() != 1)
+        .prop_map(|ps| EntryPayload::Normal(Batch(ps))),
         membership().prop_map(EntryPayload::Membership),
     ];
     (log_id(), any::<u64>(), payload).prop_map(|(id, index, payload)| LogEntry {
