@@ -69,7 +69,7 @@ impl SnapshotPersist {
                     c.last_index = last.index;
                 }
                 tracing::info!(
-                    zxid = last.index,
+                    index = last.index,
                     bytes,
                     ms = started.elapsed().as_millis() as u64,
                     cpu_wait_ms = encoder.map(|e| e.waited.as_millis() as u64),
