@@ -75,10 +75,8 @@ impl StateMachineHook for Hook {
             st.tree.node(CONFIG_NODE)?.data.clone()?
         };
         let config = ServerConfig::parse(&data)?;
-        let mut want = DesiredMembership {
-            since: u64::try_from(config.version).unwrap_or(0),
-            ..DesiredMembership::default()
-        };
+        // `since` is consensus's to fill in.
+        let mut want = DesiredMembership::default();
         for m in &config.members {
             // ZooKeeper takes any long; raft ids are unsigned.
             let Ok(id) = NodeId::try_from(m.id) else {

@@ -9,7 +9,7 @@ use corral_proto::Reader;
 // WAL's own: kind 0 = blank, 1 = client entry (`Entry::encode`), 2 = membership, 3 = tagged client
 // entry (origin, seq, then `Entry::encode`), 4 = a batch of tagged client entries (count u32,
 // then for each: origin, seq, length u32, `Entry::encode`). A batch of one keeps kind 1 or 3,
-// so single entries read the same to a member that predates batches.
+// as every record written before batches has.
 
 pub(super) const KIND_BLANK: u8 = 0;
 pub(super) const KIND_NORMAL: u8 = 1;
@@ -321,7 +321,7 @@ pub(super) fn decode_log_entry(index: u64, body: &[u8]) -> Result<LogEntry, Deco
             let n = r.u32()? as usize;
             // Each takes at least its tag and length: a count the bytes cannot hold reserves
             // nothing.
-            let mut batch = Vec::with_capacity(n.min(r.r.remaining() / 20));
+            let mut batch = Vec::with_capacity(n.min(r.r.remaining() / 20).min(1024));
             for _ in 0..n {
                 let origin = r.u64()?;
                 let seq = r.u64()?;

@@ -10,7 +10,7 @@
 //! an arrival into the log of a term other than the one it was accepted for (a leader's own
 //! decisions are valid only in their term; the others are handed to each new leader anyway).
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::*;
 
@@ -64,9 +64,23 @@ impl Intake {
     }
 }
 
+/// This member's term while it leads, as the submitter sees it (current leader and term): an
+/// arrival the intake drops is handed out again only when that view changes.
+fn leading_term(
+    metrics: &watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    me: NodeId,
+) -> Option<u64> {
+    let m = metrics.borrow();
+    (m.current_leader == Some(me)).then_some(m.current_term)
+}
+
 async fn run(raft: Raft, me: NodeId, mut rx: mpsc::Receiver<Arrival>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let metrics = raft.metrics();
+    let mut metrics = raft.metrics();
+    // Slots belong to one term: an entry of an earlier term may never be answered (a deposed
+    // leader whose log is replaced by a snapshot keeps its unanswered entries' responders),
+    // so each new term starts with all of them free.
+    let mut slots_term = leading_term(&metrics, me);
+    let mut in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     // What did not fit the last entry, first in the next.
     let mut carry: Option<Arrival> = None;
     loop {
@@ -76,15 +90,21 @@ async fn run(raft: Raft, me: NodeId, mut rx: mpsc::Receiver<Arrival>) {
                 None => return,
             }
         }
-        // A slot first: what arrives while the entries in flight are made durable joins this one.
-        let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
-            return;
-        };
-        // The submitter's view of who leads: an arrival it dropped is handed out again
-        // only when that view changes.
-        let term = {
-            let m = metrics.borrow();
-            (m.current_leader == Some(me)).then_some(m.current_term)
+        // A slot first: what arrives while the entries in flight are made durable joins this
+        // one. A change of leader or term while waiting starts the slots afresh.
+        let (slot, mut term) = loop {
+            let term = leading_term(&metrics, me);
+            if term != slots_term {
+                slots_term = term;
+                in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+            }
+            tokio::select! {
+                slot = Arc::clone(&in_flight).acquire_owned() => match slot {
+                    Ok(slot) => break (slot, term),
+                    Err(_) => return,
+                },
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
         };
         let mut batch = Vec::new();
         let mut bytes = 0usize;
@@ -94,7 +114,17 @@ async fn run(raft: Raft, me: NodeId, mut rx: mpsc::Receiver<Arrival>) {
                 break;
             };
             if Some(arrival.term) != term {
-                continue;
+                // Accepted after the view was read (this member just took over)? Look again;
+                // an entry holds one term's arrivals only.
+                let now = leading_term(&metrics, me);
+                if now != term && !batch.is_empty() {
+                    carry = Some(arrival);
+                    break;
+                }
+                term = now;
+                if Some(arrival.term) != term {
+                    continue;
+                }
             }
             let mut rest = arrival.proposals.into_iter();
             for p in rest.by_ref() {

@@ -21,8 +21,9 @@ pub struct DesiredMembership {
     pub voters: BTreeMap<NodeId, String>,
     /// Observers: raft learners.
     pub learners: BTreeMap<NodeId, String>,
-    /// The log index of the reconfig that made it (0 for zoo.cfg's): a voter has caught up
-    /// with the change once raft has replicated that far to it.
+    /// The raft log index of the reconfig that made it (0 for zoo.cfg's): a voter has caught
+    /// up with the change once raft has replicated that far to it. Filled in by consensus,
+    /// which knows where the reconfig's entry is (a zxid is not a log index).
     pub since: u64,
 }
 
@@ -109,9 +110,13 @@ pub(super) fn spawn_reconciler(
                 pending = true;
             }
             if leads && pending {
-                let want = hook
-                    .desired_membership()
-                    .unwrap_or_else(|| fallback.clone());
+                let want = match hook.desired_membership() {
+                    Some(mut w) => {
+                        w.since = *config_changed.borrow();
+                        w
+                    }
+                    None => fallback.clone(),
+                };
                 pending = match reconcile(&raft, me, &want).await {
                     Step::Done => false,
                     Step::Again => true,

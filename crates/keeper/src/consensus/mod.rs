@@ -57,9 +57,9 @@ use crate::storage::wal::{self, Wal, WalOptions};
 /// What the keeper supplies to the state machine side of consensus. Called for every
 /// committed entry, exactly once, in log order, on every node.
 pub trait StateMachineHook: Send + Sync + 'static {
-    /// Apply `entry` as transaction `zxid`: always [`StateMachineHook::last_applied`] + 1, so
-    /// zxids count the client entries applied (copies skipped), from the state's own first
-    /// zxid (a ZooKeeper import continues ZooKeeper's), identically on every member.
+    /// Apply `entry` as transaction `zxid`: [`StateMachineHook::last_applied`] + 1, or the raft
+    /// index of its entry if that is higher, identically on every member (copies skipped
+    /// spend none). A ZooKeeper import goes on from ZooKeeper's last zxid.
     fn apply(&self, zxid: i64, entry: &Entry) -> ApplyResult;
     /// The zxid of the last applied entry (0 when none), restored snapshots included.
     fn last_applied(&self) -> i64;
@@ -210,6 +210,9 @@ async fn open(
     sm.durable_gate = gate;
     sm.high_water = high_water;
     if let Some(snap) = snapshot {
+        // A reconfig inside the snapshot is at most this far back.
+        sm.config_changed
+            .send_replace(snap.meta.last_log_id.map_or(0, |l| l.index));
         sm.last_applied = snap.meta.last_log_id;
         sm.last_membership = snap.meta.last_membership.clone();
         sm.current_snapshot = Arc::new(Mutex::new(Some(snap)));

@@ -36,8 +36,8 @@ pub struct HookStateMachine {
     pub(super) high_water: HighWater,
     /// This member's own entries waiting for their apply.
     pub(super) pending: Arc<Pending>,
-    /// Bumped when an applied reconfig or an installed snapshot may have changed the
-    /// membership the state asks for (see [`super::membership`]).
+    /// The raft index of the latest entry that may have changed the membership the state asks
+    /// for: an applied reconfig, or an installed snapshot's last (see [`super::membership`]).
     pub(super) config_changed: Arc<watch::Sender<u64>>,
     /// The zxid of the newest snapshot's view, from the moment its build began (or it was
     /// restored): what the snapshot scheduler counts snapCount from.
@@ -91,9 +91,18 @@ impl HookStateMachine {
         if self.high_water.is_duplicate(p) {
             return Ok(());
         }
-        let zxid = self.hook.last_applied().checked_add(1).ok_or_else(|| {
-            StorageIOError::apply(log_id, AnyError::error("the zxid reached its maximum"))
-        })?;
+        // One past the last, and never below the entry's raft index: a log written one write
+        // per entry (before batches) keeps the zxids it had, zxid = index, on every member
+        // whatever snapshot it restarts from; batches then count on past the index.
+        let zxid = self
+            .hook
+            .last_applied()
+            .checked_add(1)
+            .zip(i64::try_from(log_id.index).ok())
+            .map(|(next, index)| next.max(index))
+            .ok_or_else(|| {
+                StorageIOError::apply(log_id, AnyError::error("the zxid reached its maximum"))
+            })?;
         let result = self.hook.apply(zxid, &p.entry);
         if result.err == corral_proto::ErrorCode::Ok
             && matches!(
@@ -101,7 +110,7 @@ impl HookStateMachine {
                 corral_tree::EntryOp::Request(corral_proto::Request::Reconfig(_))
             )
         {
-            self.config_changed.send_modify(|n| *n += 1);
+            self.config_changed.send_replace(log_id.index);
         }
         self.high_water.record(p);
         if p.origin == self.pending.me() {
@@ -245,7 +254,7 @@ impl RaftStateMachine<TypeConfig> for HookStateMachine {
         self.hook
             .restore(payload)
             .map_err(|e| read_err(AnyError::new(&e)))?;
-        self.config_changed.send_modify(|n| *n += 1);
+        self.config_changed.send_replace(on_disk.unwrap_or(0));
         self.snapshot_zxid
             .store(self.hook.last_applied(), Ordering::Release);
         self.pending
@@ -338,6 +347,7 @@ impl HookStateMachine {
         .await
         .map_err(|e| read_err(AnyError::new(&e)))?
         .map_err(|e| read_err(AnyError::error(e)))?;
+        self.config_changed.send_replace(last.index);
         self.snapshot_zxid
             .store(self.hook.last_applied(), Ordering::Release);
         self.pending

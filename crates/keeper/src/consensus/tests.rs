@@ -252,7 +252,12 @@ async fn durable_restart_reapplies_every_entry_once_in_order() {
     let (z, _) = c.propose(entry(5000)).await.unwrap();
     let before = hook.applied.lock().unwrap().clone();
     assert_eq!(before.len(), 16 * 63 + 1);
-    assert_eq!(z, before.len() as i64, "zxids count the entries applied");
+    // One leader, no blank entry after the first writes: no gap.
+    assert!(
+        before.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "zxids count on by one"
+    );
+    assert_eq!(z, before.last().unwrap().0);
     assert_eq!(&before[..before.len() - 1], &proposed[..]);
     let stats = c.storage_stats();
     println!(
@@ -264,7 +269,14 @@ async fn durable_restart_reapplies_every_entry_once_in_order() {
         stats.fsync_p99_us,
         stats.fsync_max_us
     );
-    // Writes share fsyncs, by sharing log records (batches) or by group commit.
+    // 63 writers at once: their writes share raft entries (the intake's batches)...
+    assert!(
+        stats.log_records * 4 < before.len() as u64,
+        "{} writes in {} log records",
+        before.len(),
+        stats.log_records
+    );
+    // ... and fsyncs.
     assert!(
         stats.fsyncs < before.len() as u64 / 2,
         "{} writes: {stats:?}",
@@ -812,17 +824,17 @@ async fn a_proposal_applies_once_however_often_it_is_submitted() {
     ])
     .await
     .unwrap();
-    // zxids count the proposals applied, whatever raft entries they came in.
+    // One past the last, never below the raft index; copies spend none.
     assert_eq!(
         *hook.applied.lock().unwrap(),
-        vec![(1, 1), (2, 50), (3, 3), (4, 60), (5, 60), (6, 70), (7, 80)]
+        vec![(1, 1), (3, 50), (4, 3), (6, 60), (7, 60), (8, 70), (9, 80)]
     );
     assert_eq!(first.wait().await.unwrap().0, 1);
     assert!(matches!(
         overtaken.wait().await,
         Err(ConsensusError::Dropped)
     ));
-    assert_eq!(third.wait().await.unwrap().0, 3);
+    assert_eq!(third.wait().await.unwrap().0, 4);
 
     // Through a snapshot: the marks come back with the state.
     let mut builder = sm.get_snapshot_builder().await;
