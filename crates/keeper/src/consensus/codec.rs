@@ -270,6 +270,22 @@ pub(super) fn client_bytes(entry: &LogEntry) -> Vec<u8> {
     }
 }
 
+/// About the encoded length of a log entry, found without encoding it.
+pub(super) fn entry_size_estimate(entry: &LogEntry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(b) => {
+            32 + b
+                .0
+                .iter()
+                .map(|p| 20 + p.entry.size_estimate())
+                .sum::<usize>()
+        }
+        // Ids and addresses of a few members.
+        EntryPayload::Membership(_) => 512,
+        EntryPayload::Blank => 32,
+    }
+}
+
 /// The kind byte of a log entry's body.
 fn kind_of(entry: &LogEntry) -> u8 {
     match &entry.payload {

@@ -287,6 +287,21 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     }
 }
 
+/// Bytes of log entries one append-entries call carries at most (one entry always goes).
+const APPEND_BUDGET: usize = 4 << 20;
+
+/// How many of `entries` fit in `budget` bytes (at least one), if not all do.
+pub(super) fn entries_within(entries: &[LogEntry], budget: usize) -> Option<usize> {
+    let mut bytes = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        bytes += entry_size_estimate(e);
+        if bytes > budget && i > 0 {
+            return Some(i);
+        }
+    }
+    None
+}
+
 pub struct RaftPeer {
     link: PeerLink,
     max_frame: usize,
@@ -299,6 +314,12 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let target = self.link.target;
+        // openraft sends up to max_payload_entries entries and waits one heartbeat for the
+        // answer; entries of 1 MiB batches would make a call that never ends in time (a
+        // member far behind never caught up). Fewer entries then, by openraft's hint.
+        if let Some(fit) = entries_within(&rpc.entries, APPEND_BUDGET) {
+            return Err(wire::too_large(fit, self.max_frame));
+        }
         match self
             .link
             .call(Request::AppendEntries(rpc), option.hard_ttl())

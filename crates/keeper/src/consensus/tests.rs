@@ -905,3 +905,34 @@ async fn a_leaders_decision_is_never_handed_to_another_leader() {
     pending.applied(to_new[0].seq, 5, ListHook::default().apply(5, &entry(1)));
     assert_eq!(write.wait().await.unwrap().0, 5);
 }
+
+/// Append-entries calls stay within their byte budget by openraft's hint; one entry always
+/// goes, however large.
+#[test]
+fn append_entries_carry_a_bounded_number_of_bytes() {
+    let big = |index| LogEntry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Batch(
+            (0..1024)
+                .map(|n| Proposal {
+                    origin: 1,
+                    seq: n,
+                    entry: Entry {
+                        op: EntryOp::CloseSession {
+                            session_id: 1,
+                            reason: "x".repeat(1000),
+                        },
+                        ..entry(1)
+                    },
+                })
+                .collect(),
+        )),
+    };
+    let entries: Vec<LogEntry> = (1..=10).map(big).collect();
+    let one = entry_size_estimate(&entries[0]);
+    assert!(one > 1 << 20, "{one}");
+    let fit = network::entries_within(&entries, 4 << 20).expect("not all fit");
+    assert_eq!(fit, (4 << 20) / one);
+    assert_eq!(network::entries_within(&entries[..1], 1024), None);
+    assert_eq!(network::entries_within(&entries[..3], 4 << 20), None);
+}
