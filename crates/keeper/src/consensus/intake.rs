@@ -10,6 +10,7 @@
 //! an arrival into the log of a term other than the one it was accepted for (a leader's own
 //! decisions are valid only in their term; the others are handed to each new leader anyway).
 
+use openraft::metrics::RaftServerMetrics;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::*;
@@ -67,15 +68,17 @@ impl Intake {
 /// This member's term while it leads, as the submitter sees it (current leader and term): an
 /// arrival the intake drops is handed out again only when that view changes.
 fn leading_term(
-    metrics: &watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    metrics: &watch::Receiver<RaftServerMetrics<NodeId, BasicNode>>,
     me: NodeId,
 ) -> Option<u64> {
     let m = metrics.borrow();
-    (m.current_leader == Some(me)).then_some(m.current_term)
+    (m.current_leader == Some(me)).then_some(m.vote.leader_id().get_term())
 }
 
 async fn run(raft: Raft, me: NodeId, mut rx: mpsc::Receiver<Arrival>) {
-    let mut metrics = raft.metrics();
+    // Server metrics change with the vote and leader only, not with every apply: the slot
+    // wait below wakes for a change of term, not for each entry applied.
+    let mut metrics = raft.server_metrics();
     // Slots belong to one term: an entry of an earlier term may never be answered (a deposed
     // leader whose log is replaced by a snapshot keeps its unanswered entries' responders),
     // so each new term starts with all of them free.

@@ -41,8 +41,6 @@ impl Consensus {
         liveness: Arc<dyn LivenessHooks>,
     ) -> Result<Consensus, ConsensusError> {
         let me = members.me;
-        let probe = hook.snapshot().is_some();
-        warn_unless_snapshots(probe);
         let config = Arc::new(member_config(storage.snap_count.max(1), members.timing)?);
         // Bound first: a port in use is reported before a long recovery.
         let listener = tokio::net::TcpListener::bind(members.listen)
@@ -56,10 +54,10 @@ impl Consensus {
             log,
             handle,
             pending,
+            snapshots,
         } = open(hook, &storage, AckMode::AfterSync, me).await?;
         let config_changed = sm.config_changed.subscribe();
         let desired_hook = Arc::clone(&sm.hook);
-        let (sm_hook, snapshot_zxid) = (Arc::clone(&sm.hook), Arc::clone(&sm.snapshot_zxid));
         let network = TcpNetwork {
             me,
             max_frame: members.max_frame,
@@ -119,14 +117,7 @@ impl Consensus {
             config_changed,
             liveness,
         );
-        if probe {
-            spawn_snapshot_scheduler(
-                consensus.raft.clone(),
-                sm_hook,
-                snapshot_zxid,
-                storage.snap_count,
-            );
-        }
+        snapshots.start(consensus.raft.clone());
         Ok(consensus)
     }
 

@@ -154,16 +154,29 @@ struct Opened {
     log: DurableLogStore,
     handle: Arc<StorageHandle>,
     pending: Arc<Pending>,
+    snapshots: SnapshotAsks,
 }
 
-/// Says so when the hook cannot snapshot: snapshots are then off. openraft's own policy is
-/// never used: [`spawn_snapshot_scheduler`] asks for snapshots by zxids, not raft entries.
-fn warn_unless_snapshots(probe: bool) {
-    if !probe {
-        tracing::warn!(
-            "the state machine cannot snapshot: snapshots are off and the write-ahead log \
-             grows without bound"
-        );
+/// What the snapshot scheduler needs, taken from the state machine before raft owns it;
+/// [`SnapshotAsks::start`] once raft runs. openraft's own policy is never used.
+struct SnapshotAsks {
+    hook: Arc<dyn StateMachineHook>,
+    snapshot_zxid: Arc<AtomicI64>,
+    snap_count: u64,
+}
+
+impl SnapshotAsks {
+    /// Starts [`spawn_snapshot_scheduler`], or says snapshots are off when the hook cannot
+    /// snapshot.
+    fn start(self, raft: Raft) {
+        if self.hook.snapshot().is_none() {
+            tracing::warn!(
+                "the state machine cannot snapshot: snapshots are off and the write-ahead log \
+                 grows without bound"
+            );
+            return;
+        }
+        spawn_snapshot_scheduler(raft, self.hook, self.snapshot_zxid, self.snap_count);
     }
 }
 
@@ -237,11 +250,17 @@ async fn open(
         persist,
         purger,
     });
+    let snapshots = SnapshotAsks {
+        hook: Arc::clone(&sm.hook),
+        snapshot_zxid: Arc::clone(&sm.snapshot_zxid),
+        snap_count: storage.snap_count,
+    };
     Ok(Opened {
         sm,
         log,
         handle,
         pending,
+        snapshots,
     })
 }
 
@@ -372,16 +391,14 @@ impl Consensus {
         storage: StorageConfig,
         ack: AckMode,
     ) -> Result<Consensus, ConsensusError> {
-        let probe = hook.snapshot().is_some();
-        warn_unless_snapshots(probe);
         let config = Arc::new(standalone_config(storage.snap_count.max(1))?);
         let Opened {
             sm,
             log,
             handle,
             pending,
+            snapshots,
         } = open(hook, &storage, ack, STANDALONE_ID).await?;
-        let (sm_hook, snapshot_zxid) = (Arc::clone(&sm.hook), Arc::clone(&sm.snapshot_zxid));
         let raft = match Raft::new(STANDALONE_ID, config, NoNetwork, log, sm).await {
             Ok(r) => r,
             Err(e) => {
@@ -396,14 +413,7 @@ impl Consensus {
             None,
         ));
         let consensus = Consensus::lead(raft, handle, pending).await?;
-        if probe {
-            spawn_snapshot_scheduler(
-                consensus.raft.clone(),
-                sm_hook,
-                snapshot_zxid,
-                storage.snap_count,
-            );
-        }
+        snapshots.start(consensus.raft.clone());
 
         // Entries after the saved committed index are committed again by this leader's first
         // entry; wait for them, so nothing acknowledged before the restart is missing when
