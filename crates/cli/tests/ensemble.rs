@@ -1,7 +1,7 @@
 //! A 3-member corral ensemble on loopback, driven by the `zookeeper-client` crate: writes at
 //! any member, reads after `sync`, sessions that move between members, and a leader killed
-//! under load while the clients of the other members keep their connections, sessions and
-//! every acknowledged write.
+//! under load or frozen while the clients of the other members keep their connections,
+//! sessions and every acknowledged write.
 
 mod common;
 
@@ -158,32 +158,41 @@ async fn writes_at_any_member_are_seen_everywhere_and_sessions_move() {
     }
 }
 
-/// Kills the leader under load: the clients of the two other members keep their connection
-/// and session, their writes wait for the new leader instead of failing, and none of the
-/// acknowledged writes is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_killed_under_load_loses_nothing_and_drops_no_other_client() {
-    let mut ens = CorralEnsemble::start(3, "");
-    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
-    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-    let root = format!("/{}", unique_name("failover"));
-    let setup = connect(&ens.members[survivors[0]].addr()).await;
-    setup.create(&root, b"", &persistent()).await.expect("root");
+/// Clients of the members in `at` (four, round-robin), each setting its own znode under a
+/// fresh root as fast as the ensemble acknowledges, with an ephemeral of its own; any failed
+/// write fails the test. Stopped and checked by [`Writers::finish`].
+struct Writers {
+    stop: Arc<AtomicBool>,
+    disconnects: Arc<AtomicI64>,
+    tasks: Vec<tokio::task::JoinHandle<Written>>,
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let disconnects = Arc::new(AtomicI64::new(0));
-    let mut writers = Vec::new();
-    for (w, &member) in survivors.iter().cycle().take(4).enumerate() {
-        let c = connect(&ens.members[member].addr()).await;
-        let path = format!("{root}/w{w}");
-        c.create(&path, b"0", &persistent()).await.expect("create");
-        let eph = format!("{root}/e{w}");
-        c.create(&eph, b"", &ephemeral()).await.expect("ephemeral");
-        let (stop, disconnects) = (Arc::clone(&stop), Arc::clone(&disconnects));
-        let mut states = c.state_watcher();
-        let watch_states = tokio::spawn({
-            let disconnects = Arc::clone(&disconnects);
-            async move {
+/// What one writer did: its client, session, znode, ephemeral and acknowledged writes.
+type Written = (
+    zk::Client,
+    zk::SessionId,
+    String,
+    String,
+    Vec<(Instant, i64)>,
+);
+
+impl Writers {
+    async fn start(ens: &CorralEnsemble, at: &[usize], name: &str) -> Writers {
+        let root = format!("/{}", unique_name(name));
+        let setup = connect(&ens.members[at[0]].addr()).await;
+        setup.create(&root, b"", &persistent()).await.expect("root");
+        let stop = Arc::new(AtomicBool::new(false));
+        let disconnects = Arc::new(AtomicI64::new(0));
+        let mut tasks = Vec::new();
+        for (w, &member) in at.iter().cycle().take(4).enumerate() {
+            let c = connect(&ens.members[member].addr()).await;
+            let path = format!("{root}/w{w}");
+            c.create(&path, b"0", &persistent()).await.expect("create");
+            let eph = format!("{root}/e{w}");
+            c.create(&eph, b"", &ephemeral()).await.expect("ephemeral");
+            let (stop, disconnects) = (Arc::clone(&stop), Arc::clone(&disconnects));
+            let mut states = c.state_watcher();
+            let watch_states = tokio::spawn(async move {
                 loop {
                     let s = states.changed().await;
                     if s != zk::SessionState::SyncConnected {
@@ -193,58 +202,80 @@ async fn leader_killed_under_load_loses_nothing_and_drops_no_other_client() {
                         return;
                     }
                 }
-            }
-        });
-        writers.push(tokio::spawn(async move {
-            let session = c.session().id();
-            let mut acked: Vec<(Instant, i64)> = Vec::new();
-            let mut n = 0i64;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
-                match c.set_data(&path, n.to_string().as_bytes(), None).await {
-                    Ok(_) => acked.push((Instant::now(), n)),
-                    Err(e) => panic!("write {n} at {path} failed: {e}"),
+            });
+            tasks.push(tokio::spawn(async move {
+                let session = c.session().id();
+                let mut acked: Vec<(Instant, i64)> = Vec::new();
+                let mut n = 0i64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    match c.set_data(&path, n.to_string().as_bytes(), None).await {
+                        Ok(_) => acked.push((Instant::now(), n)),
+                        Err(e) => panic!("write {n} at {path} failed: {e}"),
+                    }
                 }
-            }
-            let _ = disconnects;
-            watch_states.abort();
-            (c, session, path, eph, acked)
-        }));
+                watch_states.abort();
+                (c, session, path, eph, acked)
+            }));
+        }
+        Writers {
+            stop,
+            disconnects,
+            tasks,
+        }
     }
+
+    /// Stops the writers and checks each kept its session and ephemeral and reads back its
+    /// last acknowledged write, and that no client was disconnected. Returns the longest
+    /// any writer waited across `event` (last ack before it to first ack after it).
+    async fn finish(self, event: Instant) -> Duration {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut worst_gap = Duration::ZERO;
+        for w in self.tasks {
+            let (c, session, path, eph, acked) = w.await.expect("writer");
+            assert_eq!(c.session().id(), session, "{path}: same session throughout");
+            let last = acked.last().map_or(0, |a| a.1);
+            let after = acked.iter().find(|a| a.0 > event);
+            let before = acked.iter().rev().find(|a| a.0 <= event);
+            let (Some(after), Some(before)) = (after, before) else {
+                panic!(
+                    "{path}: no writes on both sides of the event ({} acked)",
+                    acked.len()
+                );
+            };
+            worst_gap = worst_gap.max(after.0 - before.0);
+            c.sync(&path).await.expect("sync");
+            let (data, _) = c.get_data(&path).await.expect("read back");
+            assert_eq!(
+                String::from_utf8_lossy(&data),
+                last.to_string(),
+                "{path}: the last acknowledged write"
+            );
+            assert!(c.check_stat(&eph).await.expect("exists").is_some(), "{eph}");
+        }
+        assert_eq!(
+            self.disconnects.load(Ordering::SeqCst),
+            0,
+            "clients of the surviving members were disconnected"
+        );
+        worst_gap
+    }
+}
+
+/// Kills the leader under load: the clients of the two other members keep their connection
+/// and session, their writes wait for the new leader instead of failing, and none of the
+/// acknowledged writes is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_load_loses_nothing_and_drops_no_other_client() {
+    let mut ens = CorralEnsemble::start(3, "");
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let writers = Writers::start(&ens, &survivors, "failover").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let killed_at = Instant::now();
     ens.members[leader].kill9().expect("kill -9 the leader");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::SeqCst);
-
-    let mut worst_gap = Duration::ZERO;
-    for w in writers {
-        let (c, session, path, eph, acked) = w.await.expect("writer");
-        assert_eq!(c.session().id(), session, "{path}: same session throughout");
-        let last = acked.last().map_or(0, |a| a.1);
-        let after = acked.iter().find(|a| a.0 > killed_at);
-        let before = acked.iter().rev().find(|a| a.0 <= killed_at);
-        let (Some(after), Some(before)) = (after, before) else {
-            panic!(
-                "{path}: no writes on both sides of the kill ({} acked)",
-                acked.len()
-            );
-        };
-        worst_gap = worst_gap.max(after.0 - before.0);
-        c.sync(&path).await.expect("sync");
-        let (data, _) = c.get_data(&path).await.expect("read back");
-        assert_eq!(
-            String::from_utf8_lossy(&data),
-            last.to_string(),
-            "{path}: the last acknowledged write"
-        );
-        assert!(c.check_stat(&eph).await.expect("exists").is_some(), "{eph}");
-    }
-    assert_eq!(
-        disconnects.load(Ordering::SeqCst),
-        0,
-        "clients of the surviving members were disconnected"
-    );
+    let worst_gap = writers.finish(killed_at).await;
     let new_leader = ens.leader(Duration::from_secs(5)).expect("a new leader");
     assert_ne!(new_leader, leader);
     eprintln!(
@@ -253,6 +284,55 @@ async fn leader_killed_under_load_loses_nothing_and_drops_no_other_client() {
         worst_gap.as_millis()
     );
     assert!(worst_gap < Duration::from_secs(5), "{worst_gap:?}");
+}
+
+/// A leader that goes quiet without closing anything (SIGSTOP: its ports still accept
+/// connections, nothing answers) is replaced once the others have heard nothing from it for
+/// an election timeout (tickTime/2 = 1 s here), not after openraft's own timer, which waits
+/// out the leader's lease on top (3-4 s, 7-8 s once a vote of the member was ever refused
+/// for a shorter log). Clients of the other members stay connected and lose nothing; the
+/// old leader, let go again, follows the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_after_an_election_timeout() {
+    let mut ens = CorralEnsemble::start(3, "");
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let writers = Writers::start(&ens, &survivors, "frozen").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frozen_at = Instant::now();
+    ens.members[leader]
+        .signal("STOP")
+        .expect("SIGSTOP the leader");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let worst_gap = writers.finish(frozen_at).await;
+    ens.members[leader]
+        .signal("CONT")
+        .expect("SIGCONT the old leader");
+    eprintln!(
+        "leader {} frozen: writes paused at most {} ms on the other members",
+        leader + 1,
+        worst_gap.as_millis()
+    );
+    assert!(worst_gap < Duration::from_secs(3), "{worst_gap:?}");
+    assert!(
+        survivors
+            .iter()
+            .any(|&i| ens.members[i].four_letter("srvr").contains("Mode: leader")),
+        "no other member leads"
+    );
+    // Let go, the old leader learns of the newer term from the first answer it gets.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let srvr = ens.members[leader].four_letter("srvr");
+        if srvr.contains("Mode: follower") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader does not follow: {srvr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Writes `n` values to `path` through `c`, failing the test on any error.

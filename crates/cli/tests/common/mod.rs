@@ -125,6 +125,23 @@ impl ServerProcess {
             .map_err(|e| format!("wait for {} (pid {}): {e}", self.name, self.pid))
     }
 
+    /// Sends `kill -<sig>` (STOP freezes the process with its sockets open; CONT lets it go).
+    pub fn signal(&self, sig: &str) -> Result<(), String> {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid.to_string())
+            .status()
+            .map_err(|e| format!("kill -{sig} {} (pid {}): {e}", self.name, self.pid))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kill -{sig} {} (pid {}): {status}",
+                self.name, self.pid
+            ))
+        }
+    }
+
     /// SIGTERM, then waits up to `within` for the process to exit and returns its status.
     /// If it is still running by then it is SIGKILLed and this is an error.
     pub fn terminate(&mut self, within: Duration) -> Result<ExitStatus, String> {

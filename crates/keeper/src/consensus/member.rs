@@ -58,9 +58,11 @@ impl Consensus {
         } = open(hook, &storage, AckMode::AfterSync, me).await?;
         let config_changed = sm.config_changed.subscribe();
         let desired_hook = Arc::clone(&sm.hook);
+        let contact = Arc::new(LeaderContact::new());
         let network = TcpNetwork {
             me,
             max_frame: members.max_frame,
+            contact: Arc::clone(&contact),
         };
         let raft = match Raft::new(me, config, network, log, sm).await {
             Ok(r) => r,
@@ -77,8 +79,10 @@ impl Consensus {
             members: members.clone(),
             max_frame: members.max_frame,
             liveness: Arc::clone(&liveness),
+            contact: Arc::clone(&contact),
         });
         tokio::spawn(serve_peers(listener, service, stop.clone()));
+        spawn_silence_watch(raft.clone(), me, contact, members.timing, stop.clone());
         let forwarder = Arc::new(PeerForwarder {
             raft: raft.clone(),
             links: LeaderLinks::new(&members, members.max_frame),

@@ -686,6 +686,7 @@ mod membership;
 mod network;
 mod persist;
 mod proposal;
+mod silence;
 mod state_machine;
 mod submit;
 #[cfg(test)]
@@ -703,6 +704,7 @@ pub use network::*;
 pub(crate) use persist::write_initial_state;
 use persist::*;
 pub use proposal::{Batch, HighWater, Proposal};
+use silence::*;
 pub use state_machine::*;
 pub use submit::Submitted;
 use submit::*;

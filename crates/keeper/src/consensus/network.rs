@@ -273,6 +273,7 @@ impl CallError {
 pub struct TcpNetwork {
     pub(super) me: NodeId,
     pub(super) max_frame: usize,
+    pub(super) contact: Arc<LeaderContact>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
@@ -283,6 +284,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
         RaftPeer {
             link: PeerLink::new(self.me, target, addr, self.max_frame),
             max_frame: self.max_frame,
+            contact: Arc::clone(&self.contact),
         }
     }
 }
@@ -305,6 +307,7 @@ pub(super) fn entries_within(entries: &[LogEntry], budget: usize) -> Option<usiz
 pub struct RaftPeer {
     link: PeerLink,
     max_frame: usize,
+    contact: Arc<LeaderContact>,
 }
 
 impl RaftNetwork<TypeConfig> for RaftPeer {
@@ -363,8 +366,17 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let target = self.link.target;
+        let mine = rpc.last_log_id;
         match self.link.call(Request::Vote(rpc), option.hard_ttl()).await {
-            Ok(resp) => wire::vote_reply(target, resp),
+            Ok(resp) => {
+                let reply = wire::vote_reply(target, resp);
+                if let Ok(r) = &reply {
+                    if !r.vote_granted && r.last_log_id > mine {
+                        self.contact.refused_for_shorter_log();
+                    }
+                }
+                reply
+            }
             Err(e) => Err(e.to_rpc(self.link.me, RPCTypes::Vote)),
         }
     }
@@ -458,6 +470,7 @@ pub(super) struct PeerService {
     pub(super) members: MemberConfig,
     pub(super) max_frame: usize,
     pub(super) liveness: Arc<dyn LivenessHooks>,
+    pub(super) contact: Arc<LeaderContact>,
 }
 
 /// Accepts members' connections until `stop`; each is served by its own task.
@@ -550,12 +563,28 @@ async fn serve_peer(
 impl PeerService {
     async fn handle(&self, peer: NodeId, req: Request) -> Response {
         match req {
-            Request::AppendEntries(r) => match self.raft.append_entries(r).await {
-                Ok(resp) => Response::AppendEntries(resp),
-                Err(e) => Response::RaftError(e.into()),
-            },
+            Request::AppendEntries(r) => {
+                let answering = self.contact.append_started();
+                match self.raft.append_entries(r).await {
+                    Ok(resp) => {
+                        if matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+                            answering.refused();
+                        }
+                        Response::AppendEntries(resp)
+                    }
+                    Err(e) => {
+                        answering.refused();
+                        Response::RaftError(e.into())
+                    }
+                }
+            }
             Request::Vote(r) => match self.raft.vote(r).await {
-                Ok(resp) => Response::Vote(resp),
+                Ok(resp) => {
+                    if resp.vote_granted {
+                        self.contact.heard();
+                    }
+                    Response::Vote(resp)
+                }
                 Err(e) => Response::RaftError(e.into()),
             },
             Request::InstallSnapshot(r) => match self.raft.install_snapshot(r).await {
