@@ -227,23 +227,31 @@ impl Writers {
 
     /// Stops the writers and checks each kept its session and ephemeral and reads back its
     /// last acknowledged write, and that no client was disconnected. Returns the longest
-    /// any writer waited across `event` (last ack before it to first ack after it).
+    /// any writer went without an acknowledgement from its last one before `event` to the
+    /// stop (a pause after a few acknowledgements already on their way counts too).
     async fn finish(self, event: Instant) -> Duration {
         self.stop.store(true, Ordering::SeqCst);
+        let stopped = Instant::now();
         let mut worst_gap = Duration::ZERO;
         for w in self.tasks {
             let (c, session, path, eph, acked) = w.await.expect("writer");
             assert_eq!(c.session().id(), session, "{path}: same session throughout");
             let last = acked.last().map_or(0, |a| a.1);
-            let after = acked.iter().find(|a| a.0 > event);
-            let before = acked.iter().rev().find(|a| a.0 <= event);
-            let (Some(after), Some(before)) = (after, before) else {
+            let before = acked.iter().rposition(|a| a.0 <= event);
+            let (Some(before), true) = (before, acked.last().is_some_and(|a| a.0 > event)) else {
                 panic!(
                     "{path}: no writes on both sides of the event ({} acked)",
                     acked.len()
                 );
             };
-            worst_gap = worst_gap.max(after.0 - before.0);
+            let times: Vec<Instant> = acked[before..].iter().map(|a| a.0).collect();
+            let longest = times
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .chain(times.last().map(|&t| stopped.saturating_duration_since(t)))
+                .max()
+                .unwrap_or_default();
+            worst_gap = worst_gap.max(longest);
             c.sync(&path).await.expect("sync");
             let (data, _) = c.get_data(&path).await.expect("read back");
             assert_eq!(

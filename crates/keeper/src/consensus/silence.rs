@@ -48,7 +48,10 @@ impl LeaderContact {
     /// An append from a leader is being answered; the guard marks it answered.
     pub(super) fn append_started(&self) -> AppendInFlight<'_> {
         self.appends_in_flight.fetch_add(1, Ordering::AcqRel);
-        AppendInFlight { contact: self }
+        AppendInFlight {
+            contact: self,
+            from_leader: true,
+        }
     }
 
     /// A vote request of this member was refused by a member with a longer log.
@@ -74,24 +77,25 @@ impl LeaderContact {
     }
 }
 
-/// An append being answered; dropping it counts as hearing the leader.
+/// An append being answered; dropping it counts as hearing the leader unless it was
+/// [`refused`](AppendInFlight::refused). A dropped guard always ends the "in flight".
 pub(super) struct AppendInFlight<'a> {
     contact: &'a LeaderContact,
+    from_leader: bool,
 }
 
 impl AppendInFlight<'_> {
     /// The append was refused (a deposed leader's, of an older term): not a leader heard.
-    pub(super) fn refused(self) {
-        self.contact
-            .appends_in_flight
-            .fetch_sub(1, Ordering::AcqRel);
-        std::mem::forget(self);
+    pub(super) fn refused(mut self) {
+        self.from_leader = false;
     }
 }
 
 impl Drop for AppendInFlight<'_> {
     fn drop(&mut self) {
-        self.contact.heard();
+        if self.from_leader {
+            self.contact.heard();
+        }
         self.contact
             .appends_in_flight
             .fetch_sub(1, Ordering::AcqRel);
@@ -113,9 +117,10 @@ pub(super) fn spawn_silence_watch(
     let jitter = |upto: u64| Duration::from_millis(rand::random::<u64>() % upto.max(1));
     let poll = Duration::from_millis((heartbeat / 5).clamp(5, 50));
     tokio::spawn(async move {
-        let mut first_wait = silence + jitter(heartbeat);
-        // The last election this watch started, and how long after it the next may start.
-        let mut attempt: Option<(Instant, Duration)> = None;
+        // When this watch last stood for election (or stood back), and how long after that,
+        // or after the leader was last heard if it has not stood since, it stands next.
+        let mut stood_at: Option<Instant> = None;
+        let mut wait = silence + jitter(heartbeat);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -136,42 +141,36 @@ pub(super) fn spawn_silence_watch(
             };
             if leads || !stands {
                 contact.heard();
-                attempt = None;
-                continue;
             }
             let Some(last) = contact.last_heard() else {
                 continue;
             };
+            if stood_at.is_some_and(|at| at < last) {
+                // A leader was heard since this watch last stood: start over.
+                stood_at = None;
+                wait = silence + jitter(heartbeat);
+            }
             let now = Instant::now();
-            let due = match attempt {
-                Some((at, wait)) if at >= last => at + wait,
-                _ => {
-                    // A leader was heard since this watch last stood: start over.
-                    if attempt.take().is_some() {
-                        first_wait = silence + jitter(heartbeat);
-                    }
-                    last + first_wait
-                }
-            };
-            if now < due {
+            if leads || !stands || now < stood_at.unwrap_or(last) + wait {
                 continue;
             }
             // A member whose log is shorter than another's cannot win: it stands back for
             // an election timeout, so that its higher terms do not keep outbidding the
             // member that can.
             if contact.take_shorter_log_since(last) {
-                attempt = Some((now, silence + jitter(election_min / 2)));
+                stood_at = Some(now);
+                wait = silence + jitter(election_min / 2);
                 continue;
             }
-            let wait = Duration::from_millis(election_min / 4) + jitter(election_min / 4);
-            if attempt.is_none() {
+            if stood_at.is_none() {
                 tracing::info!(
                     silent_ms = now.saturating_duration_since(last).as_millis() as u64,
                     "no word from a leader for an election timeout: standing for election"
                 );
             }
             let _ = raft.trigger().elect().await;
-            attempt = Some((Instant::now(), wait));
+            stood_at = Some(Instant::now());
+            wait = Duration::from_millis(election_min / 4) + jitter(election_min / 4);
         }
     });
 }
