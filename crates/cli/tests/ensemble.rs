@@ -484,8 +484,9 @@ async fn rolling_restart_loses_no_session_and_no_write() {
 /// A member stopped while the others write far past their snapshots (snapCount 50: the log it
 /// would need is purged) catches up from the leader's snapshot, received to a file, and
 /// then serves the same data.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_far_behind_catches_up_by_snapshot() {
+/// A follower killed while 300 writes of `bytes_each` are made at another member, then
+/// restarted: it must serve all of them. Returns its log.
+async fn catch_up_after_writes(bytes_each: usize) -> String {
     let mut ens = CorralEnsemble::start(3, "snapCount=50\n");
     let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
     let behind = (leader + 1) % 3;
@@ -495,32 +496,223 @@ async fn a_member_far_behind_catches_up_by_snapshot() {
     let root = format!("/{}", unique_name("catchup"));
     c.create(&root, b"", &persistent()).await.expect("root");
     for i in 0..300 {
-        c.create(
-            &format!("{root}/n{i:04}"),
-            format!("{i}").as_bytes(),
-            &persistent(),
-        )
-        .await
-        .expect("create");
+        let mut data = format!("{i}").into_bytes();
+        data.resize(bytes_each.max(data.len()), b'.');
+        c.create(&format!("{root}/n{i:04}"), &data, &persistent())
+            .await
+            .expect("create");
     }
     ens.members[behind].restart().expect("restart");
     let back = connect(&ens.members[behind].addr()).await;
     back.sync(&root).await.expect("sync");
     let kids = back.list_children(&root).await.expect("children");
     assert_eq!(kids.len(), 300);
-    assert_eq!(
-        back.get_data(&format!("{root}/n0299"))
-            .await
-            .expect("read")
-            .0,
-        b"299"
-    );
-    let log = ens.members[behind].stderr_text();
+    let last = back
+        .get_data(&format!("{root}/n0299"))
+        .await
+        .expect("read")
+        .0;
+    assert_eq!((last.len(), &last[..3]), (bytes_each.max(3), &b"299"[..]));
+    ens.members[behind].stderr_text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_far_behind_catches_up_by_snapshot() {
+    // 300 writes of 32 KiB: ~9.6 MB of log, past what a member keeps after a snapshot
+    // (a third of the snapshot's size, at least 4 MiB), so the leader sends its snapshot.
+    let log = catch_up_after_writes(32 << 10).await;
     assert!(
         log.contains("installed the leader's snapshot"),
-        "caught up without a snapshot:\n{}",
-        ens.members[behind].log_tail()
+        "caught up without a snapshot:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_briefly_behind_catches_up_from_the_log() {
+    // The same 300 writes, small: several snapshots are taken (snapCount=50), yet the log
+    // kept after them still reaches back to the stopped member, which replays it.
+    let log = catch_up_after_writes(8).await;
+    assert!(
+        !log.contains("installed the leader's snapshot"),
+        "a small lag was sent the snapshot:\n{log}"
+    );
+}
+
+/// A follower frozen while its clients hold watches and a session that ends meanwhile; the
+/// leader sends it its snapshot once it runs again. Each watch fires for what changed, and
+/// the connection of the ended session is closed, as if every skipped entry had applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_fire_and_ended_sessions_close_when_a_member_installs_a_snapshot() {
+    use corral_proto::ConnectRequest;
+    let mut ens = CorralEnsemble::start(3, "snapCount=50\n");
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let frozen = (leader + 1) % 3;
+    let writer = connect(&ens.members[leader].addr()).await;
+    let root = format!("/{}", unique_name("install"));
+    for p in ["", "/a", "/c", "/d", "/r"] {
+        writer
+            .create(&format!("{root}{p}"), b"", &persistent())
+            .await
+            .expect("create");
+    }
+    // The watcher's session outlives the freeze (its timeout is the longest allowed).
+    let watcher = tokio::time::timeout(
+        Duration::from_secs(20),
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(40))
+            .connect(&ens.members[frozen].addr()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect the watcher");
+    watcher.sync(&root).await.expect("sync");
+    let (_, _, data_w) = watcher
+        .get_and_watch_data(&format!("{root}/a"))
+        .await
+        .expect("watch /a");
+    let exist_w = watcher
+        .check_and_watch_stat(&format!("{root}/b"))
+        .await
+        .expect("watch /b")
+        .1;
+    let (_, _, child_w) = watcher
+        .get_and_watch_children(&format!("{root}/c"))
+        .await
+        .expect("watch /c");
+    let (_, _, gone_w) = watcher
+        .get_and_watch_data(&format!("{root}/d"))
+        .await
+        .expect("watch /d");
+    let mut deep_w = watcher
+        .watch(&format!("{root}/r"), zk::AddWatchMode::PersistentRecursive)
+        .await
+        .expect("watch /r");
+    // A session with the shortest timeout, silent, held at the member to be frozen.
+    let (mut victim, resp) = common::RawConn::connect(&ens.members[frozen].addr())
+        .map_err(|e| e.to_string())
+        .and_then(|mut c| {
+            let r = c.handshake(&ConnectRequest {
+                timeout: 4_000,
+                read_only: Some(false),
+                ..Default::default()
+            })?;
+            Ok((c, r))
+        })
+        .expect("victim session");
+    assert_ne!(resp.session_id, 0);
+    let victim_node = format!("{root}/victim");
+    let (hdr, _) = victim
+        .request(
+            1,
+            &corral_proto::Request::Create(corral_proto::CreateRequest {
+                path: victim_node.clone(),
+                data: Some(Vec::new()),
+                acl: corral_proto::open_acl_unsafe(),
+                flags: corral_proto::CreateMode::Ephemeral.code(),
+            }),
+        )
+        .expect("victim's ephemeral");
+    assert_eq!(hdr.err, 0, "victim's create");
+
+    ens.members[frozen].signal("STOP").expect("SIGSTOP");
+    writer
+        .set_data(&format!("{root}/a"), b"changed", None)
+        .await
+        .expect("set /a");
+    writer
+        .create(&format!("{root}/b"), b"", &persistent())
+        .await
+        .expect("create /b");
+    writer
+        .create(&format!("{root}/c/x"), b"", &persistent())
+        .await
+        .expect("create /c/x");
+    writer
+        .delete(&format!("{root}/d"), None)
+        .await
+        .expect("delete /d");
+    writer
+        .create(&format!("{root}/r/deep"), b"", &persistent())
+        .await
+        .expect("create /r/deep");
+    // ~9.6 MB of writes: more log than the leader keeps after its snapshots.
+    let bulk = format!("{root}/bulk");
+    writer
+        .create(&bulk, b"", &persistent())
+        .await
+        .expect("bulk");
+    let big = vec![b'.'; 32 << 10];
+    for i in 0..300 {
+        writer
+            .create(&format!("{bulk}/n{i:04}"), &big, &persistent())
+            .await
+            .expect("bulk create");
+    }
+    // The leader hears nothing of the victim while its member is frozen and expires it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while writer
+        .check_stat(&victim_node)
+        .await
+        .expect("exists")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never expired the victim"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ens.members[frozen].signal("CONT").expect("SIGCONT");
+
+    let within = Duration::from_secs(15);
+    let event = |e: Result<zk::WatchedEvent, _>, what: &str| {
+        e.unwrap_or_else(|_| panic!("no event for {what} within {within:?}"))
+            .event_type
+    };
+    assert_eq!(
+        event(tokio::time::timeout(within, data_w.changed()).await, "/a"),
+        zk::EventType::NodeDataChanged
+    );
+    assert_eq!(
+        event(tokio::time::timeout(within, exist_w.changed()).await, "/b"),
+        zk::EventType::NodeCreated
+    );
+    assert_eq!(
+        event(tokio::time::timeout(within, child_w.changed()).await, "/c"),
+        zk::EventType::NodeChildrenChanged
+    );
+    assert_eq!(
+        event(tokio::time::timeout(within, gone_w.changed()).await, "/d"),
+        zk::EventType::NodeDeleted
+    );
+    let deep = tokio::time::timeout(within, deep_w.changed())
+        .await
+        .expect("no event under the recursive watch");
+    assert_eq!(
+        (deep.event_type, deep.path.as_str()),
+        (
+            zk::EventType::NodeCreated,
+            format!("{root}/r/deep").as_str()
+        )
+    );
+    assert!(
+        matches!(
+            victim.outcome(Duration::from_secs(10)),
+            common::Outcome::Closed(_)
+        ),
+        "the ended session's connection stayed open"
+    );
+    let log = ens.members[frozen].stderr_text();
+    assert!(
+        log.contains("installed the leader's snapshot"),
+        "the thawed member caught up without a snapshot:\n{log}"
+    );
+    // The watcher's own session lived through it.
+    assert!(watcher
+        .check_stat(&format!("{root}/b"))
+        .await
+        .expect("read")
+        .is_some());
 }
 
 /// A port bound and not listening: a dial there is refused at once.

@@ -6,11 +6,12 @@
 //! that could show the change. Must not: block (it runs on consensus's apply task), or take
 //! the session tracker's lock while holding the state lock.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEvent};
-use corral_tree::{ApplyResult, Entry, EntryOp};
+use corral_tree::{ApplyResult, DataTree, Entry, EntryOp, Node, Trigger};
 use tracing::{info, warn};
 
 use corral_tree::reconfig::{ServerConfig, CONFIG_NODE};
@@ -20,6 +21,7 @@ use crate::consensus::{
 };
 use crate::outbound::Pushed;
 use crate::shared::{Shared, State};
+use crate::watch::{Mode, Table, WatchRegistry};
 
 /// Snapshot bytes are streamed to disk in pieces of this size: small enough that no large
 /// buffer is ever allocated, large enough that each write call is worth making.
@@ -41,7 +43,7 @@ impl StateMachineHook for Hook {
             let mut st = keeper.state();
             let res = st.tree.apply(zxid, entry);
             keeper.publish_last_zxid(st.tree.last_zxid());
-            fan_out(keeper, &mut st, &res);
+            fan_out(keeper, &mut st, &res.triggers);
             res
         };
         track_sessions(keeper, entry, &res);
@@ -96,26 +98,140 @@ impl StateMachineHook for Hook {
         Some(want)
     }
 
+    /// At start-up, and on an ensemble member that installs its leader's snapshot while it
+    /// serves clients: their watches fire for what the snapshot changed, and sessions that
+    /// ended meanwhile lose their connections, as applying the skipped entries would have.
     fn restore(&self, bytes: &[u8]) -> Result<(), RestoreError> {
+        let keeper = &self.0;
         // Consensus names the zxid in the error it wraps this in.
         let mut tree = crate::storage::restore::decode_snapshot(bytes)?;
-        // Settings come from this run's configuration, not from the one that wrote the snapshot.
-        let mut st = self.0.state();
-        tree.set_config(st.tree.config().clone());
-        self.0.publish_last_zxid(tree.last_zxid());
-        st.tree = tree;
+        let (began, ended) = {
+            let mut st = keeper.state();
+            // Settings come from this run's configuration, not from the one that wrote the
+            // snapshot.
+            tree.set_config(st.tree.config().clone());
+            keeper.publish_last_zxid(tree.last_zxid());
+            let old = std::mem::replace(&mut st.tree, tree);
+            let triggers = changed_under_watches(&old, &st.tree, &st.watches);
+            fan_out(keeper, &mut st, &triggers);
+            let new = &st.tree;
+            let began: Vec<(i64, i32)> = new
+                .sessions()
+                .filter(|(id, _)| old.session(**id).is_none())
+                .map(|(id, s)| (*id, s.timeout_ms))
+                .collect();
+            let ended: Vec<i64> = old
+                .sessions()
+                .map(|(id, _)| *id)
+                .filter(|id| new.session(*id).is_none())
+                .collect();
+            (began, ended)
+        };
+        // Liveness follows the snapshot's sessions, so a member that leads later expires
+        // the sessions created while it was behind, and not those already gone.
+        {
+            let now = tokio::time::Instant::now();
+            let mut sessions = keeper.sessions();
+            for (id, timeout) in began {
+                sessions.track(id, Duration::from_millis(timeout.max(0) as u64), now);
+            }
+            for id in &ended {
+                sessions.forget(*id);
+            }
+        }
+        for id in ended {
+            if let Some(c) = keeper.conns().detach_session(id) {
+                c.out.close("session expired");
+            }
+        }
         Ok(())
+    }
+}
+
+/// The watch events a change from `old` to `new` owes the watches registered now, as if each
+/// entry between them had been applied: for each watched path, its creation, deletion, data
+/// change or children change; under each recursive watch, every node created, deleted or
+/// changed. The order between paths is not the order of the changes (which the snapshot no
+/// longer tells), and a node deleted and re-created counts as changed, as a reconnecting
+/// client's setWatches sees it.
+fn changed_under_watches(old: &DataTree, new: &DataTree, watches: &WatchRegistry) -> Vec<Trigger> {
+    let mut watched = BTreeSet::new();
+    let mut recursive = BTreeSet::new();
+    for (conn, table, path) in watches.entries() {
+        if watches.mode(conn, table, path) == Some(Mode::PersistentRecursive) {
+            recursive.insert(path);
+        } else {
+            watched.insert((table, path));
+        }
+    }
+    let mut out = Vec::new();
+    let mut queued = HashSet::new();
+    let mut push = |event: EventType, path: &str| {
+        if queued.insert((event, path.to_string())) {
+            out.push(Trigger {
+                event,
+                path: path.to_string(),
+            });
+        }
+    };
+    let data_changed =
+        |o: &Node, n: &Node| o.stat.mzxid != n.stat.mzxid || o.stat.czxid != n.stat.czxid;
+    for (table, path) in watched {
+        match (old.node(path), new.node(path), table) {
+            (Some(_), None, _) => push(EventType::NodeDeleted, path),
+            (None, Some(_), Table::Data) => push(EventType::NodeCreated, path),
+            (Some(o), Some(n), Table::Data) if data_changed(o, n) => {
+                push(EventType::NodeDataChanged, path)
+            }
+            (Some(o), Some(n), Table::Child)
+                if o.stat.pzxid != n.stat.pzxid || o.stat.czxid != n.stat.czxid =>
+            {
+                push(EventType::NodeChildrenChanged, path)
+            }
+            _ => {}
+        }
+    }
+    for root in recursive {
+        for_each_below(new, root, &mut |path, n| match old.node(path) {
+            None => push(EventType::NodeCreated, path),
+            Some(o) if data_changed(o, n) => push(EventType::NodeDataChanged, path),
+            Some(_) => {}
+        });
+        for_each_below(old, root, &mut |path, _| {
+            if new.node(path).is_none() {
+                push(EventType::NodeDeleted, path);
+            }
+        });
+    }
+    out
+}
+
+/// Calls `f` on `root` and every node below it in `tree`.
+fn for_each_below(tree: &DataTree, root: &str, f: &mut dyn FnMut(&str, &Node)) {
+    let mut stack = vec![root.to_string()];
+    while let Some(path) = stack.pop() {
+        let Some(node) = tree.node(&path) else {
+            continue;
+        };
+        f(&path, node);
+        for child in &node.children {
+            stack.push(if path == "/" {
+                format!("/{child}")
+            } else {
+                format!("{path}/{child}")
+            });
+        }
     }
 }
 
 /// Queues the events of the watches this change fired, under the state lock (see the
 /// module's invariant).
-fn fan_out(keeper: &Shared, st: &mut State, res: &ApplyResult) {
-    if res.triggers.is_empty() {
+fn fan_out(keeper: &Shared, st: &mut State, triggers: &[Trigger]) {
+    if triggers.is_empty() {
         return;
     }
     let mut conns = None;
-    for trigger in &res.triggers {
+    for trigger in triggers {
         let targets = st.watches.fire(trigger.event, &trigger.path);
         if targets.is_empty() {
             continue;

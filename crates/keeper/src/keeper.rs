@@ -255,6 +255,7 @@ impl Keeper {
             mb => Some(mb.saturating_mul(1_000_000)),
         };
         storage.snap_count = self.shared.config.snap_count;
+        storage.snapshot_size_factor = self.shared.config.snapshot_size_factor;
         storage.snap_retain_count = self.shared.config.autopurge_snap_retain_count;
         storage.purge_interval_hours = self.shared.config.autopurge_purge_interval_hours;
         storage

@@ -287,6 +287,12 @@ impl SessionTracker {
         }
     }
 
+    /// Stops tracking a session that ended without this member applying its close (it
+    /// learned the state from its leader's snapshot): no obituary, it has none to tell.
+    pub fn forget(&mut self, id: i64) {
+        self.live.remove(&id);
+    }
+
     /// The session ended (applied CloseSession; `expired` unless its client closed it): stop
     /// tracking and keep an obituary.
     pub fn bury(

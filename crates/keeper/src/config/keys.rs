@@ -269,6 +269,16 @@ impl Config {
                 }
                 self.snap_count = n as u64;
             }
+            "zookeeper.snapshotSizeFactor" => {
+                let f: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{value:?} is not a number"))?;
+                if !f.is_finite() {
+                    return Err(format!("{value:?} is not a finite number"));
+                }
+                self.snapshot_size_factor = f;
+            }
             "zookeeper.fsync.warningthresholdms" => {
                 let n = java_decode_int(value)?;
                 if n < 0 {

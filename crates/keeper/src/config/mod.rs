@@ -81,6 +81,11 @@ pub struct Config {
     /// `user:base64(sha1(user:password))`, the digest id that is granted every permission.
     pub super_digest: Option<String>,
     pub snap_count: u64,
+    /// `zookeeper.snapshotSizeFactor` (`snapshotSizeFactor` in zoo.cfg): an ensemble leader
+    /// serves a lagging member from its log while the log it would send stays under this
+    /// fraction of its newest snapshot's size, and sends the snapshot beyond that. Negative:
+    /// only the small floor of recent log is served. ZooKeeper's default 0.33.
+    pub snapshot_size_factor: f64,
     pub autopurge_snap_retain_count: u32,
     /// Hours between extra purge passes (0: none). Unlike ZooKeeper, where 0 disables purging
     /// altogether, snapshots and log beyond `autopurge_snap_retain_count` are also purged after
@@ -178,6 +183,7 @@ impl Default for Config {
             extended_types_enabled: false,
             super_digest: None,
             snap_count: 100_000,
+            snapshot_size_factor: 0.33,
             autopurge_snap_retain_count: MIN_SNAP_RETAIN,
             autopurge_purge_interval_hours: 0,
             force_sync: true,

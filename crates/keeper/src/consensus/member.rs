@@ -41,7 +41,7 @@ impl Consensus {
         liveness: Arc<dyn LivenessHooks>,
     ) -> Result<Consensus, ConsensusError> {
         let me = members.me;
-        let config = Arc::new(member_config(storage.snap_count.max(1), members.timing)?);
+        let config = Arc::new(member_config(members.timing)?);
         // Bound first: a port in use is reported before a long recovery.
         let listener = tokio::net::TcpListener::bind(members.listen)
             .await
@@ -54,8 +54,13 @@ impl Consensus {
             log,
             handle,
             pending,
-            snapshots,
+            mut snapshots,
         } = open(hook, &storage, AckMode::AfterSync, me).await?;
+        snapshots.retention = Some(LogRetention {
+            wal: Arc::clone(&handle.wal),
+            persist: Arc::clone(&handle.persist),
+            size_factor: storage.snapshot_size_factor,
+        });
         let config_changed = sm.config_changed.subscribe();
         let desired_hook = Arc::clone(&sm.hook);
         let contact = Arc::new(LeaderContact::new());
@@ -318,10 +323,7 @@ pub(super) fn watch_leadership(raft: &Raft) -> Arc<Mutex<Leadership>> {
 
 /// openraft configuration for an ensemble member: the standalone one with `timing`
 /// (heartbeat, election timeout min and max, ms).
-pub(super) fn member_config(
-    keep_after_snapshot: u64,
-    timing: (u64, u64, u64),
-) -> Result<openraft::Config, ConsensusError> {
+pub(super) fn member_config(timing: (u64, u64, u64)) -> Result<openraft::Config, ConsensusError> {
     let (heartbeat, election_min, election_max) = timing;
     let config = openraft::Config {
         heartbeat_interval: heartbeat,
@@ -329,7 +331,9 @@ pub(super) fn member_config(
         election_timeout_max: election_max.max(election_min + 1),
         // Snapshot chunks well inside a quorum frame.
         snapshot_max_chunk_size: 1 << 20,
-        ..standalone_config(keep_after_snapshot)?
+        // openraft never purges by itself: the snapshot scheduler purges by bytes
+        // (`LogRetention`).
+        ..standalone_config(u64::MAX)?
     };
     config
         .validate()

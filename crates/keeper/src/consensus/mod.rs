@@ -163,6 +163,8 @@ struct SnapshotAsks {
     hook: Arc<dyn StateMachineHook>,
     snapshot_zxid: Arc<AtomicI64>,
     snap_count: u64,
+    /// Set on an ensemble member: the log it keeps after each snapshot is bounded in bytes.
+    retention: Option<LogRetention>,
 }
 
 impl SnapshotAsks {
@@ -176,7 +178,41 @@ impl SnapshotAsks {
             );
             return;
         }
-        spawn_snapshot_scheduler(raft, self.hook, self.snapshot_zxid, self.snap_count);
+        spawn_snapshot_scheduler(raft, self);
+    }
+}
+
+/// The least log an ensemble member keeps after a snapshot, whatever the snapshot's size:
+/// a follower a few thousand small writes behind is cheaper to send the log than any
+/// snapshot (ZooKeeper keeps its last 500 proposals in memory for the same reason).
+const LOG_KEPT_FLOOR_BYTES: u64 = 4 << 20;
+
+/// How much log an ensemble member keeps after a snapshot, and so serves a lagging member
+/// from; one further behind is sent the snapshot. ZooKeeper's rule: log while the log to send
+/// is under `snapshotSizeFactor` of the snapshot's size. openraft's own rule counts raft
+/// entries, and an entry carries a batch of up to 2,048 writes: snapCount entries kept could
+/// be the whole history, replayed write by write to a member a million writes behind.
+struct LogRetention {
+    wal: Arc<Wal>,
+    persist: Arc<SnapshotPersist>,
+    size_factor: f64,
+}
+
+impl LogRetention {
+    /// The index to purge up to once the snapshot at `snapshot_index` is written, if any.
+    fn purge_upto(&self, snapshot_index: u64) -> Option<u64> {
+        let bytes = {
+            let c = lock_counters(&self.persist.counters);
+            // Known only for a snapshot this run wrote (or installed).
+            (c.last_index == snapshot_index && c.last_bytes > 0).then_some(c.last_bytes)?
+        };
+        let budget = if self.size_factor > 0.0 {
+            ((bytes as f64 * self.size_factor) as u64).max(LOG_KEPT_FLOOR_BYTES)
+        } else {
+            LOG_KEPT_FLOOR_BYTES
+        };
+        let oldest_kept = self.wal.oldest_within(snapshot_index, budget)?;
+        oldest_kept.checked_sub(1)
     }
 }
 
@@ -254,6 +290,7 @@ async fn open(
         hook: Arc::clone(&sm.hook),
         snapshot_zxid: Arc::clone(&sm.snapshot_zxid),
         snap_count: storage.snap_count,
+        retention: None,
     };
     Ok(Opened {
         sm,
@@ -275,8 +312,11 @@ pub struct StorageConfig {
     /// `false` (forceSync=no) skips fdatasync on the log: faster, but an OS crash or power loss
     /// may lose acknowledged writes.
     pub force_sync: bool,
-    /// A snapshot is taken every this many log entries.
+    /// A snapshot is taken every this many transactions (zxids).
     pub snap_count: u64,
+    /// An ensemble member serves a lagging one from its log while that log is under this
+    /// fraction of its newest snapshot (`snapshotSizeFactor`), and the snapshot beyond.
+    pub snapshot_size_factor: f64,
     /// Snapshots kept (at least 3); the log is kept from the oldest of them on.
     pub snap_retain_count: u32,
     /// Every this many hours, also purge old snapshots and log segments; 0 = only when a
@@ -299,6 +339,7 @@ impl StorageConfig {
             data_log_dir: None,
             force_sync: true,
             snap_count: 100_000,
+            snapshot_size_factor: 0.33,
             snap_retain_count: 3,
             purge_interval_hours: 0,
             segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
@@ -354,6 +395,8 @@ struct SnapCounters {
     written: u64,
     failures: u64,
     last_index: u64,
+    /// Size of the snapshot at `last_index` as written.
+    last_bytes: u64,
 }
 
 /// What a durable consensus keeps to report on and close its storage.
@@ -596,18 +639,38 @@ const SNAPSHOT_ASK_AGAIN: Duration = Duration::from_millis(500);
 /// snapCount counts transactions, as ZooKeeper's does; openraft's own policy counts raft
 /// entries, each a [`Batch`] of transactions, and would snapshot ever more rarely as the load
 /// grows. The ask is repeated while due (a build already running ignores it), also after the
-/// last write of a burst. Ends with the raft core, whose metrics channel then closes.
-fn spawn_snapshot_scheduler(
-    raft: Raft,
-    hook: Arc<dyn StateMachineHook>,
-    snapshot_zxid: Arc<AtomicI64>,
-    snap_count: u64,
-) {
+/// last write of a burst, and at once when a build ends. On an ensemble member, each new
+/// snapshot also purges the log beyond what [`LogRetention`] keeps. Ends with the raft core,
+/// whose metrics channel then closes.
+fn spawn_snapshot_scheduler(raft: Raft, asks: SnapshotAsks) {
+    let SnapshotAsks {
+        hook,
+        snapshot_zxid,
+        snap_count,
+        retention,
+    } = asks;
     let snap_count = i64::try_from(snap_count.max(1)).unwrap_or(i64::MAX);
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
         let mut asked: Option<Instant> = None;
+        let mut newest = metrics.borrow().snapshot;
         loop {
+            let (snapshot, purged) = {
+                let m = metrics.borrow();
+                (m.snapshot, m.purged)
+            };
+            if snapshot != newest {
+                newest = snapshot;
+                // The build asked for has ended: a snapshot due again is asked for now,
+                // not after the wait meant for asks a running build ignores.
+                asked = None;
+                let upto = snapshot.and_then(|s| retention.as_ref()?.purge_upto(s.index));
+                if let Some(upto) = upto.filter(|u| Some(*u) > purged.map(|p| p.index)) {
+                    if raft.trigger().purge_log(upto).await.is_err() {
+                        return;
+                    }
+                }
+            }
             let since = hook
                 .last_applied()
                 .saturating_sub(snapshot_zxid.load(Ordering::Acquire));

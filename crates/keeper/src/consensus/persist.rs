@@ -67,6 +67,7 @@ impl SnapshotPersist {
                     c.written += 1;
                     c.last_ms = started.elapsed().as_millis() as u64;
                     c.last_index = last.index;
+                    c.last_bytes = bytes;
                 }
                 tracing::info!(
                     index = last.index,

@@ -462,6 +462,28 @@ impl Wal {
         ))
     }
 
+    /// The oldest index from which the records up to `upto` together hold at most `budget`
+    /// bytes (framing included), so a caller can keep a log tail of bounded size; `upto + 1`
+    /// when even the record at `upto` is larger, `None` when `upto` is not in the log.
+    /// Walks the index back from `upto`: called once per snapshot, not per write.
+    pub fn oldest_within(&self, upto: u64, budget: u64) -> Option<u64> {
+        let ix = lock(&self.shared.index);
+        let last = usize::try_from(upto.checked_sub(ix.base)?).ok()?;
+        if last >= ix.locs.len() {
+            return None;
+        }
+        let mut used = 0u64;
+        let mut oldest = upto + 1;
+        for (pos, loc) in ix.locs.iter().enumerate().take(last + 1).rev() {
+            used += HEADER as u64 + u64::from(loc.len);
+            if used > budget {
+                break;
+            }
+            oldest = ix.base + pos as u64;
+        }
+        Some(oldest)
+    }
+
     /// The highest index written (readable with [`Wal::read`]), if any.
     pub fn written_upto(&self) -> Option<u64> {
         let ix = lock(&self.shared.index);
