@@ -327,6 +327,18 @@ fn relative_data_dir_stays_relative_and_warns() {
 }
 
 #[test]
+fn snapshot_size_factor_defaults_like_zookeeper_and_can_be_set() {
+    let (c, _) = parse_ok(BASE);
+    assert_eq!(c.snapshot_size_factor, 0.33);
+    let (c, w) = parse_ok(&format!("{BASE}snapshotSizeFactor=0.5\n"));
+    assert_eq!(c.snapshot_size_factor, 0.5);
+    assert!(!w.iter().any(|w| w.contains("snapshotSizeFactor")), "{w:?}");
+    // A negative factor is ZooKeeper's "never catch up from the log"; it is kept.
+    let (c, _) = parse_ok(&format!("{BASE}snapshotSizeFactor=-1\n"));
+    assert_eq!(c.snapshot_size_factor, -1.0);
+}
+
+#[test]
 fn snap_retain_below_three_is_raised() {
     let (c, w) = parse_ok(
         "dataDir=/d\nclientPort=1\nautopurge.snapRetainCount=1\nautopurge.purgeInterval=24\n",
@@ -370,6 +382,8 @@ fn bad_values_name_key_and_value() {
         ("jute.maxbuffer=lots", "jute.maxbuffer", "lots"),
         ("jute.maxbuffer=0", "jute.maxbuffer", "0"),
         ("snapCount=-2", "snapCount", "-2"),
+        ("snapshotSizeFactor=big", "snapshotSizeFactor", "big"),
+        ("snapshotSizeFactor=NaN", "snapshotSizeFactor", "NaN"),
         (
             "fsync.warningthresholdms=-1",
             "fsync.warningthresholdms",

@@ -618,3 +618,25 @@ fn writes_blocked_clears_when_space_returns() {
     }
     append_sync(&wal, vec![(1, body(1))]).unwrap();
 }
+
+/// The log tail kept after a snapshot is bounded in bytes: framing and the index count.
+#[test]
+fn oldest_within_counts_whole_records_back_from_upto() {
+    let d = TestDir::new("wal-within");
+    let (wal, _) = open_collect(opts(d.path(), 1024)).unwrap();
+    let fixed = |_: u64| vec![7u8; 100];
+    append_sync(&wal, (1..=50).map(|i| (i, fixed(i))).collect()).unwrap();
+    // Each record costs its header, its 8-byte index and its 100-byte body.
+    let each = (segment::HEADER + 8 + 100) as u64;
+    assert_eq!(wal.oldest_within(40, each * 5), Some(36));
+    assert_eq!(wal.oldest_within(40, each * 5 - 1), Some(37));
+    assert_eq!(wal.oldest_within(40, each * 1000), Some(1));
+    // Not even the record at `upto` fits: nothing below it need be kept.
+    assert_eq!(wal.oldest_within(40, 0), Some(41));
+    assert_eq!(wal.oldest_within(51, each), None, "beyond the log");
+    wal.set_retain_floor(30);
+    wal.purge(30);
+    rt().block_on(wal.in_order(Box::new(|| Ok(())))).unwrap();
+    assert_eq!(wal.oldest_within(2, each), None, "purged");
+    assert_eq!(wal.oldest_within(50, each * 2), Some(49));
+}
