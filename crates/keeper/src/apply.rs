@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_proto::{message::notification_body, EventType, KeeperState, WatcherEvent};
+use corral_tree::obituary::{self, Obituary};
 use corral_tree::{ApplyResult, DataTree, Entry, EntryOp, Node, Trigger};
 use tracing::{info, warn};
 
@@ -253,6 +254,49 @@ fn fan_out(keeper: &Shared, st: &mut State, triggers: &[Trigger]) {
     }
 }
 
+/// The whole story of a session's end in one INFO line, every field a key=value, so log
+/// pipelines can search them; the same line on every member.
+fn log_obituary(ob: &Obituary) {
+    let e = &ob.evidence;
+    let history: Vec<String> = e
+        .history
+        .iter()
+        .map(|h| {
+            let mut s = format!(
+                "{}@{}:member{}:{}",
+                h.kind.name(),
+                h.at_ms,
+                h.member,
+                h.remote
+            );
+            if !h.cause.is_empty() {
+                s.push_str(&format!(" ({})", h.cause));
+            }
+            s
+        })
+        .collect();
+    info!(
+        session = format!("0x{:x}", ob.session_id),
+        cause = e.cause.name(),
+        zxid = format!("0x{:x}", ob.zxid),
+        ended_ms = ob.ended_ms,
+        created_ms = ob.created_ms,
+        timeout_ms = ob.timeout_ms,
+        requested_timeout_ms = e.requested_timeout_ms,
+        remote = e.remote.as_str(),
+        member = e.member,
+        silent_ms = e.silent_ms,
+        last_op = e.last_op.as_str(),
+        stall_forgiven_ms = e.stall_forgiven_ms,
+        ephemerals_deleted = ob.ephemerals_deleted,
+        ephemerals = ?ob.ephemerals,
+        kafka_brokers = ?obituary::kafka_broker_ids(&ob.ephemerals),
+        history = ?history,
+        "session ended: {}",
+        e.detail
+    );
+}
+
 /// Session liveness follows the sessions the log creates and closes.
 fn track_sessions(keeper: &Shared, entry: &Entry, res: &ApplyResult) {
     let now = tokio::time::Instant::now();
@@ -263,39 +307,26 @@ fn track_sessions(keeper: &Shared, entry: &Entry, res: &ApplyResult) {
             ..
         } => {
             let timeout = Duration::from_millis((*timeout_ms).max(0) as u64);
-            keeper.sessions().track(*session_id, timeout, now);
+            let mut sessions = keeper.sessions();
+            sessions.track(*session_id, timeout, now);
+            // Session ids carry their creating member's id in the top byte.
+            let creator = (*session_id as u64) >> 56;
+            if creator != 0 {
+                sessions.created_through(*session_id, creator);
+            }
         }
-        EntryOp::CloseSession { session_id, reason } => {
+        EntryOp::CloseSession { session_id, .. } => {
             // A session closed by anyone but its own client has expired.
             let expired = entry.session_id != *session_id;
-            let mut sessions = keeper.sessions();
-            let ob = sessions.bury(
-                *session_id,
-                reason,
-                expired,
-                res.deleted_ephemerals.clone(),
-                now,
-            );
-            if expired {
-                // The whole story of an expiry in one line: who, how long silent, what it
-                // last did, what went with it.
-                let ended_ms = ob
-                    .ended_at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                info!(
-                    session = format!("0x{:x}", ob.session_id),
-                    remote = ob.remote.map(|r| r.to_string()),
-                    timeout_ms = ob.timeout_ms,
-                    silent_for_ms = ob.silent_for_ms,
-                    last_op = ob.last_op,
-                    ephemerals_deleted = ?ob.ephemerals_deleted,
-                    ended_ms,
-                    "session ended: {}",
-                    ob.reason
-                );
+            keeper.sessions().end(*session_id, expired);
+            // Entries replayed at start-up told theirs when first applied.
+            if let Some(ob) = res
+                .obituary
+                .as_ref()
+                .filter(|_| keeper.consensus().is_some())
+            {
+                log_obituary(ob);
             }
-            drop(sessions);
             // An expired session also loses its connection; the client's own close is
             // answered first by the connection.
             if expired {

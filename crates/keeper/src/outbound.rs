@@ -79,6 +79,8 @@ pub struct QueueState {
     writer_gone: AtomicBool,
     /// Tells the writer to stop at once (overflow), not after what is queued.
     kill: Notify,
+    /// Why the server closed the connection (the first reason given), for obituaries.
+    why: std::sync::OnceLock<&'static str>,
 }
 
 /// The writer's end of a queue.
@@ -110,6 +112,7 @@ impl OutQueue {
             overflowed: AtomicBool::new(false),
             writer_gone: AtomicBool::new(false),
             kill: Notify::new(),
+            why: std::sync::OnceLock::new(),
         });
         let reader = QueueReader {
             rx,
@@ -159,7 +162,17 @@ impl OutQueue {
 
     /// Closes the connection once everything queued before has been written.
     pub fn close(&self, why: &'static str) {
+        let _ = self.state.why.set(why);
         let _ = self.tx.send(Outbound::Close(why));
+    }
+
+    /// Why the server ended the connection, as far as this queue knows.
+    pub fn close_reason(&self) -> &'static str {
+        self.state
+            .why
+            .get()
+            .copied()
+            .unwrap_or("the connection's writer stopped")
     }
 
     pub fn is_closed(&self) -> bool {
@@ -299,18 +312,31 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
         }
     };
     match end {
-        WriterEnd::Stalled => warn!(
-            %remote,
-            queued_bytes = queue.queued.load(Ordering::Acquire),
-            "client has not read its replies for {} ms; closing the connection",
-            stall.as_millis()
-        ),
-        WriterEnd::Overflowed => warn!(
-            %remote,
-            limit_bytes = queue.limits.hard,
-            "client is not reading its watch events; closing the connection"
-        ),
-        WriterEnd::Done | WriterEnd::SocketError => {}
+        WriterEnd::Stalled => {
+            let _ = queue
+                .why
+                .set("the client did not read its replies (too slow to read)");
+            warn!(
+                %remote,
+                queued_bytes = queue.queued.load(Ordering::Acquire),
+                "client has not read its replies for {} ms; closing the connection",
+                stall.as_millis()
+            )
+        }
+        WriterEnd::Overflowed => {
+            let _ = queue
+                .why
+                .set("the client did not read its watch events (queue overflowed)");
+            warn!(
+                %remote,
+                limit_bytes = queue.limits.hard,
+                "client is not reading its watch events; closing the connection"
+            )
+        }
+        WriterEnd::SocketError => {
+            let _ = queue.why.set("writing to the client failed");
+        }
+        WriterEnd::Done => {}
     }
     // Nothing more will be written: whoever waits for space must stop waiting.
     rx.close();

@@ -15,13 +15,25 @@
 //! member when one of its sessions has moved to another ([`SessionTracker::heard_at`]), and a
 //! new leader grants every session a fresh full timeout ([`SessionTracker::refresh_all`]).
 //!
+//! It also gathers the evidence of *why* a session ends ([`SessionTracker::evidence`]): each
+//! session's connection history (connects, resumes, disconnections with their cause, on every
+//! member: followers report theirs to the leader) and whether the member holding it is still
+//! heard from. The evidence travels in the CloseSession entry and becomes the obituary every
+//! member keeps (`corral_tree::obituary`).
+//!
 //! This module decides *when*; expiring is done by the expiry loop
 //! (`housekeeping`) proposing a CloseSession entry, so the ephemerals go away
-//! through the log like any other change. Pure bookkeeping: no I/O, no lock of its own.
+//! through the log like any other change. Pure bookkeeping: no I/O, no clock read, no lock of
+//! its own.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use corral_tree::obituary::{ConnEvent, ConnEventKind, EndCause, Evidence, HISTORY_KEPT};
+
+use crate::consensus::ReportedEvent;
+use crate::watch::ConnId;
 
 // The runtime's clock, so tests can pause and advance it.
 use tokio::time::Instant;
@@ -30,7 +42,9 @@ use tokio::time::Instant;
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// A checker wake-up later than this beyond its interval is treated as a keeper stall.
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(200);
-const OBITUARIES_KEPT: usize = 1000;
+/// Connection events waiting for the next report to the leader, at most (the oldest go
+/// first): a client reconnecting in a tight loop cannot grow this without bound.
+const OUTBOX_MAX: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Liveness {
@@ -45,19 +59,21 @@ pub struct Liveness {
     pub held_by: Option<u64>,
     /// Touched here since the last report to the leader (it is in `touched`).
     pub to_report: bool,
+    /// The timeout its client asked for at its last connect (0: not known here).
+    pub requested_timeout_ms: i32,
+    /// The connection holding it on this member.
+    pub conn: Option<ConnId>,
+    /// Its latest connection events, oldest first (on the leader: every member's).
+    pub history: VecDeque<ConnEvent>,
 }
 
-/// Why and how a session ended, for operators.
-#[derive(Debug, Clone)]
-pub struct Obituary {
-    pub session_id: i64,
-    pub ended_at: SystemTime,
-    pub remote: Option<SocketAddr>,
-    pub timeout_ms: u64,
-    pub silent_for_ms: Option<u64>,
-    pub last_op: &'static str,
-    pub reason: String,
-    pub ephemerals_deleted: Vec<String>,
+impl Liveness {
+    fn record(&mut self, event: ConnEvent) {
+        if self.history.len() == HISTORY_KEPT {
+            self.history.pop_front();
+        }
+        self.history.push_back(event);
+    }
 }
 
 /// A session found past its deadline by [`SessionTracker::due`].
@@ -82,9 +98,14 @@ pub struct SessionTracker {
     /// No session not yet expiring has a deadline before this (None: there is none), so
     /// the checker, which runs every few milliseconds, scans only when one may be due.
     earliest: Option<Instant>,
-    obituaries: VecDeque<Obituary>,
-    /// Sessions ended by expiry (not by their client) since start; obituaries keep only
-    /// the latest ones.
+    /// Connection events on this member not yet reported to the leader, with their wall
+    /// time.
+    outbox: VecDeque<(i64, ReportedEvent)>,
+    /// On the leader: when each member's last report arrived.
+    reports: HashMap<u64, Instant>,
+    /// Stalls forgiven, when each ended and how long it was (the latest few).
+    stalls: VecDeque<(Instant, Duration)>,
+    /// Sessions ended by expiry (not by their client) since start.
     pub expired_total: u64,
     /// Total time the keeper was detected stalled and forgave.
     pub stalled_total: Duration,
@@ -110,12 +131,24 @@ impl SessionTracker {
             expiring: false,
             held_by: None,
             to_report: false,
+            requested_timeout_ms: 0,
+            conn: None,
+            history: VecDeque::new(),
         });
         entry.timeout = timeout;
         entry.last_heard = now;
         entry.deadline = now + timeout;
         let deadline = entry.deadline;
         self.lower_earliest(deadline);
+    }
+
+    /// A new session was created through member `creator` (the top byte of its id, as in
+    /// ZooKeeper): until a report says otherwise, that member holds it. A member stopped
+    /// before its first report still leaves its sessions attributed to it.
+    pub fn created_through(&mut self, id: i64, creator: u64) {
+        if let Some(l) = self.live.get_mut(&id) {
+            l.held_by.get_or_insert(creator);
+        }
     }
 
     fn lower_earliest(&mut self, deadline: Instant) {
@@ -243,9 +276,13 @@ impl SessionTracker {
     }
 
     /// The checker woke `late` after it expected to: forgive that time to every session.
-    pub fn forgive_stall(&mut self, late: Duration) {
+    pub fn forgive_stall(&mut self, late: Duration, now: Instant) {
         self.stalled_total += late;
         self.stalls_detected += 1;
+        if self.stalls.len() == 16 {
+            self.stalls.pop_front();
+        }
+        self.stalls.push_back((now, late));
         for l in self.live.values_mut() {
             l.deadline += late;
         }
@@ -293,44 +330,236 @@ impl SessionTracker {
         self.live.remove(&id);
     }
 
-    /// The session ended (applied CloseSession; `expired` unless its client closed it): stop
-    /// tracking and keep an obituary.
-    pub fn bury(
-        &mut self,
-        id: i64,
-        reason: &str,
-        expired: bool,
-        ephemerals: Vec<String>,
-        now: Instant,
-    ) -> &Obituary {
+    /// The session ended (an applied CloseSession; `expired` unless its client closed it):
+    /// stop tracking it.
+    pub fn end(&mut self, id: i64, expired: bool) {
         self.expired_total += u64::from(expired);
-        let l = self.live.remove(&id);
-        let ob = Obituary {
-            session_id: id,
-            ended_at: SystemTime::now(),
-            remote: l.as_ref().and_then(|l| l.remote),
-            timeout_ms: l
-                .as_ref()
-                .map(|l| l.timeout.as_millis() as u64)
-                .unwrap_or(0),
-            silent_for_ms: l
-                .as_ref()
-                .map(|l| now.saturating_duration_since(l.last_heard).as_millis() as u64),
-            last_op: l.as_ref().map(|l| l.last_op).unwrap_or("unknown"),
-            reason: reason.to_string(),
-            ephemerals_deleted: ephemerals,
-        };
-        if self.obituaries.len() == OBITUARIES_KEPT {
-            self.obituaries.pop_front();
-        }
-        self.obituaries.push_back(ob);
-        &self.obituaries[self.obituaries.len() - 1]
+        self.live.remove(&id);
     }
 
-    /// The latest obituaries, oldest first (issue 13 serves them to operators).
-    #[cfg(test)]
-    pub fn obituaries(&self) -> impl Iterator<Item = &Obituary> {
-        self.obituaries.iter()
+    /// A connection on this member took up the session (`resumed`: an existing one).
+    pub fn connected(
+        &mut self,
+        id: i64,
+        conn: ConnId,
+        remote: SocketAddr,
+        requested_timeout_ms: i32,
+        resumed: bool,
+        wall_ms: i64,
+    ) {
+        let kind = if resumed {
+            ConnEventKind::Resumed
+        } else {
+            ConnEventKind::Connected
+        };
+        let me = self.me;
+        let Some(l) = self.live.get_mut(&id) else {
+            return;
+        };
+        l.conn = Some(conn);
+        l.requested_timeout_ms = requested_timeout_ms;
+        let event = ConnEvent {
+            at_ms: wall_ms,
+            member: me,
+            kind,
+            remote: remote.to_string(),
+            cause: String::new(),
+        };
+        l.record(event.clone());
+        self.queue_report(id, event);
+    }
+
+    /// Connection `conn` on this member, which held the session, ended for `cause`. The end
+    /// of a connection the session had already left (it resumed on a newer one) is no news.
+    pub fn disconnected(
+        &mut self,
+        id: i64,
+        conn: ConnId,
+        kind: ConnEventKind,
+        cause: &str,
+        wall_ms: i64,
+    ) {
+        let me = self.me;
+        let Some(l) = self.live.get_mut(&id) else {
+            return;
+        };
+        if l.conn != Some(conn) {
+            return;
+        }
+        l.conn = None;
+        let event = ConnEvent {
+            at_ms: wall_ms,
+            member: me,
+            kind,
+            remote: l.remote.map(|r| r.to_string()).unwrap_or_default(),
+            cause: cause.to_string(),
+        };
+        l.record(event.clone());
+        self.queue_report(id, event);
+    }
+
+    fn queue_report(&mut self, id: i64, e: ConnEvent) {
+        if self.outbox.len() == OUTBOX_MAX {
+            self.outbox.pop_front();
+        }
+        let at_ms = e.at_ms;
+        let event = ReportedEvent {
+            session_id: id,
+            age_ms: 0,
+            kind: e.kind,
+            remote: e.remote,
+            cause: e.cause,
+        };
+        self.outbox.push_back((at_ms, event));
+    }
+
+    /// The connection events to report to the leader, aged at `wall_ms`.
+    pub fn take_events(&mut self, wall_ms: i64) -> Vec<ReportedEvent> {
+        self.outbox
+            .drain(..)
+            .map(|(at_ms, mut e)| {
+                e.age_ms = u32::try_from(wall_ms.saturating_sub(at_ms).max(0)).unwrap_or(u32::MAX);
+                e
+            })
+            .collect()
+    }
+
+    /// A report that did not reach the leader: its events (taken at `wall_ms`) go in the
+    /// next one.
+    pub fn unreport_events(&mut self, events: Vec<ReportedEvent>, wall_ms: i64) {
+        for e in events.into_iter().rev() {
+            if self.outbox.len() == OUTBOX_MAX {
+                break;
+            }
+            self.outbox.push_front((wall_ms - i64::from(e.age_ms), e));
+        }
+    }
+
+    /// On the leader: member `from` reported (at `now`) these connection events.
+    pub fn events_heard(
+        &mut self,
+        from: u64,
+        events: &[ReportedEvent],
+        now: Instant,
+        wall_ms: i64,
+    ) {
+        self.reports.insert(from, now);
+        if from == self.me {
+            return;
+        }
+        for e in events {
+            if let Some(l) = self.live.get_mut(&e.session_id) {
+                l.record(ConnEvent {
+                    at_ms: wall_ms - i64::from(e.age_ms),
+                    member: from,
+                    kind: e.kind,
+                    remote: e.remote.clone(),
+                    cause: e.cause.clone(),
+                });
+            }
+        }
+    }
+
+    /// What this member knows of why session `id` ends now: on the leader, for an expiry;
+    /// on a member whose client closed it, for a close. `closed_by_client` says which.
+    pub fn evidence(&self, id: i64, closed_by_client: bool, now: Instant) -> Evidence {
+        let Some(l) = self.live.get(&id) else {
+            let cause = if closed_by_client {
+                EndCause::ClosedByClient
+            } else {
+                EndCause::Unknown
+            };
+            return Evidence::bare(cause, "the session was not tracked here");
+        };
+        let silent = now.saturating_duration_since(l.last_heard);
+        let silent_ms = silent.as_millis() as u64;
+        let timeout_ms = l.timeout.as_millis() as u64;
+        let forgiven: Duration = self
+            .stalls
+            .iter()
+            .filter(|(ended, _)| *ended > l.last_heard)
+            .map(|(_, d)| *d)
+            .sum();
+        let remote = l.remote.map(|r| r.to_string()).unwrap_or_default();
+        let holder = l.held_by.unwrap_or(self.me);
+        let last_event = l.history.back();
+        let (cause, detail) = if closed_by_client {
+            (EndCause::ClosedByClient, "closed by the client".to_string())
+        } else if let Some(age) = self
+            .holder_silent_for(holder, now)
+            .filter(|a| *a >= silent / 2)
+        {
+            (
+                EndCause::MemberLost,
+                format!(
+                    "member {holder}, which held the session's connection, was last heard {} ms \
+                     ago; the client did not move to another member within its timeout of \
+                     {timeout_ms} ms",
+                    age.as_millis()
+                ),
+            )
+        } else if let Some(e) = last_event
+            .filter(|e| matches!(e.kind, ConnEventKind::Disconnected | ConnEventKind::Moved))
+        {
+            (
+                EndCause::ConnectionLost,
+                format!(
+                    "the connection from {} to member {} ended ({}) and the client did not \
+                     resume the session within its timeout of {timeout_ms} ms",
+                    if e.remote.is_empty() { "?" } else { &e.remote },
+                    e.member,
+                    e.cause
+                ),
+            )
+        } else if last_event.is_none() && l.conn.is_none() && holder == self.me {
+            (
+                EndCause::ConnectionLost,
+                format!(
+                    "no connection held the session here since this member began tracking it \
+                     (a restart or a change of leader); the client did not come back within \
+                     its timeout of {timeout_ms} ms"
+                ),
+            )
+        } else {
+            (
+                EndCause::SilentWhileConnected,
+                format!(
+                    "connected to member {holder}{}, no packet for {silent_ms} ms (timeout \
+                     {timeout_ms} ms): the client process stalled (a GC pause?) or the \
+                     network dropped its packets",
+                    if remote.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" from {remote}")
+                    }
+                ),
+            )
+        };
+        Evidence {
+            cause,
+            detail,
+            remote,
+            member: holder,
+            requested_timeout_ms: l.requested_timeout_ms,
+            silent_ms: silent_ms as i64,
+            last_op: l.last_op.to_string(),
+            stall_forgiven_ms: forgiven.as_millis() as i64,
+            history: l.history.iter().cloned().collect(),
+        }
+        .bounded()
+    }
+
+    /// On the leader, how long since member `holder` last reported (None for itself; a
+    /// member never heard from counts as silent since forever).
+    fn holder_silent_for(&self, holder: u64, now: Instant) -> Option<Duration> {
+        if holder == self.me {
+            return None;
+        }
+        Some(
+            self.reports
+                .get(&holder)
+                .map_or(Duration::MAX, |at| now.saturating_duration_since(*at)),
+        )
     }
 }
 
@@ -388,34 +617,142 @@ mod tests {
         let mut t = SessionTracker::default();
         let t0 = Instant::now();
         t.track(1, Duration::from_millis(1000), t0);
-        t.forgive_stall(Duration::from_millis(5000));
+        t.forgive_stall(Duration::from_millis(5000), t0);
         assert!(t.due(t0 + Duration::from_millis(5500)).is_empty());
         assert_eq!(t.due(t0 + Duration::from_millis(6000)).len(), 1);
         assert_eq!(t.stalls_detected, 1);
     }
 
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     #[test]
-    fn bury_keeps_obituary() {
-        let mut t = SessionTracker::default();
+    fn evidence_tells_silent_from_disconnected_and_closed() {
+        let mut t = SessionTracker::new(1);
         let t0 = Instant::now();
-        t.track(5, Duration::from_millis(1000), t0);
-        t.touch(5, t0, "create", None);
-        t.bury(
-            5,
-            "expired",
-            true,
-            vec!["/e".into()],
-            t0 + Duration::from_millis(1010),
+        let timeout = Duration::from_millis(4000);
+        for id in [1, 2, 3] {
+            t.track(id, timeout, t0);
+            t.touch(id, t0, "setData", Some(addr(5000 + id as u16)));
+            t.connected(
+                id,
+                10 + id as u64,
+                addr(5000 + id as u16),
+                6000,
+                false,
+                1_000,
+            );
+        }
+        // 1 stays connected and silent; 2's connection was reset; 3 closes itself.
+        t.disconnected(
+            2,
+            12,
+            ConnEventKind::Disconnected,
+            "read error: reset",
+            1_500,
         );
-        let ob: Vec<_> = t.obituaries().collect();
-        assert_eq!(ob.len(), 1);
-        assert_eq!(ob[0].last_op, "create");
-        assert_eq!(ob[0].silent_for_ms, Some(1010));
-        assert!(t.get(5).is_none());
-        // Only expiries count as expired; a client's own close does not.
-        t.track(6, Duration::from_millis(1000), t0);
-        t.bury(6, "closed by the client", false, vec![], t0);
-        assert_eq!((t.expired_total, t.obituaries().count()), (1, 2));
+        // The end of a connection the session no longer uses is not news.
+        t.disconnected(1, 99, ConnEventKind::Disconnected, "old", 1_600);
+        let at = t0 + Duration::from_millis(4001);
+
+        let e = t.evidence(1, false, at);
+        assert_eq!(e.cause, EndCause::SilentWhileConnected, "{}", e.detail);
+        assert_eq!((e.silent_ms, e.requested_timeout_ms), (4001, 6000));
+        assert_eq!((e.remote.as_str(), e.member), ("127.0.0.1:5001", 1));
+        assert_eq!(e.last_op, "setData");
+        assert_eq!(e.history.len(), 1);
+
+        let e = t.evidence(2, false, at);
+        assert_eq!(e.cause, EndCause::ConnectionLost, "{}", e.detail);
+        assert!(e.detail.contains("read error: reset"), "{}", e.detail);
+        let kinds: Vec<_> = e.history.iter().map(|h| (h.kind, h.at_ms)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (ConnEventKind::Connected, 1_000),
+                (ConnEventKind::Disconnected, 1_500)
+            ]
+        );
+
+        assert_eq!(t.evidence(3, true, at).cause, EndCause::ClosedByClient);
+        // A session not tracked here: what is known is the cause.
+        assert_eq!(t.evidence(77, false, at).cause, EndCause::Unknown);
+
+        // Ended: no longer tracked; only expiries count.
+        t.end(1, true);
+        t.end(3, false);
+        assert!(t.get(1).is_none());
+        assert_eq!(t.expired_total, 1);
+    }
+
+    #[test]
+    fn the_leader_learns_connection_events_and_lost_members_from_reports() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(4000);
+        // Member 2 holds sessions 7 and 8; their events reach the leader aged.
+        let mut follower = SessionTracker::new(2);
+        let mut leader = SessionTracker::new(1);
+        for id in [7, 8] {
+            follower.track(id, timeout, t0);
+            leader.track(id, timeout, t0);
+            follower.connected(id, id as u64, addr(7000), 5000, id == 8, 10_000);
+        }
+        follower.disconnected(
+            8,
+            8,
+            ConnEventKind::Moved,
+            "closed by server: session moved",
+            10_200,
+        );
+        let events = follower.take_events(10_300);
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            events.iter().map(|e| e.age_ms).collect::<Vec<_>>(),
+            vec![300, 300, 100]
+        );
+        // A report that failed goes again, with the same times.
+        follower.unreport_events(events, 10_300);
+        let events = follower.take_events(10_400);
+        assert_eq!(events[2].age_ms, 200);
+        assert!(follower.take_events(10_500).is_empty());
+
+        leader.heard_at(7, t0, 2);
+        leader.heard_at(8, t0, 2);
+        leader.events_heard(2, &events, t0 + Duration::from_millis(3900), 50_000);
+        let e8 = leader.evidence(8, false, t0 + Duration::from_millis(4000));
+        assert_eq!(e8.cause, EndCause::ConnectionLost, "{}", e8.detail);
+        assert_eq!(
+            e8.history.last().map(|h| (h.at_ms, h.member)),
+            Some((49_800, 2))
+        );
+        // Member 2 keeps reporting: a silent client of it is silent while connected.
+        let e7 = leader.evidence(7, false, t0 + Duration::from_millis(4000));
+        assert_eq!(e7.cause, EndCause::SilentWhileConnected, "{}", e7.detail);
+        // Member 2's reports stop: its sessions are lost with it.
+        let e7 = leader.evidence(7, false, t0 + Duration::from_millis(9000));
+        assert_eq!(e7.cause, EndCause::MemberLost, "{}", e7.detail);
+        assert_eq!(e7.member, 2);
+        // A session created through member 3, which never reported before it went.
+        leader.track(0x0300_0000_0000_0001, timeout, t0);
+        leader.created_through(0x0300_0000_0000_0001, 3);
+        let e = leader.evidence(0x0300_0000_0000_0001, false, t0 + timeout);
+        assert_eq!(
+            (e.cause, e.member),
+            (EndCause::MemberLost, 3),
+            "{}",
+            e.detail
+        );
+    }
+
+    #[test]
+    fn evidence_counts_the_stalls_forgiven_during_the_silence() {
+        let mut t = SessionTracker::new(1);
+        let t0 = Instant::now();
+        t.track(1, Duration::from_millis(1000), t0);
+        t.forgive_stall(Duration::from_millis(700), t0 + Duration::from_millis(900));
+        let e = t.evidence(1, false, t0 + Duration::from_millis(1700));
+        assert_eq!(e.stall_forgiven_ms, 700);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum DecodeError {
     BadMultiOp(i32),
     #[error("{0} trailing bytes after record")]
     TrailingBytes(usize),
+    #[error("{what}: unknown value {value}")]
+    BadValue { what: &'static str, value: i64 },
 }
 
 /// Cursor over a received frame body.
@@ -140,6 +142,9 @@ impl Writer {
     }
     pub fn bool(&mut self, v: bool) {
         self.buf.push(v as u8);
+    }
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
     }
     pub fn buffer(&mut self, v: &[u8]) {
         self.i32(v.len() as i32);

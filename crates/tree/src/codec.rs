@@ -9,6 +9,7 @@ use std::sync::Arc;
 use corral_proto::{Acl, DecodeError, Id, Jute, Reader, Request, Stat, Writer};
 use thiserror::Error;
 
+use crate::obituary::{EndCause, Evidence, Obituary};
 use crate::{DataTree, Entry, EntryOp, Node, TreeConfig};
 
 /// Why bytes could not be turned back into an entry or a tree.
@@ -53,18 +54,23 @@ pub enum Inconsistency {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"CRTS";
+/// 4: sessions carry their creation time, and the obituaries follow them.
+const SNAPSHOT_VERSION: i32 = 4;
 /// 3: a node's cversion is its children's creation counter (what the sequential suffix
 /// comes from), as ZooKeeper stores it.
-const SNAPSHOT_VERSION: i32 = 3;
+const SNAPSHOT_VERSION_CVERSION_STORED: i32 = 3;
 /// 2: ACLs in a table, nodes refer to them by index; cversion as clients see it.
 const SNAPSHOT_VERSION_REPORTED_CVERSION: i32 = 2;
 /// 1: every node carried its ACL. Versions 1 and 2 are still read, so older data dirs start.
 const SNAPSHOT_VERSION_INLINE_ACLS: i32 = 1;
 
 const KIND_CREATE_SESSION: i32 = 1;
-const KIND_CLOSE_SESSION: i32 = 2;
+/// A close with only a sentence for its reason; still read, no longer written.
+const KIND_CLOSE_SESSION_REASON: i32 = 2;
 const KIND_REQUEST: i32 = 3;
 const KIND_PURGE: i32 = 4;
+/// A close carrying its [`Evidence`](crate::obituary::Evidence).
+const KIND_CLOSE_SESSION: i32 = 5;
 
 impl Entry {
     /// session id, time, identities, kind, then the kind's fields; a request is its opcode
@@ -85,10 +91,13 @@ impl Entry {
                 w.i32(*timeout_ms);
                 w.buffer(passwd);
             }
-            EntryOp::CloseSession { session_id, reason } => {
+            EntryOp::CloseSession {
+                session_id,
+                evidence,
+            } => {
                 w.i32(KIND_CLOSE_SESSION);
                 w.i64(*session_id);
-                w.string(reason);
+                evidence.write(&mut w);
             }
             EntryOp::Request(req) => {
                 w.i32(KIND_REQUEST);
@@ -111,7 +120,16 @@ impl Entry {
         32 + ids
             + match &self.op {
                 EntryOp::CreateSession { passwd, .. } => 16 + passwd.len(),
-                EntryOp::CloseSession { reason, .. } => 16 + reason.len(),
+                EntryOp::CloseSession { evidence, .. } => {
+                    64 + evidence.detail.len()
+                        + evidence.remote.len()
+                        + evidence.last_op.len()
+                        + evidence
+                            .history
+                            .iter()
+                            .map(|e| 32 + e.remote.len() + e.cause.len())
+                            .sum::<usize>()
+                }
                 EntryOp::Request(req) => request_size_estimate(req),
                 EntryOp::PurgeContainersAndTtl { candidates } => {
                     8 + candidates.iter().map(|c| 4 + c.len()).sum::<usize>()
@@ -132,8 +150,20 @@ impl Entry {
             },
             KIND_CLOSE_SESSION => EntryOp::CloseSession {
                 session_id: r.i64()?,
-                reason: r.string()?,
+                evidence: Evidence::read(&mut r)?,
             },
+            KIND_CLOSE_SESSION_REASON => {
+                let closed = r.i64()?;
+                let cause = if closed == session_id {
+                    EndCause::ClosedByClient
+                } else {
+                    EndCause::Unknown
+                };
+                EntryOp::CloseSession {
+                    session_id: closed,
+                    evidence: Evidence::bare(cause, r.string()?),
+                }
+            }
             KIND_REQUEST => {
                 let op = r.i32()?;
                 let rest = r.take(r.remaining())?;
@@ -254,6 +284,11 @@ impl DataTree {
             w.i64(*id);
             w.i32(s.timeout_ms);
             w.buffer(&s.passwd);
+            w.i64(s.created_ms);
+        }
+        w.i32(i32::try_from(self.obituaries.len()).unwrap_or(i32::MAX));
+        for o in &self.obituaries {
+            o.write(w);
         }
         w.i32(i32::try_from(numbering.acls.len()).unwrap_or(i32::MAX));
         for acl in &numbering.acls {
@@ -334,13 +369,26 @@ impl DataTree {
             super_digest,
             config_node_data: r.buffer()?,
             reconfig_enabled: r.bool()?,
-            // Not in the snapshot: the keeper sets it from its own configuration.
+            // Not in the snapshot: the keeper sets them from its own configuration.
             enforce_quota: false,
+            obituaries_kept: crate::obituary::OBITUARIES_KEPT_DEFAULT,
         };
+        let with_obituaries = version >= SNAPSHOT_VERSION;
         let n_sessions = count(&mut r, 16)?;
         let mut sessions = Vec::new();
+        let mut created = Vec::new();
         for _ in 0..n_sessions {
-            sessions.push((r.i64()?, r.i32()?, r.buffer()?));
+            let (id, timeout, passwd) = (r.i64()?, r.i32()?, r.buffer()?);
+            if with_obituaries {
+                created.push((id, r.i64()?));
+            }
+            sessions.push((id, timeout, passwd));
+        }
+        let mut obituaries = Vec::new();
+        if with_obituaries {
+            for _ in 0..count(&mut r, Obituary::MIN_SIZE)? {
+                obituaries.push(Obituary::read(&mut r)?);
+            }
         }
         let mut acls: Vec<Arc<[Acl]>> = Vec::new();
         if version >= SNAPSHOT_VERSION_REPORTED_CVERSION {
@@ -350,7 +398,8 @@ impl DataTree {
         }
         let n_nodes = r.i64()?;
         let n_nodes = usize::try_from(n_nodes).map_err(|_| Inconsistency::NegativeNodeCount)?;
-        let tree = DataTree::restore_start(config, sessions, last_zxid);
+        let mut tree = DataTree::restore_start(config, sessions, last_zxid);
+        tree.restore_obituaries(created, obituaries);
         let records = NodeRecords {
             r,
             version,
@@ -437,7 +486,7 @@ fn parse_node(
         r.vec::<Acl>()?.into()
     };
     let mut stat = Stat::read(r)?;
-    if version < SNAPSHOT_VERSION {
+    if version < SNAPSHOT_VERSION_CVERSION_STORED {
         // reported = 2 * creations - numChildren; exact while creations < 2^30.
         stat.cversion = ((i64::from(stat.cversion) + i64::from(stat.num_children)) / 2) as i32;
     }

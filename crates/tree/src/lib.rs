@@ -7,7 +7,8 @@
 //! the watch triggers it caused, as values. Reads are answered by [`DataTree::read`].
 //! It also owns the byte encodings of an [`Entry`] (log records) and of the whole tree
 //! (snapshots), the ACL and path rules ([`acl`], [`path`]) and ZooKeeper's quota nodes
-//! ([`quota`]): their counts are kept by `apply`, and hard limits refuse writes there.
+//! ([`quota`]): their counts are kept by `apply`, and hard limits refuse writes there. The
+//! obituaries of ended sessions ([`obituary`]) are replicated state kept here too.
 //!
 //! Invariant: pure and deterministic. No clock, socket, disk, randomness or global state:
 //! everything `apply` depends on travels in the [`Entry`]. Two trees fed the same entries
@@ -16,6 +17,7 @@
 
 pub mod acl;
 mod codec;
+pub mod obituary;
 pub mod path;
 pub mod quota;
 pub mod reconfig;
@@ -47,8 +49,12 @@ pub enum EntryOp {
         timeout_ms: i32,
         passwd: Vec<u8>,
     },
-    /// End a session: its ephemerals are deleted. The reason is for the record only.
-    CloseSession { session_id: i64, reason: String },
+    /// End a session: its ephemerals are deleted. The evidence is for the record only: it
+    /// becomes the session's obituary.
+    CloseSession {
+        session_id: i64,
+        evidence: obituary::Evidence,
+    },
     /// A client write request (create*, delete, setData, setACL, check, multi, reconfig,
     /// deleteContainer).
     Request(Request),
@@ -71,14 +77,16 @@ pub struct ApplyResult {
     pub response: Response,
     /// In the order the changes happened. Empty when nothing changed.
     pub triggers: Vec<Trigger>,
-    /// For CloseSession: the ephemerals that were deleted (for the obituary).
+    /// For CloseSession: the ephemerals that were deleted.
     pub deleted_ephemerals: Vec<String>,
+    /// For an entry that ended a live session: its obituary, as the tree now keeps it.
+    pub obituary: Option<obituary::Obituary>,
     /// Quota limits exceeded and quota nodes found unusable, for the keeper to log.
     pub quota_warnings: Vec<QuotaWarning>,
 }
 
 /// Knobs that are part of the replicated configuration (identical on every node).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeConfig {
     /// zookeeper.extendedTypesEnabled: TTL nodes allowed.
     pub extended_types_enabled: bool,
@@ -93,6 +101,22 @@ pub struct TreeConfig {
     /// zookeeper.enforceQuota: a create or setData that would take a subtree over a hard
     /// limit (countHardLimit, byteHardLimit) is refused with QuotaExceeded.
     pub enforce_quota: bool,
+    /// corral.obituaries: how many obituaries the tree keeps (the latest). Every member
+    /// should set the same, or their rings differ in length (never in content).
+    pub obituaries_kept: usize,
+}
+
+impl Default for TreeConfig {
+    fn default() -> TreeConfig {
+        TreeConfig {
+            extended_types_enabled: false,
+            super_digest: None,
+            config_node_data: Vec::new(),
+            reconfig_enabled: false,
+            enforce_quota: false,
+            obituaries_kept: obituary::OBITUARIES_KEPT_DEFAULT,
+        }
+    }
 }
 
 #[cfg(test)]

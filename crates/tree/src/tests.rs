@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use corral_proto::*;
 
+use crate::obituary::{EndCause, Evidence};
 use crate::*;
 
 const S1: i64 = 0x100;
 const S2: i64 = 0x200;
+const S3: i64 = 0x300;
 
 fn anyone() -> Vec<Acl> {
     acl::open_acl_unsafe()
@@ -358,7 +360,7 @@ fn ephemerals_and_sessions() {
         vec![],
         EntryOp::CloseSession {
             session_id: S1,
-            reason: "test".into(),
+            evidence: Evidence::bare(EndCause::Unknown, "test"),
         },
     );
     assert_eq!(
@@ -899,10 +901,15 @@ fn snapshot_acl_table_shares_and_reads_the_old_layout() {
     // The table makes the snapshot smaller than one ACL per node.
     let v1 = encode_snapshot_v1(&t.tree);
     assert!(snap.len() < v1.len(), "{} vs {}", snap.len(), v1.len());
-    // A data dir written by an earlier build still starts.
+    // A data dir written by an earlier build still starts; its sessions' creation times
+    // were not recorded.
     let old = DataTree::decode_snapshot(&v1).unwrap();
-    assert_eq!(old, t.tree);
-    assert_eq!(old.encode_snapshot(), snap);
+    let mut as_old = t.tree.clone();
+    for id in [S1, S2] {
+        as_old.sessions.get_mut(&id).unwrap().created_ms = 0;
+    }
+    assert_eq!(old, as_old);
+    assert_eq!(old.encode_snapshot(), as_old.encode_snapshot());
     // An index past the table is refused, not a panic.
     let last_acl_index_at = snap.len() - 68 - 4; // the last node's ACL index precedes its Stat
     let mut broken = snap.clone();
@@ -918,8 +925,9 @@ fn snapshot_round_trip_and_entry_codec() {
         super_digest: Some("super:x".into()),
         config_node_data: b"c".to_vec(),
         reconfig_enabled: true,
-        // Not part of a snapshot (the keeper sets it from its configuration).
+        // Not part of a snapshot (the keeper sets them from its configuration).
         enforce_quota: false,
+        obituaries_kept: obituary::OBITUARIES_KEPT_DEFAULT,
     });
     t.create("/a", 0);
     t.create("/a/e", 1);
@@ -970,7 +978,16 @@ fn snapshot_round_trip_and_entry_codec() {
             identities: vec![],
             op: EntryOp::CloseSession {
                 session_id: 9,
-                reason: "expired".into(),
+                evidence: Evidence::bare(EndCause::SilentWhileConnected, "expired"),
+            },
+        },
+        Entry {
+            session_id: 0,
+            time_ms: 2,
+            identities: vec![],
+            op: EntryOp::CloseSession {
+                session_id: 9,
+                evidence: rich_evidence(3),
             },
         },
         Entry {
@@ -1201,7 +1218,7 @@ fn quota_stats_count_every_write_below_the_quota() {
         vec![],
         EntryOp::CloseSession {
             session_id: S2,
-            reason: "expired".into(),
+            evidence: Evidence::bare(EndCause::SilentWhileConnected, "expired"),
         },
     );
     assert_eq!(t.stats("/q"), "count=2,bytes=16");
@@ -1726,5 +1743,127 @@ fn zoo_cfg_membership_renders_the_same_whatever_the_line_order() {
         String::from_utf8(a.render()).unwrap(),
         "server.1=h:1001:2001:participant\nserver.17=h:1017:2017:observer\n\
          server.2=h:1002:2002:participant;0.0.0.0:2181\nversion=0"
+    );
+}
+
+/// Evidence with every field set and `events` connection events.
+fn rich_evidence(events: usize) -> Evidence {
+    use crate::obituary::{ConnEvent, ConnEventKind};
+    Evidence {
+        cause: EndCause::ConnectionLost,
+        detail: "connection lost 5000 ms before; not resumed".into(),
+        remote: "127.0.0.1:5555".into(),
+        member: 2,
+        requested_timeout_ms: 6000,
+        silent_ms: 4012,
+        last_op: "setData".into(),
+        stall_forgiven_ms: 0,
+        history: (0..events)
+            .map(|i| ConnEvent {
+                at_ms: 1_000 + i as i64,
+                member: 2,
+                kind: if i % 2 == 0 {
+                    ConnEventKind::Resumed
+                } else {
+                    ConnEventKind::Disconnected
+                },
+                remote: format!("127.0.0.1:{}", 5000 + i),
+                cause: if i % 2 == 0 {
+                    String::new()
+                } else {
+                    "reset".into()
+                },
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn ended_sessions_leave_obituaries_that_snapshots_carry() {
+    let mut t = T::new();
+    t.session(S3);
+    t.req_as(S3, vec![], create_req("/brokers", b"", anyone(), 0));
+    t.req_as(S3, vec![], create_req("/brokers/ids", b"", anyone(), 0));
+    t.req_as(S3, vec![], create_req("/brokers/ids/1", b"", anyone(), 1));
+    let created_ms = t.tree.session(S3).unwrap().created_ms;
+    assert!(created_ms > 0);
+    let res = t.entry(
+        0,
+        vec![],
+        EntryOp::CloseSession {
+            session_id: S3,
+            evidence: rich_evidence(40),
+        },
+    );
+    let ob = res.obituary.expect("an obituary");
+    assert_eq!(ob.session_id, S3);
+    assert_eq!((ob.zxid, ob.ended_ms), (t.zxid, 1000 * t.zxid));
+    assert_eq!((ob.created_ms, ob.timeout_ms), (created_ms, 30000));
+    assert_eq!(ob.ephemerals, vec!["/brokers/ids/1".to_string()]);
+    assert_eq!(ob.ephemerals_deleted, 1);
+    assert_eq!(obituary::kafka_broker_ids(&ob.ephemerals), vec![1]);
+    // Bounded: only the latest connection events are kept.
+    assert_eq!(ob.evidence.history.len(), obituary::HISTORY_KEPT);
+    assert_eq!(ob.evidence.history.last().unwrap().at_ms, 1_039);
+    assert_eq!(t.tree.obituaries().cloned().collect::<Vec<_>>(), vec![ob]);
+
+    // A second close of the same session ends nothing and leaves no second obituary.
+    let again = t.entry(
+        0,
+        vec![],
+        EntryOp::CloseSession {
+            session_id: S3,
+            evidence: rich_evidence(1),
+        },
+    );
+    assert!(again.obituary.is_none());
+    // The client's own close.
+    let closed = t.req_as(S2, vec![], Request::CloseSession);
+    assert_eq!(
+        closed.obituary.map(|o| o.evidence.cause),
+        Some(EndCause::ClosedByClient)
+    );
+    assert_eq!(t.tree.obituaries().len(), 2);
+
+    // Snapshots carry the ring and the sessions' creation times.
+    let snap = t.tree.encode_snapshot();
+    let back = DataTree::decode_snapshot(&snap).unwrap();
+    assert_eq!(back, t.tree);
+    assert_eq!(back.session(S1).unwrap().created_ms, 1000);
+
+    // The ring keeps the latest `obituaries_kept`.
+    let mut small = back.clone();
+    small.set_config(TreeConfig {
+        obituaries_kept: 1,
+        ..TreeConfig::default()
+    });
+    let kept: Vec<_> = small.obituaries().map(|o| o.session_id).collect();
+    assert_eq!(kept, vec![S2]);
+    let mut t = T {
+        tree: small,
+        zxid: t.zxid,
+    };
+    t.req_as(S1, vec![], Request::CloseSession);
+    let kept: Vec<_> = t.tree.obituaries().map(|o| o.session_id).collect();
+    assert_eq!(kept, vec![S1]);
+}
+
+#[test]
+fn a_close_written_before_evidence_still_reads() {
+    // Kind 2: session 0, time, no identities, the closed session, its reason.
+    let mut w = corral_proto::Writer::new();
+    w.i64(0);
+    w.i64(77);
+    w.i32(0);
+    w.i32(2);
+    w.i64(9);
+    w.string("expired: no packet");
+    let e = Entry::decode(&w.buf).unwrap();
+    assert_eq!(
+        e.op,
+        EntryOp::CloseSession {
+            session_id: 9,
+            evidence: Evidence::bare(EndCause::Unknown, "expired: no packet"),
+        }
     );
 }

@@ -14,13 +14,14 @@
 
 // Persistent maps and sets: cloning the whole tree is O(1) and later changes copy only the
 // paths they touch, so a snapshot can be written from a consistent view while writes go on.
-use imbl::{OrdMap as BTreeMap, OrdSet as BTreeSet};
+use imbl::{OrdMap as BTreeMap, OrdSet as BTreeSet, Vector};
 use std::sync::Arc;
 
 use corral_proto::{
     perms, Acl, CreateMode, Data, ErrorCode, EventType, Id, MultiResult, Request, Response, Stat,
 };
 
+use crate::obituary::{EndCause, Evidence, Obituary, EPHEMERALS_LISTED};
 use crate::quota::{self, Limit, QuotaWarning, StatsTrack};
 use crate::reconfig::{self, ServerConfig};
 use crate::{acl, path, ApplyResult, Entry, EntryOp, Inconsistency, TreeConfig, Trigger};
@@ -111,6 +112,8 @@ fn client_view(stat: &Stat) -> Stat {
 pub struct SessionInfo {
     pub timeout_ms: i32,
     pub passwd: Vec<u8>,
+    /// The leader's time when it was created (0: before this was recorded).
+    pub created_ms: i64,
     /// Paths of the ephemerals it owns.
     pub ephemerals: BTreeSet<String>,
 }
@@ -124,6 +127,9 @@ pub struct DataTree {
     pub(crate) nodes: BTreeMap<String, Arc<Node>>,
     pub(crate) sessions: BTreeMap<i64, SessionInfo>,
     pub(crate) last_zxid: i64,
+    /// The latest sessions' ends, oldest first, at most `config.obituaries_kept` (shared
+    /// like the maps, so a snapshot's view costs nothing to take).
+    pub(crate) obituaries: Vector<Obituary>,
     // Derived indexes, rebuilt by `put_node`/`take_node`; never serialised.
     data_size: u64,
     containers: BTreeSet<String>,
@@ -214,6 +220,7 @@ impl DataTree {
             nodes: BTreeMap::new(),
             sessions: BTreeMap::new(),
             last_zxid: 0,
+            obituaries: Vector::new(),
             data_size: 0,
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -274,6 +281,7 @@ impl DataTree {
             quota_before: None,
         };
         let mut deleted_ephemerals = Vec::new();
+        let mut obituary = None;
         let (err, response) = match &entry.op {
             EntryOp::CreateSession {
                 session_id,
@@ -286,14 +294,19 @@ impl DataTree {
                     .or_insert_with(|| SessionInfo {
                         timeout_ms: *timeout_ms,
                         passwd: passwd.clone(),
+                        created_ms: entry.time_ms,
                         ephemerals: BTreeSet::new(),
                     });
                 s.timeout_ms = *timeout_ms;
                 s.passwd.clone_from(passwd);
                 (ErrorCode::Ok, Response::Empty)
             }
-            EntryOp::CloseSession { session_id, .. } => {
-                deleted_ephemerals = self.kill_session(&mut ctx, *session_id);
+            EntryOp::CloseSession {
+                session_id,
+                evidence,
+            } => {
+                (deleted_ephemerals, obituary) =
+                    self.end_session(&mut ctx, *session_id, evidence.clone());
                 (ErrorCode::Ok, Response::Empty)
             }
             EntryOp::PurgeContainersAndTtl { candidates } => {
@@ -305,7 +318,9 @@ impl DataTree {
                 if entry.session_id != 0 && !self.sessions.contains_key(&entry.session_id) {
                     (ErrorCode::SessionExpired, Response::Empty)
                 } else if let Request::CloseSession = req {
-                    deleted_ephemerals = self.kill_session(&mut ctx, entry.session_id);
+                    let evidence = Evidence::bare(EndCause::ClosedByClient, "closed by the client");
+                    (deleted_ephemerals, obituary) =
+                        self.end_session(&mut ctx, entry.session_id, evidence);
                     (ErrorCode::Ok, Response::Empty)
                 } else {
                     self.apply_request(&mut ctx, req)
@@ -317,6 +332,7 @@ impl DataTree {
             response,
             triggers: ctx.triggers,
             deleted_ephemerals,
+            obituary,
             quota_warnings: ctx.quota_warnings,
         }
     }
@@ -912,6 +928,38 @@ impl DataTree {
     }
 
     /// Ends a session: its ephemerals deleted (each a leaf), its record dropped.
+    /// Ends a live session: its ephemerals go, and its obituary joins the ring. A session
+    /// already gone leaves no second obituary.
+    fn end_session(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        session_id: i64,
+        evidence: Evidence,
+    ) -> (Vec<String>, Option<Obituary>) {
+        let Some(info) = self.sessions.get(&session_id) else {
+            return (Vec::new(), None);
+        };
+        let (created_ms, timeout_ms) = (info.created_ms, info.timeout_ms);
+        let deleted = self.kill_session(ctx, session_id);
+        let ob = Obituary {
+            session_id,
+            zxid: ctx.zxid,
+            ended_ms: ctx.time_ms,
+            created_ms,
+            timeout_ms,
+            evidence: evidence.bounded(),
+            ephemerals: deleted.iter().take(EPHEMERALS_LISTED).cloned().collect(),
+            ephemerals_deleted: u32::try_from(deleted.len()).unwrap_or(u32::MAX),
+        };
+        if self.config.obituaries_kept > 0 {
+            if self.obituaries.len() >= self.config.obituaries_kept {
+                self.obituaries.pop_front();
+            }
+            self.obituaries.push_back(ob.clone());
+        }
+        (deleted, Some(ob))
+    }
+
     fn kill_session(&mut self, ctx: &mut Ctx<'_>, session_id: i64) -> Vec<String> {
         let Some(info) = self.sessions.get(&session_id) else {
             return Vec::new();
@@ -1174,6 +1222,7 @@ impl DataTree {
             nodes: BTreeMap::new(),
             sessions: BTreeMap::new(),
             last_zxid,
+            obituaries: Vector::new(),
             data_size: 0,
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -1185,6 +1234,7 @@ impl DataTree {
                 SessionInfo {
                     timeout_ms,
                     passwd,
+                    created_ms: 0,
                     ephemerals: BTreeSet::new(),
                 },
             );
@@ -1279,6 +1329,29 @@ impl DataTree {
     /// is replicated state.
     pub fn set_config(&mut self, config: TreeConfig) {
         self.config = config;
+        let excess = self
+            .obituaries
+            .len()
+            .saturating_sub(self.config.obituaries_kept);
+        self.obituaries = self.obituaries.skip(excess);
+    }
+    /// The latest sessions' ends, oldest first.
+    pub fn obituaries(&self) -> impl DoubleEndedIterator<Item = &Obituary> + ExactSizeIterator {
+        self.obituaries.iter()
+    }
+    /// Snapshot restore: sessions' creation times and the obituaries, as read.
+    pub(crate) fn restore_obituaries(
+        &mut self,
+        created: Vec<(i64, i64)>,
+        obituaries: Vec<Obituary>,
+    ) {
+        for (id, ms) in created {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.created_ms = ms;
+            }
+        }
+        // Kept whole: the reader's configuration, set after, decides how many stay.
+        self.obituaries = obituaries.into_iter().collect();
     }
     /// Every node in path order (snapshot writers, 4lw dumps).
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {

@@ -108,6 +108,9 @@ pub(crate) fn gather(keeper: &Shared, needs: Needs) -> AdminSnapshot {
     } else {
         HashMap::new()
     };
+    if needs.obituaries {
+        snap.obituaries = keeper.state().tree.obituaries().cloned().collect();
+    }
     if needs.tree || needs.monitor || needs.dump || watches {
         let st = keeper.state();
         if needs.tree {
@@ -543,7 +546,12 @@ mod tests {
             .copied()
             .filter(|w| {
                 let n = Needs::of(w);
-                !(n.tree || n.monitor || n.dump || n.data_watches || n.watch_summary)
+                !(n.tree
+                    || n.monitor
+                    || n.dump
+                    || n.data_watches
+                    || n.watch_summary
+                    || n.obituaries)
             })
             .collect();
         assert!(lock_free.contains(&"cons") && lock_free.contains(&"ruok"));

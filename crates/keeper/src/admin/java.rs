@@ -55,6 +55,22 @@ pub fn java_date(epoch_ms: i64) -> String {
     )
 }
 
+/// `2026-12-06T00:41:03.123Z`: ISO 8601 in UTC, to the millisecond (corral's own words and
+/// pages; ZooKeeper's use [`java_date`]).
+pub fn iso_date(epoch_ms: i64) -> String {
+    let secs = epoch_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let in_day = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60,
+        epoch_ms.rem_euclid(1000)
+    )
+}
+
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian (Howard
 /// Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {

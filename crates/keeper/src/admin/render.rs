@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::java::{java_addr, java_date, java_double, round4};
+use corral_tree::obituary::{kafka_broker_ids, Obituary};
+
+use super::java::{iso_date, java_addr, java_date, java_double, round4};
 use super::mntr;
 use super::snapshot::{AdminSnapshot, ConnectionInfo, ExpirySet};
 
@@ -103,9 +105,79 @@ pub(crate) fn render(cmd: &str, snap: &AdminSnapshot) -> String {
             out.push('\n');
         }
         "mntr" => mntr::monitor(&mut out, snap),
+        "obit" => {
+            for ob in &snap.obituaries {
+                obituary(&mut out, ob);
+            }
+        }
         _ => {}
     }
     out
+}
+
+/// `obit`: one block per ended session, oldest first; a header line, then `key: value`
+/// lines indented by a tab, so both people and `grep`/`awk` can read it.
+fn obituary(out: &mut String, ob: &Obituary) {
+    let e = &ob.evidence;
+    let _ = writeln!(
+        out,
+        "0x{:x} {} {}",
+        ob.session_id,
+        iso_date(ob.ended_ms),
+        e.cause.name()
+    );
+    let _ = writeln!(out, "\treason: {}", e.detail);
+    let _ = writeln!(out, "\tzxid: 0x{:x}", ob.zxid);
+    if ob.created_ms > 0 {
+        let _ = writeln!(out, "\tcreated: {}", iso_date(ob.created_ms));
+    }
+    let _ = write!(out, "\ttimeout_ms: {}", ob.timeout_ms);
+    if e.requested_timeout_ms > 0 {
+        let _ = write!(out, " (requested {})", e.requested_timeout_ms);
+    }
+    out.push('\n');
+    if !e.remote.is_empty() {
+        let _ = writeln!(out, "\tclient: {}", e.remote);
+    }
+    if e.member > 0 {
+        let _ = writeln!(out, "\tmember: {}", e.member);
+    }
+    if e.silent_ms >= 0 {
+        let _ = writeln!(out, "\tsilent_ms: {}", e.silent_ms);
+    }
+    if !e.last_op.is_empty() {
+        let _ = writeln!(out, "\tlast_request: {}", e.last_op);
+    }
+    if e.stall_forgiven_ms > 0 {
+        let _ = writeln!(out, "\tkeeper_stall_forgiven_ms: {}", e.stall_forgiven_ms);
+    }
+    let _ = write!(out, "\tephemerals_deleted: {}", ob.ephemerals_deleted);
+    for p in &ob.ephemerals {
+        let _ = write!(out, " {p}");
+    }
+    if (ob.ephemerals.len() as u32) < ob.ephemerals_deleted {
+        out.push_str(" ...");
+    }
+    out.push('\n');
+    let brokers = kafka_broker_ids(&ob.ephemerals);
+    if !brokers.is_empty() {
+        let ids: Vec<String> = brokers.iter().map(|b| b.to_string()).collect();
+        let _ = writeln!(out, "\tkafka_brokers: {}", ids.join(" "));
+    }
+    for h in &e.history {
+        let _ = write!(
+            out,
+            "\tconnection: {} {} member {} {}",
+            iso_date(h.at_ms),
+            h.kind.name(),
+            h.member,
+            h.remote
+        );
+        if !h.cause.is_empty() {
+            let _ = write!(out, " ({})", h.cause);
+        }
+        out.push('\n');
+    }
 }
 
 fn lines(out: &mut String, pairs: &[(String, String)], sep: &str) {

@@ -9,6 +9,8 @@
 
 use std::net::SocketAddr;
 
+use corral_tree::obituary::Obituary;
+
 /// One client connection as `cons` and `stat` show it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ConnectionInfo {
@@ -136,6 +138,8 @@ pub(crate) struct AdminSnapshot {
     /// Extra `mntr` values: a name ZooKeeper prints anyway replaces its default value, any other
     /// name is appended (e.g. leader-only `zk_synced_followers`, corral's own counters).
     pub metrics: Vec<(String, String)>,
+    /// `obit`: the obituaries the tree keeps, oldest first.
+    pub obituaries: Vec<Obituary>,
 }
 
 /// What a word's reply is built from. Each part is gathered only when the word prints it, so
@@ -168,6 +172,8 @@ pub(crate) struct Needs {
     pub config: bool,
     /// The environment's lines.
     pub environment: bool,
+    /// The obituaries, copied out of the tree.
+    pub obituaries: bool,
 }
 
 impl Needs {
@@ -217,6 +223,10 @@ impl Needs {
             },
             "envi" => Needs {
                 environment: true,
+                ..none
+            },
+            "obit" => Needs {
+                obituaries: true,
                 ..none
             },
             _ => none,

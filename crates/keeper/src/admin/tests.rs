@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use corral_tree::obituary::{ConnEvent, ConnEventKind, EndCause, Evidence, Obituary};
+
 use super::gather::{environment, full_version};
 use super::java::{java_addr, java_date, java_double, round4};
 use super::render::{render, NOT_SERVING};
@@ -91,11 +93,78 @@ fn sample() -> AdminSnapshot {
         uptime_ms: 25446,
         trace_mask: DEFAULT_TRACE_MASK,
         metrics: vec![("zk_corral_sessions_expired_total".into(), "3".into())],
+        obituaries: vec![sample_obituary()],
         ..AdminSnapshot::default()
     };
     snap.data_watch_summary =
         WatchSummary::of(snap.data_watches.iter().map(|(s, p)| (*s, p.as_str())));
     snap
+}
+
+/// A Kafka broker's session, expired after its connection was reset.
+fn sample_obituary() -> Obituary {
+    Obituary {
+        session_id: SID,
+        zxid: 0x2a,
+        ended_ms: EXPIRY_MS,
+        created_ms: EXPIRY_MS - 60_000,
+        timeout_ms: 6000,
+        evidence: Evidence {
+            cause: EndCause::ConnectionLost,
+            detail: "the connection ended".into(),
+            remote: "127.0.0.1:40136".into(),
+            member: 2,
+            requested_timeout_ms: 18000,
+            silent_ms: 6001,
+            last_op: "setData".into(),
+            stall_forgiven_ms: 0,
+            history: vec![
+                ConnEvent {
+                    at_ms: EXPIRY_MS - 60_000,
+                    member: 2,
+                    kind: ConnEventKind::Connected,
+                    remote: "127.0.0.1:40136".into(),
+                    cause: String::new(),
+                },
+                ConnEvent {
+                    at_ms: EXPIRY_MS - 6001,
+                    member: 2,
+                    kind: ConnEventKind::Disconnected,
+                    remote: "127.0.0.1:40136".into(),
+                    cause: "read error: Connection reset by peer".into(),
+                },
+            ],
+        },
+        ephemerals: vec!["/brokers/ids/2".into()],
+        ephemerals_deleted: 1,
+    }
+}
+
+#[test]
+fn obit_shows_each_ended_session_with_its_evidence() {
+    assert_eq!(
+        render("obit", &sample()),
+        "0x1000006e0220001 2026-11-25T01:12:37.000Z connection_lost\n\
+         \treason: the connection ended\n\
+         \tzxid: 0x2a\n\
+         \tcreated: 2026-11-25T01:11:37.000Z\n\
+         \ttimeout_ms: 6000 (requested 18000)\n\
+         \tclient: 127.0.0.1:40136\n\
+         \tmember: 2\n\
+         \tsilent_ms: 6001\n\
+         \tlast_request: setData\n\
+         \tephemerals_deleted: 1 /brokers/ids/2\n\
+         \tkafka_brokers: 2\n\
+         \tconnection: 2026-11-25T01:11:37.000Z connected member 2 127.0.0.1:40136\n\
+         \tconnection: 2026-11-25T01:12:30.999Z disconnected member 2 127.0.0.1:40136 \
+         (read error: Connection reset by peer)\n"
+    );
+    // Nothing ended yet: nothing printed. It needs no quorum to be read.
+    let none = AdminSnapshot {
+        serving: false,
+        ..AdminSnapshot::default()
+    };
+    assert_eq!(render("obit", &none), "");
 }
 
 impl ConnectionInfo {
@@ -127,7 +196,8 @@ fn recognizes_known_words_only() {
     // FOUR_LETTER_WORDS, less `hash`.
     for k in [
         "conf", "cons", "crst", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat",
-        "wchc", "wchp", "wchs", "dirs", "mntr", "isro",
+        "wchc", "wchp", "wchs", "dirs", "mntr", "isro", // corral's own.
+        "obit",
     ] {
         let b = k.as_bytes();
         assert_eq!(recognize([b[0], b[1], b[2], b[3]]), Some(k));
@@ -140,7 +210,7 @@ fn recognizes_known_words_only() {
     // corral keeps no tree digest: `hash` is a frame length like any unknown word (too large,
     // so the connection closes without a byte, as ZooKeeper closes on an unknown word).
     assert_eq!(recognize(*b"hash"), None);
-    assert_eq!(FOUR_LETTER_WORDS.len(), 17);
+    assert_eq!(FOUR_LETTER_WORDS.len(), 18);
 }
 
 #[test]
@@ -457,6 +527,11 @@ fn only(snap: &AdminSnapshot, needs: Needs) -> AdminSnapshot {
             None
         },
         metrics: if needs.monitor { s.metrics } else { d.metrics },
+        obituaries: if needs.obituaries {
+            s.obituaries
+        } else {
+            d.obituaries
+        },
         connections: if needs.connections {
             s.connections
         } else {

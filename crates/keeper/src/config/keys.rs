@@ -170,6 +170,13 @@ impl Config {
             "corral.raft.electionTimeoutMs" => {
                 self.raft_election_timeout_ms = Some(positive_ms(value)?)
             }
+            "corral.obituaries" => {
+                let n = java_decode_int(value)?;
+                if !(0..=1_000_000).contains(&n) {
+                    return Err(format!("{value:?} must be between 0 and 1000000"));
+                }
+                self.obituaries_kept = n as usize;
+            }
             "corral.allowUnenforcedSecurity" => {
                 self.allow_unenforced_security = strict_bool(value)?
             }

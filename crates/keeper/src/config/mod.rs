@@ -139,6 +139,9 @@ pub struct Config {
     /// `corral.raft.electionTimeoutMs`: a follower that hears no leader for a random time
     /// between this and twice this starts an election; unset, tickTime / 2.
     pub raft_election_timeout_ms: Option<u32>,
+    /// `corral.obituaries`: how many obituaries (why each session ended) are kept, the
+    /// latest; replicated, so every member should set the same. Default 1000.
+    pub obituaries_kept: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +209,7 @@ impl Default for Config {
             sync_limit: 5,
             read_only_mode: false,
             raft_heartbeat_ms: None,
+            obituaries_kept: corral_tree::obituary::OBITUARIES_KEPT_DEFAULT,
             raft_election_timeout_ms: None,
         }
     }

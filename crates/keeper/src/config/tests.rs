@@ -333,6 +333,9 @@ fn snapshot_size_factor_defaults_like_zookeeper_and_can_be_set() {
     let (c, w) = parse_ok(&format!("{BASE}snapshotSizeFactor=0.5\n"));
     assert_eq!(c.snapshot_size_factor, 0.5);
     assert!(!w.iter().any(|w| w.contains("snapshotSizeFactor")), "{w:?}");
+    assert_eq!(c.obituaries_kept, 1000);
+    let (c, _) = parse_ok(&format!("{BASE}corral.obituaries=0\n"));
+    assert_eq!(c.obituaries_kept, 0);
     // A negative factor is ZooKeeper's "never catch up from the log"; it is kept.
     let (c, _) = parse_ok(&format!("{BASE}snapshotSizeFactor=-1\n"));
     assert_eq!(c.snapshot_size_factor, -1.0);
@@ -383,6 +386,8 @@ fn bad_values_name_key_and_value() {
         ("jute.maxbuffer=0", "jute.maxbuffer", "0"),
         ("snapCount=-2", "snapCount", "-2"),
         ("snapshotSizeFactor=big", "snapshotSizeFactor", "big"),
+        ("corral.obituaries=-1", "corral.obituaries", "-1"),
+        ("corral.obituaries=many", "corral.obituaries", "many"),
         ("snapshotSizeFactor=NaN", "snapshotSizeFactor", "NaN"),
         (
             "fsync.warningthresholdms=-1",

@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 
 /// Every four-letter word corral answers: ZooKeeper 3.8's (its `FourLetterCommands`) but
 /// `hash`, its tree-digest history, which corral does not keep (DESIGN-NOTES.md says why): it
-/// is answered as any unknown word is, and naming it in the whitelist draws a warning.
+/// is answered as any unknown word is, and naming it in the whitelist draws a warning. Then
+/// corral's own: `obit`, why the latest sessions ended.
 pub(crate) const FOUR_LETTER_WORDS: &[&str] = &[
     "conf", "cons", "crst", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc",
-    "wchp", "wchs", "dirs", "mntr", "isro",
+    "wchp", "wchs", "dirs", "mntr", "isro", "obit",
 ];
 
 /// Which four-letter words may run. `srvr` is always allowed because zkServer.sh's `status`

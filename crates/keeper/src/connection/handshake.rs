@@ -232,7 +232,7 @@ async fn answer_connect(link: &Link, body: &[u8]) -> Result<Attached, Close> {
             }
             None => return Ok(read_only_session(link, timeout)),
         }
-        attach(link, session_id, timeout, false);
+        attach(link, session_id, timeout, false, Some((req.timeout, false)));
         info!(%remote, session = format!("0x{session_id:x}"), timeout, "session established");
         send_connect_response(link, timeout, session_id, passwd, read_only);
         return Ok(Attached {
@@ -260,7 +260,13 @@ async fn answer_connect(link: &Link, body: &[u8]) -> Result<Attached, Close> {
         link.close("session expired");
         return Err("session expired or invalid password".into());
     }
-    attach(link, req.session_id, timeout, false);
+    attach(
+        link,
+        req.session_id,
+        timeout,
+        false,
+        Some((req.timeout, true)),
+    );
     info!(%remote, session = format!("0x{:x}", req.session_id), timeout, "session resumed");
     send_connect_response(link, timeout, req.session_id, req.passwd, read_only);
     Ok(Attached {
@@ -275,7 +281,7 @@ fn read_only_session(link: &Link, timeout: i32) -> Attached {
     let keeper = &link.keeper;
     let session_id = keeper.next_session_id();
     let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
-    attach(link, session_id, timeout, true);
+    attach(link, session_id, timeout, true, None);
     info!(remote = %link.remote, session = format!("0x{session_id:x}"), timeout, "read-only session established");
     send_connect_response(link, timeout, session_id, passwd, Some(true));
     Attached {
@@ -309,7 +315,15 @@ fn send_connect_response(
 }
 
 /// Binds the session to this connection, closing any older connection that held it.
-fn attach(link: &Link, session_id: i64, timeout: i32, read_only: bool) {
+/// `history`: the timeout the client asked for and whether it resumed an existing session,
+/// for the session's connection history (read-only sessions have none).
+fn attach(
+    link: &Link,
+    session_id: i64,
+    timeout: i32,
+    read_only: bool,
+    history: Option<(i32, bool)>,
+) {
     let keeper = &link.keeper;
     // The connect request is this connection's first packet.
     link.stats.packets_received.fetch_add(1, Relaxed);
@@ -328,4 +342,14 @@ fn attach(link: &Link, session_id: i64, timeout: i32, read_only: bool) {
     let mut sessions = keeper.sessions();
     sessions.set_timeout(session_id, Duration::from_millis(timeout.max(0) as u64));
     sessions.touch(session_id, Instant::now(), "connect", Some(link.remote));
+    if let Some((requested, resumed)) = history {
+        sessions.connected(
+            session_id,
+            link.id,
+            link.remote,
+            requested,
+            resumed,
+            now_ms(),
+        );
+    }
 }

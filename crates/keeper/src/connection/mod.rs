@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use corral_proto::frame::FrameBuffer;
 use corral_proto::{ErrorCode, Response};
+use corral_tree::obituary::ConnEventKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::info;
 
@@ -131,6 +132,14 @@ pub(crate) async fn serve<R, W, H>(
         // Only a connection that attached a session was registered.
         keeper.state().watches.remove_connection(link.id);
         keeper.conns().detach(link.id);
+        let kind = if reason.contains("moved") {
+            ConnEventKind::Moved
+        } else {
+            ConnEventKind::Disconnected
+        };
+        keeper
+            .sessions()
+            .disconnected(session_id, link.id, kind, &reason, crate::shared::now_ms());
     }
     drop(link);
     let _ = writer.await;

@@ -83,7 +83,7 @@ impl Intake {
         loop {
             link.out.wait_for_space().await;
             if link.out.is_closed() {
-                return "closed by server".into();
+                return format!("closed by server: {}", link.out.close_reason());
             }
             keeper.outstanding.wait_for_room(&link.in_flight).await;
             match buf.next_frame(max) {
@@ -103,7 +103,9 @@ impl Intake {
                 r = read_more(rd, buf) => if let Err(reason) = r {
                     return reason;
                 },
-                _ = link.out.closed() => return "closed by server".into(),
+                _ = link.out.closed() => {
+                    return format!("closed by server: {}", link.out.close_reason())
+                }
                 _ = keeper.shutting_down() => return "the keeper is shutting down".into(),
             }
         }
@@ -178,7 +180,11 @@ impl Intake {
                     closing = Some("client closed its session".to_string());
                     EntryOp::CloseSession {
                         session_id: self.session_id,
-                        reason: "closed by the client".into(),
+                        evidence: keeper.sessions().evidence(
+                            self.session_id,
+                            true,
+                            tokio::time::Instant::now(),
+                        ),
                     }
                 } else {
                     EntryOp::Request(req)

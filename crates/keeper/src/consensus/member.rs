@@ -162,6 +162,7 @@ impl Consensus {
     pub async fn report_liveness(
         &self,
         sessions: Vec<(i64, u32)>,
+        events: Vec<wire::ReportedEvent>,
     ) -> Result<Vec<i64>, ConsensusError> {
         let Some(ensemble) = &self.ensemble else {
             return Ok(Vec::new());
@@ -172,6 +173,7 @@ impl Consensus {
         let req = wire::Request::SessionReport {
             from: self.node_id,
             sessions,
+            events,
         };
         match ensemble.reports.call(&self.raft, leader, req).await {
             Ok(wire::Response::SessionReportReply { moved_away }) => Ok(moved_away),

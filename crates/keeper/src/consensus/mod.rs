@@ -771,3 +771,4 @@ use silence::*;
 pub use state_machine::*;
 pub use submit::Submitted;
 use submit::*;
+pub use wire::ReportedEvent;

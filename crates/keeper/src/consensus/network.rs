@@ -39,9 +39,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the keeper does with peers' reports; called on the leader.
 pub trait LivenessHooks: Send + Sync + 'static {
-    /// Member `from` heard these sessions (id, ms since last heard there). Returns the sessions
-    /// `from` no longer holds (their clients moved to another member).
-    fn sessions_heard(&self, from: NodeId, sessions: &[(i64, u32)]) -> Vec<i64>;
+    /// Member `from` heard these sessions (id, ms since last heard there), and these things
+    /// happened to their connections there. Returns the sessions `from` no longer holds
+    /// (their clients moved to another member).
+    fn sessions_heard(
+        &self,
+        from: NodeId,
+        sessions: &[(i64, u32)],
+        events: &[wire::ReportedEvent],
+    ) -> Vec<i64>;
 
     /// Called once, on this member, when a committed membership no longer holds it (after
     /// one that did, in this run): a reconfig removed it. The default does nothing.
@@ -592,7 +598,11 @@ impl PeerService {
                 Err(e) => Response::RaftError(e.into()),
             },
             Request::Forward { term, proposals } => self.accept_forward(term, proposals).await,
-            Request::SessionReport { from, sessions } => {
+            Request::SessionReport {
+                from,
+                sessions,
+                events,
+            } => {
                 if from != peer || !self.leads() {
                     // A report that reached a member that does not lead is dropped; the
                     // reporter sends it again to whoever leads.
@@ -601,7 +611,7 @@ impl PeerService {
                     };
                 }
                 Response::SessionReportReply {
-                    moved_away: self.liveness.sessions_heard(from, &sessions),
+                    moved_away: self.liveness.sessions_heard(from, &sessions, &events),
                 }
             }
             Request::ReadIndex => match self.raft.get_read_log_id().await {

@@ -2,6 +2,7 @@
 
 use super::*;
 use corral_proto::{ErrorCode, Response};
+use corral_tree::obituary::{EndCause, Evidence};
 use corral_tree::EntryOp;
 use std::sync::atomic::AtomicI64;
 
@@ -21,6 +22,7 @@ impl StateMachineHook for Recorder {
             response: Response::Path(format!("/{}", entry.session_id)),
             triggers: Vec::new(),
             deleted_ephemerals: Vec::new(),
+            obituary: None,
             quota_warnings: Vec::new(),
         }
     }
@@ -40,7 +42,7 @@ fn entry(n: i64) -> Entry {
         identities: Vec::new(),
         op: EntryOp::CloseSession {
             session_id: n,
-            reason: String::new(),
+            evidence: Evidence::bare(EndCause::Unknown, ""),
         },
     }
 }
@@ -161,6 +163,7 @@ impl StateMachineHook for ListHook {
             response: Response::Path(format!("/{}", entry.session_id)),
             triggers: Vec::new(),
             deleted_ephemerals: Vec::new(),
+            obituary: None,
             quota_warnings: Vec::new(),
         }
     }
@@ -920,7 +923,7 @@ fn append_entries_carry_a_bounded_number_of_bytes() {
                     entry: Entry {
                         op: EntryOp::CloseSession {
                             session_id: 1,
-                            reason: "x".repeat(1000),
+                            evidence: Evidence::bare(EndCause::Unknown, "x".repeat(1000)),
                         },
                         ..entry(1)
                     },

@@ -27,6 +27,7 @@
 use std::marker::PhantomData;
 
 use corral_proto::Reader;
+use corral_tree::obituary::ConnEventKind;
 use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, SnapshotMismatch};
 use openraft::{ErrorSubject, ErrorVerb, SnapshotSegmentId};
 use tokio_util::bytes::{Buf, BytesMut};
@@ -51,6 +52,9 @@ const K_SNAPSHOT: u8 = 0x04;
 const K_FORWARD: u8 = 0x05;
 const K_SESSIONS: u8 = 0x06;
 const K_READ_INDEX: u8 = 0x07;
+/// A session report with connection events (kind 0x06 is still sent when there are none,
+/// so a member that does not know this kind only misses the events).
+const K_SESSIONS_EVENTS: u8 = 0x08;
 // Response kinds.
 const K_HELLO_OK: u8 = 0x81;
 const K_REFUSED: u8 = 0x82;
@@ -93,13 +97,26 @@ pub enum Request {
         term: u64,
         proposals: Vec<Proposal>,
     },
-    /// The sessions a member heard from, and for how long each has been idle there (ms).
+    /// The sessions a member heard from, and for how long each has been idle there (ms);
+    /// what happened to their connections there since the last report.
     SessionReport {
         from: NodeId,
         sessions: Vec<(i64, u32)>,
+        events: Vec<ReportedEvent>,
     },
     /// The leader's commit index, for `sync`.
     ReadIndex,
+}
+
+/// Something that happened to a session's connection on the reporting member, `age_ms`
+/// before the report (ages, not times: members' clocks are not compared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedEvent {
+    pub session_id: i64,
+    pub age_ms: u32,
+    pub kind: ConnEventKind,
+    pub remote: String,
+    pub cause: String,
 }
 
 /// What a listener answers.
@@ -221,6 +238,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         K_SNAPSHOT => "install-snapshot",
         K_FORWARD => "forward",
         K_SESSIONS => "session-report",
+        K_SESSIONS_EVENTS => "session-report with events",
         K_READ_INDEX => "read-index",
         K_HELLO_OK => "hello-ok",
         K_REFUSED => "refused",

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use corral_tree::obituary::Evidence;
 use corral_tree::{Entry, EntryOp};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -38,20 +39,28 @@ pub(crate) async fn run(keeper: Arc<Shared>) {
                     late_ms = late.as_millis() as u64,
                     "keeper stalled; not counting the stall against client sessions"
                 );
-                sessions.forgive_stall(late);
+                sessions.forgive_stall(late, now);
             }
             // A follower's deadlines do not count (it does not hear the sessions held
             // elsewhere): it expires nobody, and leading later refreshes them all.
             if leader {
-                sessions.due(now)
+                // The evidence is gathered now, under the same hold, as the deadline passed.
+                sessions
+                    .due(now)
+                    .into_iter()
+                    .map(|d| {
+                        let evidence = sessions.evidence(d.session_id, false, now);
+                        (d, evidence)
+                    })
+                    .collect()
             } else {
                 Vec::new()
             }
         };
         was_leader = leader;
         expected = next_wake(&keeper, now);
-        for d in due {
-            propose_expiry(&keeper, d);
+        for (d, evidence) in due {
+            propose_expiry(&keeper, d, evidence);
         }
     }
 }
@@ -66,21 +75,23 @@ fn next_wake(keeper: &Shared, now: Instant) -> Instant {
     }
 }
 
-fn propose_expiry(keeper: &Arc<Shared>, d: Due) {
+fn propose_expiry(keeper: &Arc<Shared>, d: Due, evidence: Evidence) {
     let id = d.session_id;
-    let reason = format!(
-        "expired: no packet from the client for {} ms (timeout {} ms)",
-        d.silent.as_millis(),
-        d.timeout.as_millis()
+    info!(
+        session = format!("0x{id:x}"),
+        silent_ms = d.silent.as_millis() as u64,
+        timeout_ms = d.timeout.as_millis() as u64,
+        cause = evidence.cause.name(),
+        "expiring: {}",
+        evidence.detail
     );
-    info!(session = format!("0x{id:x}"), "{reason}");
     let entry = Entry {
         session_id: 0,
         time_ms: now_ms(),
         identities: Vec::new(),
         op: EntryOp::CloseSession {
             session_id: id,
-            reason,
+            evidence,
         },
     };
     let task_keeper = Arc::clone(keeper);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use crate::consensus::{LivenessHooks, NodeId};
-use crate::shared::Shared;
+use crate::consensus::{LivenessHooks, NodeId, ReportedEvent};
+use crate::shared::{now_ms, Shared};
 
 /// ZooKeeper's followers report at least every half tick; corral reports more often still
 /// (never less often than every 500 ms), so the leader's view of a session held elsewhere is
@@ -25,6 +25,8 @@ pub(crate) async fn report(keeper: Arc<Shared>) {
     let every = report_interval(keeper.config.tick_time_ms);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The last report's events were already sent once and failed.
+    let mut events_failed = false;
     loop {
         tokio::select! {
             _ = keeper.shutting_down() => return,
@@ -40,17 +42,47 @@ pub(crate) async fn report(keeper: Arc<Shared>) {
             drop_sessions_while_cut_off(&keeper);
             continue;
         }
+        let wall_ms = now_ms();
         if consensus.is_leader() {
-            // Its own clients' touches are already in its tracker.
-            keeper.sessions().take_report(Instant::now());
+            // Its own clients' touches and connection events are already in its tracker.
+            let mut sessions = keeper.sessions();
+            sessions.take_report(Instant::now());
+            sessions.take_events(wall_ms);
             continue;
         }
-        let heard = keeper.sessions().take_report(Instant::now());
-        match consensus.report_liveness(heard.clone()).await {
-            Ok(moved) => close_moved(&keeper, &moved),
+        let (heard, events) = {
+            let mut sessions = keeper.sessions();
+            (
+                sessions.take_report(Instant::now()),
+                sessions.take_events(wall_ms),
+            )
+        };
+        let had_events = !events.is_empty();
+        match consensus
+            .report_liveness(heard.clone(), events.clone())
+            .await
+        {
+            Ok(moved) => {
+                events_failed = false;
+                close_moved(&keeper, &moved);
+            }
             Err(e) => {
                 debug!("session report to the leader failed: {e}");
-                keeper.sessions().unreport(&heard);
+                let mut sessions = keeper.sessions();
+                sessions.unreport(&heard);
+                // Connection events are evidence, not liveness: they are sent again once,
+                // then dropped, so a leader that cannot take them (an older version during a
+                // rolling upgrade) still gets the sessions' liveness.
+                if had_events && !events_failed {
+                    sessions.unreport_events(events, wall_ms);
+                    events_failed = true;
+                } else if had_events {
+                    debug!(
+                        events = events.len(),
+                        "dropping connection events the leader did not take twice"
+                    );
+                    events_failed = false;
+                }
             }
         }
     }
@@ -115,11 +147,17 @@ fn close_moved(keeper: &Shared, moved: &[i64]) {
 pub(crate) struct SessionsHeard(pub(crate) Arc<Shared>);
 
 impl LivenessHooks for SessionsHeard {
-    fn sessions_heard(&self, from: NodeId, sessions: &[(i64, u32)]) -> Vec<i64> {
+    fn sessions_heard(
+        &self,
+        from: NodeId,
+        sessions: &[(i64, u32)],
+        events: &[ReportedEvent],
+    ) -> Vec<i64> {
         let now = Instant::now();
         let me = self.0.config.server_id.unwrap_or(1);
         let (moved, mine) = {
             let mut t = self.0.sessions();
+            t.events_heard(from, events, now, now_ms());
             for &(id, idle_ms) in sessions {
                 let heard = now
                     .checked_sub(Duration::from_millis(u64::from(idle_ms)))

@@ -124,6 +124,7 @@ impl Shared {
             config_node_data: config_node_data(&config),
             reconfig_enabled: config.reconfig_enabled,
             enforce_quota: config.enforce_quota,
+            obituaries_kept: config.obituaries_kept,
         };
         // Session ids: like ZooKeeper, the top byte is the server id and the rest starts from
         // the clock, so ids from different runs do not collide.

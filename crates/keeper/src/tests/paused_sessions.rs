@@ -171,23 +171,23 @@ async fn a_silent_session_expires_at_its_timeout_to_the_millisecond() {
         "the session is gone from the tree"
     );
     let obituary = keeper
-        .shared()
-        .sessions()
+        .state()
+        .tree
         .obituaries()
         .find(|o| o.session_id == client.session_id)
         .cloned()
         .expect("an obituary");
     // The silence the checker saw, in whole ms: the timeout, or one tick more.
-    let silent: u64 = obituary
-        .reason
-        .strip_prefix("expired: no packet from the client for ")
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected reason: {}", obituary.reason));
+    let e = &obituary.evidence;
     assert!(
-        (TIMEOUT_MS..=TIMEOUT_MS + 1).contains(&silent),
-        "{}",
-        obituary.reason
+        (TIMEOUT_MS..=TIMEOUT_MS + 1).contains(&(e.silent_ms as u64)),
+        "{e:?}"
+    );
+    // Its connection stayed open: the client went quiet.
+    assert_eq!(
+        e.cause,
+        corral_tree::obituary::EndCause::SilentWhileConnected,
+        "{e:?}"
     );
     keeper.shutdown(Duration::from_secs(5)).await;
 }

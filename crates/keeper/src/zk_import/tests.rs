@@ -192,7 +192,10 @@ async fn a_keeper_starts_on_an_imported_later_epoch_and_writes_after_it() {
                 identities: Vec::new(),
                 op: EntryOp::CloseSession {
                     session_id: 0x42 + round,
-                    reason: "test".into(),
+                    evidence: corral_tree::obituary::Evidence::bare(
+                        corral_tree::obituary::EndCause::Unknown,
+                        "test",
+                    ),
                 },
             })
             .await

@@ -164,6 +164,7 @@ impl Request {
             Request::Vote(_) => K_VOTE,
             Request::InstallSnapshot(_) => K_SNAPSHOT,
             Request::Forward { .. } => K_FORWARD,
+            Request::SessionReport { events, .. } if !events.is_empty() => K_SESSIONS_EVENTS,
             Request::SessionReport { .. } => K_SESSIONS,
             Request::ReadIndex => K_READ_INDEX,
         }
@@ -212,12 +213,26 @@ impl WireMessage for Request {
                     }
                 }
             }
-            Request::SessionReport { from, sessions } => {
+            Request::SessionReport {
+                from,
+                sessions,
+                events,
+            } => {
                 put_u64(out, *from);
                 put_len(out, sessions.len());
                 for (id, idle) in sessions {
                     put_u64(out, *id as u64);
                     put_u32(out, *idle);
+                }
+                if !events.is_empty() {
+                    put_len(out, events.len());
+                    for e in events {
+                        put_u64(out, e.session_id as u64);
+                        put_u32(out, e.age_ms);
+                        out.push(e.kind.code());
+                        put_str(out, &e.remote);
+                        put_str(out, &e.cause);
+                    }
                 }
             }
             Request::ReadIndex => {}
@@ -278,14 +293,39 @@ impl WireMessage for Request {
                 }
                 Request::Forward { term, proposals }
             }
-            K_SESSIONS => {
+            K_SESSIONS | K_SESSIONS_EVENTS => {
                 let from = f.u64("from")?;
                 let (n, cap) = f.count("sessions", 12)?;
                 let mut sessions = Vec::with_capacity(cap);
                 for _ in 0..n {
                     sessions.push((f.i64("session id")?, f.u32("idle ms")?));
                 }
-                Request::SessionReport { from, sessions }
+                let mut events = Vec::new();
+                if kind == K_SESSIONS_EVENTS {
+                    let (n, cap) = f.count("events", 21)?;
+                    events.reserve(cap);
+                    for _ in 0..n {
+                        let session_id = f.i64("event session id")?;
+                        let age_ms = f.u32("event age ms")?;
+                        let tag = f.u8("event kind")?;
+                        let kind = ConnEventKind::from_code(tag).ok_or(PayloadProblem::Tag {
+                            field: "event kind",
+                            tag,
+                        })?;
+                        events.push(ReportedEvent {
+                            session_id,
+                            age_ms,
+                            kind,
+                            remote: f.string("event remote")?,
+                            cause: f.string("event cause")?,
+                        });
+                    }
+                }
+                Request::SessionReport {
+                    from,
+                    sessions,
+                    events,
+                }
             }
             K_READ_INDEX => Request::ReadIndex,
             _ => return Ok(None),
@@ -321,12 +361,14 @@ impl PartialEq for Request {
                 Request::SessionReport {
                     from: f1,
                     sessions: s1,
+                    events: e1,
                 },
                 Request::SessionReport {
                     from: f2,
                     sessions: s2,
+                    events: e2,
                 },
-            ) => f1 == f2 && s1 == s2,
+            ) => f1 == f2 && s1 == s2 && e1 == e2,
             (Request::ReadIndex, Request::ReadIndex) => true,
             _ => false,
         }

@@ -1,5 +1,6 @@
 use super::*;
 use corral_proto::{DeleteRequest, Id};
+use corral_tree::obituary::{ConnEvent, ConnEventKind, EndCause, Evidence};
 use corral_tree::EntryOp;
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -109,8 +110,16 @@ fn client_entry() -> impl Strategy<Value = Entry> {
                 passwd: p,
             }
         }),
-        (any::<i64>(), ".{0,12}")
-            .prop_map(|(session_id, reason)| EntryOp::CloseSession { session_id, reason }),
+        (any::<i64>(), ".{0,12}", ".{0,12}", vec(conn_event(), 0..3)).prop_map(
+            |(session_id, detail, remote, history)| EntryOp::CloseSession {
+                session_id,
+                evidence: Evidence {
+                    remote,
+                    history,
+                    ..Evidence::bare(EndCause::SilentWhileConnected, detail)
+                },
+            }
+        ),
         vec("/[a-z]{1,8}", 0..4)
             .prop_map(|candidates| EntryOp::PurgeContainersAndTtl { candidates }),
         ("/[a-z/]{1,12}", any::<i32>()).prop_map(|(path, version)| {
@@ -187,6 +196,39 @@ fn snapshot_meta() -> impl Strategy<Value = StoredSnapshotMeta> {
     })
 }
 
+fn conn_kind() -> impl Strategy<Value = ConnEventKind> {
+    prop_oneof![
+        Just(ConnEventKind::Connected),
+        Just(ConnEventKind::Resumed),
+        Just(ConnEventKind::Disconnected),
+        Just(ConnEventKind::Moved),
+    ]
+}
+
+fn conn_event() -> impl Strategy<Value = ConnEvent> {
+    (any::<i64>(), any::<u64>(), conn_kind(), ".{0,8}", ".{0,8}").prop_map(
+        |(at_ms, member, kind, remote, cause)| ConnEvent {
+            at_ms,
+            member,
+            kind,
+            remote,
+            cause,
+        },
+    )
+}
+
+fn reported_event() -> impl Strategy<Value = ReportedEvent> {
+    (any::<i64>(), any::<u32>(), conn_kind(), ".{0,8}", ".{0,8}").prop_map(
+        |(session_id, age_ms, kind, remote, cause)| ReportedEvent {
+            session_id,
+            age_ms,
+            kind,
+            remote,
+            cause,
+        },
+    )
+}
+
 fn proposal() -> impl Strategy<Value = Proposal> {
     (any::<u64>(), any::<u64>(), client_entry()).prop_map(|(origin, seq, entry)| Proposal {
         origin,
@@ -235,8 +277,16 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         (any::<u64>(), vec(proposal(), 0..5))
             .prop_map(|(term, proposals)| Request::Forward { term, proposals }),
-        (any::<u64>(), vec((any::<i64>(), any::<u32>()), 0..20))
-            .prop_map(|(from, sessions)| Request::SessionReport { from, sessions }),
+        (
+            any::<u64>(),
+            vec((any::<i64>(), any::<u32>()), 0..20),
+            vec(reported_event(), 0..4)
+        )
+            .prop_map(|(from, sessions, events)| Request::SessionReport {
+                from,
+                sessions,
+                events
+            }),
         Just(Request::ReadIndex),
     ]
 }
@@ -602,6 +652,7 @@ fn a_count_beyond_the_bytes_present_reserves_only_what_they_back() {
             &Request::SessionReport {
                 from: 1,
                 sessions: vec![],
+                events: vec![],
             },
         ),
         frame_bytes(1, &Response::SessionReportReply { moved_away: vec![] }),
@@ -786,6 +837,7 @@ fn truncated_and_overlong_payloads_are_typed_errors() {
         &Request::SessionReport {
             from: 1,
             sessions: vec![],
+            events: vec![],
         },
     );
     let n = b.len();
