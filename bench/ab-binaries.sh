@@ -13,7 +13,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for which in old new; do
     bin=$OLD; [ "$which" = new ] && bin=$NEW
     d=$(mktemp -d /tmp/ab.XXXX); port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-    printf 'tickTime=2000\ndataDir=%s/data\nclientPort=%s\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n' "$d" "$port" > "$d/zoo.cfg"
+    printf 'tickTime=2000\ndataDir=%s/data\nclientPort=%s\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n' "$d" "$port" > "$d/zoo.cfg"
     "$bin" serve --config "$d/zoo.cfg" 2> "$d/err" & pid=$!
     for i in $(seq 100); do (echo srvr | timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat <&3 >/dev/null" ) 2>/dev/null && break; sleep 0.1; done
     sleep 0.5

@@ -109,6 +109,7 @@ dataLogDir=$d/log
 clientPort=$port
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
+admin.enableServer=false
 4lw.commands.whitelist=*
 snapCount=$snap
 forceSync=$force

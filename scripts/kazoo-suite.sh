@@ -122,6 +122,8 @@ done
 add_cfg() { grep -qxF "$1" "$cfg" 2> /dev/null || printf '\n%s\n' "$1" >> "$cfg"; }
 [ -z "${ZK_SUPER_DIGEST:-}" ] || add_cfg "DigestAuthenticationProvider.superDigest=$ZK_SUPER_DIGEST"
 [ -z "${ZK_READONLY:-}" ] || add_cfg "readonlymode.enabled=$ZK_READONLY"
+# The suite never asks the admin server, and every member would try ZooKeeper's fixed 8080.
+add_cfg "admin.enableServer=false"
 echo "$(date +%T) pid=$$ cfg=$cfg" >> "$KAZOO_SUITE_LAUNCH_LOG"
 if [ "${KAZOO_SUITE_SERVER_LOG:-file}" != inherit ]; then
     exec >> "$(dirname "$cfg")/zookeeper.log" 2>&1

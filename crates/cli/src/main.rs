@@ -35,6 +35,10 @@ struct ServeArgs {
     /// Where the data goes (overrides dataDir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The HTTP admin server's port (overrides admin.serverPort; the embedded default is
+    /// ZooKeeper's 8080 on loopback).
+    #[arg(long)]
+    admin_port: Option<u16>,
     /// Start even though the configuration asks for TLS or SASL protection corral does not
     /// provide yet; each such key is logged as a warning at every start.
     #[arg(long)]
@@ -168,6 +172,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(port) = args.admin_port {
+        config.admin_server_port = port;
+        config.admin_enable_server = true;
+        config.admin_server_explicit = true;
     }
     config.allow_unenforced_security |= args.allow_unenforced_security;
     match config.check_security() {

@@ -53,7 +53,8 @@ fn write_cfg(dir: &Path, body: &str) -> String {
     let port = free_port();
     let path = dir.join("zoo.cfg");
     let text = format!(
-        "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n{body}\n",
+        "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+         admin.enableServer=false\n{body}\n",
         dir.join("data").display()
     );
     std::fs::write(&path, text).expect("write zoo.cfg");
@@ -211,6 +212,7 @@ fn clean_restart_logs_no_error_and_one_banner() {
 fn serve_with_port_and_data_dir_flags_needs_no_config() {
     let dir = fresh_temp_dir("flags").expect("temp dir");
     let port = free_port();
+    let admin = free_port();
     let data = dir.join("trial-data");
     let mut keeper = Launched::serve(
         &[
@@ -218,8 +220,23 @@ fn serve_with_port_and_data_dir_flags_needs_no_config() {
             &port.to_string(),
             "--data-dir",
             &data.display().to_string(),
+            "--admin-port",
+            &admin.to_string(),
         ],
         &dir,
+    );
+    // The admin server is on, on loopback, as ZooKeeper's is on by default.
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", admin)).expect("admin port");
+    std::io::Write::write_all(
+        &mut http,
+        b"GET /commands/ruok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("send");
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut http, &mut reply).expect("read");
+    assert!(
+        reply.contains("\"command\" : \"ruok\"") || reply.contains("\"command\": \"ruok\""),
+        "{reply}"
     );
     assert_eq!(keeper.port, port);
     assert!(data.join("corral.lock").exists(), "data went to --data-dir");

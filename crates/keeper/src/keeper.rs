@@ -36,6 +36,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr} (admin.serverAddress/admin.serverPort; admin.enableServer=false turns the admin server off): {source}")]
+    AdminListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot import ZooKeeper's data: {0}")]
     Import(#[from] zk_import::ImportError),
     #[error("the import of ZooKeeper's data panicked: {0}")]
@@ -88,9 +93,14 @@ impl Keeper {
         let local = listener
             .local_addr()
             .map_err(|source| StartError::Listen { addr, source })?;
+        let admin = self.bind_admin().await?;
         self.recover_and_run().await?;
         let accept = crate::listener::accept_loop(Arc::clone(&self.shared), listener);
         self.shared.spawn(accept);
+        if let Some(admin) = admin {
+            self.shared
+                .spawn(crate::admin::http::serve(Arc::clone(&self.shared), admin));
+        }
         self.banner(local);
         Ok(local)
     }
@@ -101,6 +111,30 @@ impl Keeper {
     pub async fn start_consensus(&self) -> Result<(), StartError> {
         self.lock_data_dirs()?;
         self.recover_and_run().await
+    }
+
+    /// The admin server's listener, if it is on. Bound with the client port, before
+    /// recovery. A port in use stops start-up only when the operator asked for the server;
+    /// on ZooKeeper's implicit default (8080) it is a warning, as in ZooKeeper.
+    async fn bind_admin(&self) -> Result<Option<tokio::net::TcpListener>, StartError> {
+        let c = &self.shared.config;
+        if !c.admin_enable_server {
+            return Ok(None);
+        }
+        let addr = SocketAddr::new(c.admin_server_address, c.admin_server_port);
+        match crate::admin::http::bind(addr).await {
+            Ok(l) => Ok(Some(l)),
+            Err(source) if c.admin_server_explicit => Err(StartError::AdminListen { addr, source }),
+            Err(e) => {
+                tracing::warn!(
+                    %addr,
+                    "admin server not started (admin.serverPort {} is taken: {e}); set \
+                     admin.serverPort, or admin.enableServer=false",
+                    c.admin_server_port
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn lock_data_dirs(&self) -> Result<(), StartError> {

@@ -15,6 +15,7 @@ fn config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         client_port: 0,
+        admin_enable_server: false,
         ..Config::default()
     }
 }

@@ -1,3 +1,5 @@
+//! The four-letter words and the HTTP admin server ([`http`]).
+//!
 //! The four-letter words (`ruok`, `srvr`, `mntr`, ...): recognised in a fresh connection's
 //! first four bytes, answered in ZooKeeper 3.8's exact text, each built from only what it
 //! prints.
@@ -13,6 +15,7 @@
 //! ([`crate::config::FourLetterWhitelist`]), as is the list of words.
 
 mod gather;
+pub(crate) mod http;
 mod java;
 mod mntr;
 mod render;

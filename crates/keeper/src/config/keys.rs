@@ -300,11 +300,15 @@ impl Config {
                     _ => return Err(format!("invalid value {value:?}: use yes or no")),
                 }
             }
-            "zookeeper.admin.enableServer" => self.admin_enable_server = strict_bool(value)?,
+            "zookeeper.admin.enableServer" => {
+                self.admin_enable_server = strict_bool(value)?;
+                self.admin_server_explicit = self.admin_enable_server;
+            }
             "zookeeper.admin.serverPort" => {
                 let n = java_decode_int(value)?;
                 self.admin_server_port = u16::try_from(n)
                     .map_err(|_| format!("port out of range: {value:?} (0-65535)"))?;
+                self.admin_server_explicit = true;
             }
             "zookeeper.admin.serverAddress" => self.admin_server_address = resolve(value)?,
             // ZooKeeper reads the JVM property `readonlymode.enabled`; corral has no JVM, so

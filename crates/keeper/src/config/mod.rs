@@ -109,7 +109,12 @@ pub struct Config {
     pub server_id: Option<u64>,
     pub admin_enable_server: bool,
     pub admin_server_port: u16,
+    /// Unlike ZooKeeper (all addresses), loopback unless set: the admin server has no
+    /// authentication.
     pub admin_server_address: IpAddr,
+    /// `admin.enableServer=true` or `admin.serverPort` was written: the operator asked for
+    /// the admin server, so failing to bind it stops start-up (else it is a warning).
+    pub admin_server_explicit: bool,
     pub config_path: Option<PathBuf>,
     /// Keys that ask for protection corral does not give yet (TLS, SASL, enforced auth):
     /// start-up refuses them unless [`Config::allow_unenforced_security`].
@@ -199,7 +204,8 @@ impl Default for Config {
             server_id: None,
             admin_enable_server: true,
             admin_server_port: 8080,
-            admin_server_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            admin_server_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            admin_server_explicit: false,
             config_path: None,
             unenforced_security: Vec::new(),
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,

@@ -133,6 +133,7 @@ async fn the_imported_snapshot_alone_is_enough_to_start() {
     let keeper = Keeper::new(Config {
         data_dir: dest.path().to_path_buf(),
         client_port: 0,
+        admin_enable_server: false,
         ..Config::default()
     });
     keeper
@@ -172,6 +173,7 @@ async fn a_keeper_starts_on_an_imported_later_epoch_and_writes_after_it() {
         data_dir: data.path().to_path_buf(),
         data_log_dir: Some(logs.path().to_path_buf()),
         client_port: 0,
+        admin_enable_server: false,
         ..Config::default()
     };
     for round in 0..2 {
