@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the "oracle": real Apache ZooKeeper 3.8 from Debian (server jars +
-# zkCli.sh), zookeeper-bin (C client cli_mt) and python3-kazoo.
+# zkCli.sh), zookeeper-bin (C client cli_mt), python3-kazoo, and python3-prometheus-client
+# (its text-format parser reads /metrics in a test).
 # Idempotent: packages already installed are skipped. Needs root (or sudo).
 set -euo pipefail
-pkgs=(zookeeper zookeeper-bin python3-kazoo)
+pkgs=(zookeeper zookeeper-bin python3-kazoo python3-prometheus-client)
 missing=()
 for p in "${pkgs[@]}"; do
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -325,6 +325,7 @@ fn track_sessions(keeper: &Shared, entry: &Entry, res: &ApplyResult) {
                 .as_ref()
                 .filter(|_| keeper.consensus().is_some())
             {
+                keeper.sessions().count_end(ob.evidence.cause);
                 log_obituary(ob);
             }
             // An expired session also loses its connection; the client's own close is

@@ -107,6 +107,8 @@ pub struct SessionTracker {
     stalls: VecDeque<(Instant, Duration)>,
     /// Sessions ended by expiry (not by their client) since start.
     pub expired_total: u64,
+    /// Sessions ended since start (as applied live, not replayed), by cause.
+    ended: HashMap<EndCause, u64>,
     /// Total time the keeper was detected stalled and forgave.
     pub stalled_total: Duration,
     pub stalls_detected: u64,
@@ -335,6 +337,16 @@ impl SessionTracker {
     pub fn end(&mut self, id: i64, expired: bool) {
         self.expired_total += u64::from(expired);
         self.live.remove(&id);
+    }
+
+    /// Counts a session's end by its obituary's cause (for `/metrics`).
+    pub fn count_end(&mut self, cause: EndCause) {
+        *self.ended.entry(cause).or_default() += 1;
+    }
+
+    /// Sessions ended since start, by cause.
+    pub fn ended_by_cause(&self) -> HashMap<EndCause, u64> {
+        self.ended.clone()
     }
 
     /// A connection on this member took up the session (`resumed`: an existing one).

@@ -1,7 +1,7 @@
 //! The HTTP admin server (ZooKeeper's AdminServer, `admin.serverPort`): `/commands` lists
 //! the commands, `/commands/<name>` answers one as JSON with ZooKeeper's keys (`command`,
 //! `error`, and the command's own), and corral adds `sessions` (live sessions, heartbeat age
-//! against timeout) and `obituaries` (why sessions ended).
+//! against timeout) and `obituaries` (why sessions ended), and `/metrics` ([`super::metrics`]).
 //!
 //! Owns the routes and the JSON. Reads through [`super::gather`] and the session tracker,
 //! each lock held only to copy what a command prints. Must never: change the keeper's state
@@ -43,6 +43,7 @@ pub(crate) async fn serve(keeper: Arc<Shared>, listener: TcpListener) {
         .route("/commands", get(list))
         .route("/commands/", get(list))
         .route("/commands/{name}", get(command))
+        .route("/metrics", get(metrics))
         .with_state(Arc::clone(&keeper));
     let local = listener.local_addr().ok();
     info!(addr = ?local, "admin server listening");
@@ -58,6 +59,21 @@ pub(crate) async fn serve(keeper: Arc<Shared>, listener: TcpListener) {
 /// Binds the admin server's address.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+async fn metrics(State(keeper): State<Arc<Shared>>) -> Response {
+    match super::metrics::scrape(&keeper) {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn list() -> Html<String> {

@@ -17,6 +17,7 @@
 mod gather;
 pub(crate) mod http;
 mod java;
+mod metrics;
 mod mntr;
 mod render;
 mod snapshot;
