@@ -33,41 +33,63 @@ pub(crate) fn java_addr(addr: &SocketAddr) -> String {
     }
 }
 
+/// A UTC time of day split out of ms since the epoch.
+struct Utc {
+    days: i64,
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    ms: i64,
+}
+
+impl Utc {
+    fn of(epoch_ms: i64) -> Utc {
+        let secs = epoch_ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let in_day = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        Utc {
+            days,
+            year,
+            month,
+            day,
+            hour: in_day / 3600,
+            minute: in_day % 3600 / 60,
+            second: in_day % 60,
+            ms: epoch_ms.rem_euclid(1000),
+        }
+    }
+}
+
 /// Java's `Date.toString()` in UTC: "Wed Nov 25 01:12:37 UTC 2026".
 pub fn java_date(epoch_ms: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = epoch_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let in_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let t = Utc::of(epoch_ms);
     format!(
         "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60,
-        year
+        DAYS[t.days.rem_euclid(7) as usize],
+        MONTHS[(t.month - 1) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.year
     )
 }
 
 /// `2026-12-06T00:41:03.123Z`: ISO 8601 in UTC, to the millisecond (corral's own words and
 /// pages; ZooKeeper's use [`java_date`]).
 pub fn iso_date(epoch_ms: i64) -> String {
-    let secs = epoch_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let in_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let t = Utc::of(epoch_ms);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60,
-        epoch_ms.rem_euclid(1000)
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.ms
     )
 }
 
