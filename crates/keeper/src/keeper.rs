@@ -122,7 +122,7 @@ impl Keeper {
             return Ok(None);
         }
         let addr = SocketAddr::new(c.admin_server_address, c.admin_server_port);
-        match crate::admin::http::bind(addr).await {
+        match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => Ok(Some(l)),
             Err(source) if c.admin_server_explicit => Err(StartError::AdminListen { addr, source }),
             Err(e) => {

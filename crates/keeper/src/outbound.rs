@@ -101,6 +101,10 @@ pub enum Pushed {
     Overflowed,
 }
 
+/// Why a connection is closed when its session moved to another member: the session's
+/// history records such an end as a move, not a disconnection.
+pub const SESSION_MOVED: &str = "session moved to another member";
+
 impl OutQueue {
     pub fn new(limits: QueueLimits) -> (Arc<OutQueue>, QueueReader) {
         let (tx, rx) = mpsc::unbounded_channel();

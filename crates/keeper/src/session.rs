@@ -377,8 +377,7 @@ impl SessionTracker {
             remote: remote.to_string(),
             cause: String::new(),
         };
-        l.record(event.clone());
-        self.queue_report(id, event);
+        self.note(id, event);
     }
 
     /// Connection `conn` on this member, which held the session, ended for `cause`. The end
@@ -406,11 +405,15 @@ impl SessionTracker {
             remote: l.remote.map(|r| r.to_string()).unwrap_or_default(),
             cause: cause.to_string(),
         };
-        l.record(event.clone());
-        self.queue_report(id, event);
+        self.note(id, event);
     }
 
-    fn queue_report(&mut self, id: i64, e: ConnEvent) {
+    /// A connection event on this member: into the session's history, and queued for the
+    /// next report to the leader.
+    fn note(&mut self, id: i64, e: ConnEvent) {
+        if let Some(l) = self.live.get_mut(&id) {
+            l.record(e.clone());
+        }
         if self.outbox.len() == OUTBOX_MAX {
             self.outbox.pop_front();
         }
@@ -556,9 +559,9 @@ impl SessionTracker {
             silent_ms: silent_ms as i64,
             last_op: l.last_op.to_string(),
             stall_forgiven_ms: forgiven.as_millis() as i64,
+            // At most HISTORY_KEPT events; `apply` cuts every field to its bound.
             history: l.history.iter().cloned().collect(),
         }
-        .bounded()
     }
 
     /// On the leader, how long since member `holder` last reported (None for itself; a

@@ -7,7 +7,6 @@
 //! each lock held only to copy what a command prints. Must never: change the keeper's state
 //! (ZooKeeper's resetting commands are not served), or block the runtime.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -21,7 +20,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use super::gather::gather;
-use super::render::render;
+use super::mntr;
 use super::snapshot::Needs;
 use crate::shared::Shared;
 
@@ -54,11 +53,6 @@ pub(crate) async fn serve(keeper: Arc<Shared>, listener: TcpListener) {
     if let Err(e) = served {
         warn!("admin server stopped: {e}");
     }
-}
-
-/// Binds the admin server's address.
-pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 async fn metrics(State(keeper): State<Arc<Shared>>) -> Response {
@@ -126,10 +120,9 @@ fn answer(keeper: &Shared, name: &str) -> Map<String, Value> {
         "monitor" => monitor(keeper),
         "sessions" => sessions(keeper),
         "obituaries" => {
-            let list: Vec<Value> = keeper
-                .state()
-                .tree
-                .obituaries()
+            let list: Vec<Value> = gather(keeper, Needs::of("obit"))
+                .obituaries
+                .iter()
                 .map(obituary_json)
                 .collect();
             json!({ "obituaries": list })
@@ -145,19 +138,16 @@ fn answer(keeper: &Shared, name: &str) -> Map<String, Value> {
 /// `mntr`'s values under its keys without the `zk_` prefix, numbers as numbers: what
 /// ZooKeeper's `monitor` command returns.
 fn monitor(keeper: &Shared) -> Value {
-    let text = render("mntr", &gather(keeper, Needs::of("mntr")));
+    let snap = gather(keeper, Needs::of("mntr"));
     let mut m = Map::new();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once('\t') else {
-            continue;
-        };
+    for (key, value) in mntr::values(&snap) {
         let key = key.strip_prefix("zk_").unwrap_or(key);
         let v = if let Ok(n) = value.parse::<i64>() {
             Value::from(n)
         } else if let Ok(f) = value.parse::<f64>() {
             Value::from(f)
         } else {
-            Value::String(value.to_string())
+            Value::String(value)
         };
         m.insert(key.to_string(), v);
     }

@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::gather::gather;
-use super::render::render;
+use super::mntr;
 use super::snapshot::Needs;
 use crate::shared::Shared;
 
@@ -31,11 +31,8 @@ const AGE_RATIO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.34, 0.5, 0.67, 0.8, 0.9, 1.0];
 /// The text Prometheus scrapes.
 pub(crate) fn scrape(keeper: &Shared) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::default();
-    let mntr = render("mntr", &gather(keeper, Needs::of("mntr")));
-    for line in mntr.lines() {
-        let Some((key, value)) = line.split_once('\t') else {
-            continue;
-        };
+    let snap = gather(keeper, Needs::of("mntr"));
+    for (key, value) in mntr::values(&snap) {
         // corral's own counters are registered below with their types.
         if key.starts_with("zk_corral_") {
             continue;

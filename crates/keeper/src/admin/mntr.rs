@@ -92,6 +92,15 @@ const MNTR_KEYS: &[(&str, &str)] = &[
 
 /// `mntr`: every key of [`MNTR_KEYS`] in its order, then corral's own metrics.
 pub(crate) fn monitor(out: &mut String, snap: &AdminSnapshot) {
+    for (key, value) in values(snap) {
+        let _ = writeln!(out, "{key}\t{value}");
+    }
+}
+
+/// `mntr`'s (key, value) pairs in its order: what the word prints, the admin server's
+/// `monitor` returns and `/metrics` exports.
+pub(crate) fn values(snap: &AdminSnapshot) -> Vec<(&str, String)> {
+    let mut pairs = Vec::with_capacity(MNTR_KEYS.len() + snap.metrics.len());
     let overrides: BTreeMap<&str, &str> = snap
         .metrics
         .iter()
@@ -122,12 +131,13 @@ pub(crate) fn monitor(out: &mut String, snap: &AdminSnapshot) {
         };
         let value = overrides.get(key).map(|v| v.to_string()).or(value);
         if let Some(value) = value {
-            let _ = writeln!(out, "{key}\t{value}");
+            pairs.push((*key, value));
         }
     }
     for (key, value) in &snap.metrics {
         if !MNTR_KEYS.iter().any(|(k, _)| k == key) {
-            let _ = writeln!(out, "{key}\t{value}");
+            pairs.push((key.as_str(), value.clone()));
         }
     }
+    pairs
 }

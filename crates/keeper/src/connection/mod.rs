@@ -132,7 +132,8 @@ pub(crate) async fn serve<R, W, H>(
         // Only a connection that attached a session was registered.
         keeper.state().watches.remove_connection(link.id);
         keeper.conns().detach(link.id);
-        let kind = if reason.contains("moved") {
+        let moved = link.out.close_reason() == crate::outbound::SESSION_MOVED;
+        let kind = if moved {
             ConnEventKind::Moved
         } else {
             ConnEventKind::Disconnected

@@ -138,7 +138,7 @@ fn close_moved(keeper: &Shared, moved: &[i64]) {
                 remote = %c.remote,
                 "session moved to another member; closing its old connection here"
             );
-            c.out.close("session moved");
+            c.out.close(crate::outbound::SESSION_MOVED);
         }
     }
 }
