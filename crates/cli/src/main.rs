@@ -2,6 +2,7 @@
 //! shell. Errors reach the user here as one clear line and a non-zero exit code.
 
 mod bench;
+mod doctor;
 mod shell;
 
 use std::path::PathBuf;
@@ -60,6 +61,10 @@ enum Command {
     },
     /// Load driver: one JSON line of throughput and latency percentiles on stdout.
     Bench(bench::BenchArgs),
+    /// Why do sessions expire here? Measures round trips to each member, reads their
+    /// timeouts, fsync and stall figures, roles and obituaries, and prints findings ranked
+    /// by likelihood with a fix for each. Exit 1 when one is a problem.
+    Doctor(doctor::DoctorArgs),
     /// Import a ZooKeeper data directory (its version-2 snapshots and logs) into an empty
     /// corral data directory. ZooKeeper's files are only read.
     ImportZk {
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
             ExitCode::from(code.clamp(0, 255) as u8)
         }
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Doctor(args) => runtime.block_on(doctor::run(args)),
         Command::ImportZk { from, from_log, to } => import_zk(&from, from_log.as_deref(), &to),
     }
 }
@@ -156,7 +162,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         ExitCode::from(2)
     };
     let mut config = match &args.config {
-        None => Config::default(),
+        None => Config::embedded(),
         Some(path) => match config::load(path) {
             Ok((config, warnings)) => {
                 for w in warnings {

@@ -4,42 +4,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
-use common::{free_port, CorralServer, RawConn};
+use common::{admin_get, admin_json, free_port, CorralServer, RawConn};
 use corral_proto::ConnectRequest;
-use serde_json::Value;
-
-/// GET `path` over HTTP/1.1: the status code and the body.
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let (head, body) = out.split_once("\r\n\r\n").expect("a header and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
-}
-
-fn json(port: u16, command: &str) -> Value {
-    let (status, body) = get(port, &format!("/commands/{command}"));
-    assert_eq!(status, 200, "{command}: {body}");
-    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{command}: {e}: {body}"));
-    assert_eq!(v["command"], command, "{body}");
-    v
-}
 
 #[test]
 fn commands_answer_json_with_sessions_and_obituaries() {
@@ -47,18 +15,18 @@ fn commands_answer_json_with_sessions_and_obituaries() {
     let server = CorralServer::start(&format!(
         "admin.enableServer=true\nadmin.serverPort={admin}\n"
     ));
-    let ruok = json(admin, "ruok");
+    let ruok = admin_json(admin, "ruok");
     assert!(ruok["error"].is_null(), "{ruok}");
-    assert_eq!(json(admin, "is_read_only")["read_only"], false);
-    let unknown = json(admin, "nosuch");
+    assert_eq!(admin_json(admin, "is_read_only")["read_only"], false);
+    let unknown = admin_json(admin, "nosuch");
     assert_eq!(unknown["error"], "Unknown command: nosuch");
-    let monitor = json(admin, "monitor");
+    let monitor = admin_json(admin, "monitor");
     assert_eq!(monitor["server_state"], "standalone", "{monitor}");
     assert!(
         monitor["znode_count"].as_i64().is_some_and(|n| n >= 4),
         "{monitor}"
     );
-    let (status, list) = get(admin, "/commands");
+    let (status, list) = admin_get(admin, "/commands");
     assert_eq!(status, 200);
     assert!(list.contains("/commands/obituaries"), "{list}");
 
@@ -71,7 +39,7 @@ fn commands_answer_json_with_sessions_and_obituaries() {
         })
         .expect("handshake");
     let id = format!("0x{:x}", resp.session_id);
-    let sessions = json(admin, "sessions");
+    let sessions = admin_json(admin, "sessions");
     let mine = sessions["sessions"]
         .as_array()
         .and_then(|l| l.iter().find(|s| s["session_id"] == id.as_str()))
@@ -85,7 +53,7 @@ fn commands_answer_json_with_sessions_and_obituaries() {
     );
 
     c.close_session().expect("close");
-    let obits = json(admin, "obituaries");
+    let obits = admin_json(admin, "obituaries");
     let ob = obits["obituaries"]
         .as_array()
         .and_then(|l| l.iter().find(|o| o["session_id"] == id.as_str()))
@@ -119,7 +87,7 @@ fn metrics_parse_with_prometheus_own_parser() {
     // A session that ends, so a cause is counted.
     let (mut c, _) = RawConn::new_session(&server.addr()).expect("session");
     c.close_session().expect("close");
-    let (status, text) = get(admin, "/metrics");
+    let (status, text) = admin_get(admin, "/metrics");
     assert_eq!(status, 200, "{text}");
     let parser = r#"
 import sys

@@ -290,6 +290,14 @@ impl SessionTracker {
         }
     }
 
+    /// The longest of the recent stalls and how long ago the latest ended, for `mntr`
+    /// (`corral doctor` reads them); None before the first.
+    pub fn recent_stalls(&self, now: Instant) -> Option<(Duration, Duration)> {
+        let longest = self.stalls.iter().map(|(_, d)| *d).max()?;
+        let (last, _) = self.stalls.back()?;
+        Some((longest, now.saturating_duration_since(*last)))
+    }
+
     /// Sessions past their deadline that have not yet been proposed for expiry, marking them.
     pub fn due(&mut self, now: Instant) -> Vec<Due> {
         if self.earliest.is_none_or(|e| now < e) {

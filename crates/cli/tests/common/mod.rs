@@ -299,6 +299,76 @@ fn log_tail(dir: &Path) -> String {
     s
 }
 
+/// `GET path` on the admin server at 127.0.0.1:`port`: (status, body).
+pub fn admin_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a header and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {head}"));
+    (status, body.to_string())
+}
+
+/// `/commands/<command>` as JSON, checked to be ZooKeeper's shape (status 200, `command`).
+pub fn admin_json(port: u16, command: &str) -> serde_json::Value {
+    let (status, body) = admin_get(port, &format!("/commands/{command}"));
+    assert_eq!(status, 200, "{command}: {body}");
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{command}: {e}: {body}"));
+    assert_eq!(v["command"], command, "{body}");
+    v
+}
+
+/// `/commands/obituaries`' entry for `session`, if there is one.
+pub fn admin_obituary(port: u16, session: i64) -> Option<serde_json::Value> {
+    let all = admin_json(port, "obituaries");
+    all["obituaries"]
+        .as_array()?
+        .iter()
+        .find(|o| o["session_id"] == format!("0x{session:x}"))
+        .cloned()
+}
+
+/// `corral doctor --json` with `args` (a 1 s probe unless they say): its exit code and its
+/// document.
+pub fn doctor(args: &[&str]) -> (i32, serde_json::Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+    cmd.arg("doctor").arg("--json");
+    if !args.contains(&"--probe-seconds") {
+        cmd.args(["--probe-seconds", "1"]);
+    }
+    let out = cmd.args(args).output().expect("run corral doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "doctor's JSON: {e}\nstdout:\n{text}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+/// The first finding of `doc` (a doctor document) of `kind`, if any.
+pub fn finding<'a>(doc: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    doc["findings"]
+        .as_array()?
+        .iter()
+        .find(|f| f["kind"] == kind)
+}
+
 /// zoo.cfg shared by corral and ZooKeeper; `extra` lines are appended.
 fn write_zoo_cfg(dir: &Path, port: u16, extra: &str) -> Result<PathBuf, String> {
     let data = dir.join("data");
@@ -385,6 +455,16 @@ impl CorralEnsemble {
     }
 
     pub fn try_start(n: usize, extra_cfg: &str) -> Result<CorralEnsemble, String> {
+        Self::try_start_each(n, extra_cfg, |_| String::new())
+    }
+
+    /// As [`CorralEnsemble::try_start`], with lines of each member's own appended (member ids
+    /// from 1), e.g. an admin server port each.
+    pub fn try_start_each(
+        n: usize,
+        extra_cfg: &str,
+        own: impl Fn(usize) -> String,
+    ) -> Result<CorralEnsemble, String> {
         let servers: String = (1..=n)
             .map(|id| format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port()))
             .collect();
@@ -392,7 +472,7 @@ impl CorralEnsemble {
         for id in 1..=n {
             let dir = fresh_temp_dir("corral-ens").map_err(|e| format!("temp dir: {e}"))?;
             let port = free_port();
-            let cfg = write_zoo_cfg(&dir, port, &format!("{servers}{extra_cfg}"))?;
+            let cfg = write_zoo_cfg(&dir, port, &format!("{servers}{extra_cfg}\n{}", own(id)))?;
             std::fs::write(dir.join("data").join("myid"), format!("{id}\n"))
                 .map_err(|e| format!("write myid: {e}"))?;
             let proc = ServerProcess::spawn_unready("corral", dir, port, corral_serve_cmd(&cfg))?;

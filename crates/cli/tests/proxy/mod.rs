@@ -1,5 +1,6 @@
 //! A loopback TCP proxy for the client tests that can freeze all traffic through it, as a
-//! network partition would (and thaw it, as a partition that heals).
+//! network partition would (and thaw it, as a partition that heals), or delay every byte by a
+//! fixed time each way, as a slow network does.
 
 #![allow(dead_code)]
 
@@ -22,6 +23,33 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy whose every byte arrives `one_way` late in each direction (a round trip
+    /// `2 * one_way` longer); bytes keep their order, and a slow reply does not hold back
+    /// the ones sent after it beyond their own delay.
+    pub async fn start_slow(target: String, one_way: std::time::Duration) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(delayed(cr, sw, one_way));
+                tokio::spawn(delayed(sr, cw, one_way));
+            }
+        });
+        Proxy {
+            addr,
+            frozen: Arc::new(watch::channel(false).0),
+            down_frozen: Arc::new(watch::channel(false).0),
+            task,
+        }
+    }
+
     pub async fn start(target: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -94,6 +122,36 @@ async fn all_thawed(rxs: &mut [watch::Receiver<bool>]) {
     for rx in rxs.iter_mut() {
         thawed(rx).await;
     }
+}
+
+/// Forwards each chunk `delay` after it was read: the reader stamps it, the writer waits for
+/// the stamp.
+async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: std::time::Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if tx
+            .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
 }
 
 async fn pump(

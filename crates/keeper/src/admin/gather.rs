@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use corral_proto::OpCode;
 
@@ -89,11 +90,12 @@ pub(crate) fn gather(keeper: &Shared, needs: Needs) -> AdminSnapshot {
     if needs.monitor {
         let sessions = {
             let s = keeper.sessions();
-            (
-                s.expired_total,
-                s.stalls_detected,
-                s.stalled_total.as_millis(),
-            )
+            SessionFigures {
+                expired: s.expired_total,
+                stalls: s.stalls_detected,
+                stalled_ms: s.stalled_total.as_millis(),
+                recent_stalls: s.recent_stalls(tokio::time::Instant::now()),
+            }
         };
         snap.metrics = corral_metrics(keeper, sessions, storage.as_ref());
         snap.open_file_descriptors = open_fds();
@@ -251,20 +253,50 @@ fn session_expiry(keeper: &Shared) -> Vec<ExpirySet<i64>> {
         .collect()
 }
 
+/// What `mntr` reports of the session tracker.
+struct SessionFigures {
+    /// Sessions ended by expiry since start.
+    expired: u64,
+    stalls: u64,
+    stalled_ms: u128,
+    /// The longest of the recent stalls, and how long ago the latest ended.
+    recent_stalls: Option<(Duration, Duration)>,
+}
+
 /// corral's own `mntr` lines (and `zk_snap_count`, `zk_fsync_threshold_exceed_count`, which
-/// replace ZooKeeper's defaults), in a fixed order. `sessions` is the session tracker's
-/// (expired, stalls detected, stalled ms).
+/// replace ZooKeeper's defaults), in a fixed order.
 fn corral_metrics(
     keeper: &Shared,
-    sessions: (u64, u64, u128),
+    sessions: SessionFigures,
     storage: Option<&StorageStats>,
 ) -> Vec<(String, String)> {
     let stats = &keeper.stats;
-    let (expired, stalls, stalled_ms) = sessions;
+    // -1 before the first stall: mntr's values stay numbers.
+    let (longest_stall_ms, last_stall_age_ms) =
+        sessions.recent_stalls.map_or((-1, -1), |(longest, age)| {
+            (longest.as_millis() as i64, age.as_millis() as i64)
+        });
     let mut metrics = vec![
-        ("zk_corral_sessions_expired_total", expired.to_string()),
-        ("zk_corral_keeper_stalls_detected", stalls.to_string()),
-        ("zk_corral_keeper_stalled_ms_total", stalled_ms.to_string()),
+        (
+            "zk_corral_sessions_expired_total",
+            sessions.expired.to_string(),
+        ),
+        (
+            "zk_corral_keeper_stalls_detected",
+            sessions.stalls.to_string(),
+        ),
+        (
+            "zk_corral_keeper_stalled_ms_total",
+            sessions.stalled_ms.to_string(),
+        ),
+        (
+            "zk_corral_keeper_longest_recent_stall_ms",
+            longest_stall_ms.to_string(),
+        ),
+        (
+            "zk_corral_keeper_last_stall_age_ms",
+            last_stall_age_ms.to_string(),
+        ),
         (
             "zk_corral_connections_rejected_total",
             stats

@@ -174,8 +174,22 @@ pub enum ConfigError {
     },
 }
 
+impl Config {
+    /// `corral serve` with no file: the defaults, with the read-only diagnostic words
+    /// (`mntr`, `conf`, `cons`, `obit`, ...) allowed, so `corral doctor` works out of the box.
+    /// That is safe only because this keeper listens on loopback; a zoo.cfg keeps
+    /// ZooKeeper's default of `srvr` alone.
+    pub fn embedded() -> Self {
+        Config {
+            four_letter_whitelist: FourLetterWhitelist::diagnostics(),
+            ..Config::default()
+        }
+    }
+}
+
 impl Default for Config {
-    /// `corral serve` with no file: standalone on 127.0.0.1:2181, data in ./corral-data.
+    /// The base every zoo.cfg starts from: standalone on 127.0.0.1:2181, data in
+    /// ./corral-data, ZooKeeper's `srvr`-only whitelist.
     fn default() -> Self {
         Config {
             tick_time_ms: EMBEDDED_TICK_MS,

@@ -51,6 +51,16 @@ fn embedded_default_is_standalone_on_localhost() {
     assert!(c.four_letter_whitelist.allows("srvr"));
     assert!(!c.four_letter_whitelist.allows("stat"));
     assert!(!c.is_distributed());
+    // `corral serve` with no file: loopback only, so the read-only words doctor needs are on;
+    // the ones that change state or dump the tree stay off.
+    let e = Config::embedded();
+    for w in ["srvr", "mntr", "conf", "cons", "obit", "ruok"] {
+        assert!(e.four_letter_whitelist.allows(w), "{w}");
+    }
+    for w in ["crst", "srst", "stmk", "dump", "wchp"] {
+        assert!(!e.four_letter_whitelist.allows(w), "{w}");
+    }
+    assert_eq!(e.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
 }
 
 #[test]

@@ -43,6 +43,17 @@ impl FourLetterWhitelist {
         }
     }
 
+    /// The words that only read and that `corral doctor` asks for: the embedded default's.
+    pub(crate) fn diagnostics() -> Self {
+        FourLetterWhitelist {
+            all: false,
+            commands: BTreeSet::from([
+                "srvr", "stat", "ruok", "mntr", "conf", "cons", "obit", "isro", "envi", "dirs",
+                "wchs",
+            ]),
+        }
+    }
+
     /// Parses the property's value: names separated by commas (ZooKeeper's syntax) or
     /// whitespace, `*` anywhere meaning all. Returns the unknown names so the caller can warn;
     /// they are dropped, since a command corral cannot recognise can never be asked for.
