@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the "oracle": real Apache ZooKeeper 3.8 from Debian (server jars +
-# zkCli.sh), zookeeper-bin (C client cli_mt), python3-kazoo, and python3-prometheus-client
-# (its text-format parser reads /metrics in a test).
+# zkCli.sh), zookeeper-bin (C client cli_mt), python3-kazoo, python3-prometheus-client
+# (its text-format parser reads /metrics in a test), and chromium (headless, it renders the
+# admin server's session page in a test).
 # Idempotent: packages already installed are skipped. Needs root (or sudo).
 set -euo pipefail
-pkgs=(zookeeper zookeeper-bin python3-kazoo python3-prometheus-client)
+pkgs=(zookeeper zookeeper-bin python3-kazoo python3-prometheus-client chromium)
 missing=()
 for p in "${pkgs[@]}"; do
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

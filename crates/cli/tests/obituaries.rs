@@ -8,38 +8,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{unique_name, CorralEnsemble, CorralServer, RawConn};
-use corral_proto::{ConnectRequest, CreateMode, CreateRequest, Request};
+use corral_proto::CreateMode;
 
 /// The shortest timeout the test configs allow (2 ticks of 2000 ms).
 const SHORT_TIMEOUT_MS: i32 = 4000;
 
 /// A raw session asking for `timeout_ms`: it sends nothing after the handshake unless told.
 fn session(addr: &str, timeout_ms: i32) -> (RawConn, i64) {
-    let mut c = RawConn::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let resp = c
-        .handshake(&ConnectRequest {
-            timeout: timeout_ms,
-            read_only: Some(false),
-            ..Default::default()
-        })
-        .expect("handshake");
-    assert_ne!(resp.session_id, 0, "a session");
+    let (c, resp) = RawConn::new_session_with_timeout(addr, timeout_ms)
+        .unwrap_or_else(|e| panic!("session on {addr}: {e}"));
     (c, resp.session_id)
 }
 
 fn create(c: &mut RawConn, xid: i32, path: &str, mode: CreateMode) {
-    let (hdr, _) = c
-        .request(
-            xid,
-            &Request::Create(CreateRequest {
-                path: path.to_string(),
-                data: Some(Vec::new()),
-                acl: corral_proto::open_acl_unsafe(),
-                flags: mode.code(),
-            }),
-        )
-        .unwrap_or_else(|e| panic!("create {path}: {e}"));
-    assert_eq!(hdr.err, 0, "create {path}");
+    c.create(xid, path, mode).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `obit`'s block for `session`, waiting up to `within` for it to appear.

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_proto::frame::frame;
-use corral_proto::{ConnectRequest, ConnectResponse, Jute, Reader, ReplyHeader, Request};
+use corral_proto::{
+    ConnectRequest, ConnectResponse, CreateMode, CreateRequest, Jute, Reader, ReplyHeader, Request,
+};
 
 /// How long a server may take to start serving sessions.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -51,6 +53,20 @@ pub fn unique_name(tag: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+/// Whether CI is set (non-empty): CI installs every tool a test needs, so a missing one there
+/// is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Reports a tool the test cannot run without: a panic under CI, else "SKIP: {why}".
+pub fn missing_tool(why: &str) {
+    if in_ci() {
+        panic!("{why}; CI must install it (scripts/install-oracle.sh)");
+    }
+    eprintln!("SKIP: {why}");
 }
 
 /// Waits up to `within` for `child` to exit; its status, or None if it is still running (or
@@ -817,9 +833,18 @@ impl RawConn {
 
     /// A new session with the default 10 s timeout.
     pub fn new_session(addr: &str) -> Result<(RawConn, ConnectResponse), String> {
+        Self::new_session_with_timeout(addr, 10_000)
+    }
+
+    /// A new session asking for `timeout_ms`; it sends nothing after the handshake unless
+    /// told, so it lives only as long as that timeout.
+    pub fn new_session_with_timeout(
+        addr: &str,
+        timeout_ms: i32,
+    ) -> Result<(RawConn, ConnectResponse), String> {
         let mut c = RawConn::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
         let resp = c.handshake(&ConnectRequest {
-            timeout: 10_000,
+            timeout: timeout_ms,
             read_only: Some(false),
             ..Default::default()
         })?;
@@ -835,6 +860,23 @@ impl RawConn {
         let (hdr, _) = self.request(CLOSE_XID, &Request::CloseSession)?;
         if hdr.err != 0 {
             return Err(format!("closeSession answered {hdr:?}"));
+        }
+        Ok(())
+    }
+
+    /// Creates `path` with no data and an open ACL; an error unless the server answers Ok.
+    pub fn create(&mut self, xid: i32, path: &str, mode: CreateMode) -> Result<(), String> {
+        let (hdr, _) = self.request(
+            xid,
+            &Request::Create(CreateRequest {
+                path: path.to_string(),
+                data: Some(Vec::new()),
+                acl: corral_proto::open_acl_unsafe(),
+                flags: mode.code(),
+            }),
+        )?;
+        if hdr.err != 0 {
+            return Err(format!("create {path} answered {hdr:?}"));
         }
         Ok(())
     }

@@ -1,17 +1,19 @@
 //! The HTTP admin server (ZooKeeper's AdminServer, `admin.serverPort`): `/commands` lists
 //! the commands, `/commands/<name>` answers one as JSON with ZooKeeper's keys (`command`,
 //! `error`, and the command's own), and corral adds `sessions` (live sessions, heartbeat age
-//! against timeout) and `obituaries` (why sessions ended), and `/metrics` ([`super::metrics`]).
+//! against timeout) and `obituaries` (why sessions ended), `/metrics` ([`super::metrics`]), and
+//! `/sessions` (`/` redirects there): one static page, `session_page.html`, that reads those two
+//! commands every 2 s and shows the sessions as heartbeat-age bars and the obituaries.
 //!
-//! Owns the routes and the JSON. Reads through [`super::gather`] and the session tracker,
-//! each lock held only to copy what a command prints. Must never: change the keeper's state
-//! (ZooKeeper's resetting commands are not served), or block the runtime.
+//! Owns the routes, the JSON and the page. Reads through [`super::gather`] and the session
+//! tracker, each lock held only to copy what a command prints. Must never: change the keeper's
+//! state (ZooKeeper's resetting commands are not served), or block the runtime.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use corral_tree::obituary::{kafka_broker_ids, Obituary};
@@ -43,6 +45,8 @@ pub(crate) async fn serve(keeper: Arc<Shared>, listener: TcpListener) {
         .route("/commands/", get(list))
         .route("/commands/{name}", get(command))
         .route("/metrics", get(metrics))
+        .route("/sessions", get(session_page))
+        .route("/", get(|| async { Redirect::to("/sessions") }))
         .with_state(Arc::clone(&keeper));
     let local = listener.local_addr().ok();
     info!(addr = ?local, "admin server listening");
@@ -68,6 +72,11 @@ async fn metrics(State(keeper): State<Arc<Shared>>) -> Response {
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// The page renders in the browser from the JSON commands, so serving it reads nothing.
+async fn session_page() -> Html<&'static str> {
+    Html(include_str!("session_page.html"))
 }
 
 async fn list() -> Html<String> {
