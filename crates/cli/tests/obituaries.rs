@@ -1,13 +1,16 @@
-//! Why each session ended, read back through the `obit` four-letter word: one scenario per
-//! cause (a frozen client, a dropped connection, the client's own close, a Kafka broker's
-//! registration, a member lost with its client pinned to it), and the obituaries surviving a
-//! restart unchanged and reading the same on every member of an ensemble.
+//! Why each session ended, read back through the `obit` four-letter word, the admin server's
+//! `/commands/obituaries` and `corral doctor`: one scenario per cause (a frozen client, a
+//! dropped connection, the client's own close, a Kafka broker's registration, a member lost
+//! with its client pinned to it), and the obituaries surviving a restart unchanged and
+//! reading the same on every member of an ensemble.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{unique_name, CorralEnsemble, CorralServer, RawConn};
+use common::{
+    admin_obituary, doctor, free_port, unique_name, CorralEnsemble, CorralServer, RawConn,
+};
 use corral_proto::CreateMode;
 
 /// The shortest timeout the test configs allow (2 ticks of 2000 ms).
@@ -53,6 +56,14 @@ fn block_of(text: &str, header: &str) -> Option<String> {
     Some(block)
 }
 
+/// `corral doctor --json` on `args`: its exit code and its likeliest finding.
+fn doctor_says(args: &[&str]) -> (i32, serde_json::Value) {
+    let (code, doc) = doctor(args);
+    let first = doc["findings"][0].clone();
+    assert!(first.is_object(), "a finding: {doc:#}");
+    (code, first)
+}
+
 /// The value of `key: ` in an obituary block.
 fn field<'a>(block: &'a str, key: &str) -> Option<&'a str> {
     let prefix = format!("\t{key}: ");
@@ -70,7 +81,10 @@ fn cause(block: &str) -> &str {
 #[test]
 fn each_cause_is_told_with_its_evidence_and_survives_a_restart() {
     // Snapshots every few writes: the restart reads the obituaries from one.
-    let mut server = CorralServer::start("snapCount=4\n");
+    let http_port = free_port();
+    let mut server = CorralServer::start(&format!(
+        "snapCount=4\nadmin.enableServer=true\nadmin.serverPort={http_port}\n"
+    ));
     let addr = server.addr();
     let root = format!("/{}", unique_name("obit"));
     let (mut admin, _) = session(&addr, 30_000);
@@ -116,6 +130,13 @@ fn each_cause_is_told_with_its_evidence_and_survives_a_restart() {
         field(&closed, "timeout_ms"),
         Some("30000 (requested 30000)")
     );
+    let http = admin_obituary(http_port, closer_id).expect("over HTTP");
+    assert_eq!(http["cause"], "closed_by_client", "{http:#}");
+    let closer_hex = format!("0x{closer_id:x}");
+    let (code, said) = doctor_says(&["--server", &addr, "--session", &closer_hex]);
+    assert_eq!(said["kind"], "closed_by_client", "{said:#}");
+    assert_eq!(said["severity"], "note", "{said:#}");
+    assert_eq!(code, 0, "a client's own close is no problem: {said:#}");
 
     let frozen = obituary(&addr, broker_id, Duration::from_secs(15));
     assert_eq!(cause(&frozen), "silent_while_connected", "{frozen}");
@@ -137,6 +158,27 @@ fn each_cause_is_told_with_its_evidence_and_survives_a_restart() {
         frozen.contains(" connected member 1 127.0.0.1:"),
         "its connection history: {frozen}"
     );
+    let http = admin_obituary(http_port, broker_id).expect("over HTTP");
+    assert_eq!(http["cause"], "silent_while_connected", "{http:#}");
+    assert_eq!(http["kafka_brokers"], serde_json::json!([1]), "{http:#}");
+    assert_eq!(http["silent_ms"].as_u64(), Some(silent), "{http:#}");
+    // Asked about broker 1 under its chroot, the doctor explains the pause.
+    let chrooted = format!("{addr}{root}");
+    let (code, said) = doctor_says(&["--server", &chrooted, "--broker", "1"]);
+    assert_eq!(code, 1, "{said:#}");
+    assert_eq!(said["kind"], "client_pause", "{said:#}");
+    let summary = said["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("broker 1")
+            && summary.contains(&format!(
+                "silent while connected for {silent} ms with timeout 4000"
+            )),
+        "{summary}"
+    );
+    assert!(
+        said["fix"].as_str().is_some_and(|f| f.contains("GC log")),
+        "{said:#}"
+    );
 
     let lost = obituary(&addr, dropped_id, Duration::from_secs(15));
     assert_eq!(cause(&lost), "connection_lost", "{lost}");
@@ -148,6 +190,30 @@ fn each_cause_is_told_with_its_evidence_and_survives_a_restart() {
         field(&lost, "ephemerals_deleted").is_some_and(|v| v.ends_with("/dropped")),
         "{lost}"
     );
+    let http = admin_obituary(http_port, dropped_id).expect("over HTTP");
+    assert_eq!(http["cause"], "connection_lost", "{http:#}");
+    assert_eq!(
+        http["connections"][1]["cause"], "client closed the connection",
+        "{http:#}"
+    );
+    let (code, said) = doctor_says(&["--server", &addr, "--session", &format!("0x{dropped_id:x}")]);
+    assert_eq!(
+        (code, &said["kind"]),
+        (1, &serde_json::json!("connection_lost")),
+        "{said:#}"
+    );
+    assert!(
+        said["evidence"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("disconnected")))),
+        "the connection history as evidence: {said:#}"
+    );
+    // Not asked about one session, the doctor still finds both lost sessions in its window.
+    let (code, doc) = doctor(&["--server", &addr]);
+    assert_eq!(code, 1, "{doc:#}");
+    for kind in ["client_pause", "connection_lost"] {
+        assert!(common::finding(&doc, kind).is_some(), "{kind}: {doc:#}");
+    }
 
     // The log carries the same story, one line per obituary.
     let log = server.stderr_text();
@@ -184,7 +250,14 @@ fn each_cause_is_told_with_its_evidence_and_survives_a_restart() {
 /// the session as lost with its member, and every member tells it the same.
 #[test]
 fn a_session_lost_with_its_member_reads_the_same_on_every_member() {
-    let mut ens = CorralEnsemble::start(3, "");
+    let admin: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut ens = CorralEnsemble::try_start_each(3, "", |id| {
+        format!(
+            "admin.enableServer=true\nadmin.serverPort={}\n",
+            admin[id - 1]
+        )
+    })
+    .expect("a 3-member ensemble");
     let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
     let pinned_to = (leader + 1) % 3;
     let other = (leader + 2) % 3;
@@ -216,4 +289,23 @@ fn a_session_lost_with_its_member_reads_the_same_on_every_member() {
     ens.members[pinned_to].signal("CONT").expect("SIGCONT");
     let on_pinned = obituary(&ens.members[pinned_to].addr(), id, Duration::from_secs(10));
     assert_eq!(on_pinned, on_leader, "the frozen member learns it too");
+    for port in &admin {
+        let http = admin_obituary(*port, id).expect("over HTTP on every member");
+        assert_eq!(http["cause"], "member_lost", "{http:#}");
+        assert_eq!(http["member"], pinned_to as u64 + 1, "{http:#}");
+    }
+    let (code, said) = doctor_says(&[
+        "--server",
+        &ens.connect_string(),
+        "--session",
+        &format!("0x{id:x}"),
+    ]);
+    assert_eq!(code, 1, "{said:#}");
+    assert_eq!(said["kind"], "member_lost", "{said:#}");
+    assert!(
+        said["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("held by {stopped_member}"))),
+        "{said:#}"
+    );
 }
