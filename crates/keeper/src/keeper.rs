@@ -86,6 +86,8 @@ impl Keeper {
             .config
             .client_port_listen_backlog
             .unwrap_or(4096);
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::configure_from_env();
         self.lock_data_dirs()?;
         // Bound before recovery, so a port in use is reported before a long replay.
         let listener = crate::listener::listen(addr, backlog)

@@ -52,6 +52,8 @@ mod apply;
 pub mod config;
 mod connection;
 mod consensus;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod housekeeping;
 pub mod keeper;
 mod listener;

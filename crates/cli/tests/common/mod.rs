@@ -317,6 +317,10 @@ fn log_tail(dir: &Path) -> String {
 
 /// `GET path` on the admin server at 127.0.0.1:`port`: (status, body).
 pub fn admin_get(port: u16, path: &str) -> (u16, String) {
+    admin_request(port, "GET", path, "")
+}
+
+fn admin_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
@@ -324,7 +328,9 @@ pub fn admin_get(port: u16, path: &str) -> (u16, String) {
         .expect("timeout");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut out = String::new();
@@ -336,6 +342,11 @@ pub fn admin_get(port: u16, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("a status line: {head}"));
     (status, body.to_string())
+}
+
+/// `POST path` with `body` on the admin server at 127.0.0.1:`port`: (status, body).
+pub fn admin_post(port: u16, path: &str, body: &str) -> (u16, String) {
+    admin_request(port, "POST", path, body)
 }
 
 /// `/commands/<command>` as JSON, checked to be ZooKeeper's shape (status 200, `command`).

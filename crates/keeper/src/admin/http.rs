@@ -46,8 +46,13 @@ pub(crate) async fn serve(keeper: Arc<Shared>, listener: TcpListener) {
         .route("/commands/{name}", get(command))
         .route("/metrics", get(metrics))
         .route("/sessions", get(session_page))
-        .route("/", get(|| async { Redirect::to("/sessions") }))
-        .with_state(Arc::clone(&keeper));
+        .route("/", get(|| async { Redirect::to("/sessions") }));
+    #[cfg(feature = "failpoints")]
+    let app = app.route(
+        "/failpoints/{name}",
+        axum::routing::post(crate::failpoints::set),
+    );
+    let app = app.with_state(Arc::clone(&keeper));
     let local = listener.local_addr().ok();
     info!(addr = ?local, "admin server listening");
     let stop = Arc::clone(&keeper);

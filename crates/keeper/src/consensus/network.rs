@@ -158,6 +158,11 @@ impl PeerLink {
     }
 
     async fn call_inner(&mut self, req: Request) -> Result<Response, CallError> {
+        // A lost message, as a partition loses it ("return"); "sleep(ms)" delays it (this
+        // blocks the calling worker thread: a test of a slow peer link, not production).
+        fail::fail_point!("peer-send", |_| Err(CallError::Closed {
+            target: self.target
+        }));
         // The connection is out of `self` for the whole call and goes back only once the
         // answer is in: a call dropped midway (timed out, or abandoned by its caller when the
         // leader changes) leaves no connection with a half-written request or an unread

@@ -403,6 +403,9 @@ impl SnapshotStore {
             // all that reading it back needs) and spares a recycled file, whose size and
             // blocks rarely change, the journal commit its new mtime would cost: every log
             // fsync waiting behind that commit.
+            fail::fail_point!("snapshot-write", |_| Err(io::Error::other(
+                "snapshot write failed (injected by failpoint snapshot-write)"
+            )));
             f.sync_data()?;
             fs::rename(&tmp, &path)
         })();

@@ -185,6 +185,11 @@ impl Writer {
             return Ok(());
         }
         let t = Instant::now();
+        // A slow disk ("sleep(ms)", timed as the fsync's own latency) or a failed one
+        // ("return").
+        fail::fail_point!("wal-fsync", |_| Err(io::Error::other(
+            "fsync failed (injected by failpoint wal-fsync)"
+        )));
         file.sync_data()
             .map_err(|e| with_path(&self.shared.opts.dir.join(segment_name(first)), e))?;
         let took = t.elapsed();
