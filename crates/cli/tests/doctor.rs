@@ -26,6 +26,24 @@ fn a_healthy_keeper_is_reported_healthy() {
     );
     assert_eq!(member["min_session_timeout_ms"], 4000, "{doc:#}");
     assert!(finding(&doc, "network").is_none(), "{doc:#}");
+    assert!(finding(&doc, "unreadable").is_none(), "{doc:#}");
+    assert_eq!(member["is_corral"], true, "{doc:#}");
+}
+
+/// The doctor reads only four-letter words ZooKeeper has too: pointed at ZooKeeper 3.8 it
+/// measures and judges the same, and skips what only corral keeps.
+#[test]
+fn zookeeper_can_be_examined_too() {
+    let Some(zk) = common::RealZk::start("") else {
+        return;
+    };
+    let (code, doc) = doctor(&["--server", &zk.proc.addr()]);
+    assert_eq!(code, 0, "{doc:#}");
+    let member = &doc["members"][0];
+    assert_eq!(member["mode"], "standalone", "{doc:#}");
+    assert_eq!(member["is_corral"], false, "{doc:#}");
+    assert_eq!(member["max_session_timeout_ms"], 40000, "{doc:#}");
+    assert!(finding(&doc, "unreadable").is_none(), "{doc:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 
 /// How long one four-letter word or one probe may take before it counts as failed.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// What [`word`] says of an answer with nothing in it.
+const EMPTY: &str = "empty answer";
 /// The largest answer read from a word (`cons` on a busy keeper is the long one).
 const ANSWER_MAX: usize = 4 << 20;
 
@@ -107,6 +109,8 @@ pub struct MemberReport {
     pub round_trips: RoundTrips,
     /// `Mode:` from `srvr` (standalone, leader, follower, observer); None if unreachable.
     pub mode: Option<String>,
+    /// Whether `srvr`'s version says corral (ZooKeeper has no `obit`, no stall figures).
+    pub is_corral: bool,
     pub zxid: Option<i64>,
     /// `mntr`'s values by key; empty when the word was refused.
     pub mntr: HashMap<String, String>,
@@ -140,6 +144,9 @@ pub async fn examine(address: &str, probe_for: Duration, interval: Duration) -> 
         Ok(text) => {
             let srvr = key_values(&text, ':');
             report.mode = srvr.get("Mode").cloned();
+            report.is_corral = srvr
+                .get("Zookeeper version")
+                .is_some_and(|v| v.contains("corral"));
             report.zxid = srvr.get("Zxid").and_then(|z| parse_hex(z));
         }
         Err(e) => report.unreadable.push(("srvr".into(), e)),
@@ -160,9 +167,14 @@ pub async fn examine(address: &str, probe_for: Duration, interval: Duration) -> 
         Ok(text) => report.sessions = parse_cons(&text, address),
         Err(e) => report.unreadable.push(("cons".into(), e)),
     }
-    match word(address, "obit").await {
-        Ok(text) => report.obituaries = parse_obit(&text),
-        Err(e) => report.unreadable.push(("obit".into(), e)),
+    // ZooKeeper does not know `obit` (it closes the connection): nothing to read there.
+    if report.is_corral {
+        match word(address, "obit").await {
+            // An empty ring is an empty answer.
+            Ok(text) => report.obituaries = parse_obit(&text),
+            Err(e) if e == EMPTY => {}
+            Err(e) => report.unreadable.push(("obit".into(), e)),
+        }
     }
     report
 }
@@ -248,7 +260,7 @@ pub async fn word(address: &str, cmd: &str) -> Result<String, String> {
         ));
     }
     if text.is_empty() {
-        return Err("empty answer".into());
+        return Err(EMPTY.into());
     }
     Ok(text)
 }

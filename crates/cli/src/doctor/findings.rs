@@ -339,6 +339,20 @@ fn unreadable(m: &MemberReport, out: &mut Vec<Finding>) {
         return;
     }
     let words: Vec<&str> = m.unreadable.iter().map(|(w, _)| w.as_str()).collect();
+    let refused: Vec<&str> = m
+        .unreadable
+        .iter()
+        .filter(|(_, e)| e.contains("whitelist"))
+        .map(|(w, _)| w.as_str())
+        .collect();
+    let fix = if refused.is_empty() {
+        "see why each word failed; the member may be overloaded".to_string()
+    } else {
+        format!(
+            "allow the read-only words the doctor asks for: 4lw.commands.whitelist=srvr,{}",
+            refused.join(",")
+        )
+    };
     out.push(Finding {
         severity: Severity::Warning,
         kind: "unreadable",
@@ -352,11 +366,7 @@ fn unreadable(m: &MemberReport, out: &mut Vec<Finding>) {
             .iter()
             .map(|(w, e)| format!("{w}: {e}"))
             .collect(),
-        fix: format!(
-            "allow the read-only words the doctor asks for: \
-             4lw.commands.whitelist=srvr,{}",
-            words.join(",")
-        ),
+        fix,
         likelihood: 20,
     });
 }

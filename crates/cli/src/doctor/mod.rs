@@ -165,6 +165,7 @@ fn member_json(m: &MemberReport) -> Value {
     json!({
         "address": m.address,
         "mode": m.mode,
+        "is_corral": m.is_corral,
         "zxid": m.zxid.map(|z| format!("0x{z:x}")),
         "round_trips": {
             "probes": m.round_trips.samples_ms.len(),
@@ -242,6 +243,9 @@ fn report_text(
                 m.mntr_i64("zk_corral_keeper_stalls_detected").unwrap_or(0),
                 m.mntr_i64("zk_corral_keeper_stalled_ms_total").unwrap_or(0)
             );
+        }
+        if m.mode.is_some() && !m.is_corral {
+            out.push_str("    not corral: no obituaries or stall figures to read\n");
         }
         if m.mode.is_some() {
             let _ = writeln!(
