@@ -92,19 +92,18 @@ pub fn reference_timeout(case: &Case) -> Option<ReferenceTimeout> {
         .subject
         .session
         .or_else(|| case.subject.broker.as_ref().and_then(|b| b.owner));
-    if let Some(id) = asked {
-        if let Some(s) = live.get(&id) {
-            return Some(ReferenceTimeout {
-                ms: s.timeout_ms,
-                source: format!("session 0x{id:x}'s negotiated timeout"),
-            });
-        }
-        if let Some(ob) = subject_obituaries(case).first() {
-            return Some(ReferenceTimeout {
-                ms: ob.timeout_ms,
-                source: format!("session 0x{:x}'s negotiated timeout", ob.session_id),
-            });
-        }
+    if let Some(s) = asked.and_then(|id| live.get(&id)) {
+        return Some(ReferenceTimeout {
+            ms: s.timeout_ms,
+            source: format!("session 0x{:x}'s negotiated timeout", s.session_id),
+        });
+    }
+    // A session (or broker) that ended: the timeout it had.
+    if let Some(ob) = subject_obituaries(case).first() {
+        return Some(ReferenceTimeout {
+            ms: ob.timeout_ms,
+            source: format!("session 0x{:x}'s negotiated timeout", ob.session_id),
+        });
     }
     if let Some(s) = live.values().min_by_key(|s| s.timeout_ms) {
         return Some(ReferenceTimeout {
@@ -827,7 +826,15 @@ mod tests {
             }),
             ..Subject::default()
         };
-        let f = run(&[m], &subject);
+        let members = [m];
+        let case = Case {
+            members: &members,
+            subject: &subject,
+            window_ms: 3_600_000,
+            now_ms: 10_000_000,
+        };
+        assert_eq!(reference_timeout(&case).map(|t| t.ms), Some(6000));
+        let f = diagnose(&case);
         assert_eq!(f[0].kind, "client_pause");
         assert!(f[0].summary.contains("broker 2"), "{}", f[0].summary);
         assert!(
