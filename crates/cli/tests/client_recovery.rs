@@ -9,14 +9,17 @@
 //!   new session: the caches re-read, equal a fresh read, and report exactly the changes
 //!   made while the client was cut off;
 //! - a server restart (killed, restarted on the same data dir and port): the session, its
-//!   ephemeral and its watch survive, and the watch fires for a change made after.
+//!   ephemeral and its watch survive, and the watch fires for a change made after;
+//! - a member of a 3-member ensemble killed under the client (a follower, or the leader, so
+//!   the move waits for a new leader too): the client moves to another member with the same
+//!   session, its ephemeral, its one-shot and its persistent watch.
 
 mod common;
 mod proxy;
 
 use std::time::Duration;
 
-use common::{unique_name, CorralServer, RealZk};
+use common::{unique_name, CorralEnsemble, CorralServer, RealZk, RealZkEnsemble};
 use corral_client::proto::{CreateMode, ErrorCode, EventType};
 use corral_client::{
     creator_all_acl, open_acl_unsafe, CachedNode, Change, ChangeKind, Client, ClientBuilder,
@@ -671,6 +674,251 @@ async fn server_move(server: &str) {
     client.close().await.expect("close");
     assert_eq!(client.state(), SessionState::Closed);
     assert!(matches!(client.exists("/").await, Err(ClientError::Closed)));
+}
+
+/// A 3-member ensemble (corral's or ZooKeeper's) whose members can be killed.
+trait Ensemble {
+    /// Every member's client address, by index.
+    fn addrs(&self) -> Vec<String>;
+    /// The leader's index, waiting up to `within`.
+    fn leader_within(&mut self, within: Duration) -> Option<usize>;
+    /// kill -9 member `i`.
+    fn kill9(&mut self, i: usize) -> Result<(), String>;
+}
+
+impl Ensemble for CorralEnsemble {
+    fn addrs(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.addr()).collect()
+    }
+    fn leader_within(&mut self, within: Duration) -> Option<usize> {
+        self.leader(within)
+    }
+    fn kill9(&mut self, i: usize) -> Result<(), String> {
+        self.members[i].kill9()
+    }
+}
+
+impl Ensemble for RealZkEnsemble {
+    fn addrs(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.addr()).collect()
+    }
+    fn leader_within(&mut self, within: Duration) -> Option<usize> {
+        self.leader(within)
+    }
+    fn kill9(&mut self, i: usize) -> Result<(), String> {
+        self.members[i].kill9()
+    }
+}
+
+/// Session timeout of the ensemble move tests: the move must finish well inside it.
+const MOVE_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// A plain connection to `addr`, retried for up to `within` (a member that just took part in
+/// an election may still be refusing clients).
+async fn observer_within(addr: &str, within: Duration) -> Connection {
+    let deadline = Instant::now() + within;
+    loop {
+        match Connection::connect(addr, ConnectOptions::default()).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("observer connection to {addr} within {within:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A client of a whole 3-member ensemble (its connect string holds every member) whose member
+/// is killed -9, that member being the leader (`kill_leader`) or a follower: the client moves
+/// to another member within the session timeout and resumes the same session there, with its
+/// ephemeral, its one-shot data watch and its persistent watch; no Expired.
+async fn ensemble_member_killed(ens: &mut dyn Ensemble, kill_leader: bool, name: &str) {
+    let addrs = ens.addrs();
+    let leader = ens
+        .leader_within(Duration::from_secs(20))
+        .expect("a leader");
+    let root = format!("/{}", unique_name("ens-move"));
+    {
+        let obs = observer(&addrs[0]).await;
+        for (p, d) in [
+            (root.clone(), ""),
+            (format!("{root}/w"), "v0"),
+            (format!("{root}/p"), "p0"),
+        ] {
+            obs.create(&p, d.as_bytes(), &open_acl_unsafe(), CreateMode::Persistent)
+                .await
+                .expect("create test nodes");
+        }
+        obs.close().await.expect("close the set-up observer");
+    }
+    // The client starts at a random member: connect until it is on the role to kill.
+    let connect_string = format!("{}{root}", addrs.join(","));
+    let mut tries = 0;
+    let (client, killed) = loop {
+        tries += 1;
+        assert!(tries <= 30, "never connected to the member wanted");
+        let client = ClientBuilder::new(&connect_string)
+            .session_timeout(MOVE_TIMEOUT)
+            .connect()
+            .await
+            .expect("connect to the ensemble");
+        let using = client.status().server.expect("a server while connected");
+        let i = addrs
+            .iter()
+            .position(|a| *a == using)
+            .unwrap_or_else(|| panic!("{using} is no member of {addrs:?}"));
+        if (i == leader) == kill_leader {
+            break (client, i);
+        }
+        client
+            .close()
+            .await
+            .expect("close a client on the wrong member");
+    };
+    let sid = client.session_id();
+    let timeout = client.session_timeout();
+    assert_eq!(timeout, MOVE_TIMEOUT, "negotiated session timeout");
+    let _node = client
+        .ephemeral_node("/eph", b"e")
+        .await
+        .expect("create the ephemeral");
+    let (data, _, watch) = client.get_data_w("/w").await.expect("leave a data watch");
+    assert_eq!(data, b"v0");
+    let mut pwatch = client
+        .watch_persistent("/p", false)
+        .await
+        .expect("add a persistent watch");
+    let mut events = client.session_events();
+
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| ens.kill9(killed)).expect("kill -9 the client's member");
+    let evs = events_until_connected(&mut events, timeout).await;
+    assert_eq!(
+        states(&evs),
+        vec![SessionState::Suspended, SessionState::Connected],
+        "{evs:?}"
+    );
+    let connected = &evs[1];
+    assert_eq!(connected.session_id, sid, "the same session after the move");
+    let now_on = connected
+        .server
+        .clone()
+        .expect("Connected names its server");
+    let moved_to = addrs
+        .iter()
+        .position(|a| *a == now_on)
+        .unwrap_or_else(|| panic!("{now_on} is no member of {addrs:?}"));
+    assert_ne!(moved_to, killed, "moved to another member");
+    let took = connected.at - t0;
+    assert!(took < timeout, "Connected {took:?} after the kill");
+    // A write through the client needs a leader: after a leader's kill, the new one.
+    client
+        .create("/after", b"", &open_acl_unsafe(), CreateMode::Persistent)
+        .await
+        .expect("a write through the client after the move");
+    let wrote = t0.elapsed();
+    eprintln!(
+        "{name}: {} (member {}) killed -9; Suspended {:?}, Connected to member {} with the same \
+         session {:?} after the kill; first write through the client done {:?} after it",
+        if kill_leader { "leader" } else { "follower" },
+        killed + 1,
+        evs[0].at - t0,
+        moved_to + 1,
+        took,
+        wrote
+    );
+
+    // Look from the third member: neither killed nor the one the client is on.
+    let third = (0..addrs.len())
+        .find(|i| *i != killed && *i != moved_to)
+        .expect("a third member");
+    let obs = observer_within(&addrs[third], Duration::from_secs(5)).await;
+    obs.sync(&root).await.expect("sync the observer");
+    let stat = obs
+        .exists(&format!("{root}/eph"), false)
+        .await
+        .expect("exists")
+        .expect("the ephemeral survived the move");
+    assert_eq!(stat.ephemeral_owner, sid);
+
+    obs.set_data(&format!("{root}/w"), b"v1", -1)
+        .await
+        .expect("change the watched node on a surviving member");
+    let fired = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the one-shot watch fires within 5 s of the change")
+        .expect("the watch fires, not fails");
+    assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    assert_eq!(fired.path, "/w");
+
+    match tokio::time::timeout(Duration::from_secs(1), pwatch.next()).await {
+        Ok(Some(PersistentEvent::Rearmed {
+            session_id,
+            expired_session,
+        })) => {
+            assert_eq!(session_id, sid);
+            assert_eq!(expired_session, None);
+        }
+        other => panic!("persistent watch after the move: {other:?}"),
+    }
+    obs.set_data(&format!("{root}/p"), b"p1", -1)
+        .await
+        .expect("change the persistently watched node");
+    match tokio::time::timeout(Duration::from_secs(5), pwatch.next()).await {
+        Ok(Some(PersistentEvent::Node(ev))) => {
+            assert_eq!(ev.event_type, EventType::NodeDataChanged);
+            assert_eq!(ev.path, "/p");
+        }
+        other => panic!("persistent watch after the move: {other:?}"),
+    }
+
+    // Nothing else happened to the session: no Expired, still Connected to the same one.
+    let mut later = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        later.push(ev);
+    }
+    assert!(later.is_empty(), "session events after the move: {later:?}");
+    assert_eq!(client.state(), SessionState::Connected);
+    assert_eq!(client.session_id(), sid);
+    let (data, _) = client.get_data("/eph").await.expect("read via the client");
+    assert_eq!(data, b"e");
+    client.close().await.expect("close");
+    obs.sync(&root).await.expect("sync the observer");
+    assert_eq!(
+        obs.exists(&format!("{root}/eph"), false)
+            .await
+            .expect("exists"),
+        None,
+        "the ephemeral goes with the closed session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensemble_follower_killed_client_moves_corral() {
+    let mut ens = CorralEnsemble::start(3, "");
+    ensemble_member_killed(&mut ens, false, "corral").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensemble_leader_killed_client_moves_corral() {
+    let mut ens = CorralEnsemble::start(3, "");
+    ensemble_member_killed(&mut ens, true, "corral").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensemble_follower_killed_client_moves_real_zk() {
+    let Some(mut ens) = RealZkEnsemble::start(3, "") else {
+        return;
+    };
+    ensemble_member_killed(&mut ens, false, "zookeeper").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensemble_leader_killed_client_moves_real_zk() {
+    let Some(mut ens) = RealZkEnsemble::start(3, "") else {
+        return;
+    };
+    ensemble_member_killed(&mut ens, true, "zookeeper").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -492,16 +492,8 @@ impl CorralEnsemble {
         extra_cfg: &str,
         own: impl Fn(usize) -> String,
     ) -> Result<CorralEnsemble, String> {
-        let servers: String = (1..=n)
-            .map(|id| format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port()))
-            .collect();
         let mut members = Vec::with_capacity(n);
-        for id in 1..=n {
-            let dir = fresh_temp_dir("corral-ens").map_err(|e| format!("temp dir: {e}"))?;
-            let port = free_port();
-            let cfg = write_zoo_cfg(&dir, port, &format!("{servers}{extra_cfg}\n{}", own(id)))?;
-            std::fs::write(dir.join("data").join("myid"), format!("{id}\n"))
-                .map_err(|e| format!("write myid: {e}"))?;
+        for (dir, port, cfg) in ensemble_dirs("corral-ens", n, extra_cfg, own)? {
             let proc = ServerProcess::spawn_unready("corral", dir, port, corral_serve_cmd(&cfg))?;
             members.push(CorralServer { proc });
         }
@@ -513,27 +505,64 @@ impl CorralEnsemble {
 
     /// Client addresses of every member, comma separated (a connect string).
     pub fn connect_string(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| m.addr())
-            .collect::<Vec<_>>()
-            .join(",")
+        connect_string_of(&self.members)
     }
 
     /// The index of the member whose `srvr` says `Mode: leader`, waiting up to `within`.
     pub fn leader(&mut self, within: Duration) -> Option<usize> {
-        let deadline = Instant::now() + within;
-        loop {
-            for (i, m) in self.members.iter_mut().enumerate() {
-                if m.is_running() && m.four_letter("srvr").contains("Mode: leader") {
-                    return Some(i);
-                }
+        leader_of(&mut self.members, within)
+    }
+}
+
+/// The dirs of an `n`-member ensemble on loopback, each with its zoo.cfg (the same `server.N`
+/// lines, its own client port, `extra_cfg`, then `own(id)`) and `data/myid`: (dir, client
+/// port, zoo.cfg) by member id from 1.
+fn ensemble_dirs(
+    tag: &str,
+    n: usize,
+    extra_cfg: &str,
+    own: impl Fn(usize) -> String,
+) -> Result<Vec<(PathBuf, u16, PathBuf)>, String> {
+    let servers: String = (1..=n)
+        .map(|id| format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port()))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for id in 1..=n {
+        let dir = fresh_temp_dir(tag).map_err(|e| format!("temp dir: {e}"))?;
+        let port = free_port();
+        let cfg = write_zoo_cfg(&dir, port, &format!("{servers}{extra_cfg}\n{}", own(id)))?;
+        std::fs::write(dir.join("data").join("myid"), format!("{id}\n"))
+            .map_err(|e| format!("write myid: {e}"))?;
+        out.push((dir, port, cfg));
+    }
+    Ok(out)
+}
+
+/// Client addresses of `members`, comma separated (a connect string).
+fn connect_string_of<M: std::ops::Deref<Target = ServerProcess>>(members: &[M]) -> String {
+    members
+        .iter()
+        .map(|m| m.addr())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The index of the running member whose `srvr` says `Mode: leader`, waiting up to `within`.
+fn leader_of<M: std::ops::DerefMut<Target = ServerProcess>>(
+    members: &mut [M],
+    within: Duration,
+) -> Option<usize> {
+    let deadline = Instant::now() + within;
+    loop {
+        for (i, m) in members.iter_mut().enumerate() {
+            if m.is_running() && m.four_letter("srvr").contains("Mode: leader") {
+                return Some(i);
             }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -630,6 +659,58 @@ impl RealZk {
         );
         self.proc.relaunch(cmd)?;
         self.proc.wait_ready()
+    }
+}
+
+/// A real ZooKeeper 3.8 ensemble on loopback, laid out like [`CorralEnsemble`] (the same
+/// `server.N` lines, `data/myid`), plus the `initLimit`/`syncLimit` ZooKeeper's quorum needs.
+/// Dropping it stops every member that still runs.
+pub struct RealZkEnsemble {
+    pub members: Vec<RealZk>,
+}
+
+/// The quorum timing lines a real ZooKeeper ensemble needs (in ticks of tickTime=2000).
+const ZK_QUORUM_CFG: &str = "initLimit=10\nsyncLimit=5\n";
+
+impl RealZkEnsemble {
+    /// Starts `n` members and waits until each serves sessions, or returns None (after
+    /// printing "SKIP: ...") when ZooKeeper is not installed; a failure under CI.
+    pub fn start(n: usize, extra_cfg: &str) -> Option<RealZkEnsemble> {
+        if let Some(why) = RealZk::unavailable() {
+            missing_tool(&format!("real ZooKeeper not available: {why}"));
+            return None;
+        }
+        Some(
+            Self::try_start(n, extra_cfg)
+                .unwrap_or_else(|e| panic!("cannot start a real ZooKeeper ensemble: {e}")),
+        )
+    }
+
+    pub fn try_start(n: usize, extra_cfg: &str) -> Result<RealZkEnsemble, String> {
+        let extra = format!("{ZK_QUORUM_CFG}{extra_cfg}");
+        let mut members = Vec::with_capacity(n);
+        for (dir, port, cfg) in ensemble_dirs("zk-ens", n, &extra, |_| String::new())? {
+            let cmd = zk_cmd(&dir, &cfg, &[]);
+            let proc = ServerProcess::spawn_unready("zookeeper", dir, port, cmd)?;
+            members.push(RealZk {
+                proc,
+                jvm_args: Vec::new(),
+            });
+        }
+        for m in members.iter_mut() {
+            m.proc.wait_ready()?;
+        }
+        Ok(RealZkEnsemble { members })
+    }
+
+    /// Client addresses of every member, comma separated (a connect string).
+    pub fn connect_string(&self) -> String {
+        connect_string_of(&self.members)
+    }
+
+    /// The index of the member whose `srvr` says `Mode: leader`, waiting up to `within`.
+    pub fn leader(&mut self, within: Duration) -> Option<usize> {
+        leader_of(&mut self.members, within)
     }
 }
 
