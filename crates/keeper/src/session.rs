@@ -57,6 +57,11 @@ pub struct Liveness {
     pub expiring: bool,
     /// The member whose client connection last touched it (as far as this member knows).
     pub held_by: Option<u64>,
+    /// When the holder's connection attached (its handshake: a Connected or Resumed event),
+    /// as far as this member knows. A client opens a connection only after giving up the one
+    /// before, so packets another member heard on an older connection, reported late, never
+    /// take the session from a holder that attached; only a later attach does.
+    pub attached_at: Option<Instant>,
     /// Touched here since the last report to the leader (it is in `touched`).
     pub to_report: bool,
     /// The timeout its client asked for at its last connect (0: not known here).
@@ -132,6 +137,7 @@ impl SessionTracker {
             last_op: "createSession",
             expiring: false,
             held_by: None,
+            attached_at: None,
             to_report: false,
             requested_timeout_ms: 0,
             conn: None,
@@ -177,6 +183,8 @@ impl SessionTracker {
         // since the last report, or when the session has just moved to this member.
         let moved_from = match l.held_by {
             Some(b) if b == me => None,
+            // A packet on a connection older than the holder's attach (see `attached_at`).
+            Some(_) if l.attached_at.is_some() => None,
             before => {
                 l.held_by = Some(me);
                 before
@@ -202,8 +210,25 @@ impl SessionTracker {
             l.deadline = heard + l.timeout;
         }
         let deadline = l.deadline;
-        self.note_holder(id, from);
+        // Packets prove a holder only where no attach is known: a member still hearing an
+        // old connection's last packets must not take the session back (see `attached_at`).
+        if l.attached_at.is_none() || l.held_by.is_none() {
+            self.note_holder(id, from);
+        }
         self.lower_earliest(deadline);
+    }
+
+    /// `member` attached the session's connection at `at`: it holds the session, unless an
+    /// attach elsewhere that came later is already known.
+    fn attach(&mut self, id: i64, member: u64, at: Instant) {
+        let Some(l) = self.live.get_mut(&id) else {
+            return;
+        };
+        if l.attached_at.is_some_and(|known| known > at) {
+            return;
+        }
+        l.attached_at = Some(at);
+        self.note_holder(id, member);
     }
 
     /// `id` is now held by `member`; the member that held it before must drop its connection.
@@ -253,6 +278,8 @@ impl SessionTracker {
         for l in self.live.values_mut() {
             l.deadline = l.deadline.max(now + l.timeout);
             l.expiring = false;
+            // What this member knew of attaches elsewhere is stale: reports decide anew.
+            l.attached_at = None;
         }
         self.earliest = self.live.values().map(|l| l.deadline).min();
     }
@@ -386,6 +413,7 @@ impl SessionTracker {
             cause: String::new(),
         };
         self.note(id, event);
+        self.attach(id, me, Instant::now());
     }
 
     /// Connection `conn` on this member, which held the session, ended for `cause`. The end
@@ -479,6 +507,12 @@ impl SessionTracker {
                     remote: e.remote.clone(),
                     cause: e.cause.clone(),
                 });
+            }
+            if matches!(e.kind, ConnEventKind::Connected | ConnEventKind::Resumed) {
+                let at = now
+                    .checked_sub(Duration::from_millis(u64::from(e.age_ms)))
+                    .unwrap_or(now);
+                self.attach(e.session_id, from, at);
             }
         }
     }
@@ -814,6 +848,52 @@ mod tests {
         leader.touch(7, t0 + Duration::from_millis(3200), "ping", None);
         assert_eq!(leader.take_moved_away(3), vec![7]);
         assert_eq!(leader.due(t0 + Duration::from_millis(7200)).len(), 1);
+    }
+
+    /// The client leaves member 2 and resumes on member 3 within a millisecond; member 2's
+    /// report of the old connection's last packets reaches the leader after member 3's
+    /// report of the resume. The session stays with member 3, and member 2 is the one told.
+    #[test]
+    fn a_late_report_of_an_old_connection_does_not_take_the_session_back() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(15_000);
+        let mut leader = SessionTracker::new(1);
+        leader.track(7, timeout, t0);
+        let attached = |kind| ReportedEvent {
+            session_id: 7,
+            age_ms: 0,
+            kind,
+            remote: "127.0.0.1:4000".into(),
+            cause: String::new(),
+        };
+        // Member 2 attached it first.
+        leader.events_heard(2, &[attached(ConnEventKind::Connected)], t0, 1_000);
+        leader.heard_at(7, t0 + Duration::from_millis(400), 2);
+        assert!(leader.take_moved_away(2).is_empty());
+        // Member 3's report: the resume, 1 ms after member 2 last heard the client.
+        let resumed_at = t0 + Duration::from_millis(401);
+        leader.events_heard(3, &[attached(ConnEventKind::Resumed)], resumed_at, 1_401);
+        leader.heard_at(7, resumed_at, 3);
+        assert_eq!(leader.take_moved_away(2), vec![7]);
+        // Member 2's late report: packets of the old connection, heard (as far as the
+        // leader can tell) even after the resume. They keep the session alive, no more.
+        leader.heard_at(7, t0 + Duration::from_millis(402), 2);
+        assert!(leader.take_moved_away(3).is_empty(), "member 3 keeps it");
+        assert_eq!(leader.get(7).and_then(|l| l.held_by), Some(3));
+        // Without attach events (an older member), packets still move it.
+        let mut legacy = SessionTracker::new(1);
+        legacy.track(8, timeout, t0);
+        legacy.heard_at(8, t0, 2);
+        legacy.heard_at(8, t0 + Duration::from_millis(1), 3);
+        assert_eq!(legacy.take_moved_away(2), vec![8]);
+        // A later attach still takes it: the client moved back to member 2.
+        leader.events_heard(
+            2,
+            &[attached(ConnEventKind::Resumed)],
+            t0 + Duration::from_millis(900),
+            1_900,
+        );
+        assert_eq!(leader.take_moved_away(3), vec![7]);
     }
 
     #[test]
