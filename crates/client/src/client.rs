@@ -27,6 +27,7 @@ use corral_proto::{
     Acl, CreateMode, CreateRequest, DeleteRequest, ErrorCode, EventType, KeeperState, MultiResult,
     Request, SetWatches2, Stat,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -48,6 +49,12 @@ pub enum SessionState {
     Connecting,
     /// A server serves the session; requests go through.
     Connected,
+    /// Only a read-only server answers (a member cut off from its quorum, with read-only
+    /// mode on), and the client allowed it ([`ClientBuilder::read_only`]): reads go through,
+    /// writes fail with `NotReadOnly`. The session is one local to that server: the client's
+    /// own session is resumed, or a first real one created, as soon as a read-write server
+    /// answers, which the client keeps looking for.
+    ConnectedReadOnly,
     /// The connection was lost; the session may still be alive and the client is trying to
     /// resume it on another server. Requests wait (up to the session timeout).
     Suspended,
@@ -145,6 +152,7 @@ pub struct ClientBuilder {
     session_timeout: Duration,
     connect_timeout: Option<Duration>,
     recovery: bool,
+    read_only: bool,
     auth: Vec<(String, Vec<u8>)>,
 }
 
@@ -157,6 +165,7 @@ impl ClientBuilder {
             session_timeout: Duration::from_secs(10),
             connect_timeout: None,
             recovery: true,
+            read_only: false,
             auth: Vec::new(),
         }
     }
@@ -179,6 +188,13 @@ impl ClientBuilder {
     /// [`ClientError::SessionExpired`].
     pub fn recovery(mut self, on: bool) -> ClientBuilder {
         self.recovery = on;
+        self
+    }
+
+    /// Whether a read-only server may serve this client when no read-write one answers
+    /// (ZooKeeper's `canBeReadOnly`; default false). See [`SessionState::ConnectedReadOnly`].
+    pub fn read_only(mut self, allowed: bool) -> ClientBuilder {
+        self.read_only = allowed;
         self
     }
 
@@ -205,6 +221,7 @@ impl ClientBuilder {
             chroot,
             requested_timeout_ms: timeout_ms,
             recovery: self.recovery,
+            read_only: self.read_only,
             link,
             events,
             reports,
@@ -242,7 +259,9 @@ impl ClientBuilder {
         let up = tokio::time::timeout(wait, async {
             loop {
                 match events.recv().await.map(|e| e.state) {
-                    Ok(SessionState::Connected) => return Ok(()),
+                    Ok(SessionState::Connected | SessionState::ConnectedReadOnly) => {
+                        return Ok(())
+                    }
                     Ok(SessionState::AuthFailed) => return Err(ClientError::AuthFailed),
                     Ok(SessionState::Closed) => return Err(ClientError::Closed),
                     Ok(SessionState::Expired) if !recovery => {
@@ -327,6 +346,8 @@ pub(crate) struct Inner {
     chroot: String,
     requested_timeout_ms: i32,
     recovery: bool,
+    /// A read-only server may serve the client.
+    read_only: bool,
     link: watch::Sender<Link>,
     events: broadcast::Sender<SessionEvent>,
     reports: broadcast::Sender<RecoveryReport>,
@@ -487,6 +508,11 @@ async fn drive(inner: Arc<Inner>) {
     // Whether a connection served a session before: every later one follows a gap that
     // persistent watches must be told about.
     let mut served_before = false;
+    // The current session is one a read-only server made, local to it: never resumed
+    // elsewhere. The client's own session (from a read-write server), if it has one, waits
+    // in `rw_session` meanwhile.
+    let mut read_only_local = false;
+    let mut rw_session: Option<(i64, Vec<u8>)> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -495,12 +521,22 @@ async fn drive(inner: Arc<Inner>) {
             let m = inner.lock();
             (m.session_id, m.passwd.clone(), m.last_zxid, m.timeout)
         };
+        let (session_id, passwd) = if read_only_local {
+            rw_session.clone().unwrap_or_default()
+        } else {
+            (session_id, passwd)
+        };
         if let Some(d) = deadline {
             if Instant::now() >= d {
                 deadline = None;
-                match expire(&inner, session_id) {
-                    Some(lost) => pending_recovery = Some((session_id, lost)),
-                    None => return,
+                read_only_local = false;
+                rw_session = None;
+                // Only read-only servers ever served: no session of ours to declare expired.
+                if session_id != 0 {
+                    match expire(&inner, session_id) {
+                        Some(lost) => pending_recovery = Some((session_id, lost)),
+                        None => return,
+                    }
                 }
                 attempt = 0;
                 continue;
@@ -536,9 +572,9 @@ async fn drive(inner: Arc<Inner>) {
         let opts = ConnectOptions {
             session_timeout_ms: inner.requested_timeout_ms,
             session_id,
-            passwd,
+            passwd: passwd.clone(),
             last_zxid_seen: last_zxid,
-            read_only: Some(false),
+            read_only: Some(inner.read_only),
         };
         let conn = tokio::select! {
             r = tokio::time::timeout(limit, Connection::connect(&addr, opts)) => r,
@@ -548,6 +584,8 @@ async fn drive(inner: Arc<Inner>) {
             Ok(Ok(c)) => c,
             Ok(Err(ClientError::SessionExpired)) => {
                 deadline = None;
+                read_only_local = false;
+                rw_session = None;
                 match expire(&inner, session_id) {
                     Some(lost) => pending_recovery = Some((session_id, lost)),
                     None => return,
@@ -565,11 +603,25 @@ async fn drive(inner: Arc<Inner>) {
             }
         };
         let handshake_at = Instant::now();
+        let on_read_only = conn.connect_response().read_only == Some(true);
         let new_session = conn.session_id() != session_id;
+        // Leaving a read-only server's session for a real one (or another read-only one):
+        // the watches are the client's, not that session's, and go along.
+        let rewatch = !new_session || read_only_local;
+        if on_read_only {
+            if !read_only_local && session_id != 0 {
+                rw_session = Some((session_id, passwd));
+            }
+            read_only_local = true;
+        } else {
+            read_only_local = false;
+            rw_session = None;
+        }
         let timeout = Duration::from_millis(conn.negotiated_timeout_ms().max(1) as u64);
         let auth = {
             let mut m = inner.lock();
-            if new_session && session_id != 0 {
+            // A read-only server's own session does not end the one it stands in for.
+            if new_session && session_id != 0 && !on_read_only {
                 m.previous_sessions.push(session_id);
             }
             m.session_id = conn.session_id();
@@ -577,7 +629,7 @@ async fn drive(inner: Arc<Inner>) {
             m.timeout = timeout;
             m.auth.clone()
         };
-        match prepare(&inner, &conn, &auth, new_session).await {
+        match prepare(&inner, &conn, &auth, !rewatch).await {
             Ok(()) => {}
             Err(ClientError::Server(ErrorCode::AuthFailed)) | Err(ClientError::AuthFailed) => {
                 conn.abort();
@@ -595,7 +647,13 @@ async fn drive(inner: Arc<Inner>) {
             }
         }
         let expired_session = pending_recovery.as_ref().map(|(old, _)| *old);
-        if let Some((old, lost_watches)) = pending_recovery.take() {
+        // Recovery writes (ephemerals, persistent watches): it waits for a read-write server.
+        let recover = if on_read_only {
+            None
+        } else {
+            pending_recovery.take()
+        };
+        if let Some((old, lost_watches)) = recover {
             let ephemerals = recover_ephemerals(&inner, &conn, handshake_at).await;
             let rearmed = rearm_persistent(&inner, &conn).await;
             if conn.is_closed() {
@@ -633,15 +691,30 @@ async fn drive(inner: Arc<Inner>) {
         served_before = true;
         attempt = 0;
         // State first: whoever sees the link up (connect() returning) must see Connected.
-        inner.publish(
-            SessionState::Connected,
-            conn.session_id(),
-            Some(addr.clone()),
-        );
+        let state = if on_read_only {
+            SessionState::ConnectedReadOnly
+        } else {
+            SessionState::Connected
+        };
+        inner.publish(state, conn.session_id(), Some(addr.clone()));
         inner.link.send_replace(Link::Up(conn.clone()));
+        // On a read-only server, look for a read-write one, more and more rarely.
+        let mut probe_every = RW_PROBE_FIRST;
+        let mut next_probe = Instant::now() + probe_every;
         // Pump notifications until the connection ends.
         let closing = loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(next_probe), if on_read_only => {
+                    if let Some(i) = read_write_server(&inner.servers, &addr).await {
+                        tracing::info!(server = %inner.servers[i], "a read-write server answers; leaving the read-only one");
+                        next = i;
+                        attempt = 0;
+                        conn.abort();
+                        break false;
+                    }
+                    probe_every = (probe_every * 2).min(RW_PROBE_MAX);
+                    next_probe = Instant::now() + probe_every;
+                }
                 ev = conn.next_event() => match ev {
                     Some(ev) if ev.state == KeeperState::AuthFailed => {
                         conn.abort();
@@ -673,6 +746,40 @@ async fn drive(inner: Arc<Inner>) {
         deadline = Some(conn.last_heard() + timeout * 4 / 3);
         // Try the next server first: the one that failed is the least likely to answer.
     }
+}
+
+/// The first and the longest wait between two looks for a read-write server while a
+/// read-only one serves (ZooKeeper's client starts at 100 ms too, and doubles to 60 s; 10 s
+/// here brings a client back sooner, for one `srvr` per other server every 10 s).
+const RW_PROBE_FIRST: Duration = Duration::from_millis(100);
+const RW_PROBE_MAX: Duration = Duration::from_secs(10);
+
+/// The index of a server other than `current` that serves read-write, asked with `srvr`
+/// (the one word every server allows): its `Mode:` is there and is not `read-only`.
+async fn read_write_server(servers: &[String], current: &str) -> Option<usize> {
+    for (i, server) in servers.iter().enumerate() {
+        if server == current {
+            continue;
+        }
+        let ask = async {
+            let mut s = tokio::net::TcpStream::connect(server).await.ok()?;
+            s.write_all(b"srvr").await.ok()?;
+            let mut text = Vec::new();
+            (&mut s).take(64 * 1024).read_to_end(&mut text).await.ok()?;
+            Some(String::from_utf8_lossy(&text).into_owned())
+        };
+        let Ok(Some(text)) = tokio::time::timeout(Duration::from_secs(1), ask).await else {
+            continue;
+        };
+        let serving = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Mode: "))
+            .is_some_and(|mode| mode.trim() != "read-only");
+        if serving {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// Reports Expired and forgets the session. Returns the lost watches when a new session

@@ -296,6 +296,8 @@ async fn monitor(
     let mut suspended_until: Option<Instant> = match st.state {
         SessionState::Connected if st.session_id == session_id => None,
         SessionState::Suspended if client.session_id() == session_id => Some(st.at + grace),
+        // A read-only server serves a session of its own: ours waits, as if suspended.
+        SessionState::ConnectedReadOnly => Some(st.at + grace),
         _ => {
             give_up(&lost, LeadershipLost::Expired);
             return;
@@ -355,7 +357,7 @@ async fn monitor(
                     }
                 };
                 match ev.state {
-                    SessionState::Suspended => {
+                    SessionState::Suspended | SessionState::ConnectedReadOnly => {
                         suspended_until.get_or_insert(ev.at + grace);
                     }
                     SessionState::Connected if ev.session_id == session_id => {
