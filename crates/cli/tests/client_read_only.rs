@@ -109,7 +109,12 @@ async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
 
     let t0 = Instant::now();
     tokio::task::block_in_place(|| regain_quorum(&mut ens));
-    let evs = events_until(&mut events, SessionState::Connected, Duration::from_secs(30)).await;
+    let evs = events_until(
+        &mut events,
+        SessionState::Connected,
+        Duration::from_secs(30),
+    )
+    .await;
     eprintln!(
         "back to read-write {:?} after the members restarted: {evs:?}",
         t0.elapsed()
@@ -158,13 +163,21 @@ async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
     let mut events = client.session_events();
 
     tokio::task::block_in_place(|| regain_quorum(&mut ens));
-    let evs = events_until(&mut events, SessionState::Connected, Duration::from_secs(30)).await;
+    let evs = events_until(
+        &mut events,
+        SessionState::Connected,
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(
         evs.iter().all(|e| e.state != SessionState::Expired),
         "no session of the client's ended: {evs:?}"
     );
     let real = client.session_id();
-    assert_ne!(real, local, "a real session, not the read-only member's: {evs:?}");
+    assert_ne!(
+        real, local,
+        "a real session, not the read-only member's: {evs:?}"
+    );
     // The watch set while read-only went along to the real session.
     let other = ClientBuilder::new(&ens.connect_string())
         .connect()

@@ -259,9 +259,7 @@ impl ClientBuilder {
         let up = tokio::time::timeout(wait, async {
             loop {
                 match events.recv().await.map(|e| e.state) {
-                    Ok(SessionState::Connected | SessionState::ConnectedReadOnly) => {
-                        return Ok(())
-                    }
+                    Ok(SessionState::Connected | SessionState::ConnectedReadOnly) => return Ok(()),
                     Ok(SessionState::AuthFailed) => return Err(ClientError::AuthFailed),
                     Ok(SessionState::Closed) => return Err(ClientError::Closed),
                     Ok(SessionState::Expired) if !recovery => {
