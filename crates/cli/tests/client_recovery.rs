@@ -551,13 +551,27 @@ async fn server_restart(server: &mut dyn Restartable) {
     );
 
     let obs = observer(&addr).await;
+    kept_ephemeral_and_watch(&obs, &root, sid, "/watched", watch).await;
+    client.close().await.expect("close");
+}
+
+/// After a move or a restart, seen through `obs` (no chroot): `{root}/eph` is still owned by
+/// session `sid`, and a change to the client's `watched` node (under the client's chroot
+/// `root`) fires the one-shot `watch` the client set before.
+async fn kept_ephemeral_and_watch(
+    obs: &Connection,
+    root: &str,
+    sid: i64,
+    watched: &str,
+    watch: corral_client::Watch,
+) {
     let stat = obs
         .exists(&format!("{root}/eph"), false)
         .await
         .expect("exists")
-        .expect("the ephemeral survived the restart");
+        .expect("the ephemeral survived");
     assert_eq!(stat.ephemeral_owner, sid);
-    obs.set_data(&format!("{root}/watched"), b"v1", -1)
+    obs.set_data(&format!("{root}{watched}"), b"v1", -1)
         .await
         .expect("change the watched node");
     let fired = tokio::time::timeout(Duration::from_secs(5), watch)
@@ -565,8 +579,7 @@ async fn server_restart(server: &mut dyn Restartable) {
         .expect("the watch fires within 5 s of the change")
         .expect("the watch fires, not fails");
     assert_eq!(fired.event_type, EventType::NodeDataChanged);
-    assert_eq!(fired.path, "/watched");
-    client.close().await.expect("close");
+    assert_eq!(fired.path, watched);
 }
 
 /// The server in use becomes unreachable (its proxy frozen): the client moves to the other
@@ -652,20 +665,7 @@ async fn server_move(server: &str) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stat = obs
-        .exists(&format!("{root}/eph"), false)
-        .await
-        .expect("exists")
-        .expect("the ephemeral is still there");
-    assert_eq!(stat.ephemeral_owner, sid);
-    obs.set_data(&format!("{root}/w"), b"v1", -1)
-        .await
-        .expect("change the watched node");
-    let fired = tokio::time::timeout(Duration::from_secs(5), watch)
-        .await
-        .expect("the watch fires after the move")
-        .expect("fires, not fails");
-    assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    kept_ephemeral_and_watch(&obs, &root, sid, "/w", watch).await;
     let (secret, _) = client
         .get_data("/secret")
         .await
@@ -834,22 +834,7 @@ async fn ensemble_member_killed(ens: &mut dyn Ensemble, kill_leader: bool, name:
         .expect("a third member");
     let obs = observer_within(&addrs[third], Duration::from_secs(5)).await;
     obs.sync(&root).await.expect("sync the observer");
-    let stat = obs
-        .exists(&format!("{root}/eph"), false)
-        .await
-        .expect("exists")
-        .expect("the ephemeral survived the move");
-    assert_eq!(stat.ephemeral_owner, sid);
-
-    obs.set_data(&format!("{root}/w"), b"v1", -1)
-        .await
-        .expect("change the watched node on a surviving member");
-    let fired = tokio::time::timeout(Duration::from_secs(5), watch)
-        .await
-        .expect("the one-shot watch fires within 5 s of the change")
-        .expect("the watch fires, not fails");
-    assert_eq!(fired.event_type, EventType::NodeDataChanged);
-    assert_eq!(fired.path, "/w");
+    kept_ephemeral_and_watch(&obs, &root, sid, "/w", watch).await;
 
     match tokio::time::timeout(Duration::from_secs(1), pwatch.next()).await {
         Ok(Some(PersistentEvent::Rearmed {
