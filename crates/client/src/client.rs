@@ -759,14 +759,8 @@ async fn read_write_server(servers: &[String], current: &str) -> Option<usize> {
         if server == current {
             continue;
         }
-        let ask = async {
-            let mut s = tokio::net::TcpStream::connect(server).await.ok()?;
-            s.write_all(b"srvr").await.ok()?;
-            let mut text = Vec::new();
-            (&mut s).take(64 * 1024).read_to_end(&mut text).await.ok()?;
-            Some(String::from_utf8_lossy(&text).into_owned())
-        };
-        let Ok(Some(text)) = tokio::time::timeout(Duration::from_secs(1), ask).await else {
+        let Ok(text) = four_letter_word(server, "srvr", Duration::from_secs(1), 64 * 1024).await
+        else {
             continue;
         };
         let serving = text
@@ -778,6 +772,30 @@ async fn read_write_server(servers: &[String], current: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// Asks the server at `addr` a four-letter word (`srvr`, `mntr`, ...) on a connection of its
+/// own and returns its whole answer (at most `max` bytes), or an error if it does not come
+/// within `within`. The answer is whatever the server says, a refusal included.
+pub async fn four_letter_word(
+    addr: &str,
+    word: &str,
+    within: Duration,
+    max: usize,
+) -> std::io::Result<String> {
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(word.as_bytes()).await?;
+        let mut text = Vec::new();
+        (&mut s).take(max as u64).read_to_end(&mut text).await?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    };
+    tokio::time::timeout(within, ask).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} ms", within.as_millis()),
+        )
+    })?
 }
 
 /// Reports Expired and forgets the session. Returns the lost watches when a new session

@@ -41,8 +41,8 @@ pub use cache::{
     CacheEvent, CachedNode, Change, ChangeKind, NodeCache, ResyncCause, ResyncReport, TreeCache,
 };
 pub use client::{
-    Client, ClientBuilder, EphemeralNode, EphemeralOutcome, EphemeralRecovery, RecoveryReport,
-    SessionEvent, SessionState, Watch, WatchKind,
+    four_letter_word, Client, ClientBuilder, EphemeralNode, EphemeralOutcome, EphemeralRecovery,
+    RecoveryReport, SessionEvent, SessionState, Watch, WatchKind,
 };
 pub use connection::{ConnectOptions, Connection, Reply, WatchedEvent};
 pub use corral_proto::{creator_all_acl, open_acl_unsafe, read_acl_unsafe};

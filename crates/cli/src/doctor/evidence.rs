@@ -9,14 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_client::proto::{GetDataRequest, Request, Response};
 use corral_client::{ConnectOptions, Connection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 /// How long one four-letter word or one probe may take before it counts as failed.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-/// What [`word`] says of an answer with nothing in it.
-const EMPTY: &str = "empty answer";
 /// The largest answer read from a word (`cons` on a busy keeper is the long one).
 const ANSWER_MAX: usize = 4 << 20;
 
@@ -119,7 +115,7 @@ pub struct MemberReport {
     pub sessions: Vec<LiveSession>,
     pub obituaries: Vec<Obit>,
     /// Words the member refused (not whitelisted) or could not answer, with why.
-    pub unreadable: Vec<(String, String)>,
+    pub unreadable: Vec<(String, WordError)>,
 }
 
 impl MemberReport {
@@ -172,7 +168,7 @@ pub async fn examine(address: &str, probe_for: Duration, interval: Duration) -> 
         match word(address, "obit").await {
             // An empty ring is an empty answer.
             Ok(text) => report.obituaries = parse_obit(&text),
-            Err(e) if e == EMPTY => {}
+            Err(WordError::Empty) => {}
             Err(e) => report.unreadable.push(("obit".into(), e)),
         }
     }
@@ -233,34 +229,37 @@ async fn round_trips(address: &str, probe_for: Duration, interval: Duration) -> 
     out
 }
 
-/// Asks one four-letter word and reads the answer to EOF. A refusal (not whitelisted) is an
-/// error naming the key to change.
-pub async fn word(address: &str, cmd: &str) -> Result<String, String> {
-    let ask = async {
-        let mut s = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        s.write_all(cmd.as_bytes())
-            .await
-            .map_err(|e| format!("cannot send: {e}"))?;
-        let mut buf = Vec::new();
-        (&mut s)
-            .take(ANSWER_MAX as u64)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
-        Ok::<_, String>(String::from_utf8_lossy(&buf).into_owned())
-    };
-    let text = tokio::time::timeout(ANSWER_WITHIN, ask)
+/// Why a four-letter word could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WordError {
+    /// Not in the member's `4lw.commands.whitelist`.
+    Refused,
+    /// Answered with nothing (an empty `obit` ring, or a word the server does not know).
+    Empty,
+    /// No answer: connecting, sending or reading failed, or took too long.
+    Failed(String),
+}
+
+impl std::fmt::Display for WordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WordError::Refused => f.write_str("not in 4lw.commands.whitelist"),
+            WordError::Empty => f.write_str("empty answer"),
+            WordError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Asks one four-letter word and reads the answer to EOF.
+pub async fn word(address: &str, cmd: &str) -> Result<String, WordError> {
+    let text = corral_client::four_letter_word(address, cmd, ANSWER_WITHIN, ANSWER_MAX)
         .await
-        .map_err(|_| format!("no answer within {} s", ANSWER_WITHIN.as_secs()))??;
+        .map_err(|e| WordError::Failed(e.to_string()))?;
     if text.contains("is not executed because it is not in the whitelist") {
-        return Err(format!(
-            "not in 4lw.commands.whitelist (add {cmd} to read it)"
-        ));
+        return Err(WordError::Refused);
     }
     if text.is_empty() {
-        return Err(EMPTY.into());
+        return Err(WordError::Empty);
     }
     Ok(text)
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::evidence::{BrokerView, LiveSession, MemberReport, Obit};
+use super::evidence::{BrokerView, LiveSession, MemberReport, Obit, WordError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -155,7 +155,7 @@ fn unreachable(m: &MemberReport, out: &mut Vec<Finding>) {
         .round_trips
         .connect_error
         .clone()
-        .or_else(|| m.unreadable.first().map(|(_, e)| e.clone()))
+        .or_else(|| m.unreadable.first().map(|(_, e)| e.to_string()))
         .unwrap_or_else(|| "no answer".into());
     out.push(Finding {
         severity: Severity::Problem,
@@ -341,7 +341,7 @@ fn unreadable(m: &MemberReport, out: &mut Vec<Finding>) {
     let refused: Vec<&str> = m
         .unreadable
         .iter()
-        .filter(|(_, e)| e.contains("whitelist"))
+        .filter(|(_, e)| *e == WordError::Refused)
         .map(|(w, _)| w.as_str())
         .collect();
     let fix = if refused.is_empty() {
@@ -871,6 +871,25 @@ mod tests {
         follower.mode = Some("follower".into());
         let f = run(&[down, follower], &Subject::default());
         assert_eq!(problems(&f), vec!["member_unreachable", "no_leader"]);
+    }
+
+    #[test]
+    fn only_refused_words_are_named_in_the_whitelist_fix() {
+        let mut m = member(&[0.5]);
+        m.unreadable = vec![
+            ("obit".into(), WordError::Refused),
+            (
+                "mntr".into(),
+                WordError::Failed("no answer within 10 s".into()),
+            ),
+        ];
+        let f = run(&[m], &Subject::default());
+        let u = f
+            .iter()
+            .find(|f| f.kind == "unreadable")
+            .expect("a finding");
+        assert!(u.fix.ends_with("whitelist=srvr,obit"), "{}", u.fix);
+        assert_eq!(u.severity, Severity::Warning);
     }
 
     #[test]

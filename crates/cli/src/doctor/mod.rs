@@ -181,7 +181,7 @@ fn member_json(m: &MemberReport) -> Value {
         "longest_recent_stall_ms": mntr("zk_corral_keeper_longest_recent_stall_ms"),
         "live_sessions": m.sessions.len(),
         "obituaries": m.obituaries.len(),
-        "unreadable": m.unreadable.iter().map(|(w, e)| json!({"word": w, "why": e})).collect::<Vec<_>>(),
+        "unreadable": m.unreadable.iter().map(|(w, e)| json!({"word": w, "why": e.to_string()})).collect::<Vec<_>>(),
     })
 }
 
