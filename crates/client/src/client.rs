@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use corral_proto::{
     Acl, CreateMode, CreateRequest, DeleteRequest, ErrorCode, EventType, KeeperState, MultiResult,
-    Request, SetWatches2, Stat,
+    Request, Response, SetWatches2, Stat, WatcherType,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -41,6 +41,9 @@ const DEFAULT_PORT: u16 = 2181;
 /// Watch paths per setWatches2 frame, in bytes: ZooKeeper's clients split at 128 KiB so that a
 /// session with many watches never sends a frame over the server's limit.
 const SET_WATCHES_CHUNK: usize = 128 * 1024;
+/// Notifications a [`Client::notifications`] receiver may fall behind by before it misses the
+/// oldest.
+const NOTIFICATIONS_CAP: usize = 1024;
 
 /// Where the session is. Reported in order by [`Client::session_events`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +214,7 @@ impl ClientBuilder {
         let timeout_ms = i32::try_from(self.session_timeout.as_millis()).unwrap_or(i32::MAX);
         let (link, _) = watch::channel(Link::Down);
         let (events, _) = broadcast::channel(256);
+        let (notifications, _) = broadcast::channel(NOTIFICATIONS_CAP);
         let (reports, _) = broadcast::channel(64);
         let (resyncs, _) = broadcast::channel(64);
         let (shutdown, _) = watch::channel(false);
@@ -224,6 +228,7 @@ impl ClientBuilder {
             read_only: self.read_only,
             link,
             events,
+            notifications,
             reports,
             resyncs,
             shutdown,
@@ -348,6 +353,8 @@ pub(crate) struct Inner {
     read_only: bool,
     link: watch::Sender<Link>,
     events: broadcast::Sender<SessionEvent>,
+    /// Every watch notification, for [`Client::notifications`].
+    notifications: broadcast::Sender<WatchedEvent>,
     reports: broadcast::Sender<RecoveryReport>,
     /// What the caches found changed when they re-read after a gap.
     pub(crate) resyncs: broadcast::Sender<ResyncReport>,
@@ -834,6 +841,58 @@ fn fail_watches(inner: &Inner, err: impl Fn() -> ClientError) -> Vec<(String, Wa
     lost
 }
 
+/// Drops the watches of `kind` on `path` (server path) that a removeWatches took off the
+/// server: one-shot ones hear a *WatchRemoved event, persistent ones end their streams.
+fn forget_watches(inner: &Inner, path: &str, kind: WatcherType) {
+    let (one_shot, persistent): (&[WatchKind], &[bool]) = match kind {
+        WatcherType::Children => (&[WatchKind::Child], &[]),
+        WatcherType::Data => (&[WatchKind::Data, WatchKind::Exist], &[]),
+        WatcherType::Any => (
+            &[WatchKind::Data, WatchKind::Exist, WatchKind::Child],
+            &[false, true],
+        ),
+        WatcherType::Persistent => (&[], &[false]),
+        WatcherType::PersistentRecursive => (&[], &[true]),
+    };
+    let (removed, ended) = {
+        let mut m = inner.lock();
+        let removed: Vec<(WatchKind, Vec<(u64, WatchSender)>)> = one_shot
+            .iter()
+            .filter_map(|k| m.watches.remove(&(path.to_string(), *k)).map(|v| (*k, v)))
+            .collect();
+        let ids: Vec<u64> = m
+            .persistent
+            .iter()
+            .filter(|(_, s)| s.path == path && persistent.contains(&s.recursive))
+            .map(|(id, _)| *id)
+            .collect();
+        let ended: Vec<_> = ids
+            .iter()
+            .filter_map(|id| m.persistent.remove(id))
+            .map(|s| s.queue)
+            .collect();
+        (removed, ended)
+    };
+    for (kind, waiters) in removed {
+        let ev = WatchedEvent {
+            event_type: if kind == WatchKind::Child {
+                EventType::ChildWatchRemoved
+            } else {
+                EventType::DataWatchRemoved
+            },
+            state: KeeperState::SyncConnected,
+            path: inner.client_path(path),
+            zxid: -1,
+        };
+        for (_, tx) in waiters {
+            let _ = tx.send(Ok(ev.clone()));
+        }
+    }
+    for q in ended {
+        q.close();
+    }
+}
+
 /// Ends every persistent watch's stream (the client stopped for good).
 fn close_persistent(inner: &Inner) {
     let queues: Vec<_> = inner
@@ -977,13 +1036,17 @@ fn deliver(inner: &Inner, ev: WatchedEvent) {
             .collect();
         (fired, persistent)
     };
-    if fired.is_empty() && persistent.is_empty() {
+    let listening = inner.notifications.receiver_count() > 0;
+    if fired.is_empty() && persistent.is_empty() && !listening {
         return;
     }
     let ev = WatchedEvent {
         path: inner.client_path(&ev.path),
         ..ev
     };
+    if listening {
+        let _ = inner.notifications.send(ev.clone());
+    }
     for (_, tx) in fired {
         let _ = tx.send(Ok(ev.clone()));
     }
@@ -1119,6 +1182,15 @@ impl Client {
         self.inner.events.subscribe()
     }
 
+    /// Every watch notification the session gets from now on, in the order the servers sent
+    /// them (paths chroot-relative): one-shot and persistent watches alike, whether or not
+    /// their [`Watch`] or [`PersistentWatch`](crate::PersistentWatch) is still held — the
+    /// Java client's default watcher. A receiver more than 1024 notifications behind gets
+    /// `Lagged` and misses the oldest.
+    pub fn notifications(&self) -> broadcast::Receiver<WatchedEvent> {
+        self.inner.notifications.subscribe()
+    }
+
     /// One [`RecoveryReport`] per expiry from now on.
     pub fn recovery_reports(&self) -> broadcast::Receiver<RecoveryReport> {
         self.inner.reports.subscribe()
@@ -1226,6 +1298,81 @@ impl Client {
             .entry((path.to_string(), to))
             .or_default()
             .push(entry);
+    }
+
+    /// [`RawClient::call`](crate::RawClient::call): the request as given, with the watch its
+    /// flag leaves tracked like the `_w` methods' (registered before sending, taken back if
+    /// the read fails; an exists on a missing node keeps it, for the creation).
+    pub(crate) async fn call_tracked(&self, req: Request) -> Result<Response, ClientError> {
+        let watch = match &req {
+            Request::GetData(r) if r.watch => Some((r.path.clone(), WatchKind::Data)),
+            Request::Exists(r) if r.watch => Some((r.path.clone(), WatchKind::Exist)),
+            Request::GetChildren(r) | Request::GetChildren2(r) if r.watch => {
+                Some((r.path.clone(), WatchKind::Child))
+            }
+            _ => None,
+        };
+        let removal = match &req {
+            Request::RemoveWatches(r) => {
+                WatcherType::from_i32(r.watcher_type).map(|kind| (r.path.clone(), kind))
+            }
+            _ => None,
+        };
+        let c = self.conn().await?;
+        let Some((path, kind)) = watch else {
+            let reply = c.call(req).await.map_err(Self::lost)?;
+            if let Some((path, kind)) = removal {
+                forget_watches(&self.inner, &path, kind);
+            }
+            return Ok(reply);
+        };
+        // The Watch is not kept: its notification goes to `notifications` all the same.
+        let (id, _watch) = self.register(&path, kind);
+        match c.call(req).await {
+            Ok(reply) => {
+                if kind == WatchKind::Exist {
+                    self.rekey(&path, WatchKind::Exist, WatchKind::Data, id);
+                }
+                Ok(reply)
+            }
+            Err(e @ ClientError::Server(ErrorCode::NoNode)) if kind == WatchKind::Exist => Err(e),
+            Err(e) => {
+                self.unregister(&path, kind, id);
+                Err(Self::lost(e))
+            }
+        }
+    }
+
+    /// Removes the session's watches of `kind` on `path` (removeWatches): on the server, and
+    /// here, so that a move does not re-send them. Pending [`Watch`]es resolve with a
+    /// DataWatchRemoved or ChildWatchRemoved event; persistent watches removed (kind Any,
+    /// Persistent or PersistentRecursive) end their streams. A server holding none answers
+    /// NoWatcher. With `local` (ZooKeeper's removeWatches(..., local)), they are forgotten here
+    /// even when no server is reached or the server refuses, and the call succeeds.
+    pub async fn remove_watches(
+        &self,
+        path: &str,
+        kind: WatcherType,
+        local: bool,
+    ) -> Result<(), ClientError> {
+        let p = self.inner.server_path(path)?;
+        let serving = matches!(
+            self.state(),
+            SessionState::Connected | SessionState::ConnectedReadOnly
+        );
+        let sent = if local && !serving {
+            Err(ClientError::ConnectionLoss)
+        } else {
+            match self.conn().await {
+                Ok(c) => c.remove_watches(&p, kind).await.map_err(Self::lost),
+                Err(e) => Err(e),
+            }
+        };
+        if sent.is_ok() || local {
+            forget_watches(&self.inner, &p, kind);
+            return Ok(());
+        }
+        sent
     }
 
     /// Creates a node; returns its path (with the sequence suffix, if sequential).
@@ -1509,8 +1656,9 @@ impl Client {
     }
 }
 
-/// A one-shot watch: resolves with the notification that fired it, or with an error when the
-/// session expired ([`ClientError::SessionExpired`]) or the client closed before it fired.
+/// A one-shot watch: resolves with the notification that fired it (a DataWatchRemoved or
+/// ChildWatchRemoved event if [`Client::remove_watches`] took it away), or with an error when
+/// the session expired ([`ClientError::SessionExpired`]) or the client closed before it fired.
 #[derive(Debug)]
 pub struct Watch {
     rx: oneshot::Receiver<Result<WatchedEvent, ClientError>>,

@@ -9,9 +9,11 @@
 //!   (a [`RecoveryReport`] says what was done). This is what applications should use.
 //! - [`Connection`]: one session over one TCP connection — the handshake, pipelined requests
 //!   with their replies matched in order, watch notifications, keep-alive pings and an orderly
-//!   or abrupt close — plus typed calls on top (create, getData, setData, ...). `corral shell`
-//!   (which mirrors zkCli's view of one connection) and `corral bench`'s probe use it
-//!   directly.
+//!   or abrupt close — plus typed calls on top (create, getData, setData, ...). `corral
+//!   bench`'s probe uses it directly, to see when a server first answers.
+//! - [`RawClient`] ([`Client::raw`]): the same typed calls, with server paths and explicit
+//!   watch flags, sent in a [`Client`]'s session (so they wait out a move, and their watches
+//!   are re-sent). `corral shell`, which keeps zkCli's own chroot rules, speaks through it.
 //!
 //! - [`PersistentWatch`]: a persistent (optionally recursive) watch as a stream that survives
 //!   reconnections and expiries and says where its gaps are ([`PersistentEvent::Rearmed`]).
@@ -36,6 +38,7 @@ mod lock;
 mod ops;
 mod persistent;
 mod queue;
+mod raw;
 
 pub use cache::{
     CacheEvent, CachedNode, Change, ChangeKind, NodeCache, ResyncCause, ResyncReport, TreeCache,
@@ -50,6 +53,7 @@ pub use election::{LeaderElection, Leadership, LeadershipLost};
 pub use error::ClientError;
 pub use lock::{Lock, LockGuard};
 pub use persistent::{PersistentEvent, PersistentWatch};
+pub use raw::RawClient;
 
 /// The wire types, re-exported so callers need not depend on corral-proto themselves.
 pub use corral_proto as proto;
