@@ -12,9 +12,9 @@ use std::time::Duration;
 use common::CorralServer;
 use corral_client::proto::{
     CreateMode, CreateRequest, DeleteRequest, ErrorCode, EventType, KeeperState, MultiResult,
-    Request, Response, SetDataRequest,
+    Request, Response, SetDataRequest, WatcherType,
 };
-use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
+use corral_client::{open_acl_unsafe, ClientBuilder, ClientError, ConnectOptions, Connection};
 
 fn unique_root(name: &str) -> String {
     format!(
@@ -589,4 +589,90 @@ async fn max_client_cnxns_counts_connections_still_handshaking() {
     let c = fourth.expect("a connection is let in once the others closed");
     assert!(c.exists("/", false).await.expect("exists").is_some());
     c.close().await.expect("close");
+}
+
+/// `Client::raw` speaks server paths and explicit watch flags, yet the watches it leaves are
+/// the client's (notifications arrive, chroot-relative, on `Client::notifications`); and
+/// `Client::remove_watches` takes watches off the server and out of the client: a pending
+/// one-shot hears DataWatchRemoved, a persistent stream ends, and nothing fires afterwards.
+#[tokio::test]
+async fn raw_watches_are_tracked_and_remove_watches_ends_them() {
+    let server = CorralServer::start("");
+    let addr = server.addr();
+    let root = unique_root("raw");
+    let node = format!("{root}/n");
+    let admin = connect(&addr).await;
+    for p in [&root, &node] {
+        admin
+            .create(p, b"", &open_acl_unsafe(), CreateMode::Persistent)
+            .await
+            .expect("create");
+    }
+    let client = ClientBuilder::new(&format!("{addr}{root}"))
+        .connect()
+        .await
+        .expect("client");
+    let mut notes = client.notifications();
+    let within = Duration::from_secs(5);
+
+    // A raw read with its watch flag: the full server path, no chroot applied.
+    client
+        .raw()
+        .get_data_nullable(&node, true)
+        .await
+        .expect("raw getData");
+    admin.set_data(&node, b"1", -1).await.expect("set");
+    let ev = tokio::time::timeout(within, notes.recv())
+        .await
+        .expect("a notification")
+        .expect("open");
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, "/n")
+    );
+
+    // A typed watch, removed: its future hears so; the server has none left.
+    let (_, _, watch) = client.get_data_w("/n").await.expect("getData");
+    client
+        .remove_watches("/n", WatcherType::Data, false)
+        .await
+        .expect("removeWatches");
+    let ev = tokio::time::timeout(within, watch)
+        .await
+        .expect("the watch resolves")
+        .expect("as removed");
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::DataWatchRemoved, "/n")
+    );
+    let again = client.remove_watches("/n", WatcherType::Data, false).await;
+    assert!(
+        matches!(again, Err(ClientError::Server(ErrorCode::NoWatcher))),
+        "{again:?}"
+    );
+    // `local`: forgotten here whatever the server says.
+    client
+        .remove_watches("/n", WatcherType::Data, true)
+        .await
+        .expect("local removal");
+
+    // A persistent watch taken away by removeWatches(Any) ends its stream.
+    let mut stream = client
+        .watch_persistent("/n", false)
+        .await
+        .expect("addWatch");
+    client
+        .remove_watches("/n", WatcherType::Any, false)
+        .await
+        .expect("remove the persistent watch");
+    let end = tokio::time::timeout(within, stream.next()).await;
+    assert_eq!(end, Ok(None), "the stream ends");
+
+    // Nothing is left to fire.
+    admin.set_data(&node, b"2", -1).await.expect("set");
+    admin.sync(&node).await.expect("sync");
+    let late = tokio::time::timeout(Duration::from_millis(300), notes.recv()).await;
+    assert!(late.is_err(), "a removed watch fired: {late:?}");
+    client.close().await.expect("close");
+    delete_tree(&admin, &root).await;
 }

@@ -19,7 +19,7 @@ mod proxy;
 
 use std::time::Duration;
 
-use common::{unique_name, CorralEnsemble, CorralServer, RealZk, RealZkEnsemble};
+use common::{unique_name, CorralEnsemble, CorralServer, RealZk, RealZkEnsemble, Restartable};
 use corral_client::proto::{CreateMode, ErrorCode, EventType};
 use corral_client::{
     creator_all_acl, open_acl_unsafe, CachedNode, Change, ChangeKind, Client, ClientBuilder,
@@ -465,35 +465,6 @@ async fn forced_expiry(server: &str, zombie: bool) {
     node.remove().await.expect("remove the node");
     assert_eq!(obs.exists(&full, false).await.expect("exists"), None);
     client.close().await.expect("close");
-}
-
-/// A server that can be killed and restarted on the same port and data.
-trait Restartable {
-    fn addr(&self) -> String;
-    /// kill -9, `down` with nothing on the port, then the server again on the same data.
-    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String>;
-}
-
-impl Restartable for CorralServer {
-    fn addr(&self) -> String {
-        self.proc.addr()
-    }
-    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
-        self.kill9()?;
-        std::thread::sleep(down);
-        self.restart()
-    }
-}
-
-impl Restartable for RealZk {
-    fn addr(&self) -> String {
-        self.proc.addr()
-    }
-    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
-        self.kill9()?;
-        std::thread::sleep(down);
-        self.restart()
-    }
 }
 
 async fn server_restart(server: &mut dyn Restartable) {

@@ -11,9 +11,11 @@ mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use common::{free_port, CorralServer};
+use common::{free_port, CorralServer, RealZk, Restartable};
 
 const ZKCLI_DEFAULT: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 
@@ -498,4 +500,123 @@ fn dash_c_still_runs_one_command_quietly() {
     let r = run(corral_cmd(&["-server", &addr, "-c", "get /nope"]), "");
     assert_eq!(r.code, Some(1), "{r:#?}");
     assert_eq!(r.stderr, vec!["Node does not exist: /nope"], "{r:#?}");
+}
+
+/// A `corral shell` driven line by line, its stdout read as it comes.
+struct LiveShell {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LiveShell {
+    fn start(args: &[&str]) -> LiveShell {
+        let mut cmd = corral_cmd(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        LiveShell {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap_or_else(|e| panic!("shell stdin: {e}"));
+    }
+
+    /// Waits until a line after the first `from` lines equals `want`; returns its index.
+    fn wait_line(&mut self, from: usize, want: &str, within: Duration) -> usize {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(i) = self.seen.iter().skip(from).position(|l| l == want) {
+                return from + i;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "no {want:?} within {within:?} (after line {from}); the shell printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for LiveShell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shell's server is killed and restarted: the shell resumes its session by itself (its
+/// ephemeral is still its own) and its watches, re-sent to the restarted server, still fire,
+/// as zkCli's do. On corral and on ZooKeeper 3.8.
+#[test]
+fn a_restarted_server_keeps_the_shells_session_and_watches() {
+    let mut corral = CorralServer::start("");
+    shell_across_a_restart(&mut corral);
+    if let Some(mut zk) = RealZk::start("") {
+        shell_across_a_restart(&mut zk);
+    }
+}
+
+fn shell_across_a_restart(server: &mut dyn Restartable) {
+    let addr = server.addr();
+    let began = Instant::now();
+    let mut shell = LiveShell::start(&["-server", &addr, "-timeout", "15000"]);
+    let connected = "WatchedEvent state:SyncConnected type:None path:null";
+    shell.send("create /r x");
+    shell.send("create -e /r/e 1");
+    shell.send("get -w /r");
+    shell.send("ls -w /r");
+    let listed = shell.wait_line(0, "[e]", Duration::from_secs(20));
+    server
+        .kill_and_restart_after(Duration::from_millis(500))
+        .unwrap_or_else(|e| panic!("restart {addr}: {e}"));
+    let lost = shell.wait_line(
+        listed,
+        "WatchedEvent state:Disconnected type:None path:null",
+        Duration::from_secs(10),
+    );
+    let back = shell.wait_line(lost, connected, Duration::from_secs(15));
+    eprintln!(
+        "{addr}: the shell was back in its session {:?} after the start",
+        began.elapsed()
+    );
+    // The same session: its ephemeral is listed as its own.
+    shell.send("getEphemerals /r");
+    let mine = shell.wait_line(back, "[/r/e]", Duration::from_secs(10));
+    // Both one-shot watches were re-sent: each fires once.
+    shell.send("create /r/f 2");
+    shell.send("set /r y");
+    let child_event = "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/r";
+    let data_event = "WatchedEvent state:SyncConnected type:NodeDataChanged path:/r";
+    shell.wait_line(mine, child_event, Duration::from_secs(10));
+    shell.wait_line(mine, data_event, Duration::from_secs(10));
+    shell.send("deleteall /r");
+    shell.send("quit");
+    let status = common::wait_child(&mut shell.child, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the shell did not quit cleanly: {status:?}\n{}",
+        shell.seen.join("\n")
+    );
 }

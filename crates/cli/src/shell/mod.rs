@@ -7,8 +7,9 @@
 //! stdin is a terminal. `-c 'cmd'` (corral's own) runs one command with no banner and no
 //! watch events. Parsing ([`parse`], [`acl`]), output shapes ([`format`]), quota text
 //! ([`quota`]) and completion ([`complete`]) are plain functions tested without a server; this
-//! file connects them to a connection and keeps zkCli's client-side state (chroot, the
-//! session's watches, history). It must not print anything zkCli would not.
+//! file connects them to a session (a corral-client `Client`, spoken to through
+//! `Client::raw`, which resumes it on another server by itself) and keeps zkCli's client-side
+//! state (chroot, the session's watches, history). It must not print anything zkCli would not.
 
 mod acl;
 mod complete;
@@ -20,18 +21,25 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use corral_client::proto::{
-    AddWatchMode, CreateMode, CreateRequest, CreateTtlRequest, ErrorCode, EventType, MultiResult,
+    CreateMode, CreateRequest, CreateTtlRequest, ErrorCode, EventType, MultiResult,
     ReconfigRequest, Request, Response, WatcherType,
 };
-use corral_client::{open_acl_unsafe, ClientError, ConnectOptions, Connection};
+use corral_client::{
+    open_acl_unsafe, Client, ClientBuilder, ClientError, Connection, RawClient, SessionState,
+};
 use rustyline::error::ReadlineError;
+use tokio::sync::broadcast;
 
 use acl::{format_acl_entry, parse_acl};
 use format::{client_code, format_event, format_stat, keeper_message, wrapper_message};
 use parse::{split_words, usage, validate_path, Command, Line, Refused};
 use quota::{key_of, limit_path, stat_path, StatsTrack, QUOTA_ROOT};
+
+/// How long the shell waits for its first session before saying it cannot connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// The largest TTL ZooKeeper accepts (EphemeralType.TTL's maximum).
 const MAX_TTL: i64 = 0xFF_FFFF_FFFF;
@@ -160,11 +168,35 @@ pub async fn run(args: Vec<String>) -> i32 {
 /// A session with the chroot of its connect string applied, as the Java client applies it.
 #[derive(Clone)]
 struct Zk {
-    conn: Connection,
+    raw: RawClient,
     chroot: String,
 }
 
 impl Zk {
+    fn client(&self) -> &Client {
+        self.raw.client()
+    }
+
+    /// Whether the session still stands (served, or being resumed elsewhere): not closed,
+    /// expired or refused.
+    fn serves(&self) -> bool {
+        !matches!(
+            self.client().state(),
+            SessionState::Closed | SessionState::Expired | SessionState::AuthFailed
+        )
+    }
+
+    /// zkCli's prompt word for the session's state (the Java client's States).
+    fn prompt_state(&self) -> &'static str {
+        match self.client().state() {
+            SessionState::Connected => "CONNECTED",
+            SessionState::ConnectedReadOnly => "CONNECTEDREADONLY",
+            SessionState::Connecting | SessionState::Suspended => "CONNECTING",
+            SessionState::AuthFailed => "AUTH_FAILED",
+            SessionState::Closed | SessionState::Expired => "CLOSED",
+        }
+    }
+
     /// The server's path for a client path.
     fn sp(&self, p: &str) -> String {
         chroot_in(&self.chroot, p)
@@ -369,48 +401,76 @@ impl Shell {
         self.close_session().await;
         self.host = connect_string.to_string();
         let (hosts, chroot) = parse_connect_string(connect_string)?;
-        let opts = ConnectOptions {
-            session_timeout_ms: self.timeout_ms,
-            read_only: Some(self.read_only),
-            ..Default::default()
-        };
-        let mut last = String::new();
-        for h in &hosts {
-            match Connection::connect(h, opts.clone()).await {
-                Ok(conn) => {
-                    let zk = Zk { conn, chroot };
-                    self.start_session(zk);
-                    return Ok(());
-                }
-                Err(e) => last = format!("Cannot connect to {h}: {e}"),
-            }
-        }
-        Err(last)
+        // The client gets no chroot: zkCli applies it itself, and not everywhere (config and
+        // getEphemerals go without it), so the shell keeps that rule.
+        let client = ClientBuilder::new(&hosts.join(","))
+            .session_timeout(Duration::from_millis(self.timeout_ms.max(1) as u64))
+            .connect_timeout(CONNECT_WAIT)
+            .read_only(self.read_only)
+            // An expired session ends, as it does in zkCli: no new one behind the user's back.
+            .recovery(false)
+            .connect()
+            .await
+            .map_err(|e| {
+                let why = match e {
+                    ClientError::ConnectionLoss => {
+                        format!("no server answered within {} s", CONNECT_WAIT.as_secs())
+                    }
+                    e => e.to_string(),
+                };
+                format!("Cannot connect to {}: {why}", hosts.join(","))
+            })?;
+        self.start_session(Zk {
+            raw: client.raw(),
+            chroot,
+        });
+        Ok(())
     }
 
     fn start_session(&mut self, zk: Zk) {
         *self.watches() = Watches::default();
         self.local_event("SyncConnected", "None", None);
-        let events = zk.clone();
+        let mut notifications = zk.client().notifications();
+        let mut states = zk.client().session_events();
+        let chroot = zk.chroot.clone();
         let (print, show, watches) = (
             self.print_watches.clone(),
             self.show_events,
             self.watches.clone(),
         );
+        // zkCli's event thread: watch notifications, and the session's own moves (the client
+        // resumes the session on any server of the connect string by itself).
         tokio::spawn(async move {
-            while let Some(ev) = events.conn.next_event().await {
-                let path = (ev.event_type != EventType::None).then(|| events.cp(&ev.path));
-                if let Some(p) = &path {
-                    watches
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .fired(ev.event_type, p);
-                }
+            let print_event = |state: &str, kind: &str, path: Option<&str>| {
                 if show && print.load(Ordering::SeqCst) {
-                    println!(
-                        "{}",
-                        format_event(ev.state.name(), ev.event_type.name(), path.as_deref())
-                    );
+                    println!("{}", format_event(state, kind, path));
+                }
+            };
+            loop {
+                tokio::select! {
+                    ev = notifications.recv() => match ev {
+                        Ok(ev) => {
+                            let path = chroot_out(&chroot, &ev.path);
+                            watches
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .fired(ev.event_type, &path);
+                            print_event(ev.state.name(), ev.event_type.name(), Some(&path));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    ev = states.recv() => match ev.map(|e| e.state) {
+                        Ok(SessionState::Suspended) => print_event("Disconnected", "None", None),
+                        Ok(SessionState::Connected) => print_event("SyncConnected", "None", None),
+                        Ok(SessionState::ConnectedReadOnly) => {
+                            print_event("ConnectedReadOnly", "None", None)
+                        }
+                        Ok(SessionState::Expired) => print_event("Expired", "None", None),
+                        // Closed and AuthFailed are printed where the shell causes them.
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
                 }
             }
         });
@@ -418,58 +478,17 @@ impl Shell {
         let rt = tokio::runtime::Handle::current();
         *self.lister.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Box::new(move |parent: &str| {
-                rt.block_on(lister_zk.conn.get_children(&lister_zk.sp(parent), false))
+                rt.block_on(lister_zk.raw.get_children(&lister_zk.sp(parent), false))
                     .unwrap_or_default()
             }));
         self.zk = Some(zk);
     }
 
-    /// The connection dropped (the server went away, not `close`): resumes the session on
-    /// any server of the connect string, as the Java client does by itself. A session the
-    /// server has expired ends as Java's does (an Expired event, then "Not connected").
-    async fn resume_if_lost(&mut self, o: &mut Out) {
-        let Some(old) = self.zk.as_ref().filter(|z| z.conn.is_closed()).cloned() else {
-            return;
-        };
-        o.flush();
-        self.local_event("Disconnected", "None", None);
-        let Ok((hosts, _)) = parse_connect_string(&self.host) else {
-            return;
-        };
-        let opts = ConnectOptions {
-            session_timeout_ms: self.timeout_ms,
-            read_only: Some(self.read_only),
-            session_id: old.conn.session_id(),
-            passwd: old.conn.passwd(),
-            last_zxid_seen: old.conn.last_zxid(),
-        };
-        for h in &hosts {
-            match Connection::connect(h, opts.clone()).await {
-                Ok(conn) => {
-                    // The server keeps the session's watches; so does our table.
-                    let watches = std::mem::take(&mut *self.watches());
-                    self.start_session(Zk {
-                        conn,
-                        chroot: old.chroot.clone(),
-                    });
-                    *self.watches() = watches;
-                    return;
-                }
-                Err(ClientError::SessionExpired) => {
-                    self.local_event("Expired", "None", None);
-                    self.zk = None;
-                    return;
-                }
-                Err(_) => {}
-            }
-        }
-    }
-
     async fn close_session(&mut self) {
         *self.lister.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(zk) = self.zk.take() {
-            if !zk.conn.is_closed() {
-                let _ = zk.conn.close().await;
+            if zk.serves() {
+                let _ = zk.client().close().await;
                 self.local_event("Closed", "None", None);
             }
         }
@@ -477,7 +496,7 @@ impl Shell {
 
     async fn shutdown(&mut self) {
         if let Some(zk) = self.zk.take() {
-            let _ = zk.conn.close().await;
+            let _ = zk.client().close().await;
         }
     }
 
@@ -531,10 +550,7 @@ impl Shell {
             let _ = editor.load_history(h);
         }
         loop {
-            let state = match &self.zk {
-                Some(zk) if !zk.conn.is_closed() => "CONNECTED",
-                _ => "CLOSED",
-            };
+            let state = self.zk.as_ref().map_or("CLOSED", Zk::prompt_state);
             let prompt = format!("[zk: {}({}) {}] ", self.host, state, self.count);
             // readline blocks; run it off the async workers so event tasks keep running.
             let joined = tokio::task::spawn_blocking(move || {
@@ -617,7 +633,7 @@ impl Shell {
     }
 
     fn connected(&self) -> Option<Zk> {
-        self.zk.as_ref().filter(|z| !z.conn.is_closed()).cloned()
+        self.zk.as_ref().filter(|z| z.serves()).cloned()
     }
 
     async fn process(
@@ -686,7 +702,6 @@ impl Shell {
                 _ => {}
             }
         }
-        self.resume_if_lost(o).await;
         let Some(zk) = self.connected() else {
             o.outln("Not connected");
             return Ok(Step::Done);
@@ -703,7 +718,7 @@ impl Shell {
 
     /// Runs one command; Err is the line zkCli prints for its CliException (exit code 1).
     async fn exec(&mut self, zk: &Zk, cmd: Command, o: &mut Out) -> Result<(), String> {
-        let c = &zk.conn;
+        let c = &zk.raw;
         match cmd {
             Command::Shell(_) => {}
             Command::Ls {
@@ -906,14 +921,15 @@ impl Shell {
             }
             Command::AddWatch { path, recursive } => {
                 valid(&path).map_err(|f| f.message())?;
-                let mode = if recursive {
-                    AddWatchMode::PersistentRecursive
-                } else {
-                    AddWatchMode::Persistent
-                };
-                c.add_watch(&zk.sp(&path), mode)
+                // Through the client's own persistent watches, so that a move re-sends it;
+                // its events are printed from the notifications, the stream is only drained
+                // (it ends when removewatches takes the watch away).
+                let mut stream = zk
+                    .client()
+                    .watch_persistent(&zk.sp(&path), recursive)
                     .await
                     .map_err(|e| Fail::of(e, &path).message())?;
+                tokio::spawn(async move { while stream.next().await.is_some() {} });
                 let mut w = self.watches();
                 if recursive {
                     w.recursive.insert(path);
@@ -1115,7 +1131,7 @@ impl Shell {
             None if container => Request::CreateContainer(body),
             None => Request::Create(body),
         };
-        match zk.conn.call(req).await {
+        match zk.raw.call(req).await {
             Ok(Response::Path(p)) | Ok(Response::Create2(p, _)) => {
                 o.errln(&format!("Created {}", zk.cp(&p)));
                 Ok(())
@@ -1145,7 +1161,7 @@ impl Shell {
         o: &mut Out,
     ) -> Result<(), Fail> {
         valid(path)?;
-        let c = &zk.conn;
+        let c = &zk.raw;
         c.get_data_nullable(&zk.sp(path), watch)
             .await
             .map_err(|e| Fail::of(e, path))?;
@@ -1203,7 +1219,7 @@ impl Shell {
                 let r = if acl.is_empty() {
                     Err(Fail::Keeper(ErrorCode::InvalidAcl, None))
                 } else {
-                    zk.conn
+                    zk.raw
                         .set_acl(&zk.sp(path), acl, *version)
                         .await
                         .map_err(|e| Fail::of(e, path))
@@ -1224,7 +1240,7 @@ impl Shell {
         while i < tree.len() {
             let node = tree[i].clone();
             let kids = zk
-                .conn
+                .raw
                 .get_children(&zk.sp(&node), false)
                 .await
                 .map_err(|e| Fail::of(e, &node))?;
@@ -1241,7 +1257,7 @@ impl Shell {
         for (n, p) in tree.iter().enumerate().rev() {
             ops.push(Connection::delete_op(&zk.sp(p), -1));
             if ops.len() as i64 == i64::from(batch) || n == 0 {
-                let ok = match zk.conn.multi(std::mem::take(&mut ops)).await {
+                let ok = match zk.raw.multi(std::mem::take(&mut ops)).await {
                     Ok(results) => !results.iter().any(|r| matches!(r, MultiResult::Error(_))),
                     Err(_) => false,
                 };
@@ -1276,10 +1292,8 @@ impl Shell {
             'd' => WatcherType::Data,
             _ => WatcherType::Any,
         };
-        if let Err(e) = zk.conn.remove_watches(&zk.sp(path), wtype).await {
-            if !local {
-                return Err(wrapper_message(client_code(&e), Some(path)));
-            }
+        if let Err(e) = zk.client().remove_watches(&zk.sp(path), wtype, local).await {
+            return Err(wrapper_message(client_code(&e), Some(path)));
         }
         {
             let mut w = self.watches();
@@ -1356,7 +1370,7 @@ impl Shell {
         quota: StatsTrack,
     ) -> Result<(), Fail> {
         valid(path)?;
-        let c = &zk.conn;
+        let c = &zk.raw;
         let exists = |p: String| async move {
             c.exists(&zk.sp(&p), false)
                 .await
@@ -1499,7 +1513,7 @@ impl Shell {
         path: &str,
         which: Option<char>,
     ) -> Result<(), Fail> {
-        let c = &zk.conn;
+        let c = &zk.raw;
         let parent = format!("{QUOTA_ROOT}{path}");
         let limits = limit_path(path);
         valid(&limits)?;
@@ -1562,7 +1576,7 @@ enum Step {
 /// A node's data as text (quota nodes).
 async fn read(zk: &Zk, path: &str) -> Result<String, Fail> {
     let (d, _) = zk
-        .conn
+        .raw
         .get_data(&zk.sp(path), false)
         .await
         .map_err(|e| Fail::of(e, path))?;

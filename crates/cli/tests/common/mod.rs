@@ -1000,3 +1000,32 @@ fn is_reset(e: &std::io::Error) -> bool {
             | std::io::ErrorKind::BrokenPipe
     )
 }
+
+/// A server that can be killed and restarted on the same port and data.
+pub trait Restartable {
+    fn addr(&self) -> String;
+    /// kill -9, `down` with nothing on the port, then the server again on the same data.
+    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String>;
+}
+
+impl Restartable for CorralServer {
+    fn addr(&self) -> String {
+        self.proc.addr()
+    }
+    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
+        self.kill9()?;
+        std::thread::sleep(down);
+        self.restart()
+    }
+}
+
+impl Restartable for RealZk {
+    fn addr(&self) -> String {
+        self.proc.addr()
+    }
+    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
+        self.kill9()?;
+        std::thread::sleep(down);
+        self.restart()
+    }
+}
