@@ -1002,30 +1002,26 @@ fn is_reset(e: &std::io::Error) -> bool {
 }
 
 /// A server that can be killed and restarted on the same port and data.
-pub trait Restartable {
-    fn addr(&self) -> String;
-    /// kill -9, `down` with nothing on the port, then the server again on the same data.
-    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String>;
-}
+pub trait Restartable: std::ops::DerefMut<Target = ServerProcess> {
+    /// Starts it again on the same zoo.cfg and waits until it serves.
+    fn start_again(&mut self) -> Result<(), String>;
 
-impl Restartable for CorralServer {
-    fn addr(&self) -> String {
-        self.proc.addr()
-    }
+    /// kill -9, `down` with nothing on the port, then the server again on the same data.
     fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
         self.kill9()?;
         std::thread::sleep(down);
+        self.start_again()
+    }
+}
+
+impl Restartable for CorralServer {
+    fn start_again(&mut self) -> Result<(), String> {
         self.restart()
     }
 }
 
 impl Restartable for RealZk {
-    fn addr(&self) -> String {
-        self.proc.addr()
-    }
-    fn kill_and_restart_after(&mut self, down: Duration) -> Result<(), String> {
-        self.kill9()?;
-        std::thread::sleep(down);
+    fn start_again(&mut self) -> Result<(), String> {
         self.restart()
     }
 }
