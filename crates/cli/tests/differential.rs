@@ -529,6 +529,7 @@ fn client_error_kind(e: &corral_client::ClientError) -> &'static str {
         E::BadConnectString(..) => "bad connect string",
         E::BadPath(_) => "bad path",
         E::NotLeader => "not leader",
+        E::TransactionFailed { .. } => "transaction failed",
     }
 }
 

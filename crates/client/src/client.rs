@@ -41,6 +41,8 @@ const DEFAULT_PORT: u16 = 2181;
 /// Watch paths per setWatches2 frame, in bytes: ZooKeeper's clients split at 128 KiB so that a
 /// session with many watches never sends a frame over the server's limit.
 const SET_WATCHES_CHUNK: usize = 128 * 1024;
+/// Where an ensemble keeps its configuration (ZooDefs.CONFIG_NODE).
+const CONFIG_NODE: &str = "/zookeeper/config";
 /// Notifications a [`Client::notifications`] receiver may fall behind by before it misses the
 /// oldest.
 const NOTIFICATIONS_CAP: usize = 1024;
@@ -1596,6 +1598,62 @@ impl Client {
                 op.op_code()
             ))),
         }
+    }
+
+    /// Creates a node with a time-to-live (mode PersistentWithTtl or
+    /// PersistentSequentialWithTtl; the server needs extended types enabled): it is deleted
+    /// once it has had no children and no change for `ttl`. Returns its path and Stat.
+    pub async fn create_ttl(
+        &self,
+        path: &str,
+        data: &[u8],
+        acl: &[Acl],
+        mode: CreateMode,
+        ttl: Duration,
+    ) -> Result<(String, Stat), ClientError> {
+        let p = self.inner.server_path(path)?;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let c = self.conn().await?;
+        let (created, stat) = c
+            .create_ttl(&p, data, acl, mode, ttl_ms)
+            .await
+            .map_err(Self::lost)?;
+        Ok((self.inner.client_path(&created), stat))
+    }
+
+    /// The paths (chroot-relative) of the ephemeral nodes this session owns under `prefix`
+    /// (a path prefix, not only a parent: "/app/w" matches "/app/worker-1").
+    pub async fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>, ClientError> {
+        let p = self.inner.server_path(prefix)?;
+        // "/" under a chroot is the chroot's subtree, not every path that starts like it.
+        let p = if prefix == "/" && !self.inner.chroot.is_empty() {
+            format!("{p}/")
+        } else {
+            p
+        };
+        let c = self.conn().await?;
+        let paths = c.get_ephemerals(&p).await.map_err(Self::lost)?;
+        Ok(paths.iter().map(|s| self.inner.client_path(s)).collect())
+    }
+
+    /// How many nodes are below `path`, at any depth (3.6+ servers).
+    pub async fn get_all_children_number(&self, path: &str) -> Result<i32, ClientError> {
+        let p = self.inner.server_path(path)?;
+        let c = self.conn().await?;
+        c.get_all_children_number(&p).await.map_err(Self::lost)
+    }
+
+    /// The identities this session has authenticated as (3.7+ servers).
+    pub async fn who_am_i(&self) -> Result<Vec<corral_proto::ClientInfo>, ClientError> {
+        let c = self.conn().await?;
+        c.who_am_i().await.map_err(Self::lost)
+    }
+
+    /// The ensemble's configuration (`/zookeeper/config`, read outside the chroot as every
+    /// ZooKeeper client reads it) and its Stat.
+    pub async fn get_config(&self) -> Result<(Vec<u8>, Stat), ClientError> {
+        let c = self.conn().await?;
+        c.get_data(CONFIG_NODE, false).await.map_err(Self::lost)
     }
 
     /// Creates (or takes over) the ephemeral node `path` with open ACL and returns a handle

@@ -52,13 +52,22 @@ pub enum ClientError {
     /// the write failed on the server because another leader has been elected since).
     #[error("not the leader")]
     NotLeader,
+    /// A [`Transaction`](crate::Transaction) was refused as a whole: its operation `index`
+    /// (from 0, in the order added) failed with `code`, so the server applied none of them.
+    #[error("transaction refused: operation {index} failed with {code:?}")]
+    TransactionFailed {
+        /// Which operation failed.
+        index: usize,
+        /// Why.
+        code: ErrorCode,
+    },
 }
 
 impl ClientError {
     /// The server's error code, if this is a server-side failure.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Server(c) => Some(*c),
+            ClientError::Server(c) | ClientError::TransactionFailed { code: c, .. } => Some(*c),
             _ => None,
         }
     }

@@ -39,6 +39,7 @@ mod ops;
 mod persistent;
 mod queue;
 mod raw;
+mod txn;
 
 pub use cache::{
     CacheEvent, CachedNode, Change, ChangeKind, NodeCache, ResyncCause, ResyncReport, TreeCache,
@@ -54,6 +55,7 @@ pub use error::ClientError;
 pub use lock::{Lock, LockGuard};
 pub use persistent::{PersistentEvent, PersistentWatch};
 pub use raw::RawClient;
+pub use txn::{MultiRead, OpResult, ReadResult, Transaction};
 
 /// The wire types, re-exported so callers need not depend on corral-proto themselves.
 pub use corral_proto as proto;
