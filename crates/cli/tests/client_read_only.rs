@@ -1,18 +1,18 @@
 //! corral-client with read-only sessions allowed (`ClientBuilder::read_only`), on a 3-member
-//! corral ensemble in read-only mode whose quorum is lost and comes back: the client is
-//! served read-only meanwhile (reads work, writes fail `NotReadOnly`), and goes back to its
-//! own session, or to a first real one, as soon as a read-write member answers.
+//! ensemble in read-only mode (corral's, and real ZooKeeper 3.8's with the same scenarios)
+//! whose quorum is lost and comes back: the survivor serves clients read-only meanwhile
+//! (reads work, writes fail `NotReadOnly`; ZooKeeper only new ones, see [`Downgrade`]), and
+//! each goes back to its own session, or to a first real one, as soon as a read-write member
+//! answers.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{four_letter, CorralEnsemble};
+use common::{four_letter, CorralEnsemble, Ensemble, RealZkEnsemble};
 use corral_client::proto::{CreateMode, ErrorCode};
 use corral_client::{open_acl_unsafe, ClientBuilder, ClientError, SessionEvent, SessionState};
 use tokio::sync::broadcast;
-
-const READ_ONLY_CFG: &str = "readonlymode.enabled=true\n";
 
 /// The session events until (and with) the first in state `until`, within `within`.
 async fn events_until(
@@ -54,24 +54,80 @@ fn wait_isro(addr: &str, want: &str, within: Duration) {
     }
 }
 
+/// How long the lone member may take to serve read-only after the kills. ZooKeeper's lone
+/// peer goes LOOKING as soon as its quorum connections break and starts its read-only server
+/// after a grace of max(2 s, tickTime) in LOOKING: about 2 s here. corral's counts as cut
+/// off 2 s after it last knew a leader (a leader: syncLimit ticks without a quorum's
+/// acknowledgement, and 2 s more): about 12 s here.
+const TO_READ_ONLY: Duration = Duration::from_secs(20);
+/// How long the survivor may take to serve read-write again once the others were restarted
+/// (each restart already waited until that member served sessions).
+const TO_READ_WRITE: Duration = Duration::from_secs(30);
+
 /// Kills members 1 and 2 (indices), leaving member 0 cut off and read-only.
-fn lose_quorum(ens: &mut CorralEnsemble) {
+fn lose_quorum(ens: &mut dyn Ensemble) {
     for i in [1, 2] {
-        ens.members[i].kill9().expect("kill -9");
+        ens.kill9(i).expect("kill -9");
     }
-    wait_isro(&ens.members[0].addr(), "ro", Duration::from_secs(15));
+    wait_isro(&ens.addrs()[0], "ro", TO_READ_ONLY);
 }
 
-fn regain_quorum(ens: &mut CorralEnsemble) {
+fn regain_quorum(ens: &mut dyn Ensemble) {
     for i in [1, 2] {
-        ens.members[i].restart().expect("restart");
+        ens.restart(i).expect("restart");
     }
-    wait_isro(&ens.members[0].addr(), "rw", Duration::from_secs(30));
+    wait_isro(&ens.addrs()[0], "rw", TO_READ_WRITE);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
-    let mut ens = CorralEnsemble::start(3, READ_ONLY_CFG);
+/// Waits until `addr` (a single member) serves `path`: a write needs only a quorum's
+/// acknowledgement, which may not include the survivor, and read-only it serves only what it
+/// had when the others died (ZooKeeper's also refuses a client that has seen a newer zxid).
+async fn wait_served_by(addr: &str, path: &str) {
+    let plain = ClientBuilder::new(addr).connect().await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plain.exists(path).await.expect("exists").is_none() {
+        assert!(Instant::now() < deadline, "{addr} never served {path}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    plain.close().await.expect("close");
+}
+
+/// What a read-only member does with a session that a read-write one made, when its client
+/// comes back to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downgrade {
+    /// Serves the client read-only (corral: in a session local to that member, while the
+    /// client's own waits for a read-write one).
+    Served,
+    /// Refuses it, so the client waits, Suspended, for a read-write member. ZooKeeper 3.8
+    /// closes such a connection ("Refusing global session reconnection in RO mode"); its
+    /// admin guide: "A downgrade of an existing connections is currently not supported".
+    Refused,
+}
+
+/// The session events that arrive within `within`.
+async fn events_for(
+    rx: &mut broadcast::Receiver<SessionEvent>,
+    within: Duration,
+) -> Vec<SessionEvent> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(ev)) => seen.push(ev),
+            Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
+            Err(_) => return seen,
+        }
+    }
+}
+
+/// A client with read-only allowed and a session on the whole ensemble loses the quorum: it
+/// never expires, is served read-only by the survivor if that one downgrades sessions, and
+/// resumes its own session (same id, its ephemeral kept) as soon as the survivor is
+/// read-write again.
+async fn read_only_then_the_same_session(ens: &mut dyn Ensemble, name: &str, downgrade: Downgrade) {
+    let survivor = ens.addrs()[0].clone();
     let client = ClientBuilder::new(&ens.connect_string())
         .session_timeout(Duration::from_secs(30))
         .read_only(true)
@@ -81,42 +137,69 @@ async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
     assert_eq!(client.state(), SessionState::Connected);
     let sid = client.session_id();
     let path = format!("/{}", common::unique_name("ro"));
+    let own = format!("{path}/own");
     client
         .create(&path, b"v1", &open_acl_unsafe(), CreateMode::Persistent)
         .await
         .expect("create");
+    // With local sessions on (ZooKeeper's read-only mode needs them), a session is known to
+    // its member alone until its first ephemeral makes it global: only then can another
+    // member, or a later leader, resume it.
+    client
+        .create(&own, b"", &open_acl_unsafe(), CreateMode::Ephemeral)
+        .await
+        .expect("create an ephemeral");
+    wait_served_by(&survivor, &own).await;
     let mut events = client.session_events();
 
-    tokio::task::block_in_place(|| lose_quorum(&mut ens));
-    let evs = events_until(
-        &mut events,
-        SessionState::ConnectedReadOnly,
-        Duration::from_secs(20),
-    )
-    .await;
-    let ro = evs.last().expect("read-only");
-    assert_eq!(ro.server.as_deref(), Some(ens.members[0].addr().as_str()));
-    assert!(
-        evs.iter().all(|e| e.state != SessionState::Expired),
-        "{evs:?}"
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| lose_quorum(ens));
+    eprintln!(
+        "{name}: the survivor read-only {:?} after the kills",
+        t0.elapsed()
     );
-    let (data, _) = client.get_data(&path).await.expect("a read, read-only");
-    assert_eq!(data, b"v1");
-    match client.set_data(&path, b"v2", -1).await {
-        Err(ClientError::Server(ErrorCode::NotReadOnly)) => {}
-        other => panic!("a write on a read-only server: {other:?}"),
+    match downgrade {
+        Downgrade::Served => {
+            let evs =
+                events_until(&mut events, SessionState::ConnectedReadOnly, TO_READ_ONLY).await;
+            eprintln!(
+                "{name}: the client read-only {:?} after the kills: {evs:?}",
+                t0.elapsed()
+            );
+            let ro = evs.last().expect("read-only");
+            assert_eq!(ro.server.as_deref(), Some(survivor.as_str()));
+            assert!(
+                evs.iter().all(|e| e.state != SessionState::Expired),
+                "{evs:?}"
+            );
+            let (data, _) = client.get_data(&path).await.expect("a read, read-only");
+            assert_eq!(data, b"v1");
+            match client.set_data(&path, b"v2", -1).await {
+                Err(ClientError::Server(ErrorCode::NotReadOnly)) => {}
+                other => panic!("a write on a read-only server: {other:?}"),
+            }
+        }
+        Downgrade::Refused => {
+            // The survivor says "ro" by now; the client, retrying every 2 s at most, tries
+            // it a few times in this while and is turned away each time.
+            let evs = events_for(&mut events, Duration::from_secs(4)).await;
+            eprintln!(
+                "{name}: the client still suspended {:?} after the kills: {evs:?}",
+                t0.elapsed()
+            );
+            assert!(
+                evs.iter().all(|e| e.state == SessionState::Suspended),
+                "suspended, neither served read-only nor expired: {evs:?}"
+            );
+            assert_eq!(client.state(), SessionState::Suspended);
+        }
     }
 
     let t0 = Instant::now();
-    tokio::task::block_in_place(|| regain_quorum(&mut ens));
-    let evs = events_until(
-        &mut events,
-        SessionState::Connected,
-        Duration::from_secs(30),
-    )
-    .await;
+    tokio::task::block_in_place(|| regain_quorum(ens));
+    let evs = events_until(&mut events, SessionState::Connected, TO_READ_WRITE).await;
     eprintln!(
-        "back to read-write {:?} after the members restarted: {evs:?}",
+        "{name}: back to read-write {:?} after the restarts began: {evs:?}",
         t0.elapsed()
     );
     assert!(
@@ -128,6 +211,12 @@ async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
         Some(sid),
         "the client's own session, resumed: {evs:?}"
     );
+    let stat = client
+        .exists(&own)
+        .await
+        .expect("exists")
+        .expect("the ephemeral outlived the outage");
+    assert_eq!(stat.ephemeral_owner, sid);
     client
         .set_data(&path, b"v2", -1)
         .await
@@ -135,9 +224,11 @@ async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
     client.close().await.expect("close");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
-    let mut ens = CorralEnsemble::start(3, READ_ONLY_CFG);
+/// A client that first connects while only the read-only survivor answers gets a session
+/// local to it, then a real one (another id, not an expiry) once the quorum is back, and the
+/// watch it set while read-only goes along.
+async fn only_read_only_then_a_real_session(ens: &mut dyn Ensemble, name: &str) {
+    let survivor = ens.addrs()[0].clone();
     let path = format!("/{}", common::unique_name("ro-first"));
     {
         let writer = ClientBuilder::new(&ens.connect_string())
@@ -150,7 +241,8 @@ async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
             .expect("create");
         writer.close().await.expect("close");
     }
-    tokio::task::block_in_place(|| lose_quorum(&mut ens));
+    wait_served_by(&survivor, &path).await;
+    tokio::task::block_in_place(|| lose_quorum(ens));
     let client = ClientBuilder::new(&ens.connect_string())
         .session_timeout(Duration::from_secs(30))
         .read_only(true)
@@ -162,13 +254,13 @@ async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
     let (_, _, watch) = client.get_data_w(&path).await.expect("a watched read");
     let mut events = client.session_events();
 
-    tokio::task::block_in_place(|| regain_quorum(&mut ens));
-    let evs = events_until(
-        &mut events,
-        SessionState::Connected,
-        Duration::from_secs(30),
-    )
-    .await;
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| regain_quorum(ens));
+    let evs = events_until(&mut events, SessionState::Connected, TO_READ_WRITE).await;
+    eprintln!(
+        "{name}: a real session {:?} after the restarts began: {evs:?}",
+        t0.elapsed()
+    );
     assert!(
         evs.iter().all(|e| e.state != SessionState::Expired),
         "no session of the client's ended: {evs:?}"
@@ -200,4 +292,44 @@ async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
         .expect("a write in the real session");
     client.close().await.expect("close");
     other.close().await.expect("close");
+}
+
+/// corral reads `readonlymode.enabled` from zoo.cfg.
+const CORRAL_READ_ONLY_CFG: &str = "readonlymode.enabled=true\n";
+/// ZooKeeper 3.8 reads it only as a JVM system property (a zoo.cfg line would become
+/// `zookeeper.readonlymode.enabled`, which nothing reads).
+const ZK_READ_ONLY_JVM: &[&str] = &["-Dreadonlymode.enabled=true"];
+/// ZooKeeper's read-only server creates local sessions only (it answers a global
+/// createSession with NotReadOnly), so it serves no new client without local sessions;
+/// upgrading lets a session's first ephemeral make it global, as in the first scenario.
+const ZK_READ_ONLY_CFG: &str = "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
+    let mut ens = CorralEnsemble::start(3, CORRAL_READ_ONLY_CFG);
+    read_only_then_the_same_session(&mut ens, "corral", Downgrade::Served).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_while_the_quorum_is_lost_then_the_same_session_again_real_zk() {
+    let Some(mut ens) = RealZkEnsemble::start_with_jvm(3, ZK_READ_ONLY_CFG, ZK_READ_ONLY_JVM)
+    else {
+        return;
+    };
+    read_only_then_the_same_session(&mut ens, "zookeeper", Downgrade::Refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
+    let mut ens = CorralEnsemble::start(3, CORRAL_READ_ONLY_CFG);
+    only_read_only_then_a_real_session(&mut ens, "corral").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_only_met_read_only_gets_a_real_session_later_real_zk() {
+    let Some(mut ens) = RealZkEnsemble::start_with_jvm(3, ZK_READ_ONLY_CFG, ZK_READ_ONLY_JVM)
+    else {
+        return;
+    };
+    only_read_only_then_a_real_session(&mut ens, "zookeeper").await;
 }

@@ -19,7 +19,9 @@ mod proxy;
 
 use std::time::Duration;
 
-use common::{unique_name, CorralEnsemble, CorralServer, RealZk, RealZkEnsemble, Restartable};
+use common::{
+    unique_name, CorralEnsemble, CorralServer, Ensemble, RealZk, RealZkEnsemble, Restartable,
+};
 use corral_client::proto::{CreateMode, ErrorCode, EventType};
 use corral_client::{
     creator_all_acl, open_acl_unsafe, CachedNode, Change, ChangeKind, Client, ClientBuilder,
@@ -645,40 +647,6 @@ async fn server_move(server: &str) {
     client.close().await.expect("close");
     assert_eq!(client.state(), SessionState::Closed);
     assert!(matches!(client.exists("/").await, Err(ClientError::Closed)));
-}
-
-/// A 3-member ensemble (corral's or ZooKeeper's) whose members can be killed.
-trait Ensemble {
-    /// Every member's client address, by index.
-    fn addrs(&self) -> Vec<String>;
-    /// The leader's index, waiting up to `within`.
-    fn leader_within(&mut self, within: Duration) -> Option<usize>;
-    /// kill -9 member `i`.
-    fn kill9(&mut self, i: usize) -> Result<(), String>;
-}
-
-impl Ensemble for CorralEnsemble {
-    fn addrs(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.addr()).collect()
-    }
-    fn leader_within(&mut self, within: Duration) -> Option<usize> {
-        self.leader(within)
-    }
-    fn kill9(&mut self, i: usize) -> Result<(), String> {
-        self.members[i].kill9()
-    }
-}
-
-impl Ensemble for RealZkEnsemble {
-    fn addrs(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.addr()).collect()
-    }
-    fn leader_within(&mut self, within: Duration) -> Option<usize> {
-        self.leader(within)
-    }
-    fn kill9(&mut self, i: usize) -> Result<(), String> {
-        self.members[i].kill9()
-    }
 }
 
 /// Session timeout of the ensemble move tests: the move must finish well inside it.

@@ -676,25 +676,41 @@ impl RealZkEnsemble {
     /// Starts `n` members and waits until each serves sessions, or returns None (after
     /// printing "SKIP: ...") when ZooKeeper is not installed; a failure under CI.
     pub fn start(n: usize, extra_cfg: &str) -> Option<RealZkEnsemble> {
+        Self::start_with_jvm(n, extra_cfg, &[])
+    }
+
+    /// [`RealZkEnsemble::start`] with extra JVM arguments for every member, kept for its
+    /// restarts (system properties ZooKeeper reads only from the JVM, such as
+    /// `-Dreadonlymode.enabled=true`).
+    pub fn start_with_jvm(n: usize, extra_cfg: &str, jvm_args: &[&str]) -> Option<RealZkEnsemble> {
         if let Some(why) = RealZk::unavailable() {
             missing_tool(&format!("real ZooKeeper not available: {why}"));
             return None;
         }
         Some(
-            Self::try_start(n, extra_cfg)
+            Self::try_start_with_jvm(n, extra_cfg, jvm_args)
                 .unwrap_or_else(|e| panic!("cannot start a real ZooKeeper ensemble: {e}")),
         )
     }
 
     pub fn try_start(n: usize, extra_cfg: &str) -> Result<RealZkEnsemble, String> {
+        Self::try_start_with_jvm(n, extra_cfg, &[])
+    }
+
+    pub fn try_start_with_jvm(
+        n: usize,
+        extra_cfg: &str,
+        jvm_args: &[&str],
+    ) -> Result<RealZkEnsemble, String> {
         let extra = format!("{ZK_QUORUM_CFG}{extra_cfg}");
+        let jvm_args: Vec<String> = jvm_args.iter().map(|a| a.to_string()).collect();
         let mut members = Vec::with_capacity(n);
         for (dir, port, cfg) in ensemble_dirs("zk-ens", n, &extra, |_| String::new())? {
-            let cmd = zk_cmd(&dir, &cfg, &[]);
+            let cmd = zk_cmd(&dir, &cfg, &jvm_args);
             let proc = ServerProcess::spawn_unready("zookeeper", dir, port, cmd)?;
             members.push(RealZk {
                 proc,
-                jvm_args: Vec::new(),
+                jvm_args: jvm_args.clone(),
             });
         }
         for m in members.iter_mut() {
@@ -711,6 +727,54 @@ impl RealZkEnsemble {
     /// The index of the member whose `srvr` says `Mode: leader`, waiting up to `within`.
     pub fn leader(&mut self, within: Duration) -> Option<usize> {
         leader_of(&mut self.members, within)
+    }
+}
+
+/// An ensemble (corral's or ZooKeeper's) whose members can be killed and restarted, for
+/// scenarios written once and run against both.
+pub trait Ensemble {
+    /// Every member's client address, by index.
+    fn addrs(&self) -> Vec<String>;
+    /// The leader's index, waiting up to `within`.
+    fn leader_within(&mut self, within: Duration) -> Option<usize>;
+    /// kill -9 member `i`.
+    fn kill9(&mut self, i: usize) -> Result<(), String>;
+    /// Starts member `i` again (same config, same dataDir) after it exited, and waits until
+    /// it serves sessions.
+    fn restart(&mut self, i: usize) -> Result<(), String>;
+    /// Client addresses of every member, comma separated (a connect string).
+    fn connect_string(&self) -> String {
+        self.addrs().join(",")
+    }
+}
+
+impl Ensemble for CorralEnsemble {
+    fn addrs(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.addr()).collect()
+    }
+    fn leader_within(&mut self, within: Duration) -> Option<usize> {
+        self.leader(within)
+    }
+    fn kill9(&mut self, i: usize) -> Result<(), String> {
+        self.members[i].kill9()
+    }
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.members[i].restart()
+    }
+}
+
+impl Ensemble for RealZkEnsemble {
+    fn addrs(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.addr()).collect()
+    }
+    fn leader_within(&mut self, within: Duration) -> Option<usize> {
+        self.leader(within)
+    }
+    fn kill9(&mut self, i: usize) -> Result<(), String> {
+        self.members[i].kill9()
+    }
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.members[i].restart()
     }
 }
 
