@@ -676,3 +676,37 @@ async fn raw_watches_are_tracked_and_remove_watches_ends_them() {
     client.close().await.expect("close");
     delete_tree(&admin, &root).await;
 }
+
+/// `start` returns at once, Connecting; with `fail_fast` a call made while no server answers
+/// fails with ConnectionLoss as soon as an attempt fails, and once a server is there the same
+/// client connects by itself.
+#[tokio::test]
+async fn started_client_fails_fast_until_a_server_is_there() {
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let client = ClientBuilder::new(&addr)
+        .fail_fast(true)
+        .start()
+        .expect("start");
+    assert_eq!(client.state(), corral_client::SessionState::Connecting);
+    let asked = std::time::Instant::now();
+    let r = client.exists("/").await;
+    assert!(matches!(r, Err(ClientError::ConnectionLoss)), "{r:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    let dir = common::fresh_temp_dir("fail-fast").expect("dir");
+    let _server = CorralServer::try_start_on(dir, port, "").expect("server");
+    let mut events = client.session_events();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client.state() != corral_client::SessionState::Connected {
+            let _ = events.recv().await;
+        }
+    })
+    .await
+    .expect("connected once the server is up");
+    assert!(client.exists("/").await.expect("exists").is_some());
+    client.close().await.expect("close");
+}

@@ -502,7 +502,8 @@ fn dash_c_still_runs_one_command_quietly() {
     assert_eq!(r.stderr, vec!["Node does not exist: /nope"], "{r:#?}");
 }
 
-/// A `corral shell` driven line by line, its stdout read as it comes.
+/// A `corral shell` driven line by line, its stdout and stderr read as they come (one stream
+/// of lines: what the user sees).
 struct LiveShell {
     child: Child,
     stdin: ChildStdin,
@@ -515,19 +516,22 @@ impl LiveShell {
         let mut cmd = corral_cmd(args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
+        fn forward(from: impl std::io::Read + Send + 'static, tx: mpsc::Sender<String>) {
+            std::thread::spawn(move || {
+                for line in std::io::BufRead::lines(std::io::BufReader::new(from)) {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
                 }
-            }
-        });
+            });
+        }
+        forward(child.stdout.take().expect("piped stdout"), tx.clone());
+        forward(child.stderr.take().expect("piped stderr"), tx);
         LiveShell {
             child,
             stdin,
@@ -619,4 +623,65 @@ fn shell_across_a_restart(server: &mut dyn Restartable) {
         "the shell did not quit cleanly: {status:?}\n{}",
         shell.seen.join("\n")
     );
+}
+
+/// While its server is down the shell answers at once, as zkCli does (ConnectionLoss when a
+/// connection attempt fails, not after the session timeout), and it does not declare the
+/// session expired on its own: the server, back after twice the timeout with its sessions,
+/// resumes it (zkCli 3.8 has no client-side expiry either).
+#[test]
+fn a_long_outage_fails_commands_at_once_and_keeps_the_session() {
+    let mut server = CorralServer::start("");
+    let addr = server.addr();
+    let mut shell = LiveShell::start(&["-server", &addr, "-timeout", "4000"]);
+    let connected = "WatchedEvent state:SyncConnected type:None path:null";
+    let up = shell.wait_line(0, connected, Duration::from_secs(20));
+    shell.send("create -e /long 1");
+    let made = shell.wait_line(up, "Created /long", Duration::from_secs(10));
+    server.kill9().unwrap_or_else(|e| panic!("kill: {e}"));
+    let lost = shell.wait_line(
+        made,
+        "WatchedEvent state:Disconnected type:None path:null",
+        Duration::from_secs(10),
+    );
+    let asked = Instant::now();
+    shell.send("ls /");
+    let failed = shell.wait_line(
+        lost,
+        "KeeperErrorCode = ConnectionLoss for /",
+        Duration::from_secs(10),
+    );
+    let answered_in = asked.elapsed();
+    assert!(
+        answered_in < Duration::from_secs(3),
+        "ls took {answered_in:?} to fail while the server was down"
+    );
+    // Twice the timeout down: no Expired from the shell itself.
+    std::thread::sleep(Duration::from_secs(8));
+    server.restart().unwrap_or_else(|e| panic!("restart: {e}"));
+    let back = shell.wait_line(failed, connected, Duration::from_secs(15));
+    assert!(
+        !shell.seen[failed..back]
+            .iter()
+            .any(|l| l.contains("Expired")),
+        "the shell gave up its session:\n{}",
+        shell.seen.join("\n")
+    );
+    shell.send("getEphemerals /");
+    shell.wait_line(back, "[/long]", Duration::from_secs(10));
+    eprintln!(
+        "ls failed {answered_in:?} after it was typed; the session came back after the restart"
+    );
+    shell.send("quit");
+    let status = common::wait_child(&mut shell.child, Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "quit: {status:?}");
+}
+
+/// Against a server that is not there, commands fail with ConnectionLoss and the shell goes
+/// on, exactly as zkCli's (same lines, same exit code).
+#[test]
+fn no_server_prints_what_zkcli_prints() {
+    let Some(zkcli) = zkcli() else { return };
+    let dead = format!("127.0.0.1:{}", free_port());
+    assert_same(&zkcli, &["-server", &dead], "ls /\ncreate /x\nget /x\n");
 }

@@ -61,7 +61,8 @@ pub enum SessionState {
     /// answers, which the client keeps looking for.
     ConnectedReadOnly,
     /// The connection was lost; the session may still be alive and the client is trying to
-    /// resume it on another server. Requests wait (up to the session timeout).
+    /// resume it on another server. Requests wait (up to the session timeout; with
+    /// [`ClientBuilder::fail_fast`], until a connection attempt fails).
     Suspended,
     /// The session is gone: a server said so, or no server was heard from for 4/3 of the
     /// timeout. Its ephemeral nodes and watches are lost. With recovery on, Connecting follows.
@@ -158,6 +159,8 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     recovery: bool,
     read_only: bool,
+    fail_fast: bool,
+    expire_on_silence: bool,
     auth: Vec<(String, Vec<u8>)>,
 }
 
@@ -171,6 +174,8 @@ impl ClientBuilder {
             connect_timeout: None,
             recovery: true,
             read_only: false,
+            fail_fast: false,
+            expire_on_silence: true,
             auth: Vec::new(),
         }
     }
@@ -203,6 +208,25 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether a call made while no server serves the session fails with
+    /// [`ClientError::ConnectionLoss`] as soon as a connection attempt fails, as the Java
+    /// client's do (default false: it waits up to the session timeout for the session to be
+    /// served again). For interactive tools, which should answer at once.
+    pub fn fail_fast(mut self, on: bool) -> ClientBuilder {
+        self.fail_fast = on;
+        self
+    }
+
+    /// Whether the client declares its session Expired on its own clock, after 4/3 of the
+    /// timeout without news from any server (default true, as ZooKeeper 3.9.3's client). Off,
+    /// only a server says so, as ZooKeeper 3.8's clients and zkCli have it: a server that
+    /// comes back with its sessions (a restarted standalone server renews their timeouts)
+    /// still resumes the session after any outage.
+    pub fn expire_on_silence(mut self, on: bool) -> ClientBuilder {
+        self.expire_on_silence = on;
+        self
+    }
+
     /// Credentials sent on every connection before anything else (e.g. "digest",
     /// b"user:password").
     pub fn auth(mut self, scheme: &str, auth: &[u8]) -> ClientBuilder {
@@ -212,6 +236,41 @@ impl ClientBuilder {
 
     /// Starts the client and waits until its first session is established.
     pub async fn connect(self) -> Result<Client, ClientError> {
+        let wait = self.connect_timeout.unwrap_or(self.session_timeout);
+        let recovery = self.recovery;
+        let (client, mut events) = self.launch()?;
+        let up = tokio::time::timeout(wait, async {
+            loop {
+                match events.recv().await.map(|e| e.state) {
+                    Ok(SessionState::Connected | SessionState::ConnectedReadOnly) => return Ok(()),
+                    Ok(SessionState::AuthFailed) => return Err(ClientError::AuthFailed),
+                    Ok(SessionState::Closed) => return Err(ClientError::Closed),
+                    Ok(SessionState::Expired) if !recovery => {
+                        return Err(ClientError::SessionExpired)
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Closed),
+                }
+            }
+        })
+        .await;
+        match up {
+            Ok(Ok(())) => Ok(client),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::ConnectionLoss),
+        }
+    }
+
+    /// Starts the client without waiting: it is Connecting, and calls wait for (or, with
+    /// [`ClientBuilder::fail_fast`], fail until) a server, as with the Java client's
+    /// constructor. Fails only on a bad connect string.
+    pub fn start(self) -> Result<Client, ClientError> {
+        self.launch().map(|(client, _)| client)
+    }
+
+    /// Builds the client and spawns its driver; the receiver hears every transition from
+    /// the very first.
+    fn launch(self) -> Result<(Client, broadcast::Receiver<SessionEvent>), ClientError> {
         let (servers, chroot) = parse_connect_string(&self.connect_string)?;
         let timeout_ms = i32::try_from(self.session_timeout.as_millis()).unwrap_or(i32::MAX);
         let (link, _) = watch::channel(Link::Down);
@@ -228,6 +287,9 @@ impl ClientBuilder {
             requested_timeout_ms: timeout_ms,
             recovery: self.recovery,
             read_only: self.read_only,
+            fail_fast: self.fail_fast,
+            expire_on_silence: self.expire_on_silence,
+            attempts_failed: watch::channel(0).0,
             link,
             events,
             notifications,
@@ -253,36 +315,15 @@ impl ClientBuilder {
                 },
             }),
         });
-        // Events, not the link: the link may already have gone up and down again by the
-        // time this task looks, and a connect that did succeed must say so.
-        let mut events = inner.events.subscribe();
-        let recovery = inner.recovery;
+        // Subscribed before the driver runs, so that a caller waiting for Connected cannot miss
+        // it (the link may already have gone up and down again by the time it looks).
+        let events = inner.events.subscribe();
         let driver = tokio::spawn(drive(inner.clone()));
         let client = Client {
             guard: Arc::new(Guard(driver.abort_handle(), inner.clone())),
             inner,
         };
-        let wait = self.connect_timeout.unwrap_or(self.session_timeout);
-        let up = tokio::time::timeout(wait, async {
-            loop {
-                match events.recv().await.map(|e| e.state) {
-                    Ok(SessionState::Connected | SessionState::ConnectedReadOnly) => return Ok(()),
-                    Ok(SessionState::AuthFailed) => return Err(ClientError::AuthFailed),
-                    Ok(SessionState::Closed) => return Err(ClientError::Closed),
-                    Ok(SessionState::Expired) if !recovery => {
-                        return Err(ClientError::SessionExpired)
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Closed),
-                }
-            }
-        })
-        .await;
-        match up {
-            Ok(Ok(())) => Ok(client),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClientError::ConnectionLoss),
-        }
+        Ok((client, events))
     }
 }
 
@@ -353,6 +394,12 @@ pub(crate) struct Inner {
     recovery: bool,
     /// A read-only server may serve the client.
     read_only: bool,
+    /// Calls fail when a connection attempt fails instead of waiting for the session.
+    fail_fast: bool,
+    /// The client-side expiry clock runs.
+    expire_on_silence: bool,
+    /// Connection attempts that failed so far (what fail-fast calls wait on).
+    attempts_failed: watch::Sender<u64>,
     link: watch::Sender<Link>,
     events: broadcast::Sender<SessionEvent>,
     /// Every watch notification, for [`Client::notifications`].
@@ -602,10 +649,12 @@ async fn drive(inner: Arc<Inner>) {
             }
             Ok(Err(e)) => {
                 tracing::debug!(server = %addr, error = %e, "connect failed");
+                inner.attempts_failed.send_modify(|n| *n += 1);
                 continue;
             }
             Err(_) => {
                 tracing::debug!(server = %addr, "connect timed out");
+                inner.attempts_failed.send_modify(|n| *n += 1);
                 continue;
             }
         };
@@ -648,8 +697,9 @@ async fn drive(inner: Arc<Inner>) {
             }
             Err(e) => {
                 tracing::debug!(server = %addr, error = %e, "session set-up failed");
+                inner.attempts_failed.send_modify(|n| *n += 1);
                 conn.abort();
-                deadline = Some(conn.last_heard() + timeout * 4 / 3);
+                deadline = silence_deadline(&inner, conn.last_heard(), timeout);
                 continue;
             }
         }
@@ -667,7 +717,7 @@ async fn drive(inner: Arc<Inner>) {
                 // The new connection died during recovery: resume the new session on the
                 // next one and recover again there (creating is idempotent for our nodes).
                 pending_recovery = Some((old, lost_watches));
-                deadline = Some(conn.last_heard() + timeout * 4 / 3);
+                deadline = silence_deadline(&inner, conn.last_heard(), timeout);
                 continue;
             }
             let report = RecoveryReport {
@@ -750,9 +800,17 @@ async fn drive(inner: Arc<Inner>) {
             conn.session_id(),
             Some(addr.clone()),
         );
-        deadline = Some(conn.last_heard() + timeout * 4 / 3);
+        deadline = silence_deadline(&inner, conn.last_heard(), timeout);
         // Try the next server first: the one that failed is the least likely to answer.
     }
+}
+
+/// When the client-side expiry clock declares the session expired: 4/3 of the timeout after
+/// the last news from a server (ZooKeeper 3.9.3's client), unless it is off.
+fn silence_deadline(inner: &Inner, last_heard: Instant, timeout: Duration) -> Option<Instant> {
+    inner
+        .expire_on_silence
+        .then(|| last_heard + timeout * 4 / 3)
 }
 
 /// The first and the longest wait between two looks for a read-write server while a
@@ -1226,6 +1284,9 @@ impl Client {
             Link::Gone(t) => return Err(t.error()),
             _ => {}
         }
+        let mut failures = self.inner.attempts_failed.subscribe();
+        failures.borrow_and_update();
+        let fail_fast = self.inner.fail_fast;
         let got = tokio::time::timeout(wait, async {
             loop {
                 match &*rx.borrow_and_update() {
@@ -1236,8 +1297,15 @@ impl Client {
                     Link::Gone(t) => return Err(t.error()),
                     _ => {}
                 }
-                if rx.changed().await.is_err() {
-                    return Err(ClientError::Closed);
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return Err(ClientError::Closed);
+                        }
+                    }
+                    _ = failures.changed(), if fail_fast => {
+                        return Err(ClientError::ConnectionLoss);
+                    }
                 }
             }
         })

@@ -38,9 +38,6 @@ use format::{client_code, format_event, format_stat, keeper_message, wrapper_mes
 use parse::{split_words, usage, validate_path, Command, Line, Refused};
 use quota::{key_of, limit_path, stat_path, StatsTrack, QUOTA_ROOT};
 
-/// How long the shell waits for its first session before saying it cannot connect.
-const CONNECT_WAIT: Duration = Duration::from_secs(10);
-
 /// The largest TTL ZooKeeper accepts (EphemeralType.TTL's maximum).
 const MAX_TTL: i64 = 0xFF_FFFF_FFFF;
 
@@ -50,6 +47,9 @@ struct Options {
     server: String,
     timeout_ms: i32,
     read_only: bool,
+    /// `-waitforconnection`: wait (up to the session timeout) for the session before running
+    /// anything.
+    wait_for_connection: bool,
     /// `-c 'line'`.
     one_line: Option<String>,
     /// A trailing command, its words as given.
@@ -78,8 +78,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| format!("corral shell: -timeout needs a number of milliseconds, not {v}"))?;
             }
             "-r" => o.read_only = true,
-            // corral always waits for the connection before running anything.
-            "-waitforconnection" => {}
+            "-waitforconnection" => o.wait_for_connection = true,
             "-c" | "--command" => o.one_line = Some(value(a)?),
             "-client-configuration" => {
                 return Err("corral shell: -client-configuration is not supported (no client properties: TLS and SASL clients are not built yet)".into())
@@ -208,6 +207,15 @@ impl Zk {
     }
 }
 
+/// zkCli's name for a connected state.
+fn connected_name(state: SessionState) -> &'static str {
+    if state == SessionState::ConnectedReadOnly {
+        "ConnectedReadOnly"
+    } else {
+        "SyncConnected"
+    }
+}
+
 fn chroot_in(chroot: &str, p: &str) -> String {
     if chroot.is_empty() {
         p.to_string()
@@ -332,6 +340,7 @@ struct Shell {
     zk: Option<Zk>,
     timeout_ms: i32,
     read_only: bool,
+    wait_for_connection: bool,
     /// Print watch events (printwatches); off for `-c`.
     print_watches: Arc<AtomicBool>,
     show_events: bool,
@@ -375,6 +384,7 @@ impl Shell {
             zk: None,
             timeout_ms: o.timeout_ms,
             read_only: o.read_only,
+            wait_for_connection: o.wait_for_connection,
             print_watches: Arc::new(AtomicBool::new(true)),
             show_events,
             watches: Arc::new(Mutex::new(Watches::default())),
@@ -403,35 +413,64 @@ impl Shell {
         let (hosts, chroot) = parse_connect_string(connect_string)?;
         // The client gets no chroot: zkCli applies it itself, and not everywhere (config and
         // getEphemerals go without it), so the shell keeps that rule.
-        let client = ClientBuilder::new(&hosts.join(","))
-            .session_timeout(Duration::from_millis(self.timeout_ms.max(1) as u64))
-            .connect_timeout(CONNECT_WAIT)
+        let timeout = Duration::from_millis(self.timeout_ms.max(1) as u64);
+        // As zkCli's client: it starts Connecting and keeps trying; a command run meanwhile
+        // fails with ConnectionLoss when an attempt fails; only a server declares the
+        // session expired; and an expired session ends (no new one behind the user's back).
+        let builder = ClientBuilder::new(&hosts.join(","))
+            .session_timeout(timeout)
             .read_only(self.read_only)
-            // An expired session ends, as it does in zkCli: no new one behind the user's back.
-            .recovery(false)
-            .connect()
-            .await
-            .map_err(|e| {
-                let why = match e {
-                    ClientError::ConnectionLoss => {
-                        format!("no server answered within {} s", CONNECT_WAIT.as_secs())
-                    }
-                    e => e.to_string(),
-                };
-                format!("Cannot connect to {}: {why}", hosts.join(","))
-            })?;
+            .fail_fast(true)
+            .expire_on_silence(false)
+            .recovery(false);
+        let client = builder
+            .start()
+            .map_err(|e| format!("Cannot connect to {connect_string}: {e}"))?;
+        let waiting = self.wait_for_connection.then(|| client.session_events());
         self.start_session(Zk {
             raw: client.raw(),
             chroot,
         });
+        if let Some(mut events) = waiting {
+            let up = tokio::time::timeout(timeout, async {
+                loop {
+                    if matches!(
+                        client.state(),
+                        SessionState::Connected | SessionState::ConnectedReadOnly
+                    ) {
+                        return true;
+                    }
+                    if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+                        return false;
+                    }
+                }
+            })
+            .await;
+            if !matches!(up, Ok(true)) {
+                // zkCli closes the client and gives up the same way.
+                self.close_session().await;
+                return Err(format!(
+                    "Cannot connect to {}: no server answered within {} ms",
+                    hosts.join(","),
+                    timeout.as_millis()
+                ));
+            }
+        }
         Ok(())
     }
 
     fn start_session(&mut self, zk: Zk) {
         *self.watches() = Watches::default();
-        self.local_event("SyncConnected", "None", None);
         let mut notifications = zk.client().notifications();
         let mut states = zk.client().session_events();
+        // The first Connected may have come before the subscription: print it from the
+        // status then, and skip it if the stream brings it as well.
+        let status = zk.client().status();
+        let seen_at = matches!(
+            status.state,
+            SessionState::Connected | SessionState::ConnectedReadOnly
+        )
+        .then_some(status.at);
         let chroot = zk.chroot.clone();
         let (print, show, watches) = (
             self.print_watches.clone(),
@@ -446,6 +485,9 @@ impl Shell {
                     println!("{}", format_event(state, kind, path));
                 }
             };
+            if let Some(state) = seen_at.map(|_| status.state) {
+                print_event(connected_name(state), "None", None);
+            }
             loop {
                 tokio::select! {
                     ev = notifications.recv() => match ev {
@@ -460,13 +502,15 @@ impl Shell {
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
-                    ev = states.recv() => match ev.map(|e| e.state) {
-                        Ok(SessionState::Suspended) => print_event("Disconnected", "None", None),
-                        Ok(SessionState::Connected) => print_event("SyncConnected", "None", None),
-                        Ok(SessionState::ConnectedReadOnly) => {
-                            print_event("ConnectedReadOnly", "None", None)
+                    ev = states.recv() => match ev.map(|e| (e.state, e.at)) {
+                        Ok((_, at)) if seen_at.is_some_and(|seen| at <= seen) => {}
+                        Ok((SessionState::Suspended, _)) => {
+                            print_event("Disconnected", "None", None)
                         }
-                        Ok(SessionState::Expired) => print_event("Expired", "None", None),
+                        Ok((state @ (SessionState::Connected | SessionState::ConnectedReadOnly), _)) => {
+                            print_event(connected_name(state), "None", None)
+                        }
+                        Ok((SessionState::Expired, _)) => print_event("Expired", "None", None),
                         // Closed and AuthFailed are printed where the shell causes them.
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return,
