@@ -192,6 +192,17 @@ async fn answer_connect(link: &Link, body: &[u8]) -> Result<Attached, Close> {
             info!(%remote, "refusing a client that does not allow read-only mode: this member is cut off from the quorum");
             return Err("not a read-only client".into());
         }
+        // A session of the quorum's is not downgraded to a local one, as in ZooKeeper (whose
+        // Java client would adopt the local id and find its own session gone afterwards):
+        // the client keeps trying members until one of the quorum resumes it.
+        if req.session_id != 0 && keeper.state().tree.session(req.session_id).is_some() {
+            info!(
+                %remote,
+                session = format!("0x{:x}", req.session_id),
+                "refusing global session reconnection in read-only mode"
+            );
+            return Err("a global session in read-only mode".into());
+        }
         return Ok(read_only_session(link, timeout));
     }
     if keeper.cut_off() {
