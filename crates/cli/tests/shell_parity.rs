@@ -256,7 +256,9 @@ removewatches
 removewatches t
 set /t z
 setquota -n 5 /t/a
+stat /zookeeper/quota/t/a/zookeeper_limits
 setquota -N 7 /t/a
+stat /zookeeper/quota/t/a/zookeeper_limits
 setquota -b 100 /t/a
 listquota /t/a
 get /zookeeper/quota/t/a/zookeeper_limits

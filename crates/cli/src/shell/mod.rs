@@ -1503,7 +1503,8 @@ impl Shell {
         }
         let limits = format!("{q}/{}", quota::LIMIT_NODE);
         let stats = format!("{q}/{}", quota::STAT_NODE);
-        let (quota, st) = if exists(limits.clone()).await?.is_none() {
+        let existed = exists(limits.clone()).await?.is_some();
+        let (quota, st) = if !existed {
             if !create(limits.clone(), Some(quota.to_string().into_bytes())).await? {
                 return Err(Fail::Keeper(ErrorCode::NodeExists, Some(limits)));
             }
@@ -1540,7 +1541,9 @@ impl Shell {
                 "[Warning]: the bytes quota you create is less than the existing bytes:{bytes}"
             ));
         }
-        if exists(limits.clone()).await?.is_some() {
+        // A new limits node was created with its data; only an existing one is updated (one
+        // write more would shift every later zxid against zkCli's).
+        if existed {
             c.set_data(&zk.sp(&limits), quota.to_string().as_bytes(), -1)
                 .await
                 .map_err(|e| Fail::of(e, &limits))?;
