@@ -19,7 +19,8 @@
 //! session timeout in ms (default 6000), and optionally how many seconds to run (default:
 //! until Ctrl-C). Pause the leader (`kill -STOP <pid>`) for longer than the timeout: another
 //! participant takes over with the next epoch, and when the old one is continued
-//! (`kill -CONT <pid>`) its session has expired, its fenced write fails, and it campaigns
+//! (`kill -CONT <pid>`) it finds its connection dead and its session expired, so its next
+//! fenced write fails (were it sent, the epoch check would refuse it), and it campaigns
 //! again.
 
 use std::time::Duration;
@@ -131,6 +132,8 @@ async fn lead_while_leader(
                         corral_client::proto::CreateMode::Persistent,
                     )
                     .await;
+                // Not a write: this number is used again.
+                n -= 1;
                 continue;
             }
             Err(e) => println!("{name}: write failed ({e}); its fate is unknown"),

@@ -178,7 +178,9 @@ fn member_json(m: &MemberReport) -> Value {
         "fsync_p99_us": mntr("zk_corral_fsync_p99_us"),
         "stalls": mntr("zk_corral_keeper_stalls_detected"),
         "stalled_ms_total": mntr("zk_corral_keeper_stalled_ms_total"),
-        "longest_recent_stall_ms": mntr("zk_corral_keeper_longest_recent_stall_ms"),
+        // mntr says -1 for "no stall lately"; JSON says null.
+        "longest_recent_stall_ms": mntr("zk_corral_keeper_longest_recent_stall_ms")
+            .filter(|ms| *ms >= 0),
         "live_sessions": m.sessions.len(),
         "obituaries": m.obituaries.len(),
         "unreadable": m.unreadable.iter().map(|(w, e)| json!({"word": w, "why": e.to_string()})).collect::<Vec<_>>(),
