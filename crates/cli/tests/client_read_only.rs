@@ -147,8 +147,8 @@ async fn read_only_then_the_same_session(ens: &mut dyn Ensemble, name: &str) {
         "{name}: the survivor read-only {:?} after the kills",
         t0.elapsed()
     );
-    // Until the survivor knew itself cut off, it may have resumed the session (corral's
-    // leader only gives up its quorum after syncLimit ticks): what counts is from "ro" on.
+    // Until the survivor knew itself cut off (2 s without a quorum, for both servers), it
+    // may have resumed the session: what counts is from "ro" on.
     let before: Vec<SessionEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
     assert!(
         before.iter().all(|e| e.state != SessionState::Expired),

@@ -343,6 +343,34 @@ async fn a_frozen_leader_is_replaced_after_an_election_timeout() {
     }
 }
 
+/// A leader whose followers die (their quorum ports refuse it) counts itself cut off within
+/// seconds, as ZooKeeper's leader does when its followers' sockets close, not after syncLimit
+/// ticks (10 s here): its clients move on rather than stay with a member that can commit
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_followers_die_stops_serving_within_seconds() {
+    let mut ens = CorralEnsemble::start(3, "");
+    let leader = ens.leader(Duration::from_secs(10)).expect("a leader");
+    let killed_at = Instant::now();
+    for i in (0..3).filter(|&i| i != leader) {
+        ens.members[i].kill9().expect("kill -9 a follower");
+    }
+    // Long enough to see the old behaviour (syncLimit, then 2 s) fail the assertion below.
+    let deadline = killed_at + Duration::from_secs(15);
+    let srvr = loop {
+        let srvr = ens.members[leader].four_letter("srvr");
+        if !srvr.contains("Mode: leader") {
+            break srvr;
+        }
+        assert!(Instant::now() < deadline, "still leads: {srvr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = killed_at.elapsed();
+    eprintln!("the lone leader stopped serving {took:?} after its followers died: {srvr}");
+    assert!(srvr.contains("not currently serving requests"), "{srvr}");
+    assert!(took < Duration::from_secs(6), "cut off only after {took:?}");
+}
+
 /// Writes `n` values to `path` through `c`, failing the test on any error.
 async fn write_some(c: &zk::Client, path: &str, from: i64, n: i64) -> i64 {
     for v in from..from + n {

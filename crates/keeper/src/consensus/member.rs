@@ -18,6 +18,8 @@ pub(super) struct Ensemble {
     /// (syncLimit ticks, as ZooKeeper's leader; a loaded leader's acknowledgements can lag
     /// by a second or more, which must not cut its clients off).
     quorum_lost_after: Duration,
+    /// Which members raft's calls found down.
+    health: Arc<PeerHealth>,
 }
 
 #[derive(Default)]
@@ -64,10 +66,12 @@ impl Consensus {
         let config_changed = sm.config_changed.subscribe();
         let desired_hook = Arc::clone(&sm.hook);
         let contact = Arc::new(LeaderContact::new());
+        let health = Arc::new(PeerHealth::default());
         let network = TcpNetwork {
             me,
             max_frame: members.max_frame,
             contact: Arc::clone(&contact),
+            health: Arc::clone(&health),
         };
         let raft = match Raft::new(me, config, network, log, sm).await {
             Ok(r) => r,
@@ -112,6 +116,7 @@ impl Consensus {
                 stop,
                 leadership,
                 quorum_lost_after: members.quorum_lost_after,
+                health,
             })),
         };
         if let Err(e) = consensus.bootstrap(&members).await {
@@ -230,15 +235,26 @@ impl Consensus {
     /// How long this ensemble member has known no leader; None while it knows one, and
     /// always for a standalone keeper.
     ///
-    /// A leader that no quorum has acknowledged for longer than the election timeout counts
-    /// as leaderless from then on: cut off from the others, it can commit nothing (openraft
-    /// keeps it leader until it hears a higher term).
+    /// A leader counts as leaderless once too many voters' connections were refused or
+    /// closed for a quorum to remain, or once no quorum has acknowledged it for syncLimit
+    /// ticks (members gone silent): cut off from the others, it can commit nothing
+    /// (openraft keeps it leader until it hears a higher term).
     pub fn leaderless_for(&self) -> Option<Duration> {
         let e = self.ensemble.as_ref()?;
         let l = e.leadership.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_leader() {
-            let acked = l.quorum_acked?;
-            return acked.elapsed().checked_sub(e.quorum_lost_after);
+            let silent = l
+                .quorum_acked
+                .and_then(|acked| acked.elapsed().checked_sub(e.quorum_lost_after));
+            let voters: BTreeSet<NodeId> = self
+                .metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            let gone = e.health.quorum_gone_for(self.node_id, &voters);
+            return silent.max(gone);
         }
         l.leaderless_since.map(|s| s.elapsed())
     }

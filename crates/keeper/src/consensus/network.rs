@@ -253,6 +253,18 @@ impl PeerConn {
 }
 
 impl CallError {
+    /// Whether this failure says the member is down, not merely slow: nothing listens on its
+    /// quorum port, it refused us, or it dropped the connection. Silence (a timeout) says
+    /// nothing yet: that is syncLimit's business.
+    fn says_gone(&self) -> bool {
+        match self {
+            CallError::Connect { source, .. } => source.kind() != io::ErrorKind::TimedOut,
+            CallError::Refused { .. } | CallError::Closed { .. } => true,
+            CallError::Wire { source, .. } => matches!(source, wire::WireError::Io(_)),
+            CallError::NoAddress(_) | CallError::Timeout { .. } => false,
+        }
+    }
+
     /// What openraft is told. Only a member that cannot be reached at all is Unreachable,
     /// which makes openraft back off from it (500 ms): a slow answer or a broken connection
     /// is retried at once, or the one follower left after a failover would stall commits.
@@ -280,11 +292,54 @@ impl CallError {
 
 // ---- openraft's side ----
 
+/// Which members this one's raft calls found down (a refused, reset or closed connection),
+/// and since when. A ZooKeeper leader learns at once that its followers' sockets closed; a
+/// leader going by acknowledgements alone would wait syncLimit ticks to know its quorum gone.
+#[derive(Default)]
+pub(super) struct PeerHealth {
+    gone: Mutex<BTreeMap<NodeId, Instant>>,
+}
+
+impl PeerHealth {
+    pub(super) fn record<T>(&self, target: NodeId, result: &Result<T, CallError>) {
+        let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => {
+                gone.remove(&target);
+            }
+            Err(e) if e.says_gone() => {
+                gone.entry(target).or_insert_with(Instant::now);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// How long too many of `voters` (`me` among them, never gone) have been down for a
+    /// quorum to remain; None while a quorum may still be there.
+    pub(super) fn quorum_gone_for(
+        &self,
+        me: NodeId,
+        voters: &BTreeSet<NodeId>,
+    ) -> Option<Duration> {
+        let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        let mut since: Vec<Instant> = voters
+            .iter()
+            .filter(|id| **id != me)
+            .filter_map(|id| gone.get(id).copied())
+            .collect();
+        // The quorum went with the voter whose loss left fewer than a majority.
+        let tolerated = voters.len().saturating_sub(voters.len() / 2 + 1);
+        since.sort_unstable();
+        since.get(tolerated).map(|lost| lost.elapsed())
+    }
+}
+
 /// openraft's network factory over TCP: a [`PeerLink`] per replication stream.
 pub struct TcpNetwork {
     pub(super) me: NodeId,
     pub(super) max_frame: usize,
     pub(super) contact: Arc<LeaderContact>,
+    pub(super) health: Arc<PeerHealth>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
@@ -296,6 +351,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
             link: PeerLink::new(self.me, target, addr, self.max_frame),
             max_frame: self.max_frame,
             contact: Arc::clone(&self.contact),
+            health: Arc::clone(&self.health),
         }
     }
 }
@@ -319,6 +375,16 @@ pub struct RaftPeer {
     link: PeerLink,
     max_frame: usize,
     contact: Arc<LeaderContact>,
+    health: Arc<PeerHealth>,
+}
+
+impl RaftPeer {
+    /// One raft call, its outcome noted in [`PeerHealth`].
+    async fn call(&mut self, req: Request, ttl: Duration) -> Result<Response, CallError> {
+        let result = self.link.call(req, ttl).await;
+        self.health.record(self.link.target, &result);
+        result
+    }
 }
 
 impl RaftNetwork<TypeConfig> for RaftPeer {
@@ -335,7 +401,6 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
             return Err(wire::too_large(fit, self.max_frame));
         }
         match self
-            .link
             .call(Request::AppendEntries(rpc), option.hard_ttl())
             .await
         {
@@ -362,7 +427,6 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
     > {
         let target = self.link.target;
         match self
-            .link
             .call(Request::InstallSnapshot(rpc), option.hard_ttl())
             .await
         {
@@ -378,7 +442,7 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let target = self.link.target;
         let mine = rpc.last_log_id;
-        match self.link.call(Request::Vote(rpc), option.hard_ttl()).await {
+        match self.call(Request::Vote(rpc), option.hard_ttl()).await {
             Ok(resp) => {
                 let reply = wire::vote_reply(target, resp);
                 if let Ok(r) = &reply {

@@ -939,3 +939,43 @@ fn append_entries_carry_a_bounded_number_of_bytes() {
     assert_eq!(network::entries_within(&entries[..1], 1024), None);
     assert_eq!(network::entries_within(&entries[..3], 4 << 20), None);
 }
+
+/// A leader's quorum is gone only once more voters than a minority are found down; the
+/// answer of one of them brings it back.
+#[test]
+fn a_quorum_is_gone_only_when_too_many_voters_are() {
+    let health = network::PeerHealth::default();
+    let refused = |target| -> Result<(), network::CallError> {
+        Err(network::CallError::Refused {
+            target,
+            reason: "test".into(),
+        })
+    };
+    let slow: Result<(), network::CallError> =
+        Err(network::CallError::Timeout { target: 3, ms: 5 });
+    let three: BTreeSet<NodeId> = [1, 2, 3].into();
+    let five: BTreeSet<NodeId> = [1, 2, 3, 4, 5].into();
+
+    health.record(2, &refused(2));
+    assert_eq!(health.quorum_gone_for(1, &three), None, "one of three down");
+    // Silence is not a refusal.
+    health.record(3, &slow);
+    assert_eq!(health.quorum_gone_for(1, &three), None);
+    health.record(3, &refused(3));
+    assert!(
+        health.quorum_gone_for(1, &three).is_some(),
+        "two of three down"
+    );
+    assert_eq!(health.quorum_gone_for(1, &five), None, "two of five down");
+    health.record(4, &refused(4));
+    assert!(
+        health.quorum_gone_for(1, &five).is_some(),
+        "three of five down"
+    );
+    // A member that answers is back.
+    health.record(3, &Ok(()));
+    assert_eq!(health.quorum_gone_for(1, &three), None);
+    // This member never counts itself gone, and a lone voter always has its quorum.
+    health.record(1, &refused(1));
+    assert_eq!(health.quorum_gone_for(1, &[1].into()), None);
+}
