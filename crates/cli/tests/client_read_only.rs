@@ -11,34 +11,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{four_letter, CorralEnsemble, Ensemble, RealZkEnsemble};
+use common::{events_for, events_until, four_letter, CorralEnsemble, Ensemble, RealZkEnsemble};
 use corral_client::proto::CreateMode;
 use corral_client::{open_acl_unsafe, ClientBuilder, SessionEvent, SessionState};
-use tokio::sync::broadcast;
-
-/// The session events until (and with) the first in state `until`, within `within`.
-async fn events_until(
-    rx: &mut broadcast::Receiver<SessionEvent>,
-    until: SessionState,
-    within: Duration,
-) -> Vec<SessionEvent> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) => {
-                let done = ev.state == until;
-                seen.push(ev);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
-            Err(_) => panic!("no {until:?} within {within:?}; events: {seen:?}"),
-        }
-    }
-}
 
 /// Waits until `isro` on `addr` says `want` ("ro" or "rw").
 fn wait_isro(addr: &str, want: &str, within: Duration) {
@@ -92,23 +67,6 @@ async fn wait_served_by(addr: &str, path: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     plain.close().await.expect("close");
-}
-
-/// The session events that arrive within `within`.
-async fn events_for(
-    rx: &mut broadcast::Receiver<SessionEvent>,
-    within: Duration,
-) -> Vec<SessionEvent> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) => seen.push(ev),
-            Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
-            Err(_) => return seen,
-        }
-    }
 }
 
 /// A client with read-only allowed and a session on the whole ensemble loses the quorum: it
@@ -276,32 +234,31 @@ const ZK_READ_ONLY_JVM: &[&str] = &["-Dreadonlymode.enabled=true"];
 /// upgrading lets a session's first ephemeral make it global, as in the first scenario.
 const ZK_READ_ONLY_CFG: &str = "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_while_the_quorum_is_lost_then_the_same_session_again() {
-    let mut ens = CorralEnsemble::start(3, CORRAL_READ_ONLY_CFG);
-    read_only_then_the_same_session(&mut ens, "corral").await;
-}
+/// A scenario as two tests: on corral's ensemble, and on ZooKeeper's (skipped outside CI
+/// when ZooKeeper is not installed).
+macro_rules! on_both {
+    ($scenario:ident: $corral:ident, $zookeeper:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $corral() {
+            let mut ens = CorralEnsemble::start(3, CORRAL_READ_ONLY_CFG);
+            $scenario(&mut ens, "corral").await;
+        }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_while_the_quorum_is_lost_then_the_same_session_again_real_zk() {
-    let Some(mut ens) = RealZkEnsemble::start_with_jvm(3, ZK_READ_ONLY_CFG, ZK_READ_ONLY_JVM)
-    else {
-        return;
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $zookeeper() {
+            let Some(mut ens) =
+                RealZkEnsemble::start_with_jvm(3, ZK_READ_ONLY_CFG, ZK_READ_ONLY_JVM)
+            else {
+                return;
+            };
+            $scenario(&mut ens, "zookeeper").await;
+        }
     };
-    read_only_then_the_same_session(&mut ens, "zookeeper").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_only_met_read_only_gets_a_real_session_later() {
-    let mut ens = CorralEnsemble::start(3, CORRAL_READ_ONLY_CFG);
-    only_read_only_then_a_real_session(&mut ens, "corral").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_only_met_read_only_gets_a_real_session_later_real_zk() {
-    let Some(mut ens) = RealZkEnsemble::start_with_jvm(3, ZK_READ_ONLY_CFG, ZK_READ_ONLY_JVM)
-    else {
-        return;
-    };
-    only_read_only_then_a_real_session(&mut ens, "zookeeper").await;
-}
+on_both!(read_only_then_the_same_session:
+    read_only_while_the_quorum_is_lost_then_the_same_session_again,
+    read_only_while_the_quorum_is_lost_then_the_same_session_again_real_zk);
+on_both!(only_read_only_then_a_real_session:
+    a_client_that_only_met_read_only_gets_a_real_session_later,
+    a_client_that_only_met_read_only_gets_a_real_session_later_real_zk);

@@ -20,7 +20,8 @@ mod proxy;
 use std::time::Duration;
 
 use common::{
-    unique_name, CorralEnsemble, CorralServer, Ensemble, RealZk, RealZkEnsemble, Restartable,
+    events_until, unique_name, CorralEnsemble, CorralServer, Ensemble, RealZk, RealZkEnsemble,
+    Restartable,
 };
 use corral_client::proto::{CreateMode, ErrorCode, EventType};
 use corral_client::{
@@ -44,28 +45,6 @@ async fn next_event(rx: &mut broadcast::Receiver<SessionEvent>, within: Duration
         Ok(Ok(ev)) => ev,
         Ok(Err(e)) => panic!("session event stream failed: {e}"),
         Err(_) => panic!("no session event within {within:?}"),
-    }
-}
-
-/// Session events until (and including) the first Connected, or a panic after `within`.
-async fn events_until_connected(
-    rx: &mut broadcast::Receiver<SessionEvent>,
-    within: Duration,
-) -> Vec<SessionEvent> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) => ev,
-            Ok(Err(e)) => panic!("session event stream failed: {e}; so far {seen:?}"),
-            Err(_) => panic!("not Connected again within {within:?}; events: {seen:?}"),
-        };
-        let done = ev.state == SessionState::Connected;
-        seen.push(ev);
-        if done {
-            return seen;
-        }
     }
 }
 
@@ -313,7 +292,7 @@ async fn forced_expiry(server: &str, zombie: bool) {
     }
     proxy.thaw();
 
-    let rest = events_until_connected(&mut events, timeout * 3).await;
+    let rest = events_until(&mut events, SessionState::Connected, timeout * 3).await;
     assert_eq!(
         states(&rest),
         vec![SessionState::Connecting, SessionState::Connected],
@@ -511,7 +490,12 @@ async fn server_restart(server: &mut dyn Restartable) {
     tokio::task::block_in_place(|| server.kill_and_restart_after(Duration::from_millis(1500)))
         .expect("restart the server");
     let restarted = t0.elapsed();
-    let evs = events_until_connected(&mut events, Duration::from_secs(20)).await;
+    let evs = events_until(
+        &mut events,
+        SessionState::Connected,
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(
         states(&evs),
         vec![SessionState::Suspended, SessionState::Connected],
@@ -602,7 +586,12 @@ async fn server_move(server: &str) {
     obs.set_data(&format!("{root}/n"), b"n1", -1)
         .await
         .expect("change the cached node during the freeze");
-    let evs = events_until_connected(&mut events, Duration::from_secs(10)).await;
+    let evs = events_until(
+        &mut events,
+        SessionState::Connected,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(
         states(&evs),
         vec![SessionState::Suspended, SessionState::Connected],
@@ -731,7 +720,7 @@ async fn ensemble_member_killed(ens: &mut dyn Ensemble, kill_leader: bool, name:
 
     let t0 = Instant::now();
     tokio::task::block_in_place(|| ens.kill9(killed)).expect("kill -9 the client's member");
-    let evs = events_until_connected(&mut events, timeout).await;
+    let evs = events_until(&mut events, SessionState::Connected, timeout).await;
     assert_eq!(
         states(&evs),
         vec![SessionState::Suspended, SessionState::Connected],
@@ -885,7 +874,7 @@ async fn many_clients_restart(server: &mut dyn Restartable, name: &str) {
     let mut waits = Vec::with_capacity(N);
     for (c, mut rx) in clients {
         let sid = c.session_id();
-        let evs = events_until_connected(&mut rx, Duration::from_secs(30)).await;
+        let evs = events_until(&mut rx, SessionState::Connected, Duration::from_secs(30)).await;
         let last = evs.last().expect("a Connected event");
         assert_eq!(last.session_id, sid, "session resumed: {evs:?}");
         waits.push((last.at - t0, c));

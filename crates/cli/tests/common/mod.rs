@@ -748,35 +748,26 @@ pub trait Ensemble {
     }
 }
 
-impl Ensemble for CorralEnsemble {
-    fn addrs(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.addr()).collect()
-    }
-    fn leader_within(&mut self, within: Duration) -> Option<usize> {
-        self.leader(within)
-    }
-    fn kill9(&mut self, i: usize) -> Result<(), String> {
-        self.members[i].kill9()
-    }
-    fn restart(&mut self, i: usize) -> Result<(), String> {
-        self.members[i].restart()
-    }
+/// Both ensembles keep their members in `members`, with the same methods.
+macro_rules! impl_ensemble {
+    ($($ty:ty),+) => {$(
+        impl Ensemble for $ty {
+            fn addrs(&self) -> Vec<String> {
+                self.members.iter().map(|m| m.addr()).collect()
+            }
+            fn leader_within(&mut self, within: Duration) -> Option<usize> {
+                self.leader(within)
+            }
+            fn kill9(&mut self, i: usize) -> Result<(), String> {
+                self.members[i].kill9()
+            }
+            fn restart(&mut self, i: usize) -> Result<(), String> {
+                self.members[i].restart()
+            }
+        }
+    )+};
 }
-
-impl Ensemble for RealZkEnsemble {
-    fn addrs(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.addr()).collect()
-    }
-    fn leader_within(&mut self, within: Duration) -> Option<usize> {
-        self.leader(within)
-    }
-    fn kill9(&mut self, i: usize) -> Result<(), String> {
-        self.members[i].kill9()
-    }
-    fn restart(&mut self, i: usize) -> Result<(), String> {
-        self.members[i].restart()
-    }
-}
+impl_ensemble!(CorralEnsemble, RealZkEnsemble);
 
 /// The java command line of a standalone ZooKeeper on `cfg`, run in `dir`.
 fn zk_cmd(dir: &Path, cfg: &Path, jvm_args: &[String]) -> Command {
@@ -1087,5 +1078,46 @@ impl Restartable for CorralServer {
 impl Restartable for RealZk {
     fn start_again(&mut self) -> Result<(), String> {
         self.restart()
+    }
+}
+
+/// The session events until (and with) the first in state `until`, within `within`.
+pub async fn events_until(
+    rx: &mut tokio::sync::broadcast::Receiver<corral_client::SessionEvent>,
+    until: corral_client::SessionState,
+    within: Duration,
+) -> Vec<corral_client::SessionEvent> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(ev)) => {
+                let done = ev.state == until;
+                seen.push(ev);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
+            Err(_) => panic!("no {until:?} within {within:?}; events: {seen:?}"),
+        }
+    }
+}
+
+/// The session events that arrive within `within`.
+pub async fn events_for(
+    rx: &mut tokio::sync::broadcast::Receiver<corral_client::SessionEvent>,
+    within: Duration,
+) -> Vec<corral_client::SessionEvent> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(ev)) => seen.push(ev),
+            Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
+            Err(_) => return seen,
+        }
     }
 }
