@@ -1087,22 +1087,9 @@ pub async fn events_until(
     until: corral_client::SessionState,
     within: Duration,
 ) -> Vec<corral_client::SessionEvent> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) => {
-                let done = ev.state == until;
-                seen.push(ev);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
-            Err(_) => panic!("no {until:?} within {within:?}; events: {seen:?}"),
-        }
-    }
+    let (seen, reached) = collect_events(rx, Some(until), within).await;
+    assert!(reached, "no {until:?} within {within:?}; events: {seen:?}");
+    seen
 }
 
 /// The session events that arrive within `within`.
@@ -1110,14 +1097,29 @@ pub async fn events_for(
     rx: &mut tokio::sync::broadcast::Receiver<corral_client::SessionEvent>,
     within: Duration,
 ) -> Vec<corral_client::SessionEvent> {
+    collect_events(rx, None, within).await.0
+}
+
+/// Session events until one in state `until` (then true) or until `within` is over.
+async fn collect_events(
+    rx: &mut tokio::sync::broadcast::Receiver<corral_client::SessionEvent>,
+    until: Option<corral_client::SessionState>,
+    within: Duration,
+) -> (Vec<corral_client::SessionEvent>, bool) {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(ev)) => seen.push(ev),
+            Ok(Ok(ev)) => {
+                let reached = Some(ev.state) == until;
+                seen.push(ev);
+                if reached {
+                    return (seen, true);
+                }
+            }
             Ok(Err(e)) => panic!("session events: {e}; so far {seen:?}"),
-            Err(_) => return seen,
+            Err(_) => return (seen, false),
         }
     }
 }
