@@ -5,15 +5,20 @@
 //! the quorum made is refused, not downgraded, by both (ZooKeeper 3.8 closes such a connection,
 //! "Refusing global session reconnection in RO mode"; its admin guide: "A downgrade of an
 //! existing connections is currently not supported"). Each client goes back to its own
-//! session, or to a first real one, as soon as a read-write member answers.
+//! session, or to a first real one, as soon as a read-write member answers. ZooKeeper's
+//! read-only server without local sessions refuses a new read-only client with NotReadOnly,
+//! which the client names.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{events_for, events_until, four_letter, CorralEnsemble, Ensemble, RealZkEnsemble};
-use corral_client::proto::CreateMode;
-use corral_client::{open_acl_unsafe, ClientBuilder, SessionEvent, SessionState};
+use corral_client::proto::{CreateMode, ErrorCode};
+use corral_client::{
+    open_acl_unsafe, ClientBuilder, ClientError, ConnectOptions, Connection, SessionEvent,
+    SessionState,
+};
 
 /// Waits until `isro` on `addr` says `want` ("ro" or "rw").
 fn wait_isro(addr: &str, want: &str, within: Duration) {
@@ -262,3 +267,23 @@ on_both!(read_only_then_the_same_session:
 on_both!(only_read_only_then_a_real_session:
     a_client_that_only_met_read_only_gets_a_real_session_later,
     a_client_that_only_met_read_only_gets_a_real_session_later_real_zk);
+
+/// ZooKeeper's read-only server without local sessions cannot make the session a read-only
+/// client asks for: it answers the connect with a bare reply header saying NotReadOnly, not a
+/// ConnectResponse. The client names that refusal rather than failing to decode it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_zookeeper_without_local_sessions_refuses_by_name_real_zk() {
+    let Some(mut ens) = RealZkEnsemble::start_with_jvm(3, "", ZK_READ_ONLY_JVM) else {
+        return;
+    };
+    tokio::task::block_in_place(|| lose_quorum(&mut ens));
+    let opts = ConnectOptions {
+        read_only: Some(true),
+        ..ConnectOptions::default()
+    };
+    match Connection::connect(&ens.addrs()[0], opts).await {
+        Err(ClientError::Server(ErrorCode::NotReadOnly)) => {}
+        Err(e) => panic!("refused with {e:?}, not NotReadOnly"),
+        Ok(c) => panic!("a session {:#x} from a read-only ZooKeeper", c.session_id()),
+    }
+}

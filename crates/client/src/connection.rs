@@ -176,7 +176,8 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Opens a TCP connection to `addr` ("host:port") and performs the handshake.
     /// A handshake answered with timeout 0 means the session to resume is gone:
-    /// [`ClientError::SessionExpired`].
+    /// [`ClientError::SessionExpired`]; one answered with an error header instead (a
+    /// read-only ZooKeeper that cannot make the session) is [`ClientError::Server`].
     pub async fn connect(addr: &str, opts: ConnectOptions) -> Result<Connection, ClientError> {
         // The whole handshake must fit in the requested session timeout: a server that
         // takes longer is of no use to a session that would expire meanwhile.
@@ -379,7 +380,10 @@ async fn handshake(
     loop {
         if let Some((body, used)) = split_frame(&buf, DEFAULT_MAX_FRAME)? {
             // Not from_bytes: the response may or may not carry the read-only byte.
-            let resp = ConnectResponse::read(&mut Reader::new(body))?;
+            let resp = match ConnectResponse::read(&mut Reader::new(body)) {
+                Ok(resp) => resp,
+                Err(e) => return Err(handshake_refusal(body).unwrap_or(e.into())),
+            };
             let rest = buf[used..].to_vec();
             return Ok((stream, resp, rest));
         }
@@ -391,6 +395,18 @@ async fn handshake(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// A server that will not make the session may answer the connect with a bare reply header
+/// carrying an error instead of a ConnectResponse (ZooKeeper's read-only server without local
+/// sessions says NotReadOnly): that error, when `body` is one.
+fn handshake_refusal(body: &[u8]) -> Option<ClientError> {
+    let mut r = Reader::new(body);
+    let header = ReplyHeader::read(&mut r).ok()?;
+    if r.remaining() != 0 || header.err == 0 {
+        return None;
+    }
+    ErrorCode::from_i32(header.err).map(ClientError::Server)
 }
 
 async fn write_loop(

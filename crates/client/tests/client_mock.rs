@@ -11,10 +11,12 @@ mod support;
 use corral_client::proto::frame::frame;
 use corral_client::proto::message::{notification_body, reply_body};
 use corral_client::proto::{
-    ConnectRequest, ConnectResponse, ErrorCode, EventType, Jute, KeeperState, Reader, Request,
-    Response, SetWatches2, Stat, WatcherEvent,
+    ConnectRequest, ConnectResponse, ErrorCode, EventType, Jute, KeeperState, Reader, ReplyHeader,
+    Request, Response, SetWatches2, Stat, WatcherEvent,
 };
-use corral_client::{ClientBuilder, ClientError, PersistentEvent, SessionState};
+use corral_client::{
+    ClientBuilder, ClientError, ConnectOptions, Connection, PersistentEvent, SessionState,
+};
 use support::{next_request, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -337,4 +339,37 @@ async fn persistent_watch_is_resent_and_marks_its_gap() {
     let sw = server.await.expect("server script");
     assert_eq!(sw.persistent_recursive_watches, vec!["/app/p".to_string()]);
     assert!(sw.persistent_watches.is_empty() && sw.data_watches.is_empty());
+}
+
+/// A server that answers the connect with a bare reply header carrying an error (ZooKeeper's
+/// read-only server refusing a session it cannot make) is refused by that error's name.
+#[tokio::test]
+async fn a_connect_answered_by_an_error_header_names_the_error() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        read_frame(&mut s, &mut buf).await.expect("handshake");
+        let header = ReplyHeader {
+            xid: 0,
+            zxid: 5,
+            err: ErrorCode::NotReadOnly.code(),
+        };
+        s.write_all(&frame(&header.to_bytes()))
+            .await
+            .expect("write");
+        s
+    });
+    let opts = ConnectOptions {
+        read_only: Some(true),
+        ..ConnectOptions::default()
+    };
+    let got = Connection::connect(&addr, opts).await;
+    assert!(
+        matches!(got, Err(ClientError::Server(ErrorCode::NotReadOnly))),
+        "{:?}",
+        got.map(|c| c.session_id())
+    );
+    drop(server.await.expect("server task"));
 }
