@@ -22,7 +22,7 @@ pub(super) struct Ensemble {
     health: Arc<PeerHealth>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub(super) struct Leadership {
     leaderless_since: Option<Instant>,
     quorum_acked: Option<Instant>,
@@ -241,22 +241,19 @@ impl Consensus {
     /// (openraft keeps it leader until it hears a higher term).
     pub fn leaderless_for(&self) -> Option<Duration> {
         let e = self.ensemble.as_ref()?;
-        let l = e.leadership.lock().unwrap_or_else(|p| p.into_inner());
-        if self.is_leader() {
-            let silent = l
-                .quorum_acked
-                .and_then(|acked| acked.elapsed().checked_sub(e.quorum_lost_after));
-            let voters: BTreeSet<NodeId> = self
-                .metrics
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .collect();
-            let gone = e.health.quorum_gone_for(self.node_id, &voters);
-            return silent.max(gone);
+        let l = *e.leadership.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_leader() {
+            return l.leaderless_since.map(|s| s.elapsed());
         }
-        l.leaderless_since.map(|s| s.elapsed())
+        let silent = l
+            .quorum_acked
+            .and_then(|acked| acked.elapsed().checked_sub(e.quorum_lost_after));
+        let gone = {
+            let m = self.metrics.borrow();
+            let voters = m.membership_config.membership().voter_ids();
+            e.health.quorum_gone_for(self.node_id, voters)
+        };
+        silent.max(gone)
     }
 
     /// The leader this member knows of.

@@ -319,16 +319,18 @@ impl PeerHealth {
     pub(super) fn quorum_gone_for(
         &self,
         me: NodeId,
-        voters: &BTreeSet<NodeId>,
+        voters: impl IntoIterator<Item = NodeId>,
     ) -> Option<Duration> {
         let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        let mut count = 0usize;
         let mut since: Vec<Instant> = voters
-            .iter()
-            .filter(|id| **id != me)
-            .filter_map(|id| gone.get(id).copied())
+            .into_iter()
+            .inspect(|_| count += 1)
+            .filter(|id| *id != me)
+            .filter_map(|id| gone.get(&id).copied())
             .collect();
         // The quorum went with the voter whose loss left fewer than a majority.
-        let tolerated = voters.len().saturating_sub(voters.len() / 2 + 1);
+        let tolerated = count.saturating_sub(count / 2 + 1);
         since.sort_unstable();
         since.get(tolerated).map(|lost| lost.elapsed())
     }

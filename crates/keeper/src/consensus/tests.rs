@@ -953,29 +953,29 @@ fn a_quorum_is_gone_only_when_too_many_voters_are() {
     };
     let slow: Result<(), network::CallError> =
         Err(network::CallError::Timeout { target: 3, ms: 5 });
-    let three: BTreeSet<NodeId> = [1, 2, 3].into();
-    let five: BTreeSet<NodeId> = [1, 2, 3, 4, 5].into();
+    let three = [1, 2, 3];
+    let five = [1, 2, 3, 4, 5];
 
     health.record(2, &refused(2));
-    assert_eq!(health.quorum_gone_for(1, &three), None, "one of three down");
+    assert_eq!(health.quorum_gone_for(1, three), None, "one of three down");
     // Silence is not a refusal.
     health.record(3, &slow);
-    assert_eq!(health.quorum_gone_for(1, &three), None);
+    assert_eq!(health.quorum_gone_for(1, three), None);
     health.record(3, &refused(3));
     assert!(
-        health.quorum_gone_for(1, &three).is_some(),
+        health.quorum_gone_for(1, three).is_some(),
         "two of three down"
     );
-    assert_eq!(health.quorum_gone_for(1, &five), None, "two of five down");
+    assert_eq!(health.quorum_gone_for(1, five), None, "two of five down");
     health.record(4, &refused(4));
     assert!(
-        health.quorum_gone_for(1, &five).is_some(),
+        health.quorum_gone_for(1, five).is_some(),
         "three of five down"
     );
     // A member that answers is back.
     health.record(3, &Ok(()));
-    assert_eq!(health.quorum_gone_for(1, &three), None);
+    assert_eq!(health.quorum_gone_for(1, three), None);
     // This member never counts itself gone, and a lone voter always has its quorum.
     health.record(1, &refused(1));
-    assert_eq!(health.quorum_gone_for(1, &[1].into()), None);
+    assert_eq!(health.quorum_gone_for(1, [1]), None);
 }
